@@ -1,0 +1,52 @@
+# DeskPulse everyday commands. `make help` lists them.
+# Each target installs what it needs on a fresh Debian / Raspberry Pi OS machine.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# apt is used only when a tool is missing; sudo only when we are not root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: help venv deps demo test test-fast lint clean screenshots
+
+help: ## List the everyday commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "DeskPulse needs Python 3.11 or newer ($(PYTHON) is $$($(PYTHON) --version))"; exit 1; }
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null || \
+	  { echo "Installing python3-venv through apt"; $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv and install DeskPulse with its test extras
+
+deps: ## Install system packages that are missing (Mosquitto, Chromium)
+	@missing=""; \
+	  command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	  command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "Installing through apt:$$missing"; \
+	    $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	  fi
+
+demo: venv deps ## Run the demo: private Mosquitto, central and a kiosk window (DEMO_ARGS=--headless for no window)
+	$(PY) -m device.demo $(DEMO_ARGS)
+
+test: venv deps ## Run the whole test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+screenshots: venv ## Save PNGs of the kiosk screens to docs/img/
+	$(PY) -m device.cli screenshot --all --out docs/img
+
+lint: venv ## ruff and mypy
+	$(PY) -m ruff check . && $(PY) -m mypy sync
+
+clean: ## Remove the venv and caches
+	rm -rf $(VENV) .pytest_cache build *.egg-info

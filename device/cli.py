@@ -1,0 +1,149 @@
+"""``deskpulse-kiosk``: run the kiosk, check its configuration, or draw screenshots."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from device import __version__
+from device.config import DEFAULT_PATH, KioskConfig, load
+from sync.errors import DeskPulseError
+
+EPILOG = """\
+examples:
+  deskpulse-kiosk                                  run with /etc/deskpulse/kiosk.toml (fullscreen)
+  deskpulse-kiosk run -c kiosk.toml --windowed     run in a window on a desktop
+  deskpulse-kiosk run -c kiosk.toml --headless --script 5,4,2
+                                                   no screen: tap three answers, keep syncing
+  deskpulse-kiosk check-config -c kiosk.toml       validate a configuration file and exit
+  deskpulse-kiosk screenshot --all --out docs/img  PNGs of every screen
+
+Every configuration key is described in docs/configuration.md.
+Logs go to stderr (the journal, under systemd).
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deskpulse-kiosk",
+        description="DeskPulse kiosk: asks customers how the service was, stores each answer "
+        "durably on this device, then syncs it to central over MQTT.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"deskpulse-kiosk {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-c", "--config", type=Path, default=DEFAULT_PATH,
+                       help=f"kiosk TOML file (default: {DEFAULT_PATH})")
+        p.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+
+    run = sub.add_parser("run", help="run the kiosk (the default command)",
+                         description="Run the kiosk until SIGTERM or Ctrl-C.")
+    add_config(run)
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--windowed", action="store_true",
+                      help="use a window of screen.size instead of fullscreen (development)")
+    mode.add_argument("--headless", action="store_true",
+                      help="draw on SDL's dummy driver: no screen needed (demo, tests)")
+    run.add_argument("--script", metavar="RATINGS",
+                     help="comma-separated ratings to tap automatically, e.g. 5,4,2")
+    run.add_argument("--witness", type=Path, metavar="FILE",
+                     help="append each answer's id to FILE after its thank-you was shown (tests)")
+
+    check = sub.add_parser("check-config", help="validate the configuration file and exit",
+                           description="Validate a kiosk TOML file; exit 0 if it is good.")
+    add_config(check)
+
+    shot = sub.add_parser("screenshot", help="save PNGs of kiosk screens",
+                          description="Draw kiosk screens headless and save them as PNG files.")
+    shot.add_argument("--screen", choices=["rating", "pressed", "thanks", "sorry"], default="rating",
+                      help="which screen (default: rating)")
+    shot.add_argument("--all", action="store_true", help="every screen at 800x480 and 720x1280")
+    shot.add_argument("--size", default="800x480", help="panel size in pixels, WxH (default 800x480)")
+    shot.add_argument("--mm", default=None, help="panel size in mm, WxH (default: 7-inch panel proportions)")
+    shot.add_argument("--rotation", type=int, choices=[0, 90, 180, 270], default=0)
+    shot.add_argument("--lang", default="en", help="language code (default en)")
+    shot.add_argument("--scale", type=int, choices=[3, 4, 5], default=5)
+    shot.add_argument("--out", type=Path, required=True, help="output PNG file, or directory with --all")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``deskpulse-kiosk``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("run", "check-config", "screenshot", "-h", "--help", "--version"):
+        argv = ["run", *argv]  # `deskpulse-kiosk [-c FILE]` runs the kiosk
+    args = _parser().parse_args(argv)
+    command = args.command
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if command == "screenshot":
+            from device.screenshot import save_screenshots
+            for path in save_screenshots(args):
+                print(path)
+            return 0
+        config = load(args.config)
+        if command == "check-config":
+            print(f"{args.config}: ok ({config.site}/{config.device}, broker {config.broker.url})")
+            return 0
+        return run(config, args)
+    except DeskPulseError as exc:
+        print(f"deskpulse-kiosk: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(config: KioskConfig, args: argparse.Namespace) -> int:
+    """Open the screen, start the sender and run the kiosk loop."""
+    if args.headless:
+        os.environ["SDL_VIDEODRIVER"] = "dummy"
+        os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    import pygame
+
+    from device.kiosk import Kiosk, make_sender
+    from device.script import TapScript
+
+    pygame.display.init()
+    pygame.font.init()
+    fullscreen = not (args.windowed or args.headless) and config.screen.fullscreen
+    surface = pygame.display.set_mode((0, 0) if fullscreen else config.screen.size,
+                                      pygame.FULLSCREEN if fullscreen else 0)
+    driver = pygame.display.get_driver()
+    if not args.headless and driver in ("dummy", "offscreen"):
+        print(f"deskpulse-kiosk: no screen: SDL fell back to the {driver!r} video driver. "
+              "Check that the display is connected and that the service may use /dev/dri "
+              "(group video/render), or run with --headless.", file=sys.stderr)
+        return 3
+    pygame.display.set_caption("DeskPulse")
+    if fullscreen:
+        pygame.mouse.set_visible(False)
+    script = None
+    if args.script:
+        try:
+            script = TapScript([int(r) for r in args.script.split(",") if r.strip()])
+        except ValueError:
+            print(f"deskpulse-kiosk: --script wants ratings like 5,4,2, not {args.script!r}", file=sys.stderr)
+            return 2
+    sender = make_sender(config).start()
+    kiosk = Kiosk(config, surface, flip=pygame.display.flip, sender=sender, witness=args.witness,
+                  exit_on_quit=not fullscreen)
+    logging.getLogger("deskpulse.kiosk").info(
+        "kiosk %s/%s on %s (%dx%d), broker %s, outbox %s", config.site, config.device, driver,
+        *surface.get_size(), config.broker.url, config.outbox_path)
+    try:
+        kiosk.run(script)
+    finally:
+        kiosk.close()
+        pygame.quit()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

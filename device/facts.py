@@ -1,0 +1,52 @@
+"""Facts about the machine that go into each answer: boot id, monotonic time, clock sync."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import time
+import uuid
+from functools import cache
+from pathlib import Path
+
+_TIME_ERROR = 5  # adjtimex(2): the clock is not synchronised
+
+
+@cache
+def boot_id() -> str:
+    """This boot's id (Linux); a random id per process elsewhere."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return str(uuid.uuid4())
+
+
+def mono_ms() -> int:
+    """Milliseconds since boot (counts suspend), paired with :func:`boot_id` so
+    central can re-time answers recorded before the wall clock was set."""
+    clock = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
+    return int(time.clock_gettime(clock) * 1000)
+
+
+@cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name, use_errno=True) if name else None
+    except OSError:
+        return None
+
+
+def clock_synced() -> bool:
+    """True when the kernel says the wall clock is synchronised (NTP).
+
+    ``adjtimex`` with no modes only reads; it returns TIME_ERROR while the
+    clock is unsynchronised. A Pi has no RTC, so until NTP answers after boot
+    its clock may be far off.
+    """
+    libc = _libc()
+    if libc is None or not hasattr(libc, "adjtimex"):
+        return False
+    buf = ctypes.create_string_buffer(512)  # struct timex, zeroed: modes = 0
+    state = libc.adjtimex(buf)
+    return state not in (-1, _TIME_ERROR)

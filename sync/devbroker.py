@@ -1,0 +1,115 @@
+"""A private Mosquitto on a free loopback port, for the demo and the tests.
+
+It writes its own configuration into a work directory, so it never touches a
+system broker. ``kill()`` sends SIGKILL (no clean shutdown), ``restart()``
+starts it again on the same port with the same persistence file, and
+``extra_config`` adds lines (ACLs, passwords, TLS).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def find_mosquitto() -> str:
+    """Path of the mosquitto binary (Debian installs it in /usr/sbin)."""
+    found = shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.path.exists(p)), None
+    )
+    if not found:
+        raise RuntimeError("mosquitto is not installed: run 'make test' or 'make demo', which install it through apt")
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Mosquitto:
+    """One private Mosquitto process.
+
+    Args:
+        workdir: a directory for its config, log and persistence file.
+        extra_config: lines appended to the listener's configuration.
+        persistence: keep queued messages in a file across restarts.
+    """
+
+    def __init__(self, workdir: Path, extra_config: str = "", persistence: bool = True) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self.extra_config = extra_config
+        self.persistence = persistence
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.workdir / "mosquitto.log"
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def write_config(self) -> Path:
+        conf = self.workdir / "mosquitto.conf"
+        lines = [
+            f"listener {self.port} {self.host}",
+            "allow_anonymous true" if "allow_anonymous" not in self.extra_config else "",
+            f"persistence {'true' if self.persistence else 'false'}",
+            f"persistence_location {self.workdir}/",
+            "autosave_interval 1",
+            "max_inflight_messages 0",
+            "max_queued_messages 100000",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_dest stderr",
+            self.extra_config,
+        ]
+        conf.write_text("\n".join(lines) + "\n")
+        return conf
+
+    def start(self, timeout: float = 10.0) -> "Mosquitto":
+        conf = self.write_config()
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited at start:\n{self.log_path.read_text()[-2000:]}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"mosquitto did not listen on {self.port} within {timeout}s")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, no final persistence save."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(5)
+
+    def stop(self) -> None:
+        """A clean stop (SIGTERM), which saves persistence."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def restart(self) -> "Mosquitto":
+        self.kill()
+        return self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -1,0 +1,306 @@
+"""The DeskPulse wire protocol (v1): topics, schemas and a strict JSON codec.
+
+Both ends import this module, so the device and central validate against the
+same JSON Schemas (kept in ``sync/schema/``) and agree on every topic name.
+
+Decoding is deliberately stricter than :func:`json.loads`: payloads must be
+UTF-8, at most a size limit, free of duplicate keys and of ``NaN``/``Infinity``
+or numbers that overflow a float, and an ``integer`` in a schema accepts only a
+JSON integer literal (``3.0`` and ``true`` are not ratings).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cache
+from importlib import resources
+from typing import Any, Final, Literal
+
+import jsonschema
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+
+from sync.errors import ProtocolError
+
+SCHEMA_VERSION: Final = 1
+TOPIC_ROOT: Final = "deskpulse/v1"
+CENTRAL_STATUS_TOPIC: Final = f"{TOPIC_ROOT}/_central/status"
+
+#: Largest payload accepted per kind, in bytes. A feedback event is < 1 KiB.
+MAX_PAYLOAD: Final[dict[str, int]] = {
+    "feedback": 8 * 1024,
+    "status": 16 * 1024,
+    "config": 64 * 1024,
+    "receipt": 256 * 1024,
+    "alert": 8 * 1024,
+    "central-status": 4 * 1024,
+}
+
+SLUG_RE: Final = re.compile(r"^[a-z0-9-]{1,64}$")
+
+Kind = Literal["feedback", "status", "config", "receipt", "alert", "central-status"]
+KINDS: Final[tuple[Kind, ...]] = ("feedback", "status", "config", "receipt", "alert", "central-status")
+
+
+# --------------------------------------------------------------------------- topics
+
+
+def check_slug(value: str, what: str = "slug") -> str:
+    """Return ``value`` if it is a valid site or device slug, else raise ProtocolError."""
+    if not isinstance(value, str) or not SLUG_RE.fullmatch(value):
+        raise ProtocolError(f"{what} {value!r} is not a slug ([a-z0-9-], 1 to 64 characters)")
+    return value
+
+
+def feedback_topic(site: str, device: str) -> str:
+    """Topic a device publishes its answers to."""
+    return f"{TOPIC_ROOT}/{check_slug(site, 'site')}/{check_slug(device, 'device')}/feedback"
+
+
+def status_topic(site: str, device: str) -> str:
+    """Retained device status topic (with the last will)."""
+    return f"{TOPIC_ROOT}/{check_slug(site, 'site')}/{check_slug(device, 'device')}/status"
+
+
+def receipt_topic(site: str, device: str) -> str:
+    """Topic central publishes a device's receipts to."""
+    return f"{TOPIC_ROOT}/{check_slug(site, 'site')}/{check_slug(device, 'device')}/receipt"
+
+
+def site_config_topic(site: str) -> str:
+    """Retained survey configuration for a whole site."""
+    return f"{TOPIC_ROOT}/{check_slug(site, 'site')}/config"
+
+
+def device_config_topic(site: str, device: str) -> str:
+    """Retained survey configuration for one device (overrides the site's)."""
+    return f"{TOPIC_ROOT}/{check_slug(site, 'site')}/{check_slug(device, 'device')}/config"
+
+
+def alerts_topic(site: str) -> str:
+    """Topic central publishes a site's alerts to."""
+    return f"{TOPIC_ROOT}/{check_slug(site, 'site')}/alerts"
+
+
+#: Subscription filters central uses. Feedback goes through a shared
+#: subscription so several collectors split the load; retained topics must not
+#: (shared subscriptions get no retained messages on most brokers).
+FEEDBACK_FILTER: Final = f"{TOPIC_ROOT}/+/+/feedback"
+STATUS_FILTER: Final = f"{TOPIC_ROOT}/+/+/status"
+
+
+def shared(filter_: str, group: str = "deskpulse-central") -> str:
+    """Wrap a topic filter in an MQTT 5 shared subscription for ``group``."""
+    return f"$share/{group}/{filter_}"
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A parsed DeskPulse topic."""
+
+    kind: str
+    site: str | None = None
+    device: str | None = None
+
+
+def parse_topic(topic: str) -> Topic:
+    """Split a DeskPulse topic into its kind, site and device.
+
+    Raises:
+        ProtocolError: the topic is not one of the protocol's.
+    """
+    parts = topic.split("/")
+    if len(parts) < 3 or "/".join(parts[:2]) != TOPIC_ROOT:
+        raise ProtocolError(f"topic {topic!r} is not under {TOPIC_ROOT}/")
+    rest = parts[2:]
+    if rest == ["_central", "status"]:
+        return Topic("central-status")
+    if len(rest) == 2 and rest[1] in ("config", "alerts"):
+        kind = "config" if rest[1] == "config" else "alert"
+        return Topic(kind, check_slug(rest[0], "site"))
+    if len(rest) == 3 and rest[2] in ("feedback", "status", "receipt", "config"):
+        return Topic(rest[2], check_slug(rest[0], "site"), check_slug(rest[1], "device"))
+    raise ProtocolError(f"topic {topic!r} is not a DeskPulse v1 topic")
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+def _schema_text(kind: str) -> str:
+    return (resources.files("sync") / "schema" / f"{kind}.v1.json").read_text("utf-8")
+
+
+@cache
+def schema(kind: Kind) -> dict[str, Any]:
+    """The JSON Schema (as a dict) of one payload kind."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown payload kind {kind!r}")
+    result: dict[str, Any] = json.loads(_schema_text(kind))
+    return result
+
+
+def _is_strict_integer(checker: object, instance: object) -> bool:
+    # JSON Schema counts 3.0 as an integer; our decoder turns 3.0 into a float,
+    # and a rating of 3.0 is a sender bug we want to see, not silently accept.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_STRICT_TYPES = Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_integer)
+_StrictValidator = jsonschema.validators.extend(Draft202012Validator, type_checker=_STRICT_TYPES)
+
+
+@cache
+def _registry() -> Registry:
+    registry: Registry = Registry()
+    for kind in KINDS:
+        doc = schema(kind)
+        registry = registry.with_resource(doc["$id"], Resource.from_contents(doc))
+        # $refs between files use the bare file name relative to deskpulse/v1/.
+    return registry
+
+
+@cache
+def validator(kind: Kind) -> Any:
+    """A strict validator for one payload kind (cached)."""
+    doc = schema(kind)
+    return _StrictValidator(doc, registry=_registry())
+
+
+def validate(kind: Kind, payload: Any) -> None:
+    """Validate a decoded payload against its schema.
+
+    Raises:
+        ProtocolError: naming the first offending field and why.
+    """
+    error = jsonschema.exceptions.best_match(validator(kind).iter_errors(payload))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ProtocolError(f"{kind} payload invalid at {where}: {_short(error.message)}")
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------- codec
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ProtocolError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ProtocolError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ProtocolError(f"number {_short(text, 40)} is out of range")
+    return value
+
+
+def loads(raw: bytes, *, limit: int) -> Any:
+    """Decode one JSON payload strictly.
+
+    Args:
+        raw: the payload bytes as received.
+        limit: largest accepted size in bytes.
+
+    Raises:
+        ProtocolError: too large, not UTF-8, not JSON, duplicate keys,
+            NaN/Infinity, overflowing numbers or absurd nesting.
+    """
+    if len(raw) > limit:
+        raise ProtocolError(f"payload of {len(raw)} bytes exceeds the limit of {limit} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"payload is not UTF-8 (byte {exc.start})") from None
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+        )
+    except ProtocolError:
+        raise
+    except RecursionError:
+        raise ProtocolError("payload is nested too deeply") from None
+    except ValueError as exc:  # json.JSONDecodeError
+        raise ProtocolError(f"payload is not JSON: {exc}") from None
+
+
+def decode(kind: Kind, raw: bytes) -> Any:
+    """Strictly decode and validate a payload of ``kind``."""
+    payload = loads(raw, limit=MAX_PAYLOAD[kind])
+    validate(kind, payload)
+    return payload
+
+
+def encode(kind: Kind, payload: Any) -> bytes:
+    """Validate and encode a payload compactly (UTF-8, no NaN)."""
+    validate(kind, payload)
+    raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    if len(raw) > MAX_PAYLOAD[kind]:
+        raise ProtocolError(f"{kind} payload of {len(raw)} bytes exceeds {MAX_PAYLOAD[kind]}")
+    return raw
+
+
+def decode_feedback(topic: str, raw: bytes) -> dict[str, Any]:
+    """Decode a feedback event and check that its body matches its topic.
+
+    ACLs guard topics, not bodies: a device allowed to publish under its own
+    topic must not be able to speak for another desk.
+    """
+    where = parse_topic(topic)
+    if where.kind != "feedback":
+        raise ProtocolError(f"topic {topic!r} is not a feedback topic")
+    event: dict[str, Any] = decode("feedback", raw)
+    if event["site"] != where.site or event["device"] != where.device:
+        raise ProtocolError(
+            f"body names {event['site']}/{event['device']} but the topic is {where.site}/{where.device}"
+        )
+    return event
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def uuid7(unix_ms: int | None = None) -> str:
+    """A UUIDv7 string (RFC 9562): 48-bit Unix milliseconds, then randomness.
+
+    Ids sort by creation time, which keeps the central index append-mostly.
+    """
+    ms = time.time_ns() // 1_000_000 if unix_ms is None else unix_ms
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+def utc_timestamp(when: datetime | None = None) -> str:
+    """ISO 8601 UTC with milliseconds and a ``Z``, as every payload's ``ts``."""
+    when = datetime.now(timezone.utc) if when is None else when.astimezone(timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse a protocol timestamp (``...Z``) into an aware UTC datetime."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -1,0 +1,355 @@
+"""The sender: one thread that owns the paho client and drains the outbox.
+
+The thread drives ``client.loop()`` itself, so every paho callback runs on it
+and no lock guards the client. Other threads only call :meth:`Sender.notify`
+(a new answer is waiting) and :meth:`Sender.stop`.
+
+Delivery contract (see docs/protocol.md):
+
+* publish pending rows with QoS 1, many in flight (``max_inflight``);
+* a PUBACK with a reason code below 0x80 (0x10 "no matching subscribers"
+  included) moves the row to SENT; PUBACKs are recorded in batched transactions;
+* only central's receipt confirms (or rejects) a row;
+* rows SENT but unconfirmed are re-published after ``resend_after_s`` while
+  central's retained ``_central/status`` says it is online;
+* reconnects wait an exponential delay with jitter.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from sync import protocol
+from sync.broker import BrokerSettings, backoff_delay, make_client
+from sync.errors import ProtocolError
+from sync.outbox import Outbox, disk_free_bytes
+
+log = logging.getLogger("deskpulse.sync.sender")
+
+
+@dataclass(frozen=True, slots=True)
+class SenderSettings:
+    """Tuning of the sender; the defaults suit a desk."""
+
+    max_inflight: int = 100
+    resend_after_s: float = 30.0
+    status_every_s: float = 60.0
+    prune_after_s: float = 7 * 24 * 3600.0
+    flush_every_s: float = 0.05
+
+
+@dataclass
+class SenderStatus:
+    """What the sender knows right now (read by the kiosk's staff screen)."""
+
+    connected: bool = False
+    central_online: bool = False
+    last_error: str | None = None
+    published: int = 0
+    acked: int = 0
+    confirmed: int = 0
+    extra_health: dict[str, Any] = field(default_factory=dict)
+
+
+class Sender:
+    """Drains an outbox file to the broker on its own thread.
+
+    Args:
+        outbox_path: the outbox database (the sender opens its own connection).
+        site: site slug.
+        device: device slug.
+        broker: connection settings.
+        settings: tuning.
+        version: software version reported in status.
+        health: optional callable adding fields to the health report.
+    """
+
+    def __init__(
+        self,
+        outbox_path: Path,
+        site: str,
+        device: str,
+        broker: BrokerSettings,
+        settings: SenderSettings = SenderSettings(),
+        *,
+        version: str = "0",
+        health: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.outbox_path = Path(outbox_path)
+        self.site = site
+        self.device = device
+        self.broker = broker
+        self.settings = settings
+        self.version = version
+        self.health = health
+        self.status = SenderStatus()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started_mono = time.monotonic()
+        # Owned by the sender thread only:
+        self._inflight: dict[int, str] = {}  # paho mid -> event id
+        self._inflight_ids: set[str] = set()
+        self._acked: list[str] = []
+        self._receipts: list[tuple[str, str, str | None]] = []
+        self._refused = False  # the broker refused our CONNECT (credentials, ACL)
+        self._next_status = 0.0  # monotonic time of the next status publish
+        self._last_fill = 0.0  # monotonic time of the last outbox query
+
+    # ------------------------------------------------------------------ control
+
+    def start(self) -> Sender:
+        """Start the sender thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="deskpulse-sender", daemon=True)
+            self._thread.start()
+        return self
+
+    def notify(self) -> None:
+        """Wake the sender: a new answer is in the outbox. Thread-safe."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish offline status, disconnect and join. Safe to call twice."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> Sender:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ thread
+
+    def _run(self) -> None:
+        outbox = Outbox(self.outbox_path, self.site, self.device)
+        client = self._client()
+        attempt = 0
+        try:
+            while not self._stop.is_set():
+                if not self.status.connected:
+                    if not self._connect(client):
+                        self._stop.wait(backoff_delay(attempt))
+                        attempt += 1
+                        continue
+                    attempt = 0
+                self._pump(client, outbox)
+            if self.status.connected:
+                self._publish_status(client, outbox, online=False)
+                client.loop(0.2)
+                client.disconnect()
+                client.loop(0.2)
+        except Exception:  # never let the sender die silently
+            log.exception("sender thread failed")
+            self.status.last_error = "sender thread failed; see the journal"
+        finally:
+            self._flush(outbox)
+            outbox.close()
+
+    def _client(self) -> mqtt.Client:
+        client = make_client(f"{self.site}.{self.device}", self.broker)
+        will = {"schema": 1, "site": self.site, "device": self.device, "state": "offline"}
+        client.will_set(
+            protocol.status_topic(self.site, self.device),
+            protocol.encode("status", will),
+            qos=1,
+            retain=True,
+        )
+        client.max_inflight_messages_set(self.settings.max_inflight)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def _connect(self, client: mqtt.Client) -> bool:
+        self._refused = False
+        try:
+            client.connect(self.broker.host, self.broker.port, keepalive=self.broker.keepalive)
+        except OSError as exc:
+            self._error(f"cannot reach broker {self.broker.url}: {exc}")
+            return False
+        # Wait for CONNACK (bounded) so a refused login is reported, not retried blindly.
+        deadline = time.monotonic() + 10
+        while not self.status.connected and time.monotonic() < deadline:
+            if client.loop(0.1) != mqtt.MQTT_ERR_SUCCESS:
+                return False
+            if self._refused:
+                return False
+        return self.status.connected
+
+    def _pump(self, client: mqtt.Client, outbox: Outbox) -> None:
+        """One round: fill the in-flight window, run the network, flush batches."""
+        self._fill(client, outbox)
+        # While answers are in flight, turn fast to batch PUBACKs promptly; when
+        # idle, wait longer in select() so an idle kiosk costs almost nothing.
+        rc = client.loop(self.settings.flush_every_s if self._inflight else 0.1)
+        if rc != mqtt.MQTT_ERR_SUCCESS and self.status.connected:
+            self.status.connected = False
+            self._error(f"connection to {self.broker.url} lost ({mqtt.error_string(rc)})")
+        self._flush(outbox)
+        now = time.monotonic()
+        if now >= self._next_status:
+            self._publish_status(client, outbox, online=True)
+            outbox.prune(self.settings.prune_after_s)
+
+    def _fill(self, client: mqtt.Client, outbox: Outbox) -> None:
+        room = self.settings.max_inflight - len(self._inflight)
+        woke = self._wake.is_set()
+        now = time.monotonic()
+        # Query the outbox when woken, when the window has room after PUBACKs,
+        # or once a second for due re-sends; never on every loop turn when idle.
+        if room <= 0 or not (woke or self._inflight or now - self._last_fill >= 1.0):
+            return
+        self._wake.clear()
+        self._last_fill = now
+        resend_before = time.time() - self.settings.resend_after_s if self.status.central_online else None
+        for record in outbox.due(room + len(self._inflight_ids), resend_before=resend_before):
+            if record.id in self._inflight_ids:
+                continue
+            info = client.publish(
+                protocol.feedback_topic(self.site, self.device), record.payload, qos=1
+            )
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                self._error(f"publish failed: {mqtt.error_string(info.rc)}")
+                break
+            self._inflight[info.mid] = record.id
+            self._inflight_ids.add(record.id)
+            self.status.published += 1
+            room -= 1
+            if room <= 0:
+                break
+
+    def _flush(self, outbox: Outbox) -> None:
+        if self._acked:
+            acked, self._acked = self._acked, []
+            outbox.mark_sent(acked)
+            self.status.acked += len(acked)
+        if self._receipts:
+            receipts, self._receipts = self._receipts, []
+            self.status.confirmed += outbox.settle(receipts)
+
+    def _publish_status(self, client: mqtt.Client, outbox: Outbox, *, online: bool) -> None:
+        self._next_status = time.monotonic() + self.settings.status_every_s
+        payload: dict[str, Any] = {
+            "schema": 1,
+            "site": self.site,
+            "device": self.device,
+            "state": "online" if online else "offline",
+            "ts": protocol.utc_timestamp(),
+            "version": self.version,
+        }
+        if online:
+            stats = outbox.stats()
+            health: dict[str, Any] = {
+                "backlog": stats.backlog,
+                "oldest_pending_age_s": (
+                    None if stats.oldest_unconfirmed_at is None
+                    else round(max(0.0, time.time() - stats.oldest_unconfirmed_at), 1)
+                ),
+                "last_confirmed_ts": (
+                    None if stats.last_confirmed_at is None
+                    else protocol.utc_timestamp(datetime.fromtimestamp(stats.last_confirmed_at, timezone.utc))
+                ),
+                "rejected": stats.rejected,
+                "epoch": outbox.epoch,
+                "uptime_s": round(time.monotonic() - self._started_mono, 1),
+                "disk_free_bytes": disk_free_bytes(self.outbox_path.parent),
+                "last_error": self.status.last_error,
+            }
+            if self.health is not None:
+                health.update(self.health())
+            payload["health"] = health
+        try:
+            raw = protocol.encode("status", payload)
+        except ProtocolError as exc:
+            log.error("status not published: %s", exc)
+            return
+        client.publish(protocol.status_topic(self.site, self.device), raw, qos=1, retain=True)
+
+    def _error(self, message: str) -> None:
+        if message != self.status.last_error:
+            log.warning("%s", message)
+        self.status.last_error = message
+
+    # ------------------------------------------------------------------ callbacks (sender thread)
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
+    ) -> None:
+        if reason.is_failure:
+            self._refused = True
+            self._error(f"broker {self.broker.url} refused the connection: {reason}")
+            return
+        self._refused = False
+        self.status.connected = True
+        self.status.last_error = None
+        log.info("connected to %s as %s.%s", self.broker.url, self.site, self.device)
+        # Messages paho had in flight on the old connection are forgotten here:
+        # their rows are still PENDING or SENT in the outbox and will be
+        # published again; central deduplicates.
+        self._inflight.clear()
+        self._inflight_ids.clear()
+        client.subscribe(
+            [
+                (protocol.receipt_topic(self.site, self.device), 1),
+                (protocol.CENTRAL_STATUS_TOPIC, 1),
+            ]
+        )
+        self._next_status = 0.0
+        self._wake.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
+    ) -> None:
+        self.status.connected = False
+        self.status.central_online = False
+        if not self._stop.is_set():
+            self._error(f"disconnected from {self.broker.url}: {reason}")
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Properties | None
+    ) -> None:
+        id_ = self._inflight.pop(mid, None)
+        if id_ is None:
+            return  # a status publish, or a message from a previous connection
+        self._inflight_ids.discard(id_)
+        if reason.value >= 0x80:
+            # Not accepted (e.g. 0x87 not authorized): the row stays as it is
+            # and is tried again later; say why in status.
+            self._error(f"broker refused answer {id_}: {reason} (0x{reason.value:02x})")
+            return
+        self._acked.append(id_)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            if message.topic == protocol.CENTRAL_STATUS_TOPIC:
+                status = protocol.decode("central-status", message.payload)
+                self.status.central_online = status["state"] == "online"
+                if self.status.central_online:
+                    self._wake.set()
+                return
+            receipt = protocol.decode("receipt", message.payload)
+        except ProtocolError as exc:
+            log.warning("ignored a bad message on %s: %s", message.topic, exc)
+            return
+        for item in receipt:
+            self._receipts.append((item["id"], item["outcome"], item.get("reason")))
+            if item["outcome"] == "rejected":
+                log.error("central rejected answer %s: %s", item["id"], item.get("reason"))

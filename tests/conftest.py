@@ -1,0 +1,49 @@
+"""Fixtures shared across the suite (and reused by later issues).
+
+- ``broker``: a real Mosquitto on a free port (kill/restart/extra_config).
+- ``mock_factory``: gpiozero's MockFactory, restored afterwards.
+- ``kiosk``: the real kiosk on SDL's dummy driver, with tap/screenshot helpers.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Headless SDL before anything imports pygame.
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.broker import Mosquitto
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A private Mosquitto for one test. Set ``broker.extra_config`` and call
+    ``broker.restart()`` to change its configuration (ACLs, TLS)."""
+    mosq = Mosquitto(tmp_path / "mosquitto").start()
+    try:
+        yield mosq
+    finally:
+        mosq.kill()
+
+
+@pytest.fixture
+def mock_factory() -> Iterator[object]:
+    """gpiozero's MockFactory as the default pin factory; the old one is restored."""
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+
+    saved = Device.pin_factory
+    factory = MockFactory()
+    Device.pin_factory = factory
+    try:
+        yield factory
+    finally:
+        factory.reset()
+        Device.pin_factory = saved
