@@ -194,7 +194,8 @@ class Kiosk:
         wait = max_wait_ms
         if deadline is not None:
             wait = max(0, min(wait, int((deadline - self.clock()) * 1000) + 1))
-        event = pygame.event.wait(wait)
+        # pygame.event.wait(0) would block forever: 0 means "no timeout" there.
+        event = pygame.event.poll() if wait <= 0 else pygame.event.wait(wait)
         if event.type != pygame.NOEVENT:
             self.handle(event)
             for more in pygame.event.get():

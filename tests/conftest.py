@@ -47,3 +47,31 @@ def mock_factory() -> Iterator[object]:
     finally:
         factory.reset()
         Device.pin_factory = saved
+
+
+@pytest.fixture
+def kiosk_config(tmp_path: Path):
+    """A kiosk configuration for tests: windowed 800x480, data in tmp_path."""
+    from device.config import from_dict
+
+    def make(broker_url: str = "mqtt://127.0.0.1:9", **sections: dict) -> "KioskConfig":
+        data = {
+            "device": {"site": "test-site", "name": "desk-1", "data_dir": str(tmp_path / "kiosk-data")},
+            "broker": {"url": broker_url, "keepalive": 5},
+            "screen": {"size": [800, 480], "mm": [154, 86], "fullscreen": False},
+            "sync": {"resend_after_s": 2},
+        }
+        for name, values in sections.items():
+            data.setdefault(name, {}).update(values)
+        return from_dict(data, source="test")
+
+    return make
+
+
+@pytest.fixture
+def kiosk(kiosk_config):
+    """The real kiosk, headless, with no broker (answers stay in the outbox)."""
+    from tests.support.kiosk import HeadlessKiosk
+
+    with HeadlessKiosk(kiosk_config()) as k:
+        yield k

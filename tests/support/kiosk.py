@@ -1,0 +1,95 @@
+"""The real kiosk, headless (SDL dummy driver), driven like a touchscreen.
+
+    with HeadlessKiosk(config) as k:
+        k.tap_rating(4)          # FINGERDOWN + its mouse twin at the face's centre
+        k.pump()                 # handle queued events, redraw
+        k.screenshot(path)
+
+Time is the kiosk's own monotonic clock unless a test passes ``clock=``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+import pygame
+
+from device.config import KioskConfig
+from device.kiosk import Kiosk
+from device.script import post_tap
+from display.view import RatingView
+from sync.sender import Sender
+
+
+class HeadlessKiosk:
+    """A :class:`Kiosk` on the dummy video driver with tap and screenshot helpers."""
+
+    def __init__(self, config: KioskConfig, *, sender: Sender | None = None,
+                 witness: Path | None = None, clock: Callable[[], float] | None = None) -> None:
+        pygame.display.init()
+        pygame.font.init()
+        surface = pygame.display.set_mode(config.screen.size)
+        pygame.event.clear()
+        kwargs = {"clock": clock} if clock else {}
+        self.frames = 0
+        self.kiosk = Kiosk(config, surface, flip=self._flip, sender=sender, witness=witness, **kwargs)
+        self.kiosk.redraw(force=True)
+
+    def _flip(self) -> None:
+        self.frames += 1
+        pygame.display.flip()
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.kiosk.display.geometry.size
+
+    def center_of(self, rating: int) -> tuple[int, int]:
+        """Panel coordinates of a face on the current rating screen."""
+        view = self.kiosk.view
+        assert isinstance(view, RatingView), f"not on the rating screen: {view}"
+        return self.kiosk.display.target_center(view, rating)
+
+    def tap(self, point: tuple[float, float], *, mouse_twin: bool = True) -> None:
+        """Post a finger tap (and SDL's mouse twin) at a panel point, then handle it."""
+        if mouse_twin:
+            post_tap(point, self.size)
+        else:
+            x, y = point
+            w, h = self.size
+            pygame.event.post(pygame.event.Event(pygame.FINGERDOWN, x=x / w, y=y / h, touch_id=1,
+                                                 finger_id=0, pressure=1.0, dx=0.0, dy=0.0))
+        self.pump()
+
+    def click(self, point: tuple[int, int]) -> None:
+        """A real mouse click (not from a touch), then handle it."""
+        pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=point, button=1, touch=False))
+        self.pump()
+
+    def tap_rating(self, rating: int) -> None:
+        self.tap(self.center_of(rating))
+
+    def pump(self) -> None:
+        """Handle every queued event and the flow's timers, without blocking."""
+        for event in pygame.event.get():
+            self.kiosk.handle(event)
+        self.kiosk.step(max_wait_ms=0)
+
+    def screenshot(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pygame.image.save(self.kiosk.display.target, str(path))
+        return path
+
+    def close(self) -> None:
+        self.kiosk.close()
+        pygame.display.quit()
+
+    def __enter__(self) -> HeadlessKiosk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

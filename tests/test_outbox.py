@@ -1,0 +1,87 @@
+"""The outbox: durable, gap-free, forward-only."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from sync import protocol
+from sync.errors import ProtocolError
+from sync.outbox import Outbox, State
+
+
+def answer(rating: int = 4, **changes: object) -> dict:
+    base = {
+        "ts": protocol.utc_timestamp(), "clock_synced": True,
+        "boot_id": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "mono_ms": 1000,
+        "rating": rating, "scale": 5, "reasons": [], "lang": "en", "source": "touch",
+        "survey": 0, "flags": [],
+    }
+    base.update(changes)
+    return base
+
+
+@pytest.fixture
+def outbox(tmp_path: Path):
+    with Outbox(tmp_path / "outbox.sqlite3", "hq", "desk-1") as box:
+        yield box
+
+
+def test_append_writes_a_valid_event_in_wal_with_full_sync(outbox: Outbox) -> None:
+    record = outbox.append(answer())
+    event = protocol.decode_feedback(protocol.feedback_topic("hq", "desk-1"), record.payload)
+    assert (event["site"], event["device"], event["epoch"], event["seq"]) == ("hq", "desk-1", outbox.epoch, 1)
+    conn = sqlite3.connect(outbox.path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert outbox._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_seq_is_gap_free_across_pruning_and_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    with Outbox(path, "hq", "d") as box:
+        epoch = box.epoch
+        first = [box.append(answer()) for _ in range(3)]
+        box.mark_sent(r.id for r in first)
+        box.settle([(r.id, "stored", None) for r in first])
+        assert box.prune(older_than_s=-1) == 3
+    with Outbox(path, "hq", "d") as box:
+        assert box.epoch == epoch
+        assert [box.append(answer()).seq for _ in range(2)] == [4, 5]
+
+
+def test_an_invalid_answer_writes_nothing_and_uses_no_seq(outbox: Outbox) -> None:
+    with pytest.raises(ProtocolError):
+        outbox.append(answer(rating=9))
+    assert outbox.append(answer()).seq == 1
+    assert outbox.stats().pending == 1
+
+
+def test_states_only_move_forward(outbox: Outbox) -> None:
+    a, b = outbox.append(answer()), outbox.append(answer())
+    assert outbox.settle([(a.id, "stored", None)]) == 1  # a receipt may overtake the PUBACK
+    assert outbox.mark_sent([a.id, b.id]) == 1  # a stays confirmed
+    assert outbox.get(a.id).state is State.CONFIRMED
+    assert outbox.get(b.id).state is State.SENT
+    assert outbox.settle([(b.id, "rejected", "bad")]) == 1
+    assert outbox.settle([(b.id, "stored", None)]) == 0
+    assert outbox.get(b.id).state is State.REJECTED
+
+
+def test_due_gives_pending_then_stale_sent_rows(outbox: Outbox) -> None:
+    a, b, c = (outbox.append(answer()) for _ in range(3))
+    outbox.mark_sent([a.id])
+    assert [r.id for r in outbox.due(10)] == [b.id, c.id]
+    import time
+    assert [r.id for r in outbox.due(10, resend_before=time.time() + 1)] == [b.id, c.id, a.id]
+
+
+def test_prune_keeps_everything_not_confirmed(outbox: Outbox) -> None:
+    rows = [outbox.append(answer()) for _ in range(4)]
+    outbox.mark_sent([rows[1].id])
+    outbox.settle([(rows[2].id, "rejected", "why"), (rows[3].id, "duplicate", None)])
+    assert outbox.prune(older_than_s=-1) == 1
+    stats = outbox.stats()
+    assert (stats.pending, stats.sent, stats.rejected, stats.confirmed) == (1, 1, 1, 0)
+    assert outbox.integrity_ok()
