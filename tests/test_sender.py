@@ -1,0 +1,175 @@
+"""The sender against a real Mosquitto, with a small raw-paho peer playing central.
+
+The peer is a real MQTT client on the wire (not a mock): it subscribes to
+feedback, answers with receipts and publishes the retained ``_central/status``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from sync import protocol
+from sync.broker import BrokerSettings
+from sync.outbox import Outbox, State
+from sync.sender import Sender, SenderSettings
+from tests.support.broker import Mosquitto
+
+SITE, DEVICE = "test-site", "desk-1"
+
+
+def answer(rating: int = 4) -> dict:
+    return {"ts": protocol.utc_timestamp(), "clock_synced": True, "boot_id": str(uuid.uuid4()),
+            "mono_ms": 1000, "rating": rating, "scale": 5, "reasons": [], "lang": "en",
+            "source": "touch", "survey": 0, "flags": []}
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Peer:
+    """Plays central: receives feedback, sends receipts decided by ``outcome``."""
+
+    def __init__(self, broker: Mosquitto, outcome: Callable[[dict], tuple[str, str | None] | None]) -> None:
+        self.outcome = outcome
+        self.received: list[dict] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="peer", protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe(protocol.FEEDBACK_FILTER, qos=1)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, message) -> None:
+        event = protocol.decode_feedback(message.topic, message.payload)
+        with self.lock:
+            self.received.append(event)
+        result = self.outcome(event)
+        if result is not None:
+            item = {"id": event["id"], "outcome": result[0]}
+            if result[1]:
+                item["reason"] = result[1]
+            client.publish(protocol.receipt_topic(event["site"], event["device"]),
+                           protocol.encode("receipt", [item]), qos=1)
+
+    def central(self, state: str) -> None:
+        payload = protocol.encode("central-status", {"schema": 1, "state": state, "ts": protocol.utc_timestamp()})
+        self.client.publish(protocol.CENTRAL_STATUS_TOPIC, payload, qos=1, retain=True).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def outbox_path(tmp_path: Path) -> Path:
+    return tmp_path / "outbox.sqlite3"
+
+
+@pytest.fixture
+def make_sender(outbox_path: Path, broker: Mosquitto) -> Iterator[Callable[..., Sender]]:
+    senders: list[Sender] = []
+
+    def make(**settings: float) -> Sender:
+        sender = Sender(outbox_path, SITE, DEVICE, BrokerSettings(broker.host, broker.port, keepalive=5),
+                        SenderSettings(**settings), version="test")
+        senders.append(sender.start())
+        return sender
+
+    yield make
+    for sender in senders:
+        sender.stop()
+
+
+def states(path: Path) -> dict[str, State]:
+    with Outbox(path, SITE, DEVICE) as box:
+        return {r["id"]: State(r["state"]) for r in box._conn.execute("SELECT id, state FROM outbox")}
+
+
+def test_receipts_confirm_and_reject_rows(broker, outbox_path, make_sender) -> None:
+    peer = Peer(broker, lambda e: ("rejected", "survey 0 unknown") if e["rating"] == 1 else ("stored", None))
+    peer.central("online")
+    try:
+        with Outbox(outbox_path, SITE, DEVICE) as box:
+            good = box.append(answer(5))
+            bad = box.append(answer(1))
+        sender = make_sender()
+        sender.notify()
+        wait_for(lambda: states(outbox_path) == {good.id: State.CONFIRMED, bad.id: State.REJECTED},
+                 what="receipts to settle both rows")
+        with Outbox(outbox_path, SITE, DEVICE) as box:
+            assert box._conn.execute("SELECT reason FROM outbox WHERE id = ?", (bad.id,)).fetchone()[0] == \
+                "survey 0 unknown"
+        assert sender.status.connected
+    finally:
+        peer.close()
+
+
+def test_puback_alone_only_marks_sent_and_resend_waits_for_central(broker, outbox_path, make_sender) -> None:
+    """Without a receipt a row stays SENT; it is re-published only while central says online."""
+    peer = Peer(broker, lambda e: None)  # receives, never confirms
+    try:
+        with Outbox(outbox_path, SITE, DEVICE) as box:
+            row = box.append(answer())
+        make_sender(resend_after_s=0.3).notify()
+        wait_for(lambda: states(outbox_path) == {row.id: State.SENT}, what="PUBACK to mark the row sent")
+        time.sleep(1.5)  # several resend periods with central unknown: no re-publish
+        assert len(peer.received) == 1
+        peer.central("online")
+        wait_for(lambda: len(peer.received) >= 2, what="a re-publish once central is online")
+        assert {e["id"] for e in peer.received} == {row.id}
+        assert states(outbox_path) == {row.id: State.SENT}
+    finally:
+        peer.close()
+
+
+def test_broker_restart_loses_nothing(broker, outbox_path, make_sender) -> None:
+    peer_box: list[Peer] = []
+    with Outbox(outbox_path, SITE, DEVICE) as box:
+        ids = [box.append(answer(1 + i % 5)).id for i in range(20)]
+    broker.kill()
+    sender = make_sender(resend_after_s=1)
+    sender.notify()
+    wait_for(lambda: sender.status.last_error is not None, what="the sender to report the broker down")
+    broker.start()
+    peer_box.append(Peer(broker, lambda e: ("stored", None)))
+    peer_box[0].central("online")
+    try:
+        wait_for(lambda: set(states(outbox_path).values()) == {State.CONFIRMED}, timeout=20,
+                 what="every row confirmed after the broker came back")
+        assert set(states(outbox_path)) == set(ids)
+    finally:
+        peer_box[0].close()
+
+
+def test_status_is_retained_with_health_and_the_will_says_offline(broker, outbox_path, make_sender) -> None:
+    sender = make_sender()
+    got: dict[str, dict] = {}
+    probe = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="probe", protocol=mqtt.MQTTv5)
+    probe.on_message = lambda c, u, m: got.__setitem__("status", json.loads(m.payload))
+    probe.connect(broker.host, broker.port)
+    probe.subscribe(protocol.status_topic(SITE, DEVICE), qos=1)
+    probe.loop_start()
+    try:
+        wait_for(lambda: got.get("status", {}).get("state") == "online", what="retained online status")
+        protocol.validate("status", got["status"])
+        assert got["status"]["health"]["backlog"] == 0
+        sender.stop()
+        wait_for(lambda: got["status"]["state"] == "offline", what="offline status after stop")
+    finally:
+        probe.loop_stop()
+        probe.disconnect()
