@@ -18,7 +18,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -26,8 +26,8 @@ import pygame
 
 from device import __version__, facts, sdnotify, texts
 from device.config import KioskConfig
-from device.script import TapScript
 from device.flow import Flow, FlowSettings, FlowState, Save, Saved, SaveFailed, Tap, Tick
+from device.script import TapScript
 from display.layout import Geometry
 from display.screens import Display
 from display.view import MessageView, RatingView, View
@@ -153,7 +153,7 @@ class Kiosk:
 
     def _save(self, effect: Save) -> None:
         answer = {
-            "ts": protocol.utc_timestamp(datetime.now(timezone.utc)),
+            "ts": protocol.utc_timestamp(datetime.now(UTC)),
             "clock_synced": facts.clock_synced(),
             "boot_id": facts.boot_id(),
             "mono_ms": facts.mono_ms(),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pygame
 
-from display.layout import Geometry, Rect, RatingLayout, rating_layout
+from display.layout import Geometry, RatingLayout, Rect, rating_layout
 from display.view import MessageView, RatingView, View
 
 BACKGROUND = (247, 247, 242)
@@ -175,8 +175,8 @@ class Display:
         colors = PALETTES[view.scale]
         # One size for all labels (the largest at which every one fits, bold
         # included, since a pressed label turns bold): uneven labels look broken.
-        label_size = min(fit_text(text, box, bold=True)[0] for text, box in zip(view.labels, lay.labels))
-        for i, (face, label) in enumerate(zip(lay.faces, lay.labels)):
+        label_size = min(fit_text(text, box, bold=True)[0] for text, box in zip(view.labels, lay.labels, strict=True))
+        for i, (face, label) in enumerate(zip(lay.faces, lay.labels, strict=True)):
             rating = i + 1
             pressed = view.pressed == rating
             draw_face(canvas, face, mood(rating, view.scale), colors[i], pressed)

@@ -76,7 +76,7 @@ class Mosquitto:
         conf.write_text("\n".join(lines) + "\n")
         return conf
 
-    def start(self, timeout: float = 10.0) -> "Mosquitto":
+    def start(self, timeout: float = 10.0) -> Mosquitto:
         conf = self.write_config()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stdout=log, stderr=log)
@@ -107,7 +107,7 @@ class Mosquitto:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def restart(self) -> "Mosquitto":
+    def restart(self) -> Mosquitto:
         self.kill()
         return self.start()
 

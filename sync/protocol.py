@@ -18,7 +18,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any, Final, Literal
@@ -297,7 +297,7 @@ def uuid7(unix_ms: int | None = None) -> str:
 
 def utc_timestamp(when: datetime | None = None) -> str:
     """ISO 8601 UTC with milliseconds and a ``Z``, as every payload's ``ts``."""
-    when = datetime.now(timezone.utc) if when is None else when.astimezone(timezone.utc)
+    when = datetime.now(UTC) if when is None else when.astimezone(UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 

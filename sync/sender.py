@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -265,7 +265,7 @@ class Sender:
                 ),
                 "last_confirmed_ts": (
                     None if stats.last_confirmed_at is None
-                    else protocol.utc_timestamp(datetime.fromtimestamp(stats.last_confirmed_at, timezone.utc))
+                    else protocol.utc_timestamp(datetime.fromtimestamp(stats.last_confirmed_at, UTC))
                 ),
                 "rejected": stats.rejected,
                 "epoch": outbox.epoch,

@@ -52,9 +52,9 @@ def mock_factory() -> Iterator[object]:
 @pytest.fixture
 def kiosk_config(tmp_path: Path):
     """A kiosk configuration for tests: windowed 800x480, data in tmp_path."""
-    from device.config import from_dict
+    from device.config import KioskConfig, from_dict
 
-    def make(broker_url: str = "mqtt://127.0.0.1:9", **sections: dict) -> "KioskConfig":
+    def make(broker_url: str = "mqtt://127.0.0.1:9", **sections: dict) -> KioskConfig:
         data = {
             "device": {"site": "test-site", "name": "desk-1", "data_dir": str(tmp_path / "kiosk-data")},
             "broker": {"url": broker_url, "keepalive": 5},
