@@ -212,7 +212,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def loads(raw: bytes, *, limit: int) -> Any:
+def loads(raw: bytes | bytearray, *, limit: int) -> Any:
     """Decode one JSON payload strictly.
 
     Args:
@@ -244,7 +244,7 @@ def loads(raw: bytes, *, limit: int) -> Any:
         raise ProtocolError(f"payload is not JSON: {exc}") from None
 
 
-def decode(kind: Kind, raw: bytes) -> Any:
+def decode(kind: Kind, raw: bytes | bytearray) -> Any:
     """Strictly decode and validate a payload of ``kind``."""
     payload = loads(raw, limit=MAX_PAYLOAD[kind])
     validate(kind, payload)
@@ -260,7 +260,7 @@ def encode(kind: Kind, payload: Any) -> bytes:
     return raw
 
 
-def decode_feedback(topic: str, raw: bytes) -> dict[str, Any]:
+def decode_feedback(topic: str, raw: bytes | bytearray) -> dict[str, Any]:
     """Decode a feedback event and check that its body matches its topic.
 
     ACLs guard topics, not bodies: a device allowed to publish under its own
