@@ -7,13 +7,12 @@ key (``deskpulse-kiosk --help`` names the default path).
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sync.broker import BrokerSettings, parse_broker_url
-from sync.errors import ConfigError
+from sync.broker import BrokerSettings
+from sync.configfile import BROKER_KEYS, TableReader, read_broker, read_toml
 from sync.protocol import SLUG_RE
 
 DEFAULT_PATH = Path("/etc/deskpulse/kiosk.toml")
@@ -69,58 +68,6 @@ class KioskConfig:
         return self.data_dir / "outbox.sqlite3"
 
 
-class _Reader:
-    """Reads typed values from one TOML table, naming file and key in errors."""
-
-    def __init__(self, source: str, table: dict[str, Any], prefix: str, allowed: set[str]) -> None:
-        self.source, self.table, self.prefix = source, table, prefix
-        unknown = sorted(set(table) - allowed)
-        if unknown:
-            raise ConfigError(
-                f"{source}: unknown key {prefix}{unknown[0]} (known: {', '.join(sorted(allowed))})"
-            )
-
-    def fail(self, key: str, reason: str) -> ConfigError:
-        return ConfigError(f"{self.source}: {self.prefix}{key} {reason}")
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
-        value = self.table.get(key, default)
-        if value is default:
-            return value
-        if isinstance(value, bool) and kind is not bool:
-            raise self.fail(key, f"must be {_name(kind)}, not a boolean")
-        if not isinstance(value, kind):
-            raise self.fail(key, f"must be {_name(kind)}, got {type(value).__name__} {value!r}")
-        return value
-
-    def number(self, key: str, default: float, lo: float, hi: float) -> float:
-        value = float(self.get(key, (int, float), default))
-        if not lo <= value <= hi:
-            raise self.fail(key, f"must be between {lo:g} and {hi:g}, got {value:g}")
-        return value
-
-    def pair(self, key: str, default: tuple[Any, Any], kind: type | tuple[type, ...]) -> tuple[Any, Any]:
-        value = self.get(key, list, default)
-        if value is default:
-            return default
-        if len(value) != 2 or not all(isinstance(v, kind) and not isinstance(v, bool) and v > 0 for v in value):
-            raise self.fail(key, f"must be two positive numbers like [800, 480], got {value!r}")
-        return (value[0], value[1])
-
-    def path(self, key: str, base: Path, default: Path | None) -> Path | None:
-        value = self.get(key, str, None)
-        if value is None:
-            return default
-        p = Path(value)
-        return p if p.is_absolute() else (base / p)
-
-
-def _name(kind: type | tuple[type, ...]) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
 def load(path: Path | str) -> KioskConfig:
     """Read and validate a kiosk TOML file.
 
@@ -128,26 +75,19 @@ def load(path: Path | str) -> KioskConfig:
         ConfigError: the file is missing, not TOML, or a value is wrong.
     """
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such configuration file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path)
     return from_dict(data, source=str(path), base=path.parent.resolve())
 
 
 def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | None = None) -> KioskConfig:
     """Validate a configuration given as a dict (as parsed from TOML)."""
     base = base or Path.cwd()
-    top = _Reader(source, data, "", {"device", "broker", "screen", "survey", "sync"})
+    top = TableReader(source, data, "", {"device", "broker", "screen", "survey", "sync"})
     tables = {}
     for name in ("device", "broker", "screen", "survey", "sync"):
         tables[name] = top.get(name, dict, {})
 
-    dev = _Reader(source, tables["device"], "device.", {"site", "name", "data_dir"})
+    dev = TableReader(source, tables["device"], "device.", {"site", "name", "data_dir"})
     site = dev.get("site", str, None)
     name = dev.get("name", str, None)
     for key, value in (("site", site), ("name", name)):
@@ -158,27 +98,9 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
     data_dir = dev.path("data_dir", base, Path("/var/lib/deskpulse"))
     assert data_dir is not None
 
-    br = _Reader(source, tables["broker"], "broker.",
-                 {"url", "username", "password_file", "ca_file", "cert_file", "key_file", "keepalive"})
-    url = br.get("url", str, "mqtt://127.0.0.1:1883")
-    host, port, tls = parse_broker_url(url, where=f"{source}: broker.url")
-    password = None
-    password_file = br.path("password_file", base, None)
-    if password_file is not None:
-        try:
-            password = password_file.read_text("utf-8").strip()
-        except OSError as exc:
-            raise br.fail("password_file", f"cannot be read: {exc}") from None
-    broker = BrokerSettings(
-        host=host, port=port, tls=tls,
-        username=br.get("username", str, None), password=password,
-        ca_file=br.path("ca_file", base, None),
-        cert_file=br.path("cert_file", base, None),
-        key_file=br.path("key_file", base, None),
-        keepalive=int(br.number("keepalive", 30, 5, 3600)),
-    )
+    broker = read_broker(TableReader(source, tables["broker"], "broker.", set(BROKER_KEYS)), base)
 
-    sc = _Reader(source, tables["screen"], "screen.", {"size", "mm", "rotation", "fullscreen"})
+    sc = TableReader(source, tables["screen"], "screen.", {"size", "mm", "rotation", "fullscreen"})
     rotation = sc.get("rotation", int, 0)
     if rotation not in (0, 90, 180, 270):
         raise sc.fail("rotation", f"must be 0, 90, 180 or 270, got {rotation}")
@@ -189,7 +111,7 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
         fullscreen=sc.get("fullscreen", bool, True),
     )
 
-    sv = _Reader(source, tables["survey"], "survey.",
+    sv = TableReader(source, tables["survey"], "survey.",
                  {"scale", "default_lang", "thank_you_s", "repeat_interval_s"})
     scale = sv.get("scale", int, 5)
     if scale not in (3, 4, 5):
@@ -201,7 +123,7 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
         repeat_interval_s=sv.number("repeat_interval_s", 5.0, 0, 3600),
     )
 
-    sy = _Reader(source, tables["sync"], "sync.", {"resend_after_s", "max_inflight", "retention_days"})
+    sy = TableReader(source, tables["sync"], "sync.", {"resend_after_s", "max_inflight", "retention_days"})
     sync = SyncConfig(
         resend_after_s=sy.number("resend_after_s", 30.0, 0.5, 86400),
         max_inflight=int(sy.number("max_inflight", 100, 1, 65535)),
