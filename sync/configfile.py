@@ -62,16 +62,16 @@ class TableReader:
         return value
 
     def pair(self, key: str, default: tuple[Any, Any], kind: type | tuple[type, ...]) -> tuple[Any, Any]:
-        value: Any = self.get(key, list, default)
-        if value is default:
+        if key not in self.table:
             return default
-        if len(value) != 2 or not all(
-            isinstance(v, kind) and not isinstance(v, bool) and v > 0 for v in value
-        ):
+        value: list[Any] = self.get(key, list, None)
+
+        def good(v: Any) -> bool:
+            return isinstance(v, kind) and not isinstance(v, bool) and v > 0
+
+        if len(value) != 2 or not all(good(v) for v in value):
             raise self.fail(key, f"must be two positive numbers like [800, 480], got {value!r}")
-        first: Any = value[0]
-        second: Any = value[1]
-        return (first, second)
+        return (value[0], value[1])
 
     def path(self, key: str, base: Path, default: Path | None) -> Path | None:
         value = self.get(key, str, None)
