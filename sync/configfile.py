@@ -67,8 +67,9 @@ class TableReader:
         value: list[Any] = self.get(key, list, None)
 
         def good(v: Any) -> bool:
-            number = isinstance(v, (int, float)) and not isinstance(v, bool)
-            return number and isinstance(v, kind) and v > 0
+            if isinstance(v, bool) or not isinstance(v, kind):
+                return False
+            return float(v) > 0
 
         if len(value) != 2 or not all(good(v) for v in value):
             raise self.fail(key, f"must be two positive numbers like [800, 480], got {value!r}")
