@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sync.broker import BrokerSettings, parse_broker_url
 from sync.errors import ConfigError
@@ -69,7 +69,7 @@ class TableReader:
         def good(v: Any) -> bool:
             if isinstance(v, bool) or not isinstance(v, kind):
                 return False
-            return float(v) > 0
+            return float(cast(float, v)) > 0
 
         if len(value) != 2 or not all(good(v) for v in value):
             raise self.fail(key, f"must be two positive numbers like [800, 480], got {value!r}")
