@@ -131,9 +131,9 @@ def run(config: KioskConfig, args: argparse.Namespace) -> int:
         except ValueError:
             print(f"deskpulse-kiosk: --script wants ratings like 5,4,2, not {args.script!r}", file=sys.stderr)
             return 2
-    sender = make_sender(config).start()
-    kiosk = Kiosk(config, surface, flip=pygame.display.flip, sender=sender, witness=args.witness,
+    kiosk = Kiosk(config, surface, flip=pygame.display.flip, sender=None, witness=args.witness,
                   exit_on_quit=not fullscreen)
+    kiosk.sender = make_sender(config).start()  # after the kiosk created the outbox
     logging.getLogger("deskpulse.kiosk").info(
         "kiosk %s/%s on %s (%dx%d), broker %s, outbox %s", config.site, config.device, driver,
         *surface.get_size(), config.broker.url, config.outbox_path)

@@ -126,6 +126,18 @@ class Outbox:
     # ------------------------------------------------------------------ setup
 
     def _open(self) -> sqlite3.Connection:
+        # Two processes or threads opening a new outbox at once race to switch
+        # it to WAL, which SQLite's busy handler does not cover: retry briefly.
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                return self._open_once()
+            except OutboxError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _open_once(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
             conn.row_factory = sqlite3.Row

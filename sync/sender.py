@@ -32,7 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from sync import protocol
 from sync.broker import BrokerSettings, backoff_delay, make_client
-from sync.errors import ProtocolError
+from sync.errors import OutboxError, ProtocolError
 from sync.outbox import Outbox, disk_free_bytes
 
 log = logging.getLogger("deskpulse.sync.sender")
@@ -136,8 +136,21 @@ class Sender:
 
     # ------------------------------------------------------------------ thread
 
+    def _open_outbox(self) -> Outbox | None:
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                return Outbox(self.outbox_path, self.site, self.device)
+            except OutboxError as exc:
+                self._error(f"sender cannot open the outbox: {exc}")
+                self._stop.wait(backoff_delay(attempt, cap=30.0))
+                attempt += 1
+        return None
+
     def _run(self) -> None:
-        outbox = Outbox(self.outbox_path, self.site, self.device)
+        outbox = self._open_outbox()
+        if outbox is None:
+            return
         client = self._client()
         attempt = 0
         try:
