@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -26,17 +26,10 @@ from sync.outbox import State
 from tests.support.broker import Mosquitto
 from tests.support.central import CentralProcess
 from tests.support.kiosk import HeadlessKiosk
+from tests.support.wait import wait_for
 
 SITE, DEVICE = "test-site", "desk-1"
 
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def outbox_rows(path: Path) -> dict[str, tuple[State, bytes]]:

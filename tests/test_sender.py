@@ -22,6 +22,7 @@ from sync.broker import BrokerSettings
 from sync.outbox import Outbox, State
 from sync.sender import Sender, SenderSettings
 from tests.support.broker import Mosquitto
+from tests.support.wait import wait_for
 
 SITE, DEVICE = "test-site", "desk-1"
 
@@ -31,14 +32,6 @@ def answer(rating: int = 4) -> dict:
             "mono_ms": 1000, "rating": rating, "scale": 5, "reasons": [], "lang": "en",
             "source": "touch", "survey": 0, "flags": []}
 
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Peer:
