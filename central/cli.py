@@ -1,4 +1,11 @@
-"""``deskpulse-central``: ingest feedback from MQTT and serve the live page, in one process."""
+"""``deskpulse-central``: ingest feedback from MQTT and serve the live page, in one process.
+
+The entry point only wires the parts together: the configuration
+(:mod:`central.config`), the store and its migrations (:mod:`central.store`),
+the collector thread (:mod:`central.ingest`) and the web app
+(:mod:`central.web`) on uvicorn, on a thread of its own. The main thread
+handles SIGTERM and Ctrl-C and stops both cleanly.
+"""
 
 from __future__ import annotations
 
@@ -6,56 +13,72 @@ import argparse
 import logging
 import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from central import __version__
 from central.config import DEFAULT_PATH, CentralConfig, load
 from sync.errors import DeskPulseError
 
+if TYPE_CHECKING:
+    from central.store import Store
+
+log = logging.getLogger("deskpulse.central")
+
 EPILOG = f"""\
 commands:
-  (none)         migrate the database, then collect feedback and serve the web page
-  migrate        create or upgrade the database schema and exit
-  check-config   validate the configuration file and exit
+  run            migrate the database, then collect feedback and serve the web page (default)
+  migrate        create or upgrade the database schema, then exit
+  check-config   validate the configuration file, then exit
 
 examples:
-  deskpulse-central                                   use {DEFAULT_PATH}
+  deskpulse-central --config /etc/deskpulse/central.toml
   deskpulse-central --broker mqtt://127.0.0.1:1883 --db sqlite:///central.sqlite3 --bind 127.0.0.1:8080
-  deskpulse-central --db postgresql://deskpulse@db.example/deskpulse migrate
+  deskpulse-central migrate --db postgresql://deskpulse@db.example/deskpulse
+  deskpulse-central check-config --config central.toml
 
 Without --config, {DEFAULT_PATH} is read if it exists; otherwise the defaults
-apply (broker mqtt://127.0.0.1:1883, sqlite:///central.sqlite3, 127.0.0.1:8080).
-Command-line options override the file. Every key: docs/configuration.md.
-Logs go to stderr (the journal, under systemd).
+apply (broker mqtt://127.0.0.1:1883, database sqlite:////var/lib/deskpulse/central.sqlite3,
+web 127.0.0.1:8080). --broker, --db and --bind override the file. Every key is
+described in docs/configuration.md.
+
+When the web server listens, "Dashboard: http://HOST:PORT/" is printed on
+standard output. Logs go to standard error (the journal, under systemd).
+Exit status: 0 done, 1 the database or the web address failed, 2 a bad
+configuration or option.
 """
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deskpulse-central",
-        usage="deskpulse-central [options] [run | migrate | check-config]",
-        description="DeskPulse central: stores every kiosk answer exactly once (from MQTT) and "
-        "shows staff a live web page.",
+        usage="deskpulse-central [run | migrate | check-config] [options]",
+        description="DeskPulse central: stores every kiosk answer exactly once (from MQTT, with "
+        "receipts to the kiosks) and shows staff a live web page.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("command", nargs="?", choices=["run", "migrate", "check-config"], default="run",
                         help=argparse.SUPPRESS)
     parser.add_argument("--version", action="version", version=f"deskpulse-central {__version__}")
-    parser.add_argument("-c", "--config", type=Path, default=None,
+    parser.add_argument("-c", "--config", type=Path, default=None, metavar="FILE",
                         help=f"central TOML file (default: {DEFAULT_PATH} if it exists)")
-    parser.add_argument("--broker", metavar="URL", help="MQTT broker, mqtt://host:port or mqtts://host:port")
-    parser.add_argument("--db", metavar="URL", help="database, sqlite:///path or postgresql://user@host/db")
-    parser.add_argument("--bind", metavar="HOST:PORT", help="web address (default 127.0.0.1:8080)")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--broker", metavar="URL", help="MQTT broker: mqtt://host:port or mqtts://host:port")
+    parser.add_argument("--db", metavar="URL",
+                        help="database: sqlite:///path/central.sqlite3 or postgresql://user@host/dbname")
+    parser.add_argument("--bind", metavar="HOST:PORT", help="the web server's address (default 127.0.0.1:8080)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                        help="how much to log on stderr (default: info)")
     return parser
 
 
 def _config(args: argparse.Namespace) -> CentralConfig:
     if args.config is not None:
         config = load(args.config)
-    elif DEFAULT_PATH.exists():
+    elif args.command == "check-config" or DEFAULT_PATH.exists():
         config = load(DEFAULT_PATH)
     else:
         config = CentralConfig()
@@ -63,75 +86,121 @@ def _config(args: argparse.Namespace) -> CentralConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``deskpulse-central``."""
+    """Entry point of ``deskpulse-central``; returns the exit status."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.log_level != "debug":
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lists plugins; ours says the revision
     try:
         config = _config(args)
-        if args.command == "check-config":
-            print(f"{config.source}: ok (broker {config.broker.url}, database {_safe(config.database_url)}, "
-                  f"web {config.dashboard_url})")
-            return 0
-        from central.store import Store
-
-        store = Store(config.database_url)
-        revision = store.migrate()
-        logging.getLogger("deskpulse.central").info("database %s at revision %s",
-                                                    _safe(config.database_url), revision)
-        if args.command == "migrate":
-            return 0
-        return serve(config, store)
     except DeskPulseError as exc:
         print(f"deskpulse-central: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # a database that cannot be opened, a port in use
-        if type(exc).__module__.startswith(("sqlalchemy", "alembic")):
-            print(f"deskpulse-central: database {_safe(getattr(config, 'database_url', '?'))}: {exc}",
-                  file=sys.stderr)
-            return 1
-        raise
+    if args.command == "check-config":
+        print(f"{config.source}: ok (broker {config.broker.url}, database {config.safe_database_url}, "
+              f"web {config.dashboard_url})")
+        return 0
 
+    from sqlalchemy.exc import SQLAlchemyError
 
-def _safe(url: str) -> str:
-    """A database URL without its password (for logs)."""
-    from sqlalchemy.engine import make_url
+    from central.store import Store
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparsable url>"
+        store = Store(config.database_url)
+        store.migrate()
+    except (SQLAlchemyError, OSError) as exc:
+        print(f"deskpulse-central: database {config.safe_database_url}: {exc}", file=sys.stderr)
+        return 1
+    if args.command == "migrate":
+        store.close()
+        return 0
+    try:
+        return serve(config, store, log_level=args.log_level)
+    finally:
+        store.close()
 
 
-def serve(config: CentralConfig, store: object) -> int:
-    """Run the collector thread and the web server until SIGTERM or Ctrl-C."""
+def serve(config: CentralConfig, store: Store, *, log_level: str = "info") -> int:
+    """Run the web server and the collector until SIGTERM or Ctrl-C.
+
+    The collector starts once the web server listens, so central announces
+    itself online only when its dashboard answers too.
+
+    Returns:
+        0 after a clean stop; 1 when the web server could not start or died.
+    """
     import uvicorn
 
     from central.ingest import Collector
-    from central.store import Store
     from central.web import create_app
 
-    assert isinstance(store, Store)
-    collector = Collector(config, store).start()
-    server = uvicorn.Server(uvicorn.Config(create_app(store), host=config.bind_host, port=config.bind_port,
-                                           log_level="warning", access_log=False))
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        server.should_exit = True
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    print(f"Dashboard: {config.dashboard_url}", flush=True)
+    stop = threading.Event()
+    restore = _handle_signals(lambda: stop.set())
+    shutdown = threading.Event()
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(store, shutdown=shutdown), host=config.bind_host, port=config.bind_port,
+        log_level=log_level, log_config=None, access_log=log_level == "debug",
+        timeout_graceful_shutdown=5,
+    ))
+    # On a thread of its own, uvicorn installs no signal handlers: ours stay in charge.
+    web = threading.Thread(target=server.run, name="deskpulse-web", daemon=True)
+    web.start()
+    collector: Collector | None = None
+    status = 0
     try:
-        server.run()  # returns when should_exit is set (uvicorn leaves our handlers in place)
+        while not server.started and web.is_alive() and not stop.wait(0.05):
+            pass
+        if not server.started:
+            if not stop.is_set():
+                print(f"deskpulse-central: the web server could not listen on {config.bind_host}:"
+                      f"{config.bind_port} (see the log above)", file=sys.stderr)
+                status = 1
+            return status
+        print(f"Dashboard: {config.dashboard_url}", flush=True)
+        log.info("dashboard at %s; database %s; broker %s", config.dashboard_url, config.safe_database_url,
+                 config.broker.url)
+        collector = Collector(config, store).start()
+        while not stop.wait(0.5):
+            if not web.is_alive():
+                print("deskpulse-central: the web server stopped unexpectedly", file=sys.stderr)
+                status = 1
+                break
+        log.info("stopping")
+        return status
     finally:
-        collector.stop()
-        store.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if not server.started:
-        print(f"deskpulse-central: the web server could not start on {config.bind_host}:{config.bind_port}",
-              file=sys.stderr)
-        return 1
-    return 0
+        shutdown.set()  # ends open event streams, so uvicorn need not wait for browsers
+        server.should_exit = True
+        if collector is not None:
+            collector.stop()
+        web.join(10)
+        restore()
+
+
+def _handle_signals(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` on SIGTERM and SIGINT; returns a function restoring the old handlers.
+
+    A SIGINT that is ignored (a parent such as ``make demo`` wants Ctrl-C for
+    itself) stays ignored. Outside the main thread nothing is installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        callback()
+
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        if sig == signal.SIGINT and signal.getsignal(sig) == signal.SIG_IGN:
+            continue
+        previous[sig] = signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
 
 
 if __name__ == "__main__":

@@ -1,51 +1,84 @@
 """The collector: feedback from MQTT into the store, once, acknowledged after the commit.
 
 One thread owns the paho client and drives ``client.loop()`` itself, so every
-callback and every flush run on it and nothing else touches the client.
+paho callback and every flush run on it and nothing else touches the client
+(other threads only call :meth:`Collector.stop` and read :attr:`Collector.stats`).
 
-For each batch (closed by size or by time, whichever comes first):
+Feedback arrives through the shared subscription
+``$share/{group}/deskpulse/v1/+/+/feedback`` (collectors in one group split
+the load) with ``manual_ack``. Each message is decoded strictly
+(:func:`sync.protocol.decode_feedback`) and buffered. A batch closes at
+``batch_size`` messages or ``batch_ms`` after its first, whichever comes first:
 
-1. valid events are inserted with ``ON CONFLICT (id) DO NOTHING`` and invalid
+1. valid events are inserted with ``ON CONFLICT (id) DO NOTHING`` and refused
    payloads go to ``dead_letters``, all in one transaction;
-2. after the commit, each MQTT message is acknowledged (``manual_ack``), so a
-   collector killed before its commit leaves the messages to be redelivered;
-3. then one receipt per device says ``stored``, ``duplicate`` or ``rejected``.
+2. after the commit, every message of the batch is acknowledged (PUBACK);
+3. then one receipt per device lists each id as ``stored``, ``duplicate`` or
+   ``rejected`` (with the reason, when the refused body names a UUIDv7 id).
 
-If the commit fails, nothing is acknowledged: the connection is dropped so the
-broker redelivers, and the collector reconnects after a backoff.
+Failures never lose an answer and never stop the collector:
+
+* a payload that cannot be decoded is dead-lettered, acknowledged and rejected;
+* when the database is unavailable, nothing is acknowledged: the batch is kept
+  and retried with backoff on the same connection. CONNECT's Receive Maximum
+  bounds how many unacknowledged messages the broker hands over meanwhile;
+* a batch the database refuses for another reason is split, and the event it
+  refuses alone is dead-lettered;
+* after a lost connection the batch is still committed, but its messages are
+  not acknowledged (their packet ids belonged to the old connection) and the
+  devices re-send on their own, since only a receipt confirms an answer.
+
+Central's retained ``_central/status`` says ``online`` while connected; the
+last will and a clean stop say ``offline``. When several collectors run and
+one of them goes away, its will overwrites the retained status; the others
+see that (they subscribe to the status topic) and say ``online`` again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import exc as sa_exc
 
 from central import __version__
 from central.config import CentralConfig
-from central.store import Store
+from central.store import DeadLetter, Store, event_time
 from sync import protocol
 from sync.broker import backoff_delay, make_client
 from sync.errors import ProtocolError
 
 log = logging.getLogger("deskpulse.central.ingest")
 
-#: Receipts are arrays of at most this many items (receipt.v1.json).
-RECEIPT_MAX_ITEMS = 1000
+#: A receipt is an array of at most this many items (receipt.v1.json).
+RECEIPT_MAX_ITEMS: Final = int(protocol.schema("receipt")["maxItems"])
+#: A rejection's reason is cut to this many characters (receipt.v1.json).
+RECEIPT_MAX_REASON: Final = 500
+
+#: Database errors worth retrying (server down, lock timeout, disk full) rather
+#: than blaming the batch's data.
+_TRANSIENT: Final = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
+                     sa_exc.DisconnectionError)
+
+#: A connection that lasted less than this counts as a failed attempt for backoff
+#: (e.g. another process taking over our client id again and again).
+_STABLE_S: Final = 10.0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     """A received message waiting for its batch to be committed."""
 
+    gen: int  # the connection it arrived on: its mid means nothing on another
     mid: int
     qos: int
     topic: str
@@ -56,7 +89,7 @@ class _Pending:
 
 @dataclass
 class CollectorStats:
-    """Counters for health and tests (written by the collector thread)."""
+    """What the collector has done (written by its thread; read by anyone)."""
 
     connected: bool = False
     received: int = 0
@@ -64,59 +97,63 @@ class CollectorStats:
     duplicates: int = 0
     rejected: int = 0
     batches: int = 0
+    db_errors: int = 0
     last_error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _receipt_target(topic: str, raw: bytes) -> tuple[str, str, str] | None:
-    """(site, device, id) for a rejected payload, when both can be told safely."""
-    try:
-        where = protocol.parse_topic(topic)
-        body = protocol.loads(raw, limit=protocol.MAX_PAYLOAD["feedback"])
-    except ProtocolError:
-        return None
-    id_ = body.get("id") if isinstance(body, dict) else None
-    if where.kind != "feedback" or not isinstance(id_, str) or where.site is None or where.device is None:
-        return None
-    try:
-        protocol.validate("receipt", [{"id": id_, "outcome": "rejected", "reason": "x"}])
-    except ProtocolError:
-        return None  # not a UUIDv7: the device cannot be told which answer
-    return where.site, where.device, id_
 
 
 class Collector:
     """Subscribes to every device's feedback and stores it.
 
     Args:
-        config: central's configuration (broker, group, batching).
-        store: the store; migrated already.
+        config: central's configuration (broker, client id, group, batching).
+        store: a migrated store.
+        version: the software version announced in ``_central/status``.
     """
 
-    def __init__(self, config: CentralConfig, store: Store) -> None:
+    def __init__(self, config: CentralConfig, store: Store, *, version: str = __version__) -> None:
         self.config = config
         self.store = store
+        self.version = version
         self.stats = CollectorStats()
         self._stop = threading.Event()
+        self._subscribed = threading.Event()
         self._thread: threading.Thread | None = None
+        # Owned by the collector thread:
+        self._gen = 0
         self._batch: list[_Pending] = []
         self._batch_started = 0.0
+        self._retry_at = 0.0
+        self._db_attempt = 0
         self._refused = False
 
     # ------------------------------------------------------------------ control
 
     def start(self) -> Collector:
+        """Run :meth:`run_forever` on a daemon thread named ``deskpulse-collector``."""
         if self._thread is None:
+            self._stop.clear()
             self._thread = threading.Thread(target=self.run_forever, name="deskpulse-collector", daemon=True)
             self._thread.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Flush, say offline, disconnect and join. Safe to call twice."""
+        """Commit what is buffered, say offline, disconnect and join. Safe to call twice.
+
+        Args:
+            timeout: the longest wait for the thread (a hung database cannot hang the caller).
+        """
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-            self._thread = None
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("collector did not stop within %.0f s", timeout)
+            else:
+                self._thread = None
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Wait until the broker has granted the feedback subscription; False on timeout."""
+        return self._subscribed.wait(timeout)
 
     def __enter__(self) -> Collector:
         return self.start()
@@ -127,127 +164,198 @@ class Collector:
     # ------------------------------------------------------------------ thread
 
     def run_forever(self) -> None:
-        """Connect, collect, reconnect, until :meth:`stop`."""
+        """Connect, collect and reconnect until :meth:`stop` (blocks the calling thread)."""
         attempt = 0
         while not self._stop.is_set():
             client = self._client()
-            if not self._connect(client):
-                self._stop.wait(backoff_delay(attempt, cap=30.0))
-                attempt += 1
-                continue
-            attempt = 0
+            began = time.monotonic()
             try:
-                self._collect(client)
-            except Exception:  # never die on one bad moment; the broker redelivers
-                log.exception("collector loop failed; reconnecting")
-                self.stats.last_error = "collector loop failed; see the log"
+                if self._connect(client):
+                    self._collect(client)
+            except Exception:  # a bug of ours must not end ingest: log it and reconnect
+                log.exception("collector failed; reconnecting")
+                self.stats.last_error = "collector failed; see the log"
             finally:
-                self._batch.clear()  # unacked: the broker redelivers them
-                self._close(client)
+                try:
+                    self._close(client)
+                except Exception:
+                    log.exception("closing the MQTT connection failed")
+            if self._batch:
+                self._flush(None)  # keep what we hold; the messages cannot be acked any more
+            if self._stop.is_set():
+                break
+            attempt = 0 if time.monotonic() - began >= _STABLE_S else attempt + 1
+            if attempt:
+                self._stop.wait(backoff_delay(attempt - 1, cap=30.0))
+        if self._batch:
+            self._flush(None)
 
     def _client(self) -> mqtt.Client:
         client = make_client(self.config.client_id, self.config.broker)
         client.manual_ack_set(True)
-        client.will_set(protocol.CENTRAL_STATUS_TOPIC, self._status("offline"), qos=1, retain=True)
+        client.will_set(protocol.CENTRAL_STATUS_TOPIC, self._status_payload("offline"), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         return client
-
-    @staticmethod
-    def _status(state: str) -> bytes:
-        return protocol.encode("central-status", {"schema": 1, "state": state, "ts": protocol.utc_timestamp(),
-                                                  "version": __version__})
 
     def _connect(self, client: mqtt.Client) -> bool:
         broker = self.config.broker
         self._refused = False
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        # Bounds the unacknowledged messages the broker hands us while a batch waits.
+        props.ReceiveMaximum = min(65535, max(20, self.config.ingest.batch_size))
         try:
-            client.connect(broker.host, broker.port, keepalive=broker.keepalive)
+            client.connect(broker.host, broker.port, keepalive=broker.keepalive, properties=props)
         except OSError as exc:
             self._error(f"cannot reach broker {broker.url}: {exc}")
             return False
         deadline = time.monotonic() + 10
         while not self.stats.connected and not self._refused and time.monotonic() < deadline:
-            if client.loop(0.1) != mqtt.MQTT_ERR_SUCCESS:
+            if self._stop.is_set() or client.loop(0.1) != mqtt.MQTT_ERR_SUCCESS:
                 return False
         return self.stats.connected
 
     def _collect(self, client: mqtt.Client) -> None:
-        batch_s = self.config.ingest.batch_ms / 1000
         while not self._stop.is_set() and self.stats.connected:
-            wait = 0.1
-            if self._batch:
-                wait = max(0.0, self._batch_started + batch_s - time.monotonic())
-            rc = client.loop(wait)
-            if self._batch and (len(self._batch) >= self.config.ingest.batch_size
-                                or time.monotonic() >= self._batch_started + batch_s):
-                self._flush(client)
-            if rc != mqtt.MQTT_ERR_SUCCESS and self.stats.connected:
+            rc = client.loop(self._wait())
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                if self.stats.connected:
+                    self._error(f"connection to {self.config.broker.url} lost ({mqtt.error_string(rc)})")
                 self.stats.connected = False
-                self._error(f"connection to {self.config.broker.url} lost ({mqtt.error_string(rc)})")
-        if self._batch and self.stats.connected:
+                self._subscribed.clear()
+                break
+            if self._due():
+                self._flush(client)
+        if self._stop.is_set() and self.stats.connected and self._batch:
+            self._retry_at = 0.0
             self._flush(client)
 
+    def _wait(self) -> float:
+        """How long the next ``loop()`` may block: until the batch is due, at most 0.2 s."""
+        if not self._batch:
+            return 0.2
+        due = max(self._batch_started + self.config.ingest.batch_ms / 1000, self._retry_at)
+        return min(0.2, max(0.005, due - time.monotonic()))
+
+    def _due(self) -> bool:
+        if not self._batch:
+            return False
+        now = time.monotonic()
+        if now < self._retry_at:
+            return False
+        full = len(self._batch) >= self.config.ingest.batch_size
+        return full or now >= self._batch_started + self.config.ingest.batch_ms / 1000
+
     def _close(self, client: mqtt.Client) -> None:
+        """Say offline (on a clean stop only) and disconnect."""
         if self.stats.connected:
-            client.publish(protocol.CENTRAL_STATUS_TOPIC, self._status("offline"), qos=1, retain=True)
-            for _ in range(5):
-                client.loop(0.05)
+            if self._stop.is_set():
+                info = client.publish(protocol.CENTRAL_STATUS_TOPIC, self._status_payload("offline"),
+                                      qos=1, retain=True)
+                deadline = time.monotonic() + 2.0
+                while not info.is_published() and time.monotonic() < deadline:
+                    if client.loop(0.05) != mqtt.MQTT_ERR_SUCCESS:
+                        break
             client.disconnect()
             client.loop(0.1)
         self.stats.connected = False
+        self._subscribed.clear()
+
+    def _status_payload(self, state: str) -> bytes:
+        return protocol.encode("central-status", {"schema": protocol.SCHEMA_VERSION, "state": state,
+                                                  "ts": protocol.utc_timestamp(), "version": self.version[:64]})
 
     # ------------------------------------------------------------------ batches
 
-    def _flush(self, client: mqtt.Client) -> None:
-        batch, self._batch = self._batch, []
-        valid = [p.event for p in batch if p.event is not None]
-        try:
-            with self.store.transaction() as conn:
-                outcomes = self.store.insert_events(valid, conn)
-                for p in batch:
-                    if p.event is None:
-                        self.store.dead_letter(p.topic, p.reason or "invalid", p.raw, conn)
-        except SQLAlchemyError as exc:
-            # Nothing is acked: drop the connection so the broker redelivers the
-            # batch, and try again after a backoff.
-            self._error(f"store commit failed, {len(batch)} messages left unacknowledged: {exc}")
-            client.disconnect()
-            self.stats.connected = False
-            self._stop.wait(1.0)
-            return
-        for p in batch:
-            client.ack(p.mid, p.qos)
+    def _flush(self, client: mqtt.Client | None) -> None:
+        """Commit the batch, then ack its messages, then send receipts (``client`` None: commit only)."""
+        batch = self._batch
+        outcomes = self._commit(batch)
+        if outcomes is None:
+            return  # the database is unavailable: keep the batch, ack nothing, retry later
+        self._batch = []
+        self._db_attempt = 0
+        self._retry_at = 0.0
         self.stats.batches += 1
-        receipts: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+        live = client is not None and self.stats.connected
+        if live:
+            assert client is not None
+            for p in batch:
+                if p.gen == self._gen:
+                    client.ack(p.mid, p.qos)
+        receipts: dict[tuple[str, str], list[dict[str, str]]] = {}
         told: set[str] = set()
         for p in batch:
             if p.event is not None:
                 id_ = p.event["id"]
+                # A second copy in one batch is a duplicate of the first, whatever the first was.
                 outcome = "duplicate" if id_ in told else outcomes[id_]
                 told.add(id_)
                 if outcome == "stored":
                     self.stats.stored += 1
                 else:
                     self.stats.duplicates += 1
-                receipts[(p.event["site"], p.event["device"])].append({"id": id_, "outcome": outcome})
-            else:
-                self.stats.rejected += 1
-                target = _receipt_target(p.topic, p.raw)
-                if target is not None:
-                    site, device, id_ = target
-                    receipts[(site, device)].append(
-                        {"id": id_, "outcome": "rejected", "reason": (p.reason or "invalid")[:500]})
+                receipts.setdefault((p.event["site"], p.event["device"]), []).append(
+                    {"id": id_, "outcome": outcome})
+                continue
+            self.stats.rejected += 1
+            found = rejection_target(p.topic, p.raw)
+            if found is not None:
+                site, device, id_ = found
+                receipts.setdefault((site, device), []).append(
+                    {"id": id_, "outcome": "rejected", "reason": (p.reason or "refused")[:RECEIPT_MAX_REASON]})
+        if not live:
+            return
+        assert client is not None
         for (site, device), items in receipts.items():
-            for start in range(0, len(items), RECEIPT_MAX_ITEMS):
-                chunk = items[start:start + RECEIPT_MAX_ITEMS]
-                try:
-                    raw = protocol.encode("receipt", chunk)
-                except ProtocolError as exc:
-                    log.error("receipt for %s/%s not sent: %s", site, device, exc)
-                    continue
-                client.publish(protocol.receipt_topic(site, device), raw, qos=1)
+            topic = protocol.receipt_topic(site, device)
+            for payload in receipt_payloads(items):
+                client.publish(topic, payload, qos=1)
+
+    def _commit(self, batch: list[_Pending]) -> dict[str, str] | None:
+        """Store one batch in one transaction; None when the database is unavailable."""
+        valid = [p.event for p in batch if p.event is not None]
+        dead = [DeadLetter(p.topic, p.reason or "refused", p.raw) for p in batch if p.event is None]
+        try:
+            return self.store.insert_events(valid, dead=dead)
+        except _TRANSIENT as exc:
+            self._db_failed(exc, len(batch))
+            return None
+        except Exception as exc:  # maybe one event the database refuses: find it, dead-letter it
+            if len(batch) > 1:
+                log.warning("store refused a batch of %d (%s); storing one by one", len(batch), _short(exc))
+                outcomes: dict[str, str] = {}
+                for p in batch:
+                    one = self._commit([p])
+                    if one is None:
+                        return None
+                    outcomes.update(one)
+                return outcomes
+            p = batch[0]
+            if p.event is None:
+                # Even a dead letter is refused: the database is broken (say, not
+                # migrated), not the data. Ack nothing; try again later.
+                self._db_failed(exc, 1)
+                return None
+            reason = f"store refused the event: {_short(exc)}"
+            try:
+                self.store.insert_events([], dead=[DeadLetter(p.topic, reason, p.raw)])
+            except Exception as again:
+                self._db_failed(again, 1)
+                return None
+            log.error("store refused event %s; dead-lettered: %s", p.event.get("id"), _short(exc))
+            p.event, p.reason = None, reason
+            return {}
+
+    def _db_failed(self, exc: BaseException, size: int) -> None:
+        self.stats.db_errors += 1
+        delay = backoff_delay(self._db_attempt, base=0.5, cap=15.0)
+        self._db_attempt += 1
+        self._retry_at = time.monotonic() + delay
+        self._error(f"store unavailable, {size} messages held unacknowledged; retry in {delay:.1f} s: "
+                    f"{_short(exc)}")
 
     # ------------------------------------------------------------------ callbacks (collector thread)
 
@@ -257,31 +365,70 @@ class Collector:
             self._refused = True
             self._error(f"broker {self.config.broker.url} refused the connection: {reason}")
             return
+        self._gen += 1
         self.stats.connected = True
         self.stats.last_error = None
-        log.info("connected to %s as %s; collecting %s", self.config.broker.url, self.config.client_id,
-                 protocol.shared(protocol.FEEDBACK_FILTER, self.config.group))
-        client.subscribe(protocol.shared(protocol.FEEDBACK_FILTER, self.config.group), qos=1)
-        client.publish(protocol.CENTRAL_STATUS_TOPIC, self._status("online"), qos=1, retain=True)
+        feedback = protocol.shared(protocol.FEEDBACK_FILTER, self.config.group)
+        log.info("connected to %s as %s; collecting %s", self.config.broker.url, self.config.client_id, feedback)
+        # The status topic is retained: subscribe without $share (shared
+        # subscriptions get no retained messages).
+        client.subscribe([(feedback, 1), (protocol.CENTRAL_STATUS_TOPIC, 1)])
+        client.publish(protocol.CENTRAL_STATUS_TOPIC, self._status_payload("online"), qos=1, retain=True)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[ReasonCode],
+                      props: Properties | None) -> None:
+        if reasons and reasons[0].is_failure:
+            self._error(f"broker {self.config.broker.url} refused the feedback subscription: {reasons[0]}")
+            return
+        self._subscribed.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
                        props: Properties | None) -> None:
         self.stats.connected = False
+        self._subscribed.clear()
         if not self._stop.is_set():
             self._error(f"disconnected from {self.config.broker.url}: {reason}")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        # Never raise out of here: paho would end loop() and the connection with it.
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = repr(message._topic)  # brokers check UTF-8; be safe anyway
+        try:
+            if topic == protocol.CENTRAL_STATUS_TOPIC:
+                self._on_central_status(client, message)
+                return
+            self._take(message, topic)
+        except Exception:
+            log.exception("unexpected error on a message on %s", topic)
+
+    def _on_central_status(self, client: mqtt.Client, message: mqtt.MQTTMessage) -> None:
+        client.ack(message.mid, message.qos)  # manual_ack covers every subscription
+        try:
+            state = protocol.decode("central-status", message.payload)["state"]
+        except ProtocolError as exc:
+            log.warning("ignored a bad central status: %s", exc)
+            return
+        if state == "offline" and self.stats.connected and not self._stop.is_set():
+            # Another collector went away (its will said offline); we are still here.
+            log.info("central status says offline but this collector is online: announcing online")
+            client.publish(protocol.CENTRAL_STATUS_TOPIC, self._status_payload("online"), qos=1, retain=True)
+
+    def _take(self, message: mqtt.MQTTMessage, topic: str) -> None:
         raw = bytes(message.payload)
-        pending = _Pending(message.mid, message.qos, message.topic, raw)
+        pending = _Pending(self._gen, message.mid, message.qos, topic, raw)
         self.stats.received += 1
         try:
-            pending.event = protocol.decode_feedback(message.topic, raw)
-        except ProtocolError as exc:
+            event = protocol.decode_feedback(topic, raw)
+            event_time(event)  # the schema checks the shape of ts, not that the date exists
+            pending.event = event
+        except ValueError as exc:  # ProtocolError included
             pending.reason = str(exc)
-            log.warning("dead-lettered a payload on %s: %s", message.topic, exc)
-        except Exception as exc:  # never stop on input
-            pending.reason = f"undecodable: {type(exc).__name__}: {exc}"
-            log.exception("unexpected error decoding a payload on %s", message.topic)
+            log.warning("refused a payload on %s: %s", topic, exc)
+        except Exception as exc:  # a decoder bug must not stop ingest
+            pending.reason = f"could not be decoded: {type(exc).__name__}: {exc}"
+            log.exception("unexpected error decoding a payload on %s", topic)
         if not self._batch:
             self._batch_started = time.monotonic()
         self._batch.append(pending)
@@ -290,3 +437,46 @@ class Collector:
         if message != self.stats.last_error:
             log.warning("%s", message)
         self.stats.last_error = message
+
+
+def rejection_target(topic: str, raw: bytes) -> tuple[str, str, str] | None:
+    """Where to send a ``rejected`` receipt for a refused payload: (site, device, id).
+
+    Best effort: only when the topic is a feedback topic (its site and device
+    are guarded by the broker's ACL) and the body, as JSON, names an id that is
+    a UUIDv7 the device can match to its outbox. Otherwise None.
+    """
+    try:
+        where = protocol.parse_topic(topic)
+        body = protocol.loads(raw, limit=protocol.MAX_PAYLOAD["feedback"])
+    except ProtocolError:
+        return None
+    id_ = body.get("id") if isinstance(body, dict) else None
+    if where.kind != "feedback" or where.site is None or where.device is None or not isinstance(id_, str):
+        return None
+    try:
+        protocol.validate("receipt", [{"id": id_, "outcome": "duplicate"}])
+    except ProtocolError:
+        return None  # not a UUIDv7
+    return where.site, where.device, id_
+
+
+def receipt_payloads(items: Iterable[dict[str, str]]) -> Iterator[bytes]:
+    """Encode receipt items as few payloads as the schema's item and size limits allow."""
+    limit = protocol.MAX_PAYLOAD["receipt"] - 2  # the brackets
+    chunk: list[dict[str, str]] = []
+    size = 0
+    for item in items:
+        n = len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()) + 1  # the comma
+        if chunk and (len(chunk) >= RECEIPT_MAX_ITEMS or size + n > limit):
+            yield protocol.encode("receipt", chunk)
+            chunk, size = [], 0
+        chunk.append(item)
+        size += n
+    if chunk:
+        yield protocol.encode("receipt", chunk)
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

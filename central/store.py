@@ -1,27 +1,44 @@
 """Central's store: every feedback event once, with a monotonic ingest id.
 
-SQLAlchemy Core over SQLite (the default, zero setup) or PostgreSQL (at
-scale). The schema is created and upgraded by Alembic migrations
-(``central/migrations``), never by ``create_all``; the tables below mirror the
-newest migration and are what queries are built from.
+SQLAlchemy Core over SQLite (the default, zero setup) or PostgreSQL with
+psycopg 3 (at scale). The schema is created and upgraded by Alembic
+migrations (``central/migrations``), never by ``create_all``; the tables below
+mirror the newest migration and are what queries are built from
+(``tests/test_central_store.py`` checks that the two agree).
+
+Rows come back as plain dicts: the protocol's fields as the device sent them
+(``reasons`` and ``flags`` decoded back to lists), plus ``ingest_id`` and
+``received_at`` (ISO 8601 UTC).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, make_url
 
 from sync import protocol
 
 log = logging.getLogger("deskpulse.central.store")
+
+#: Alembic's folder (env.py, versions/), shipped inside the package.
+MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
+
+#: Dead letters keep at most this much of a payload (a broker may allow huge messages).
+MAX_DEAD_LETTER_BYTES: Final = 64 * 1024
+
+# PostgreSQL advisory lock keys (any two constants, shared by every collector).
+_INSERT_LOCK: Final = 0x6465_736B_7075_6C01  # "deskpul" + 1
+_MIGRATE_LOCK: Final = 0x6465_736B_7075_6C02
 
 metadata = sa.MetaData()
 
@@ -33,6 +50,7 @@ events = sa.Table(
     metadata,
     sa.Column("ingest_id", IngestId, primary_key=True, autoincrement=True),
     sa.Column("id", sa.String(36), nullable=False),
+    sa.Column("schema_version", sa.SmallInteger, nullable=False),
     sa.Column("site", sa.String(64), nullable=False),
     sa.Column("device", sa.String(64), nullable=False),
     sa.Column("epoch", sa.String(36), nullable=False),
@@ -53,6 +71,8 @@ events = sa.Table(
     sa.UniqueConstraint("id", name="uq_events_id"),
     sa.Index("ix_events_site_device_ts", "site", "device", "ts_utc"),
     sa.Index("ix_events_device_epoch_seq", "site", "device", "epoch", "seq"),
+    # AUTOINCREMENT: SQLite never reuses an ingest id, even after deletes.
+    sqlite_autoincrement=True,
 )
 
 dead_letters = sa.Table(
@@ -63,10 +83,25 @@ dead_letters = sa.Table(
     sa.Column("topic", sa.Text, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Index("ix_dead_letters_received_at", "received_at"),
+    sqlite_autoincrement=True,
 )
 
-#: Fields of an event stored as JSON text.
-_JSON_FIELDS = ("reasons", "flags")
+#: Event fields stored as JSON text.
+_JSON_FIELDS: Final = ("reasons", "flags")
+#: The protocol field each renamed column holds.
+_RENAMED: Final = {"schema_version": "schema"}
+#: Columns that are ours, not the protocol's (never copied from an event).
+_OWN_COLUMNS: Final = frozenset({"ingest_id", "ts_utc", "received_at"})
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A payload central refused, with the reason (written with :meth:`Store.insert_events`)."""
+
+    topic: str
+    reason: str
+    raw: bytes
 
 
 def engine_url(url: str) -> str:
@@ -76,155 +111,259 @@ def engine_url(url: str) -> str:
     return url
 
 
-def _row(event: dict[str, Any], received_at: datetime) -> dict[str, Any]:
-    row = {c.name: event.get(c.name) for c in events.columns if c.name in event}
-    for name in _JSON_FIELDS:
-        row[name] = json.dumps(event[name], separators=(",", ":"))
-    row["ts_utc"] = protocol.parse_timestamp(event["ts"])
+def event_time(event: Mapping[str, Any]) -> datetime:
+    """The event's ``ts`` as an aware UTC datetime.
+
+    The schema checks the shape of ``ts`` only, so ``2026-13-45T99:00:00Z``
+    gets this far; the collector calls this to refuse such an event before
+    it reaches a batch (where it would fail the whole commit).
+
+    Raises:
+        ValueError: ``ts`` is not a real date and time.
+    """
+    ts = event.get("ts")
+    try:
+        return protocol.parse_timestamp(str(ts)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError(f"feedback payload invalid at ts: {ts!r} is not a real date and time") from None
+
+
+def _row(event: Mapping[str, Any], received_at: datetime) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for column in events.columns:
+        if column.name in _OWN_COLUMNS:
+            continue
+        value = event[_RENAMED.get(column.name, column.name)]
+        row[column.name] = json.dumps(value, separators=(",", ":")) if column.name in _JSON_FIELDS else value
+    row["ts_utc"] = event_time(event)
     row["received_at"] = received_at
     return row
 
 
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes (we always store UTC); PostgreSQL aware ones.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _event(row: sa.Row[Any]) -> dict[str, Any]:
-    out = dict(row._mapping)
-    for name in _JSON_FIELDS:
-        out[name] = json.loads(out[name])
-    out["schema"] = protocol.SCHEMA_VERSION
-    for name in ("ts_utc", "received_at"):
-        value = out[name]
-        if value.tzinfo is None:  # SQLite hands back naive datetimes
-            value = value.replace(tzinfo=UTC)
-        out[name] = value
-    out["received_at"] = protocol.utc_timestamp(out["received_at"])
-    del out["ts_utc"]
+    out: dict[str, Any] = {}
+    for name, value in row._mapping.items():
+        if name == "ts_utc":
+            continue
+        if name in _JSON_FIELDS:
+            value = json.loads(value)
+        elif name == "received_at":
+            value = protocol.utc_timestamp(_utc(value))
+        out[_RENAMED.get(name, name)] = value
     return out
 
 
 class Store:
-    """The database central writes and the dashboard reads.
+    """The database the collectors write and the dashboard reads.
+
+    Thread-safe: every method takes its own pooled connection.
 
     Args:
-        url: ``sqlite:///path`` or ``postgresql://user@host/db``.
+        url: ``sqlite:///path`` or ``postgresql://user@host/db`` (psycopg 3).
+            The folder of a SQLite file is created if missing.
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine: Engine = self._engine(engine_url(url))
+        self.engine: Engine = _make_engine(engine_url(url))
+        self.dialect: str = self.engine.dialect.name
 
-    @staticmethod
-    def _engine(url: str) -> Engine:
-        if url.startswith("sqlite"):
-            path = url[len("sqlite:///"):]
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(url, connect_args={"timeout": 30})
+    def __repr__(self) -> str:
+        return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
 
-            @sa.event.listens_for(engine, "connect")
-            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=FULL")  # a receipt promises the event is on disk
-                cur.execute("PRAGMA busy_timeout=30000")
-                cur.close()
+    def __enter__(self) -> Store:
+        return self
 
-            return engine
-        return sa.create_engine(url, pool_pre_ping=True)
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every pooled connection. Safe to call twice."""
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ schema
 
     def migrate(self) -> str:
-        """Upgrade the schema to the newest migration; returns its revision."""
+        """Upgrade the schema to the newest migration (a no-op when it is current).
+
+        Alembic is configured in code, with ``script_location`` pointing into
+        the installed package; no ``alembic.ini`` is needed. On PostgreSQL an
+        advisory lock keeps two collectors starting at once from migrating twice.
+
+        Returns:
+            The schema's revision afterwards.
+        """
         from alembic import command
         from alembic.config import Config
 
         config = Config()
-        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        # For `alembic` run offline by a person; '%' is ConfigParser syntax.
         config.set_main_option("sqlalchemy.url", engine_url(self.url).replace("%", "%%"))
         with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATE_LOCK)))
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
-        return self.revision() or ""
+        revision = self.revision()
+        log.info("database %s at revision %s", self, revision)
+        return revision or ""
 
     def revision(self) -> str | None:
-        """The schema's current Alembic revision (None before the first migration)."""
+        """The schema's Alembic revision (None before the first migration)."""
         with self.engine.connect() as conn:
             if not sa.inspect(conn).has_table("alembic_version"):
                 return None
-            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-
-    @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """One transaction, committed on leaving the block."""
-        with self.engine.begin() as conn:
-            yield conn
+            value = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            return None if value is None else str(value)
 
     # ------------------------------------------------------------------ writing
 
-    def insert_events(self, batch: Sequence[dict[str, Any]], conn: Connection | None = None) -> dict[str, str]:
-        """Store valid events once; returns ``{id: "stored" | "duplicate"}``.
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction, committed when the block ends (rolled back on an exception).
 
-        One statement, ``ON CONFLICT (id) DO NOTHING ... RETURNING id``: ids
-        that come back were new. An id twice in one batch is stored once.
+        On PostgreSQL it first takes a transaction-level advisory lock, so
+        writers commit one at a time and ingest ids become visible in order:
+        a live feed reading ``ingest_id > N`` never skips a row that a slower
+        transaction commits later with a smaller id. (SQLite has one writer
+        at a time anyway.)
         """
-        if not batch:
-            return {}
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_INSERT_LOCK)))
+            yield conn
+
+    def insert_events(
+        self,
+        batch: Iterable[Mapping[str, Any]],
+        *,
+        dead: Iterable[DeadLetter] = (),
+        conn: Connection | None = None,
+    ) -> dict[str, str]:
+        """Store valid events once, in one transaction.
+
+        One ``INSERT … ON CONFLICT (id) DO NOTHING RETURNING id``: the ids that
+        come back were new. An id twice in one batch is stored once.
+
+        Args:
+            batch: decoded, valid feedback events.
+            dead: refused payloads to keep in the same transaction.
+            conn: a connection from :meth:`transaction` to join; by default
+                the call commits its own transaction.
+
+        Returns:
+            ``{id: "stored" | "duplicate"}`` for every id in ``batch``.
+
+        Raises:
+            ValueError: an event's ``ts`` is not a real date (nothing is written).
+            sqlalchemy.exc.SQLAlchemyError: the database failed (nothing is written).
+        """
         if conn is None:
             with self.transaction() as own:
-                return self.insert_events(batch, own)
+                return self.insert_events(batch, dead=dead, conn=own)
         now = datetime.now(UTC)
         rows: dict[str, dict[str, Any]] = {}
         for event in batch:
-            rows.setdefault(event["id"], _row(event, now))
-        insert = self._dialect_insert()(events).values(list(rows.values()))
-        stmt = insert.on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
-        stored = set(conn.execute(stmt).scalars())
-        return {i: ("stored" if i in stored else "duplicate") for i in rows}
+            if event["id"] not in rows:
+                rows[event["id"]] = _row(event, now)
+        stored: set[str] = set()
+        if rows:
+            insert = postgresql.insert(events) if self.dialect == "postgresql" else sqlite.insert(events)
+            stmt = insert.on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
+            # executemany: SQLAlchemy pages it into multi-row INSERTs ("insertmanyvalues").
+            stored = set(conn.execute(stmt, list(rows.values())).scalars())
+        letters = [_dead_row(d, now) for d in dead]
+        if letters:
+            conn.execute(dead_letters.insert(), letters)
+        return {id_: ("stored" if id_ in stored else "duplicate") for id_ in rows}
 
-    def _dialect_insert(self) -> Any:
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return insert
-
-    def dead_letter(self, topic: str, reason: str, raw: bytes, conn: Connection | None = None) -> None:
-        """Keep an invalid payload with the reason, for people to look at."""
-        values = {"received_at": datetime.now(UTC), "topic": topic, "reason": reason[:2000],
-                  "raw": bytes(raw)}
+    def dead_letter(self, topic: str, reason: str, raw: bytes, *, conn: Connection | None = None) -> None:
+        """Keep a refused payload with the reason, for people to look at."""
         if conn is None:
             with self.transaction() as own:
-                own.execute(dead_letters.insert().values(values))
+                own.execute(dead_letters.insert(), [_dead_row(DeadLetter(topic, reason, raw), datetime.now(UTC))])
         else:
-            conn.execute(dead_letters.insert().values(values))
+            conn.execute(dead_letters.insert(), [_dead_row(DeadLetter(topic, reason, raw), datetime.now(UTC))])
 
     # ------------------------------------------------------------------ reading
 
     def count_events(self) -> int:
+        """How many events are stored."""
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())
 
+    def last_ingest_id(self) -> int:
+        """The largest ingest id so far (0 when empty): where a live feed starts."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.ingest_id), 0))).scalar_one())
+
     def get_event(self, id_: str) -> dict[str, Any] | None:
+        """One event by its id, or None."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(events).where(events.c.id == id_)).first()
         return None if row is None else _event(row)
 
     def events_after(self, ingest_id: int, limit: int = 100) -> list[dict[str, Any]]:
-        """Events with a larger ingest id, oldest first (the live feed's cursor)."""
+        """Events with a larger ingest id, oldest first (the live feed's and the API's cursor)."""
+        stmt = sa.select(events).where(events.c.ingest_id > ingest_id).order_by(events.c.ingest_id).limit(limit)
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(events).where(events.c.ingest_id > ingest_id).order_by(events.c.ingest_id).limit(limit)
-            ).all()
-        return [_event(r) for r in rows]
+            return [_event(r) for r in conn.execute(stmt)]
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest events, newest first."""
+        stmt = sa.select(events).order_by(events.c.ingest_id.desc()).limit(limit)
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(events).order_by(events.c.ingest_id.desc()).limit(limit)).all()
-        return [_event(r) for r in rows]
+            return [_event(r) for r in conn.execute(stmt)]
+
+    def count_dead_letters(self) -> int:
+        """How many refused payloads are kept."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(dead_letters)).scalar_one())
 
     def dead_letter_rows(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest dead letters, newest first: ``dead_id``, ``received_at``, ``topic``, ``reason``, ``raw``."""
+        stmt = sa.select(dead_letters).order_by(dead_letters.c.dead_id.desc()).limit(limit)
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(dead_letters).order_by(dead_letters.c.dead_id.desc()).limit(limit)).all()
-        return [dict(r._mapping) for r in rows]
+            rows = [dict(r._mapping) for r in conn.execute(stmt)]
+        for row in rows:
+            row["received_at"] = protocol.utc_timestamp(_utc(row["received_at"]))
+            row["raw"] = bytes(row["raw"])
+        return rows
 
-    def close(self) -> None:
-        self.engine.dispose()
 
+def _dead_row(letter: DeadLetter, received_at: datetime) -> dict[str, Any]:
+    raw = bytes(letter.raw)
+    reason = letter.reason
+    if len(raw) > MAX_DEAD_LETTER_BYTES:
+        reason += f" (raw payload cut to {MAX_DEAD_LETTER_BYTES} of {len(raw)} bytes)"
+        raw = raw[:MAX_DEAD_LETTER_BYTES]
+    return {"received_at": received_at, "topic": letter.topic, "reason": reason[:2000], "raw": raw}
+
+
+def _make_engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        # pre_ping: a PostgreSQL restart must not cost the next batch.
+        return sa.create_engine(url, pool_pre_ping=True)
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    # timeout: how long a writer waits for another's lock; short enough that the
+    # collector thread keeps its MQTT keepalive.
+    engine = sa.create_engine(url, connect_args={"timeout": 10})
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")  # the dashboard reads while a collector writes
+        cur.execute("PRAGMA synchronous=FULL")  # a receipt promises the event is on disk
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return engine

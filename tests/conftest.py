@@ -75,3 +75,19 @@ def kiosk(kiosk_config):
 
     with HeadlessKiosk(kiosk_config()) as k:
         yield k
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL: a SQLite file, and PostgreSQL when
+    ``DESKPULSE_TEST_PG_URL`` is set (a database of its own, dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'central.sqlite3'}"
+        return
+    from tests.support.postgres import temporary_database
+
+    base = os.environ.get("DESKPULSE_TEST_PG_URL")
+    if not base:
+        pytest.skip("DESKPULSE_TEST_PG_URL is not set (see README: PostgreSQL tests)")
+    with temporary_database(base) as url:
+        yield url

@@ -15,6 +15,8 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+# Spelled out here rather than imported from central.store: a migration is
+# history and must not change when the current model does.
 IngestId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
@@ -23,6 +25,7 @@ def upgrade() -> None:
         "events",
         sa.Column("ingest_id", IngestId, primary_key=True, autoincrement=True),
         sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("schema_version", sa.SmallInteger, nullable=False),
         sa.Column("site", sa.String(64), nullable=False),
         sa.Column("device", sa.String(64), nullable=False),
         sa.Column("epoch", sa.String(36), nullable=False),
@@ -41,6 +44,7 @@ def upgrade() -> None:
         sa.Column("flags", sa.Text, nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.UniqueConstraint("id", name="uq_events_id"),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_events_site_device_ts", "events", ["site", "device", "ts_utc"])
     op.create_index("ix_events_device_epoch_seq", "events", ["site", "device", "epoch", "seq"])
@@ -51,10 +55,13 @@ def upgrade() -> None:
         sa.Column("topic", sa.Text, nullable=False),
         sa.Column("reason", sa.Text, nullable=False),
         sa.Column("raw", sa.LargeBinary, nullable=False),
+        sqlite_autoincrement=True,
     )
+    op.create_index("ix_dead_letters_received_at", "dead_letters", ["received_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_dead_letters_received_at", table_name="dead_letters")
     op.drop_table("dead_letters")
     op.drop_index("ix_events_device_epoch_seq", table_name="events")
     op.drop_index("ix_events_site_device_ts", table_name="events")

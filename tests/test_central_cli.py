@@ -1,0 +1,165 @@
+"""``deskpulse-central``: help, configuration errors, migrate, and a real run stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from central.cli import main
+from central.config import from_dict, load
+from central.store import Store
+from sync import protocol
+from sync.devbroker import free_port
+from sync.errors import ConfigError
+from tests.support.broker import Mosquitto
+from tests.support.wait import wait_for
+
+
+def test_help_explains_the_options_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for word in ("--db", "--broker", "--bind", "--config", "migrate", "check-config", "examples:"):
+        assert word in text
+
+
+def test_check_config_names_the_file_and_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "central.toml"
+    path.write_text('[ingest]\nbatch_size = "lots"\n')
+    assert main(["check-config", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "ingest.batch_size" in err
+
+
+def test_check_config_refuses_unknown_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "central.toml"
+    path.write_text('[web]\nbind = "127.0.0.1:8080"\nport = 8080\n')
+    assert main(["check-config", "--config", str(path)]) == 2
+    assert "web.port" in capsys.readouterr().err
+
+
+def test_check_config_accepts_a_good_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "mqtt-password").write_text("s3cret\n")
+    path = tmp_path / "central.toml"
+    path.write_text(
+        '[broker]\nurl = "mqtts://mqtt.example:8883"\nusername = "central"\npassword_file = "mqtt-password"\n'
+        'group = "central-eu"\nclient_id = "central-1"\n'
+        '[database]\nurl = "sqlite:///data/central.sqlite3"\n'
+        '[web]\nbind = "[::1]:8081"\n'
+        '[ingest]\nbatch_size = 50\nbatch_ms = 20\n'
+    )
+    assert main(["check-config", "--config", str(path)]) == 0
+    assert "ok" in capsys.readouterr().out
+    config = load(path)
+    assert (config.broker.host, config.broker.port, config.broker.tls) == ("mqtt.example", 8883, True)
+    assert config.broker.password == "s3cret"  # read from the file, never the URL
+    assert (config.group, config.client_id) == ("central-eu", "central-1")
+    assert config.database_url == f"sqlite:///{tmp_path / 'data' / 'central.sqlite3'}"  # relative to the file
+    assert (config.bind_host, config.bind_port, config.dashboard_url) == ("::1", 8081, "http://[::1]:8081/")
+    assert (config.ingest.batch_size, config.ingest.batch_ms) == (50, 20)
+
+
+@pytest.mark.parametrize(("data", "key"), [
+    ({"broker": {"url": "http://x"}}, "broker.url"),
+    ({"broker": {"group": "Not A Slug"}}, "broker.group"),
+    ({"database": {"url": "mysql://x/y"}}, "database.url"),
+    ({"database": {"url": "postgresql://host"}}, "database.url"),
+    ({"web": {"bind": "localhost"}}, "web.bind"),
+    ({"ingest": {"batch_ms": 0}}, "ingest.batch_ms"),
+    ({"ingest": {"batch_size": 1.5}}, "ingest.batch_size"),
+    ({"ingest": {"batch_size": True}}, "ingest.batch_size"),
+    ({"alerts": {}}, "alerts"),
+])
+def test_a_wrong_value_names_its_key(data: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        from_dict(data, source="central.toml")
+
+
+def test_command_line_values_override_and_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    config = from_dict({}).with_overrides(broker="mqtt://10.0.0.5:1884", db="postgresql://u@db/dp", bind="0.0.0.0:9000")
+    assert (config.broker.host, config.broker.port) == ("10.0.0.5", 1884)
+    assert config.database_url == "postgresql://u@db/dp"
+    assert config.dashboard_url == "http://127.0.0.1:9000/"
+    assert main(["check-config", "--config", os.devnull, "--broker", "tcp://x"]) == 2
+    assert "--broker" in capsys.readouterr().err
+
+
+def test_migrate_creates_the_database_and_exits(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new' / 'central.sqlite3'}"
+    assert main(["migrate", "--db", url]) == 0
+    with Store(url) as store:
+        assert store.revision() == "0001"
+
+
+def test_an_unopenable_database_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["migrate", "--db", f"sqlite:///{blocker / 'central.sqlite3'}"]) == 1
+    assert "database" in capsys.readouterr().err
+
+
+def _start(broker: Mosquitto, tmp_path: Path, port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "central.cli", "--broker", broker.url,
+         "--db", f"sqlite:///{tmp_path / 'central.sqlite3'}", "--bind", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def retained_central_state(broker: Mosquitto) -> str | None:
+    """What the retained ``_central/status`` says right now (None: nothing retained)."""
+    got: list[bytes] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_message = lambda c, u, m: got.append(m.payload)
+    client.connect(broker.host, broker.port)
+    client.subscribe(protocol.CENTRAL_STATUS_TOPIC, qos=1)
+    deadline = time.monotonic() + 1.0
+    while not got and time.monotonic() < deadline:
+        client.loop(0.05)
+    client.disconnect()
+    return str(json.loads(got[-1])["state"]) if got else None
+
+
+def test_run_prints_the_dashboard_url_when_ready_and_stops_on_sigterm(broker: Mosquitto, tmp_path: Path) -> None:
+    port = free_port()
+    proc = _start(broker, tmp_path, port)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # printed once the web server listens
+        assert line.strip() == f"Dashboard: http://127.0.0.1:{port}/"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
+            assert json.load(reply) == {"ok": True, "events": 0}
+        wait_for(lambda: retained_central_state(broker) == "online", what="central online")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert retained_central_state(broker) == "offline"  # said on the way out, not by the will
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_run_exits_1_when_the_port_is_taken(broker: Mosquitto, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        proc = _start(broker, tmp_path, taken.getsockname()[1])
+        try:
+            _, err = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 1
+    assert "could not listen" in err

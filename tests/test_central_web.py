@@ -1,0 +1,161 @@
+"""Central's web app over a real SQLite store: health, JSON API, the live page and the event stream.
+
+Event streams end through ``create_app(..., stream_idle_exit_s=...)``: once a
+stream is caught up and idle that long, it closes, so no test can hang on it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from central.store import Store
+from central.web import create_app, rating_level, rating_words
+from tests.support.events import feedback_event
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(f"sqlite:///{tmp_path / 'central.sqlite3'}") as s:
+        s.migrate()
+        yield s
+
+
+@pytest.fixture
+def events(store: Store) -> list[dict[str, Any]]:
+    batch = [feedback_event(device=f"desk-{i}", seq=i, rating=1 + i % 5) for i in range(1, 6)]
+    store.insert_events(batch)
+    return store.events_after(0)
+
+
+def client_for(store: Store, **options: Any) -> TestClient:
+    options = {"poll_s": 0.02, "stream_idle_exit_s": 0.3, **options}
+    return TestClient(create_app(store, **options))
+
+
+def parse_sse(text: str) -> list[dict[str, str]]:
+    """Split an event-stream body into messages (comments kept as ``comment``)."""
+    messages = []
+    for block in text.split("\n\n"):
+        if not block.strip():
+            continue
+        message: dict[str, str] = {}
+        for line in block.split("\n"):
+            field, _, value = line.partition(":")
+            message[field or "comment"] = value.strip()
+        messages.append(message)
+    return messages
+
+
+def stream(client: TestClient, url: str = "/api/stream", **headers: str) -> list[dict[str, str]]:
+    with client.stream("GET", url, headers=headers) as reply:
+        assert reply.status_code == 200
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        return parse_sse("".join(reply.iter_text()))
+
+
+def test_healthz_counts_the_stored_events(store: Store, events: list[dict[str, Any]]) -> None:
+    assert client_for(store).get("/healthz").json() == {"ok": True, "events": 5}
+
+
+def test_api_events_pages_in_ingest_order(store: Store, events: list[dict[str, Any]]) -> None:
+    client = client_for(store)
+    first = client.get("/api/events", params={"after": 0, "limit": 2}).json()
+    assert [e["ingest_id"] for e in first] == [e["ingest_id"] for e in events[:2]]
+    rest = client.get("/api/events", params={"after": first[-1]["ingest_id"]}).json()
+    assert [e["id"] for e in rest] == [e["id"] for e in events[2:]]
+    sent = {k: v for k, v in rest[0].items() if k not in ("ingest_id", "received_at")}
+    assert sent == {k: v for k, v in events[2].items() if k not in ("ingest_id", "received_at")}
+    assert sent["schema"] == 1
+
+
+def test_api_events_refuses_a_bad_limit(store: Store) -> None:
+    client = client_for(store)
+    assert client.get("/api/events", params={"limit": 0}).status_code == 422
+    assert client.get("/api/events", params={"after": -1}).status_code == 422
+
+
+def test_the_page_shows_stored_answers_without_a_cdn(store: Store, events: list[dict[str, Any]]) -> None:
+    reply = client_for(store).get("/")
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/html")
+    html = reply.text
+    assert '<html lang="en">' in html
+    assert "desk-3" in html and ">5<" in html  # a device and the total
+    assert f'data-after="{events[-1]["ingest_id"]}"' in html  # the live feed continues after the newest row
+    assert "EventSource" in html
+    assert "http://" not in html and "https://" not in html  # nothing loaded from elsewhere
+
+
+def test_the_page_says_so_when_there_is_nothing_yet(store: Store) -> None:
+    html = client_for(store).get("/").text
+    assert "No answers yet" in html and 'data-after="0"' in html
+
+
+def test_the_api_is_described_and_no_cdn_docs_page_is_served(store: Store) -> None:
+    client = client_for(store)
+    spec = client.get("/openapi.json").json()
+    assert {"/healthz", "/api/events", "/api/stream"} <= set(spec["paths"])
+    assert client.get("/docs").status_code == 404
+
+
+def test_stream_sends_events_after_the_given_id(store: Store, events: list[dict[str, Any]]) -> None:
+    messages = stream(client_for(store), f"/api/stream?after={events[1]['ingest_id']}")
+    feedback = [m for m in messages if m.get("event") == "feedback"]
+    assert [int(m["id"]) for m in feedback] == [e["ingest_id"] for e in events[2:]]
+    assert [json.loads(m["data"])["id"] for m in feedback] == [e["id"] for e in events[2:]]
+    assert messages[0] == {"retry": "2000"}
+
+
+def test_last_event_id_wins_over_after(store: Store, events: list[dict[str, Any]]) -> None:
+    messages = stream(client_for(store), "/api/stream?after=0", **{"Last-Event-ID": str(events[3]["ingest_id"])})
+    assert [int(m["id"]) for m in messages if "id" in m] == [events[4]["ingest_id"]]
+
+
+def test_stream_without_a_cursor_starts_now(store: Store, events: list[dict[str, Any]]) -> None:
+    assert [m for m in stream(client_for(store)) if m.get("event") == "feedback"] == []
+
+
+def test_stream_delivers_events_stored_while_it_is_open(store: Store, events: list[dict[str, Any]]) -> None:
+    later = [feedback_event(seq=100 + i) for i in range(3)]
+
+    def store_later() -> None:
+        time.sleep(0.1)
+        for event in later:
+            store.insert_events([event])
+
+    writer = threading.Thread(target=store_later)
+    writer.start()
+    messages = stream(client_for(store, stream_idle_exit_s=0.5), f"/api/stream?after={events[-1]['ingest_id']}")
+    writer.join()
+    assert [json.loads(m["data"])["id"] for m in messages if "data" in m] == [e["id"] for e in later]
+
+
+def test_an_idle_stream_sends_keepalive_comments(store: Store) -> None:
+    messages = stream(client_for(store, keepalive_s=0.05, stream_idle_exit_s=0.3))
+    assert {"comment": "keepalive"} in messages
+
+
+def test_shutdown_ends_open_streams(store: Store) -> None:
+    shutdown = threading.Event()
+    client = client_for(store, shutdown=shutdown, stream_idle_exit_s=None)
+    timer = threading.Timer(0.2, shutdown.set)
+    timer.start()
+    began = time.monotonic()
+    stream(client)
+    assert time.monotonic() - began < 3
+
+
+@pytest.mark.parametrize(("rating", "scale", "level", "words"), [
+    (1, 3, 1, "Bad"), (2, 3, 3, "OK"), (3, 3, 5, "Good"),
+    (1, 4, 1, "Very bad"), (3, 4, 3, "Good"), (4, 4, 5, "Very good"),
+    (1, 5, 1, "Very bad"), (3, 5, 3, "OK"), (5, 5, 5, "Very good"),
+])
+def test_ratings_read_the_same_on_every_scale(rating: int, scale: int, level: int, words: str) -> None:
+    assert (rating_level(rating, scale), rating_words(rating, scale)) == (level, words)
