@@ -183,6 +183,14 @@ def validate(kind: Kind, payload: Any) -> None:
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         raise ProtocolError(f"{kind} payload invalid at {where}: {_short(error.message)}")
+    # The schema's pattern checks the shape of a timestamp, not that the day exists.
+    if isinstance(payload, dict) and isinstance(payload.get("ts"), str):
+        try:
+            parse_timestamp(payload["ts"])
+        except ValueError:
+            raise ProtocolError(
+                f"{kind} payload invalid at ts: {payload['ts']!r} is not a real date and time"
+            ) from None
 
 
 def _short(text: str, limit: int = 200) -> str:

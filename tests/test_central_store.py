@@ -147,7 +147,7 @@ def test_a_huge_dead_letter_is_cut(store: Store) -> None:
 
 
 def test_an_impossible_date_is_refused_before_anything_is_written(store: Store) -> None:
-    good, bad = feedback_event(), feedback_event(ts="2026-13-45T09:41:07Z")
+    good, bad = feedback_event(), feedback_event(ts="2026-13-45T09:41:07Z", check=False)
     with pytest.raises(ValueError, match="ts"):
         store.insert_events([good, bad])
     assert store.count_events() == 0

@@ -157,3 +157,12 @@ def test_encode_decode_round_trip(rating: int, scale: int, reasons: list[str], s
     event = valid_event(rating=rating, scale=scale, reasons=reasons, source=source, flags=flags)
     raw = protocol.encode("feedback", event)
     assert protocol.decode_feedback("deskpulse/v1/airport-t1/baggage-1/feedback", raw) == event
+
+
+@pytest.mark.parametrize("ts", ["2026-02-30T09:41:07.000Z", "2026-13-01T00:00:00Z", "2026-01-01T24:00:00Z"])
+def test_a_timestamp_of_the_right_shape_but_no_such_time_is_refused(ts: str) -> None:
+    from tests.support.events import feedback_event, raw
+
+    event = feedback_event(ts=ts, check=False)
+    with pytest.raises(ProtocolError, match="ts"):
+        protocol.decode_feedback(protocol.feedback_topic(event["site"], event["device"]), raw(event))

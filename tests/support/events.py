@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -9,8 +10,11 @@ from sync import protocol
 
 
 def feedback_event(site: str = "test-site", device: str = "desk-1", *, seq: int = 1,
-                   epoch: str | None = None, **fields: Any) -> dict[str, Any]:
-    """A feedback event that passes ``feedback.v1.json``; ``fields`` override."""
+                   epoch: str | None = None, check: bool = True, **fields: Any) -> dict[str, Any]:
+    """A feedback event that passes ``feedback.v1.json``; ``fields`` override.
+
+    ``check=False`` skips validation, to build an invalid event on purpose.
+    """
     event: dict[str, Any] = {
         "schema": 1,
         "id": protocol.uuid7(),
@@ -31,5 +35,11 @@ def feedback_event(site: str = "test-site", device: str = "desk-1", *, seq: int 
         "flags": [],
     }
     event.update(fields)
-    protocol.validate("feedback", event)
+    if check:
+        protocol.validate("feedback", event)
     return event
+
+
+def raw(event: dict[str, Any]) -> bytes:
+    """Encode an event as a device would, without validating it."""
+    return json.dumps(event, separators=(",", ":")).encode()
