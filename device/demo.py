@@ -87,6 +87,8 @@ fullscreen = false
 
 [survey]
 thank_you_s = 2
+# The scripted customer taps every few seconds; a real desk keeps the 5 s default.
+repeat_interval_s = 1
 
 [sync]
 resend_after_s = 5
