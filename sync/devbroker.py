@@ -9,6 +9,7 @@ starts it again on the same port with the same persistence file, and
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -66,6 +67,9 @@ class Mosquitto:
             f"persistence_location {self.workdir}/",
             "autosave_interval 1",
             "max_inflight_messages 0",
+            # Started as root, Mosquitto drops to the 'mosquitto' user and then
+            # cannot read our files or write its persistence file: stay ourselves.
+            f"user {pwd.getpwuid(os.getuid()).pw_name}" if os.getuid() == 0 else "",
             "max_queued_messages 100000",
             "log_type error",
             "log_type warning",
