@@ -19,6 +19,7 @@ their own :class:`Outbox` on the same file (WAL lets them work side by side).
 from __future__ import annotations
 
 import enum
+import fcntl
 import logging
 import os
 import sqlite3
@@ -53,6 +54,23 @@ CREATE TABLE IF NOT EXISTS outbox (
 ) STRICT;
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, seq);
 """
+
+
+class _Corrupt(Exception):
+    """The database file is damaged (not locked, not missing): move it aside."""
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc).lower()
+    return any(m in text for m in ("malformed", "not a database", "file is encrypted", "corrupt"))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class State(enum.IntEnum):
@@ -115,10 +133,11 @@ class Outbox:
         device: the device slug, written into each event.
     """
 
-    def __init__(self, path: Path | str, site: str, device: str) -> None:
+    def __init__(self, path: Path | str, site: str, device: str, *, max_bytes: int | None = None) -> None:
         self.path = Path(path)
         self.site = protocol.check_slug(site, "site")
         self.device = protocol.check_slug(device, "device")
+        self.max_bytes = max_bytes
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = self._open()
         self.epoch = self._meta("epoch")
@@ -132,18 +151,35 @@ class Outbox:
         while True:
             try:
                 return self._open_once()
+            except _Corrupt as exc:
+                self._move_aside(str(exc))
             except OutboxError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
 
     def _open_once(self) -> sqlite3.Connection:
+        # Look at the header before SQLite does: opening a file that is not a
+        # database lets SQLite discard its -wal, where pending rows may live.
+        try:
+            with open(self.path, "rb") as f:
+                header = f.read(16)
+        except FileNotFoundError:
+            header = b""
+        except OSError as exc:
+            raise OutboxError(f"cannot read outbox {self.path}: {exc}") from exc
+        if header and header != b"SQLite format 3\x00":
+            raise _Corrupt("file is not a database (bad header)")
+        conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise _Corrupt(f"quick_check says {check}")
             with self._transaction(conn):
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
@@ -153,8 +189,67 @@ class Outbox:
                     {"epoch": str(uuid.uuid4())},
                 )
         except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
+            if _is_corruption(exc):
+                raise _Corrupt(str(exc)) from exc
             raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
+        except _Corrupt:
+            if conn is not None:
+                conn.close()
+            raise
         return conn
+
+    def _move_aside(self, why: str) -> None:
+        """Move a corrupt outbox (with its -wal and -shm) aside; a new epoch starts.
+
+        Pending answers may live in the WAL, so all three files move together
+        and are kept for people to rescue. A lock file makes sure two openers
+        never both move: the second finds a healthy new database.
+        """
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if self._healthy():
+                    return  # another opener moved it aside already
+                stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+                moved = []
+                for suffix in ("", "-wal", "-shm"):
+                    src = Path(str(self.path) + suffix)
+                    if src.exists():
+                        dst = Path(f"{self.path}.corrupt-{stamp}{suffix}")
+                        os.replace(src, dst)
+                        moved.append(dst.name)
+                _fsync_dir(self.path.parent)
+                log.error("outbox %s is corrupt (%s): moved aside as %s; a new epoch starts",
+                          self.path, why, ", ".join(moved) or "nothing")
+                conn = self._open_once()
+                with self._transaction(conn):
+                    conn.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('corrupt_note', :note)",
+                        {"note": f"{time.time():.0f} outbox was corrupt ({why[:200]}); "
+                                 f"moved aside as {self.path.name}.corrupt-{stamp}"},
+                    )
+                conn.close()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _healthy(self) -> bool:
+        try:
+            with open(self.path, "rb") as f:
+                if f.read(16) != b"SQLite format 3\x00":
+                    return False  # and SQLite must not touch it (its -wal)
+        except OSError:
+            return False
+        try:
+            conn = sqlite3.connect(self.path, timeout=10.0)
+            try:
+                return bool(conn.execute("PRAGMA quick_check").fetchone()[0] == "ok")
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError:
+            return False
 
     @staticmethod
     @contextmanager
@@ -284,18 +379,67 @@ class Outbox:
             )
             return cur.rowcount
 
+    def size_bytes(self) -> int:
+        """Bytes the outbox takes on disk (database and WAL)."""
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.stat(str(self.path) + suffix).st_size
+            except FileNotFoundError:
+                pass
+        return total
+
+    def enforce_cap(self) -> bool:
+        """Keep the outbox under ``max_bytes`` by dropping *confirmed* rows early.
+
+        Pending, sent and rejected rows are never dropped: when they alone
+        exceed the cap the outbox keeps growing and :meth:`alarms` says so.
+        Returns True when the outbox is within its cap (or has none).
+        """
+        if self.max_bytes is None or self.size_bytes() <= self.max_bytes:
+            return True
+        with self._transaction(self._conn) as conn:
+            conn.execute("DELETE FROM outbox WHERE state = 2")
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._conn.execute("VACUUM")
+        return self.size_bytes() <= self.max_bytes
+
+    def alarms(self) -> list[dict[str, str]]:
+        """Health alarms the device reports in its status (``code``, ``message``)."""
+        out: list[dict[str, str]] = []
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'corrupt_note'").fetchone()
+        if row is not None:
+            when, _, note = str(row["value"]).partition(" ")
+            if time.time() - float(when or 0) < 7 * 86400:  # shown for a week after it happened
+                out.append({"code": "outbox-corrupt", "message": note[:500]})
+        if self.max_bytes is not None:
+            size = self.size_bytes()
+            if size > self.max_bytes:
+                backlog = self.stats().backlog
+                out.append({"code": "outbox-over-cap", "message": (
+                    f"outbox uses {size / 1e6:.1f} MB, over its cap of {self.max_bytes / 1e6:.1f} MB, "
+                    f"with {backlog} answers not yet confirmed; none is dropped")[:500]})
+        return out
+
     # ------------------------------------------------------------------ reading
 
-    def due(self, limit: int, *, resend_before: float | None = None) -> list[Record]:
-        """Rows to publish: pending ones, oldest first, then (if ``resend_before``
-        is given) sent-but-unconfirmed ones last acknowledged before that time."""
+    def due(self, limit: int, *, resend_after: float | None = None, now: float | None = None) -> list[Record]:
+        """Rows to publish: pending ones, oldest first; then, if ``resend_after``
+        is given, sent-but-unconfirmed ones whose wait is over.
+
+        A row waits ``resend_after`` seconds after its last PUBACK, doubled for
+        each further attempt up to 32 times as long: an answer central never
+        confirms is tried ever more rarely, never dropped.
+        """
         rows = self._conn.execute(
             "SELECT * FROM outbox WHERE state = 0 ORDER BY seq LIMIT :limit", {"limit": limit}
         ).fetchall()
-        if resend_before is not None and len(rows) < limit:
+        if resend_after is not None and len(rows) < limit:
             rows += self._conn.execute(
-                "SELECT * FROM outbox WHERE state = 1 AND sent_at < :before ORDER BY seq LIMIT :limit",
-                {"before": resend_before, "limit": limit - len(rows)},
+                "SELECT * FROM outbox WHERE state = 1"
+                " AND sent_at + :after * (1 << min(max(attempts - 1, 0), 5)) <= :now"
+                " ORDER BY seq LIMIT :limit",
+                {"after": resend_after, "now": time.time() if now is None else now, "limit": limit - len(rows)},
             ).fetchall()
         return [_record(r) for r in rows]
 

@@ -44,6 +44,8 @@ class SenderSettings:
 
     max_inflight: int = 100
     resend_after_s: float = 30.0
+    max_outbox_bytes: int | None = None
+    disk_low_bytes: int = 50_000_000
     status_every_s: float = 60.0
     prune_after_s: float = 7 * 24 * 3600.0
     flush_every_s: float = 0.05
@@ -140,7 +142,8 @@ class Sender:
         attempt = 0
         while not self._stop.is_set():
             try:
-                return Outbox(self.outbox_path, self.site, self.device)
+                return Outbox(self.outbox_path, self.site, self.device,
+                              max_bytes=self.settings.max_outbox_bytes)
             except OutboxError as exc:
                 self._error(f"sender cannot open the outbox: {exc}")
                 self._stop.wait(backoff_delay(attempt, cap=30.0))
@@ -219,8 +222,9 @@ class Sender:
         self._flush(outbox)
         now = time.monotonic()
         if now >= self._next_status:
-            self._publish_status(client, outbox, online=True)
             outbox.prune(self.settings.prune_after_s)
+            outbox.enforce_cap()
+            self._publish_status(client, outbox, online=True)
 
     def _fill(self, client: mqtt.Client, outbox: Outbox) -> None:
         room = self.settings.max_inflight - len(self._inflight)
@@ -232,8 +236,8 @@ class Sender:
             return
         self._wake.clear()
         self._last_fill = now
-        resend_before = time.time() - self.settings.resend_after_s if self.status.central_online else None
-        for record in outbox.due(room + len(self._inflight_ids), resend_before=resend_before):
+        resend_after = self.settings.resend_after_s if self.status.central_online else None
+        for record in outbox.due(room + len(self._inflight_ids), resend_after=resend_after):
             if record.id in self._inflight_ids:
                 continue
             info = client.publish(
@@ -286,8 +290,15 @@ class Sender:
                 "disk_free_bytes": disk_free_bytes(self.outbox_path.parent),
                 "last_error": self.status.last_error,
             }
+            alarms = outbox.alarms()
+            free = health["disk_free_bytes"]
+            if free is not None and free < self.settings.disk_low_bytes:
+                alarms.append({"code": "disk-low", "message": f"only {free / 1e6:.1f} MB free on the outbox's disk"})
             if self.health is not None:
-                health.update(self.health())
+                extra = dict(self.health())
+                alarms += extra.pop("alarms", [])
+                health.update(extra)
+            health["alarms"] = alarms[:16]
             payload["health"] = health
         try:
             raw = protocol.encode("status", payload)

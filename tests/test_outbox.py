@@ -73,8 +73,19 @@ def test_due_gives_pending_then_stale_sent_rows(outbox: Outbox) -> None:
     a, b, c = (outbox.append(answer()) for _ in range(3))
     outbox.mark_sent([a.id])
     assert [r.id for r in outbox.due(10)] == [b.id, c.id]
-    import time
-    assert [r.id for r in outbox.due(10, resend_before=time.time() + 1)] == [b.id, c.id, a.id]
+    assert [r.id for r in outbox.due(10, resend_after=0)] == [b.id, c.id, a.id]
+    sent_at = outbox.get(a.id).sent_at
+    assert [r.id for r in outbox.due(10, resend_after=30, now=sent_at + 29)] == [b.id, c.id]
+    assert [r.id for r in outbox.due(10, resend_after=30, now=sent_at + 30)] == [b.id, c.id, a.id]
+
+
+def test_resends_back_off_but_never_stop(outbox: Outbox) -> None:
+    row = outbox.append(answer())
+    for _ in range(9):  # nine publishes, nine PUBACKs, no receipt
+        outbox.mark_sent([row.id])
+    sent_at = outbox.get(row.id).sent_at
+    assert outbox.due(10, resend_after=10, now=sent_at + 10 * 32 - 1) == []
+    assert [r.id for r in outbox.due(10, resend_after=10, now=sent_at + 10 * 32)] == [row.id]
 
 
 def test_prune_keeps_everything_not_confirmed(outbox: Outbox) -> None:
@@ -85,3 +96,53 @@ def test_prune_keeps_everything_not_confirmed(outbox: Outbox) -> None:
     stats = outbox.stats()
     assert (stats.pending, stats.sent, stats.rejected, stats.confirmed) == (1, 1, 1, 0)
     assert outbox.integrity_ok()
+
+
+@pytest.mark.parametrize("damage", ["garbage-header", "torn-page"])
+def test_a_corrupt_outbox_is_moved_aside_with_its_wal_and_a_new_epoch_begins(
+        tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    box = Outbox(path, "hq", "desk-1")
+    old_epoch = box.epoch
+    for _ in range(50):
+        box.append(answer())
+    box.close()
+    raw = bytearray(path.read_bytes())
+    if damage == "garbage-header":
+        raw[:100] = b"\x00garbage" * 12 + b"\x00" * 4
+    else:  # overwrite the middle of the file, as a torn write would
+        middle = len(raw) // 2
+        raw[middle:middle + 2048] = b"\xff" * 2048
+    path.write_bytes(bytes(raw))
+    (tmp_path / "outbox.sqlite3-wal").write_bytes(b"pending answers may live here")
+
+    with Outbox(path, "hq", "desk-1") as fresh:
+        assert fresh.epoch != old_epoch
+        assert fresh.stats().backlog == 0
+        assert fresh.append(answer()).seq == 1  # seq restarts with the new epoch
+        (alarm,) = fresh.alarms()
+        assert alarm["code"] == "outbox-corrupt" and "moved aside" in alarm["message"]
+        assert fresh._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    aside = sorted(p.name for p in tmp_path.glob("outbox.sqlite3.corrupt-*"))
+    if damage == "garbage-header":
+        # SQLite never touched it, so the WAL moved with its database, byte for byte.
+        assert len(aside) == 2 and aside[1].endswith("-wal")
+        assert (tmp_path / aside[1]).read_bytes() == b"pending answers may live here"
+    else:
+        # SQLite read this one (its header is fine) and discarded the invalid WAL.
+        assert aside and not aside[0].endswith("-wal")
+    assert "corrupt" in caplog.text and "new epoch" in caplog.text
+
+
+def test_the_disk_cap_drops_only_confirmed_rows_and_raises_an_alarm(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "outbox.sqlite3", "hq", "desk-1", max_bytes=10_000_000) as box:
+        rows = [box.append(answer()) for _ in range(400)]
+        box.settle([(r.id, "stored", None) for r in rows[:300]])
+        box.max_bytes = 1  # a cap nothing fits under
+        assert box.enforce_cap() is False
+        stats = box.stats()
+        assert (stats.confirmed, stats.pending) == (0, 100)  # every unconfirmed answer kept
+        (alarm,) = box.alarms()
+        assert alarm["code"] == "outbox-over-cap" and "100 answers" in alarm["message"]
+        box.max_bytes = 10_000_000
+        assert box.enforce_cap() is True and box.alarms() == []
