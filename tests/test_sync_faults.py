@@ -1,0 +1,68 @@
+"""Faults the delivery promise must survive (issue: sync).
+
+Each test drives the real kiosk (display code on SDL's dummy driver, or the
+``deskpulse-kiosk`` process), a private Mosquitto and a ``deskpulse-central``
+process, breaks something, and then checks the whole promise with
+:func:`tests.support.delivery.assert_delivered`. Random choices print their seed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from device.kiosk import make_sender
+from tests.support.broker import Mosquitto
+from tests.support.central import CentralProcess
+from tests.support.delivery import assert_delivered, outbox_states, witnessed
+from tests.support.kiosk import HeadlessKiosk
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def seeded(name: str) -> random.Random:
+    seed = int(os.environ.get("DESKPULSE_SEED", random.randrange(1 << 30)))
+    print(f"{name}: seed {seed} (rerun with DESKPULSE_SEED={seed})")
+    return random.Random(seed)
+
+
+@pytest.fixture
+def central(broker: Mosquitto, tmp_path: Path):
+    with CentralProcess(broker, tmp_path / "central") as proc:
+        yield proc
+
+
+def all_settled(path: Path) -> bool:
+    states = outbox_states(path)
+    return bool(states) and all(s >= 2 for s in states.values())
+
+
+def test_broker_killed_and_restarted_during_a_burst_loses_nothing(broker, central, kiosk_config, tmp_path) -> None:
+    rng = seeded("burst")
+    total, kill_at = 2000, rng.randrange(300, 1500)
+    config = kiosk_config(broker.url, sync={"resend_after_s": 2, "max_inflight": 200},
+                          survey={"thank_you_s": 0.5, "repeat_interval_s": 0})
+    witness = tmp_path / "witness.log"
+    clock = [0.0]
+    with HeadlessKiosk(config, sender=make_sender(config).start(), witness=witness,
+                       clock=lambda: clock[0]) as k:
+        for n in range(total):
+            if n == kill_at:
+                broker.kill()  # SIGKILL: whatever it held in memory is gone
+            if n == kill_at + 200:
+                broker.start()
+            k.tap_rating(1 + n % 5)
+            assert k.kiosk.flow.state.screen == "thanks"
+            clock[0] += 1.0  # past the thank-you
+            k.pump()
+        assert len(witnessed(witness)) == total
+        wait_for(lambda: all_settled(config.outbox_path), timeout=120, what="every answer confirmed")
+    assert_delivered(witnessed(witness), central.events(), [config.outbox_path])
