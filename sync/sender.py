@@ -344,7 +344,8 @@ class Sender:
     ) -> None:
         self.status.connected = False
         self.status.central_online = False
-        if not self._stop.is_set():
+        # After a refused CONNECT the refusal is the news, not the disconnect that follows.
+        if not self._stop.is_set() and not self._refused:
             self._error(f"disconnected from {self.broker.url}: {reason}")
 
     def _on_publish(
