@@ -66,3 +66,38 @@ def test_broker_killed_and_restarted_during_a_burst_loses_nothing(broker, centra
         assert len(witnessed(witness)) == total
         wait_for(lambda: all_settled(config.outbox_path), timeout=120, what="every answer confirmed")
     assert_delivered(witnessed(witness), central.events(), [config.outbox_path])
+
+
+def test_a_network_black_hole_is_noticed_within_11_s_and_loses_nothing(broker, central, kiosk_config,
+                                                                        tmp_path) -> None:
+    from tests.support.proxy import BlackholeProxy
+
+    proxy = BlackholeProxy(broker.port)
+    config = kiosk_config(proxy.url, sync={"resend_after_s": 2})  # keepalive 5 s (kiosk_config)
+    witness = tmp_path / "witness.log"
+    clock = [0.0]
+    sender = make_sender(config).start()
+    try:
+        with HeadlessKiosk(config, sender=sender, witness=witness, clock=lambda: clock[0]) as k:
+            wait_for(lambda: sender.status.connected and sender.status.central_online, what="the sender online")
+
+            def answer(rating: int) -> None:
+                k.tap_rating(rating)
+                clock[0] += 10
+                k.pump()
+
+            answer(5)
+            proxy.blackhole()
+            holed_at = time.monotonic()
+            for rating in (4, 3, 2):  # answers keep coming during the outage
+                answer(rating)
+            wait_for(lambda: not sender.status.connected, timeout=15, what="the sender to notice")
+            noticed = time.monotonic() - holed_at
+            assert noticed <= 11, f"the sender took {noticed:.1f} s to notice the black hole"
+            proxy.heal()
+            answer(1)
+            wait_for(lambda: all_settled(config.outbox_path), timeout=60, what="every answer confirmed")
+    finally:
+        proxy.close()
+    assert len(witnessed(witness)) == 5
+    assert_delivered(witnessed(witness), central.events(), [config.outbox_path])
