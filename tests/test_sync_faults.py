@@ -101,3 +101,29 @@ def test_a_network_black_hole_is_noticed_within_11_s_and_loses_nothing(broker, c
         proxy.close()
     assert len(witnessed(witness)) == 5
     assert_delivered(witnessed(witness), central.events(), [config.outbox_path])
+
+
+def test_kiosk_killed_at_random_moments_over_50_restarts_loses_nothing(broker, central, tmp_path) -> None:
+    from tests.support.kioskproc import kiosk_toml, outbox_of, start_kiosk
+
+    rng = seeded("kiosk-kills")
+    config = kiosk_toml(tmp_path, broker.url)
+    witness, log = tmp_path / "witness.log", tmp_path / "kiosk.log"
+    script = ",".join(str(1 + n % 5) for n in range(100))
+    for _ in range(50):
+        kiosk = start_kiosk(config, log, "--script", script, "--witness", str(witness))
+        time.sleep(rng.uniform(0.5, 2.2))  # while starting, answering, writing, sending
+        kiosk.send_signal(signal.SIGKILL)
+        kiosk.wait(10)
+    thanked = witnessed(witness)
+    assert len(thanked) >= 10, f"only {len(thanked)} answers in 50 runs; log:\n{log.read_text()[-2000:]}"
+    # One last, clean run without a script delivers whatever is left.
+    started = log.read_text().count(" on dummy (")
+    kiosk = start_kiosk(config, log)
+    try:
+        wait_for(lambda: all_settled(outbox_of(config)), timeout=60, what="every answer confirmed")
+        wait_for(lambda: log.read_text().count(" on dummy (") > started, what="the kiosk's loop to run")
+    finally:
+        kiosk.terminate()
+        assert kiosk.wait(15) == 0
+    assert_delivered(thanked, central.events(), [outbox_of(config)])
