@@ -50,3 +50,18 @@ def clock_synced() -> bool:
     buf = ctypes.create_string_buffer(512)  # struct timex, zeroed: modes = 0
     state = libc.adjtimex(buf)
     return state not in (-1, _TIME_ERROR)
+
+
+def undervoltage() -> bool | None:
+    """Whether a Raspberry Pi's supply is too weak right now (None if not a Pi).
+
+    The Pi's firmware reports it through the ``rpi_volt`` hwmon device.
+    """
+    for hwmon in Path("/sys/class/hwmon").glob("hwmon*"):
+        try:
+            if (hwmon / "name").read_text().strip() != "rpi_volt":
+                continue
+            return (hwmon / "in0_lcrit_alarm").read_text().strip() == "1"
+        except OSError:
+            continue
+    return None

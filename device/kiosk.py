@@ -170,12 +170,16 @@ class Kiosk:
         except DeskPulseError as exc:
             # Never crash in front of a customer: say sorry, log, keep running.
             log.error("answer not saved: %s", exc)
+            if self.sender is not None:
+                self.sender.set_alarm("save-failed", f"an answer could not be saved: {exc}")
             self._last_id = None
             self.flow.handle(SaveFailed(str(exc)), self.clock())
             return
         self._last_id = record.id
         self.answers += 1
         log.info("answer %s saved: rating %d/%d seq %d", record.id, effect.rating, effect.scale, record.seq)
+        if self.sender is not None:
+            self.sender.set_alarm("save-failed", None)
         self.flow.handle(Saved(), self.clock())
         if self.sender is not None:
             self.sender.notify()
@@ -251,4 +255,5 @@ def make_sender(config: KioskConfig) -> Sender:
             prune_after_s=config.sync.retention_days * 86400,
         ),
         version=__version__,
+        health=lambda: {"clock_synced": facts.clock_synced(), "undervoltage": facts.undervoltage()},
     )

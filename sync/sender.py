@@ -61,7 +61,7 @@ class SenderStatus:
     published: int = 0
     acked: int = 0
     confirmed: int = 0
-    extra_health: dict[str, Any] = field(default_factory=dict)
+    alarms: dict[str, str] = field(default_factory=dict)
 
 
 class Sender:
@@ -98,6 +98,8 @@ class Sender:
         self.status = SenderStatus()
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._alarm_lock = threading.Lock()
+        self._status_due = False
         self._thread: threading.Thread | None = None
         self._started_mono = time.monotonic()
         # Owned by the sender thread only:
@@ -120,6 +122,23 @@ class Sender:
 
     def notify(self) -> None:
         """Wake the sender: a new answer is in the outbox. Thread-safe."""
+        self._wake.set()
+
+    def set_alarm(self, code: str, message: str | None) -> None:
+        """Raise (or, with ``message=None``, clear) a health alarm. Thread-safe.
+
+        The kiosk uses it for what only it can see, e.g. an answer it could not
+        save; the next status report carries it, sent at once.
+        """
+        with self._alarm_lock:
+            if message is None:
+                if self.status.alarms.pop(code, None) is None:
+                    return
+            elif self.status.alarms.get(code) == message:
+                return
+            else:
+                self.status.alarms[code] = message[:500]
+        self._status_due = True
         self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -221,7 +240,8 @@ class Sender:
             self._error(f"connection to {self.broker.url} lost ({mqtt.error_string(rc)})")
         self._flush(outbox)
         now = time.monotonic()
-        if now >= self._next_status:
+        if now >= self._next_status or self._status_due:
+            self._status_due = False
             outbox.prune(self.settings.prune_after_s)
             outbox.enforce_cap()
             self._publish_status(client, outbox, online=True)
@@ -291,6 +311,8 @@ class Sender:
                 "last_error": self.status.last_error,
             }
             alarms = outbox.alarms()
+            with self._alarm_lock:
+                alarms += [{"code": c, "message": m} for c, m in self.status.alarms.items()]
             free = health["disk_free_bytes"]
             if free is not None and free < self.settings.disk_low_bytes:
                 alarms.append({"code": "disk-low", "message": f"only {free / 1e6:.1f} MB free on the outbox's disk"})

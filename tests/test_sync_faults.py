@@ -127,3 +127,56 @@ def test_kiosk_killed_at_random_moments_over_50_restarts_loses_nothing(broker, c
         kiosk.terminate()
         assert kiosk.wait(15) == 0
     assert_delivered(thanked, central.events(), [outbox_of(config)])
+
+
+def test_a_full_disk_is_reported_in_status_and_loses_nothing_thanked_for(broker, central, kiosk_config,
+                                                                         tmp_path) -> None:
+    import json
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from sync import protocol
+    from sync.outbox import Outbox
+
+    config = kiosk_config(broker.url, sync={"resend_after_s": 2})
+    witness = tmp_path / "witness.log"
+    statuses: list[dict] = []
+    probe = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="probe", protocol=mqtt.MQTTv5)
+    probe.on_message = lambda c, u, m: statuses.append(json.loads(m.payload))
+    probe.connect(broker.host, broker.port)
+    probe.subscribe(protocol.status_topic("test-site", "desk-1"), qos=1)
+    probe.loop_start()
+
+    def alarms() -> set[str]:
+        last = statuses[-1] if statuses else {}
+        return {a["code"] for a in last.get("health", {}).get("alarms", [])}
+
+    clock = [0.0]
+    try:
+        with HeadlessKiosk(config, sender=make_sender(config).start(), witness=witness,
+                           clock=lambda: clock[0]) as k:
+            def answer(rating: int) -> str:
+                k.tap_rating(rating)
+                screen = k.kiosk.flow.state.screen
+                clock[0] += 60
+                k.pump()
+                return screen
+
+            assert answer(5) == "thanks"
+            box: Outbox = k.kiosk.outbox
+            pages = box._conn.execute("PRAGMA page_count").fetchone()[0]
+            box._conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full now
+            screens = [answer(r) for r in (4, 3, 2, 1) * 10]
+            assert "sorry" in screens  # the customer is told, the kiosk keeps running
+            wait_for(lambda: "save-failed" in alarms(), what="status to carry the save-failed alarm")
+            box._conn.execute("PRAGMA max_page_count = 1073741823")  # space again
+            assert answer(5) == "thanks"
+            wait_for(lambda: "save-failed" not in alarms(), what="the alarm to clear")
+            wait_for(lambda: all_settled(config.outbox_path), timeout=30, what="every saved answer confirmed")
+    finally:
+        probe.loop_stop()
+        probe.disconnect()
+    thanked = witnessed(witness)
+    assert len(thanked) == 2 + screens.count("thanks")
+    assert_delivered(thanked, central.events(), [config.outbox_path])
