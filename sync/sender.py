@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
@@ -34,6 +34,7 @@ from sync import protocol
 from sync.broker import BrokerSettings, backoff_delay, make_client
 from sync.errors import OutboxError, ProtocolError
 from sync.outbox import Outbox, disk_free_bytes
+from sync.survey import SurveyConfigs
 
 log = logging.getLogger("deskpulse.sync.sender")
 
@@ -87,6 +88,7 @@ class Sender:
         *,
         version: str = "0",
         health: Callable[[], dict[str, Any]] | None = None,
+        on_config: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.outbox_path = Path(outbox_path)
         self.site = site
@@ -95,6 +97,9 @@ class Sender:
         self.settings = settings
         self.version = version
         self.health = health
+        #: Called on the sender thread with each newly applied survey configuration.
+        self.on_config = on_config
+        self.surveys = SurveyConfigs(self.outbox_path.parent / "survey-config.json")
         self.status = SenderStatus()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -310,6 +315,9 @@ class Sender:
                 "disk_free_bytes": disk_free_bytes(self.outbox_path.parent),
                 "last_error": self.status.last_error,
             }
+            if self.surveys.current is not None:
+                health["survey"] = self.surveys.current["version"]
+            health["config_error"] = self.surveys.error
             alarms = outbox.alarms()
             with self._alarm_lock:
                 alarms += [{"code": c, "message": m} for c, m in self.status.alarms.items()]
@@ -328,6 +336,19 @@ class Sender:
             log.error("status not published: %s", exc)
             return
         client.publish(protocol.status_topic(self.site, self.device), raw, qos=1, retain=True)
+
+    def _on_config_message(self, message: mqtt.MQTTMessage) -> None:
+        scope: Literal["site", "device"] = (
+            "site" if message.topic == protocol.site_config_topic(self.site) else "device")
+        before = self.surveys.error
+        applied = self.surveys.offer(scope, bytes(message.payload))
+        if applied is not None and self.on_config is not None:
+            try:
+                self.on_config(applied)
+            except Exception:
+                log.exception("applying survey configuration %s failed", applied.get("version"))
+        if applied is not None or self.surveys.error != before:
+            self._status_due = True  # say at once which survey runs, or why one was refused
 
     def _error(self, message: str) -> None:
         if message != self.status.last_error:
@@ -356,6 +377,8 @@ class Sender:
             [
                 (protocol.receipt_topic(self.site, self.device), 1),
                 (protocol.CENTRAL_STATUS_TOPIC, 1),
+                (protocol.site_config_topic(self.site), 1),
+                (protocol.device_config_topic(self.site, self.device), 1),
             ]
         )
         self._next_status = 0.0
@@ -386,6 +409,10 @@ class Sender:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
+            if message.topic in (protocol.site_config_topic(self.site),
+                                 protocol.device_config_topic(self.site, self.device)):
+                self._on_config_message(message)
+                return
             if message.topic == protocol.CENTRAL_STATUS_TOPIC:
                 status = protocol.decode("central-status", message.payload)
                 self.status.central_online = status["state"] == "online"
