@@ -27,6 +27,7 @@ import jsonschema
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
+from sync import _fastcheck
 from sync.errors import ProtocolError
 
 SCHEMA_VERSION: Final = 1
@@ -179,7 +180,9 @@ def validate(kind: Kind, payload: Any) -> None:
     Raises:
         ProtocolError: naming the first offending field and why.
     """
-    error = jsonschema.exceptions.best_match(validator(kind).iter_errors(payload))
+    fast = _fastcheck.FAST.get(kind)
+    error = None if fast is not None and fast(payload) else (
+        jsonschema.exceptions.best_match(validator(kind).iter_errors(payload)))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         raise ProtocolError(f"{kind} payload invalid at {where}: {_short(error.message)}")

@@ -104,6 +104,7 @@ class Sender:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._alarm_lock = threading.Lock()
+        self._freed = False  # a PUBACK made room in the in-flight window since the last fill
         self._status_due = False
         self._thread: threading.Thread | None = None
         self._started_mono = time.monotonic()
@@ -255,11 +256,12 @@ class Sender:
         room = self.settings.max_inflight - len(self._inflight)
         woke = self._wake.is_set()
         now = time.monotonic()
-        # Query the outbox when woken, when the window has room after PUBACKs,
+        # Query the outbox when woken, when PUBACKs freed room in the window,
         # or once a second for due re-sends; never on every loop turn when idle.
-        if room <= 0 or not (woke or self._inflight or now - self._last_fill >= 1.0):
+        if room <= 0 or not (woke or self._freed or now - self._last_fill >= 1.0):
             return
         self._wake.clear()
+        self._freed = False
         self._last_fill = now
         resend_after = self.settings.resend_after_s if self.status.central_online else None
         for record in outbox.due(room + len(self._inflight_ids), resend_after=resend_after):
@@ -400,6 +402,7 @@ class Sender:
         if id_ is None:
             return  # a status publish, or a message from a previous connection
         self._inflight_ids.discard(id_)
+        self._freed = True
         if reason.value >= 0x80:
             # Not accepted (e.g. 0x87 not authorized): the row stays as it is
             # and is tried again later; say why in status.

@@ -166,3 +166,51 @@ def test_a_timestamp_of_the_right_shape_but_no_such_time_is_refused(ts: str) -> 
     event = feedback_event(ts=ts, check=False)
     with pytest.raises(ProtocolError, match="ts"):
         protocol.decode_feedback(protocol.feedback_topic(event["site"], event["device"]), raw(event))
+
+
+# --- the fast path may only accept what the schema accepts -------------------------------
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-10, 10**16) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=70) | st.sampled_from(["touch", "button", "test", "rapid_repeat", "en", "de-CH",
+                                              "a\n", "stored", "rejected", "duplicate"]),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_the_fast_feedback_check_never_accepts_what_the_schema_refuses(data) -> None:
+    from sync._fastcheck import feedback_ok
+    from tests.support.events import feedback_event
+
+    event = feedback_event()
+    assert feedback_ok(event)  # the fast path is really taken for valid events
+    for _ in range(data.draw(st.integers(1, 3))):
+        key = data.draw(st.sampled_from([*event, "extra"]))
+        if data.draw(st.booleans()) and key in event:
+            del event[key]
+        else:
+            event[key] = data.draw(_JSON_VALUES)
+    if feedback_ok(event):
+        assert protocol.validator("feedback").is_valid(event), event
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(st.fixed_dictionaries(
+    {"id": st.sampled_from([protocol.uuid7(), "not-an-id", protocol.uuid7() + "\n"]),
+     "outcome": st.sampled_from(["stored", "duplicate", "rejected", "lost"])},
+    optional={"reason": st.text(max_size=600) | st.integers(), "x": st.none()}), max_size=3))
+def test_the_fast_receipt_check_never_accepts_what_the_schema_refuses(items) -> None:
+    from sync._fastcheck import receipt_ok
+
+    if receipt_ok(items):
+        assert protocol.validator("receipt").is_valid(items), items
+
+
+def test_valid_receipts_take_the_fast_path() -> None:
+    from sync._fastcheck import receipt_ok
+
+    assert receipt_ok([{"id": protocol.uuid7(), "outcome": "stored"},
+                       {"id": protocol.uuid7(), "outcome": "rejected", "reason": "why"}])
