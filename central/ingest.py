@@ -50,7 +50,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import exc as sa_exc
 
-from central import __version__
+from central import __version__, faults
 from central.config import CentralConfig
 from central.store import DeadLetter, Store, event_time
 from sync import protocol
@@ -272,6 +272,7 @@ class Collector:
     def _flush(self, client: mqtt.Client | None) -> None:
         """Commit the batch, then ack its messages, then send receipts (``client`` None: commit only)."""
         batch = self._batch
+        faults.point("after-receive")
         outcomes = self._commit(batch)
         if outcomes is None:
             return  # the database is unavailable: keep the batch, ack nothing, retry later
@@ -280,11 +281,13 @@ class Collector:
         self._retry_at = 0.0
         self.stats.batches += 1
         live = client is not None and self.stats.connected
+        faults.point("after-commit")
         if live:
             assert client is not None
             for p in batch:
                 if p.gen == self._gen:
                     client.ack(p.mid, p.qos)
+            faults.point("after-ack", before=client.loop_write)
         receipts: dict[tuple[str, str], list[dict[str, str]]] = {}
         told: set[str] = set()
         for p in batch:

@@ -180,3 +180,46 @@ def test_a_full_disk_is_reported_in_status_and_loses_nothing_thanked_for(broker,
     thanked = witnessed(witness)
     assert len(thanked) == 2 + screens.count("thanks")
     assert_delivered(thanked, central.events(), [config.outbox_path])
+
+
+@pytest.mark.parametrize("point", ["after-receive", "after-commit", "after-ack"])
+def test_collector_killed_at_a_fault_point_loses_and_doubles_nothing(broker, kiosk_config, tmp_path, point) -> None:
+    import json
+    import urllib.request
+
+    from sync.devbroker import free_port
+
+    workdir = tmp_path / "central"
+    workdir.mkdir()
+    port = free_port()
+    faulty = subprocess.Popen(
+        [sys.executable, "-m", "central.cli", "--broker", broker.url, "--db",
+         f"sqlite:///{workdir / 'central.sqlite3'}", "--bind", f"127.0.0.1:{port}"],
+        env={**os.environ, "DESKPULSE_FAULT_POINT": point}, stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "faulty.log", "wb"))
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as reply:
+                return bool(json.load(reply)["ok"])
+        except OSError:
+            return False
+
+    wait_for(up, timeout=30, what="the faulty central to start")
+    config = kiosk_config(broker.url, sync={"resend_after_s": 2})
+    witness = tmp_path / "witness.log"
+    clock = [0.0]
+    with HeadlessKiosk(config, sender=make_sender(config).start(), witness=witness,
+                       clock=lambda: clock[0]) as k:
+        wait_for(lambda: k.kiosk.sender.status.central_online, what="the device to see central online")
+        for rating in (5, 4, 3, 2, 1):
+            k.tap_rating(rating)
+            clock[0] += 10
+            k.pump()
+        assert faulty.wait(30) == -signal.SIGKILL, f"central did not die at {point}"
+        assert not all_settled(config.outbox_path)  # killed before any receipt
+        with CentralProcess(broker, workdir) as central:
+            wait_for(lambda: all_settled(config.outbox_path), timeout=60, what="every answer confirmed")
+            events = central.events()
+    assert len(witnessed(witness)) == 5
+    assert_delivered(witnessed(witness), events, [config.outbox_path])
