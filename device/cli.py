@@ -10,6 +10,8 @@ from pathlib import Path
 
 from device import __version__
 from device.config import DEFAULT_PATH, KioskConfig, load
+from device.screenshot import SCREENS
+from device.texts import LANGUAGES
 from sync.errors import DeskPulseError
 
 EPILOG = """\
@@ -19,7 +21,12 @@ examples:
   deskpulse-kiosk run -c kiosk.toml --headless --script 5,4,2
                                                    no screen: tap three answers, keep syncing
   deskpulse-kiosk check-config -c kiosk.toml       validate a configuration file and exit
-  deskpulse-kiosk screenshot --all --out docs/img  PNGs of every screen
+  deskpulse-kiosk screenshot --all --out docs/img  PNGs of every screen (in --lang)
+  deskpulse-kiosk screenshot --screen followup --size 720x1280 --rotation 90 --lang uk --out f.png
+  deskpulse-kiosk hash-pin                         make the staff.pin_hash line for a PIN
+
+In fullscreen kiosk mode Escape and a window close open the staff PIN pad; only
+"Quit kiosk" on the staff screen (or SIGTERM) ends the program.
 
 Every configuration key is described in docs/configuration.md.
 Logs go to stderr (the journal, under systemd).
@@ -61,22 +68,27 @@ def _parser() -> argparse.ArgumentParser:
 
     shot = sub.add_parser("screenshot", help="save PNGs of kiosk screens",
                           description="Draw kiosk screens headless and save them as PNG files.")
-    shot.add_argument("--screen", choices=["rating", "pressed", "thanks", "sorry"], default="rating",
+    shot.add_argument("--screen", choices=list(SCREENS), default="rating",
                       help="which screen (default: rating)")
-    shot.add_argument("--all", action="store_true", help="every screen at 800x480 and 720x1280")
+    shot.add_argument("--all", action="store_true",
+                      help="every screen at 800x480 and 720x1280 (in --lang) into the folder --out")
     shot.add_argument("--size", default="800x480", help="panel size in pixels, WxH (default 800x480)")
     shot.add_argument("--mm", default=None, help="panel size in mm, WxH (default: 7-inch panel proportions)")
     shot.add_argument("--rotation", type=int, choices=[0, 90, 180, 270], default=0)
-    shot.add_argument("--lang", default="en", help="language code (default en)")
+    shot.add_argument("--lang", default="en", choices=list(LANGUAGES), help="language (default en)")
     shot.add_argument("--scale", type=int, choices=[3, 4, 5], default=5)
     shot.add_argument("--out", type=Path, required=True, help="output PNG file, or directory with --all")
+
+    sub.add_parser("hash-pin", help="print a staff.pin_hash for a PIN read from the terminal",
+                   description="Asks for a staff PIN (4 to 12 digits) twice and prints the line to put "
+                   "into [staff] of kiosk.toml. The PIN itself is stored nowhere.")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``deskpulse-kiosk``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("run", "check-config", "screenshot", "-h", "--help", "--version"):
+    if not argv or argv[0] not in ("run", "check-config", "screenshot", "hash-pin", "-h", "--help", "--version"):
         argv = ["run", *argv]  # `deskpulse-kiosk [-c FILE]` runs the kiosk
     args = _parser().parse_args(argv)
     command = args.command
@@ -85,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        if command == "hash-pin":
+            return hash_pin_command()
         if command == "screenshot":
             from device.screenshot import save_screenshots
             for path in save_screenshots(args):
@@ -98,6 +112,24 @@ def main(argv: list[str] | None = None) -> int:
     except DeskPulseError as exc:
         print(f"deskpulse-kiosk: {exc}", file=sys.stderr)
         return 2
+
+
+def hash_pin_command() -> int:
+    """Read a PIN twice (without echo) and print its ``pin_hash`` line."""
+    import getpass
+
+    from device.staff import hash_pin
+
+    pin = getpass.getpass("staff PIN (4 to 12 digits): ")
+    if getpass.getpass("again: ") != pin:
+        print("deskpulse-kiosk: the PINs differ", file=sys.stderr)
+        return 2
+    try:
+        print(f'pin_hash = "{hash_pin(pin)}"')
+    except ValueError as exc:
+        print(f"deskpulse-kiosk: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def run(config: KioskConfig, args: argparse.Namespace) -> int:
@@ -131,8 +163,17 @@ def run(config: KioskConfig, args: argparse.Namespace) -> int:
         except ValueError:
             print(f"deskpulse-kiosk: --script wants ratings like 5,4,2, not {args.script!r}", file=sys.stderr)
             return 2
+    buttons = lights = None
+    if config.gpio.used:
+        from device.buttons import build, post_press
+
+        try:
+            buttons, lights = build(config.gpio, post_press)
+        except Exception as exc:  # gpiozero raises many kinds (no GPIO chip, pin in use, ...)
+            print(f"deskpulse-kiosk: {config.source}: [gpio] pins cannot be used: {exc}", file=sys.stderr)
+            return 3
     kiosk = Kiosk(config, surface, flip=pygame.display.flip, sender=None, witness=args.witness,
-                  exit_on_quit=not fullscreen)
+                  exit_on_quit=not fullscreen, lights=lights)
     kiosk.sender = make_sender(config).start()  # after the kiosk created the outbox
     logging.getLogger("deskpulse.kiosk").info(
         "kiosk %s/%s on %s (%dx%d), broker %s, outbox %s", config.site, config.device, driver,
@@ -140,6 +181,8 @@ def run(config: KioskConfig, args: argparse.Namespace) -> int:
     try:
         kiosk.run(script)
     finally:
+        if buttons is not None:
+            buttons.close()
         kiosk.close()
         pygame.quit()
     return 0

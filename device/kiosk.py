@@ -1,14 +1,19 @@
 """The kiosk's main loop: the one owner of the flow and the screen.
 
-Touches (and, later, button presses posted from gpiozero's threads) arrive as
-pygame events; the loop turns them into flow inputs, carries out the flow's
-effects and redraws only when the view changed. The order on a tap is the
-product's promise:
+Touches and button presses (posted from gpiozero's threads as pygame events,
+see :mod:`device.buttons`) arrive as pygame events; the loop turns them into
+flow inputs, carries out the flow's effects and redraws only when the view
+changed. The order on an answer is the product's promise:
 
-1. the pressed face highlights at once (a frame before any disk write);
+1. the pressed face (or the chosen reason) highlights at once, a frame before
+   any disk write;
 2. the answer is committed to the outbox (fsync'd);
 3. only then the thank-you is drawn; the witness log, if any, is written after
    that frame, and the sender is woken.
+
+With a follow-up, step 2 happens when the customer taps a reason or "skip", or
+when the follow-up times out (the rating alone is stored), or when the kiosk
+stops: the rating is held in memory meanwhile, never dropped.
 """
 
 from __future__ import annotations
@@ -16,21 +21,48 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import pygame
 
 from device import __version__, facts, sdnotify, texts
 from device.config import KioskConfig
-from device.flow import Flow, FlowSettings, FlowState, Save, Saved, SaveFailed, Tap, Tick
+from device.flow import (
+    ChooseLanguage,
+    Flow,
+    FlowSettings,
+    FlowState,
+    Input,
+    OpenLanguages,
+    Reason,
+    Save,
+    Saved,
+    SaveFailed,
+    Skip,
+    Tap,
+    Tick,
+)
 from device.script import TapScript
+from device.staff import StaffMode
 from display.layout import Geometry
 from display.screens import Display
-from display.view import MessageView, RatingView, View
+from display.view import (
+    Action,
+    FollowUpView,
+    LanguageView,
+    MessageView,
+    PinView,
+    RatingView,
+    StatusView,
+    View,
+)
 from sync import protocol
 from sync.errors import DeskPulseError
 from sync.outbox import Outbox
@@ -38,22 +70,56 @@ from sync.sender import Sender, SenderSettings
 
 log = logging.getLogger("deskpulse.kiosk")
 
-#: Posted by scripted taps and (later) by gpiozero button callbacks.
+#: Posted by scripted taps and by gpiozero button callbacks (``rating``, ``source``).
 TAP_EVENT = pygame.event.custom_type()
 
 
-def view_for(state: FlowState, scale: int) -> View:
+def flow_settings(config: KioskConfig) -> FlowSettings:
+    """The flow's settings from the kiosk configuration."""
+    sv = config.survey
+    return FlowSettings(
+        scale=sv.scale,
+        default_lang=sv.default_lang,
+        languages=sv.languages,
+        thank_you_s=sv.thank_you_s,
+        repeat_interval_s=sv.repeat_interval_s,
+        follow_up_ratings=frozenset(sv.follow_up_ratings),
+        reasons=sv.reasons,
+        follow_up_s=sv.follow_up_s,
+        inactivity_s=sv.inactivity_s,
+    )
+
+
+def view_for(state: FlowState, settings: FlowSettings) -> View:
     """The screen the customer sees in ``state`` (all text translated)."""
     lang = state.lang
     if state.screen == "thanks":
         return MessageView(texts.text(lang, "thanks"), texts.text(lang, "thanks_body"), "thanks")
     if state.screen == "sorry":
         return MessageView(texts.text(lang, "sorry"), texts.text(lang, "sorry_body"), "sorry")
+    if state.screen == "followup":
+        return FollowUpView(
+            title=texts.text(lang, "follow_up"),
+            reasons=tuple((k, texts.reason(lang, k)) for k in settings.reasons),
+            skip=texts.text(lang, "skip"),
+            rating=state.pressed or 1,
+            scale=settings.scale,
+            chosen=state.reason,
+            note=texts.text(lang, "anonymous"),
+        )
+    if state.screen == "language":
+        return LanguageView(
+            title=texts.text(lang, "choose_lang"),
+            options=tuple((code, texts.text(code, "lang_name")) for code in settings.languages),
+            current=lang,
+        )
     return RatingView(
         question=texts.text(lang, "question"),
-        labels=texts.labels(lang, scale),
+        labels=texts.labels(lang, settings.scale),
         note=texts.text(lang, "anonymous"),
         pressed=state.pressed,
+        hint=texts.text(lang, "invite") if state.screen == "attract" else "",
+        lang_button=texts.text(lang, "lang_name") if len(settings.languages) > 1 else "",
     )
 
 
@@ -68,6 +134,9 @@ class Kiosk:
         witness: a file that receives each answer's id after its thank-you
             frame was shown (used by the durability tests).
         clock: the monotonic clock (tests may pass their own).
+        exit_on_quit: a window close or Escape ends the program (windowed
+            development); otherwise (kiosk mode) they open the staff PIN pad.
+        lights: the LEDs and buzzer to drive, if any (:class:`device.buttons.Lights`).
     """
 
     def __init__(
@@ -80,21 +149,18 @@ class Kiosk:
         witness: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
         exit_on_quit: bool = False,
+        lights: Any = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.flip = flip
         self.sender = sender
         self.exit_on_quit = exit_on_quit
+        self.lights = lights
         self.display = Display(surface, Geometry(surface.get_size(), config.screen.mm, config.screen.rotation))
-        self.flow = Flow(
-            FlowSettings(
-                scale=config.survey.scale,
-                default_lang=config.survey.default_lang,
-                thank_you_s=config.survey.thank_you_s,
-                repeat_interval_s=config.survey.repeat_interval_s,
-            )
-        )
+        self.settings = flow_settings(config)
+        self.flow = Flow(self.settings)
+        self.staff = StaffMode(config.staff.pin_hash)
         self.outbox = Outbox(config.outbox_path, config.site, config.device)
         self._witness = open(witness, "a", encoding="utf-8") if witness else None
         self._shown: View | None = None
@@ -106,7 +172,12 @@ class Kiosk:
 
     @property
     def view(self) -> View:
-        return view_for(self.flow.state, self.config.survey.scale)
+        if self.staff.screen == "pin":
+            return PinView("Staff PIN", len(self.staff.digits), self.staff.message)
+        if self.staff.screen == "status":
+            return StatusView(f"DeskPulse {self.config.site}/{self.config.device}", self.status_lines(),
+                              self.staff.test_mode)
+        return view_for(self.flow.state, self.settings)
 
     def redraw(self, force: bool = False) -> bool:
         """Draw the current view if it changed since the last frame."""
@@ -116,6 +187,8 @@ class Kiosk:
         self.display.render(view)
         self.flip()
         self._shown = view
+        if self.lights is not None:
+            self.lights.show(thanks=self.flow.state.screen == "thanks")
         return True
 
     # ------------------------------------------------------------------ input
@@ -131,32 +204,72 @@ class Kiosk:
                 self.tap_at(event.pos, "touch")
         elif event.type == TAP_EVENT:
             self.tap(event.rating, event.source)
-        elif event.type == pygame.QUIT and self.exit_on_quit:
-            self.running = False
+        elif event.type == pygame.QUIT or (event.type == pygame.KEYDOWN and event.key == pygame.K_ESCAPE):
+            # In kiosk mode nothing leaves without the PIN: these open the PIN pad.
+            if self.exit_on_quit:
+                self.running = False
+            elif self.staff.screen is None and self.staff.open(self.clock()):
+                self.redraw()
 
     def tap_at(self, point: tuple[float, float], source: str) -> None:
         """A touch at a panel point."""
-        rating = self.display.hit(self.view, point)
-        if rating is not None:
-            self.tap(rating, source)
+        action = self.display.hit(self.view, point)
+        if action is not None:
+            self.act(action, source)
+
+    def act(self, action: Action, source: str = "touch") -> None:
+        """Carry out what a touched target does."""
+        kind, value = action
+        now = self.clock()
+        if self.staff.screen is not None:
+            if kind == "quit":
+                log.info("staff quit the kiosk")
+                self.running = False
+                return
+            self.staff.key(kind, value, now)
+            self.flow.test_mode = self.staff.test_mode
+            self.redraw()
+            return
+        if kind == "corner":
+            if self.flow.state.screen in ("attract", "rating") and self.staff.corner_tap(now):
+                self.redraw()
+            return
+        inputs: dict[str, Callable[[], Input]] = {
+            "face": lambda: Tap(int(value or 0), source),  # type: ignore[arg-type]
+            "reason": lambda: Reason(str(value)),
+            "skip": Skip,
+            "languages": OpenLanguages,
+            "lang": lambda: ChooseLanguage(str(value)),
+        }
+        if kind in inputs:
+            self.apply(inputs[kind]())
 
     def tap(self, rating: int, source: str) -> None:
-        """The customer chose ``rating``: highlight, store, then thank."""
-        effect = self.flow.handle(Tap(rating, source), self.clock())  # type: ignore[arg-type]
+        """The customer chose ``rating`` (a touch, or a button press)."""
+        if self.staff.screen is not None:
+            return  # a button pressed while staff work on the screen
+        self.apply(Tap(rating, source))  # type: ignore[arg-type]
+
+    def apply(self, event: Input) -> None:
+        """Give the flow one input; if it asks for a save: highlight, store, then thank."""
+        effect = self.flow.handle(event, self.clock())
         if effect is None:
+            self.redraw()
             return
-        self.redraw()  # the pressed face, before the disk write
+        self.redraw()  # the pressed face or chosen reason, before the disk write
         self._save(effect)
         self.redraw()  # the thank-you, after the write
         if self.flow.state.screen == "thanks" and self._last_id is not None:
             self._witnessed(self._last_id)
 
     def _save(self, effect: Save) -> None:
+        # The answer's time is its rating's tap, even if the follow-up took a while.
+        waited = max(0.0, self.clock() - effect.tapped_at) if effect.tapped_at is not None else 0.0
         answer = {
-            "ts": protocol.utc_timestamp(datetime.now(UTC)),
+            "ts": protocol.utc_timestamp(datetime.fromtimestamp(time.time() - waited, UTC)),
             "clock_synced": facts.clock_synced(),
             "boot_id": facts.boot_id(),
-            "mono_ms": facts.mono_ms(),
+            "mono_ms": max(0, facts.mono_ms() - int(waited * 1000)),
             "rating": effect.rating,
             "scale": effect.scale,
             "reasons": list(effect.reasons),
@@ -177,10 +290,13 @@ class Kiosk:
             return
         self._last_id = record.id
         self.answers += 1
-        log.info("answer %s saved: rating %d/%d seq %d", record.id, effect.rating, effect.scale, record.seq)
+        log.info("answer %s saved: rating %d/%d seq %d%s", record.id, effect.rating, effect.scale, record.seq,
+                 f" reasons {','.join(effect.reasons)}" if effect.reasons else "")
         if self.sender is not None:
             self.sender.set_alarm("save-failed", None)
         self.flow.handle(Saved(), self.clock())
+        if self.lights is not None:
+            self.lights.beep()
         if self.sender is not None:
             self.sender.notify()
 
@@ -190,22 +306,61 @@ class Kiosk:
             self._witness.flush()
             os.fsync(self._witness.fileno())
 
+    # ------------------------------------------------------------------ staff
+
+    def status_lines(self) -> tuple[tuple[str, str], ...]:
+        """The staff status screen's facts (read from the sender and the outbox)."""
+        now = time.time()
+        lines = [("Site / device", f"{self.config.site} / {self.config.device}"),
+                 ("Version", __version__)]
+        sender = self.sender
+        if sender is None:
+            lines.append(("Broker", "not started"))
+        else:
+            st = sender.status
+            state = "connected" if st.connected else f"not connected ({st.last_error or 'trying'})"
+            lines.append(("Broker", f"{state}; central {'up' if st.central_online else 'not seen'}"))
+        try:
+            stats = self.outbox.stats()
+            oldest = stats.oldest_unconfirmed_at
+            age = "" if oldest is None else f", oldest {_age(now - oldest)}"
+            lines.append(("Backlog", f"{stats.backlog} unconfirmed{age}"))
+            last = stats.last_confirmed_at
+            lines.append(("Last sync", "never" if last is None else f"{_age(now - last)} ago"))
+        except (DeskPulseError, sqlite3.Error) as exc:
+            lines.append(("Backlog", f"unknown: {exc}"))
+        lines.append(("Answers today", str(self._today_count())))
+        lines.append(("IP address", ip_address()))
+        lines.append(("Test mode", "on: answers are flagged test" if self.staff.test_mode else "off"))
+        return tuple(lines)
+
+    def _today_count(self) -> int | str:
+        midnight = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        try:  # read-only: the outbox's rows keep their creation time (see sync/outbox.py)
+            with sqlite3.connect(f"file:{self.config.outbox_path}?mode=ro", uri=True, timeout=1) as conn:
+                return int(conn.execute("SELECT count(*) FROM outbox WHERE created_at >= ?",
+                                        (midnight,)).fetchone()[0])
+        except sqlite3.Error:
+            return "?"
+
     # ------------------------------------------------------------------ loop
 
     def step(self, max_wait_ms: int = 1000) -> None:
-        """Wait for one event or the flow's next timer, handle it, redraw if needed."""
-        deadline = self.flow.next_deadline()
+        """Wait for one event or the next timer, handle it, redraw if needed."""
+        deadlines = [d for d in (self.flow.next_deadline(), self.staff.deadline()) if d is not None]
         wait = max_wait_ms
-        if deadline is not None:
-            wait = max(0, min(wait, int((deadline - self.clock()) * 1000) + 1))
+        if deadlines:
+            wait = max(0, min(wait, int((min(deadlines) - self.clock()) * 1000) + 1))
         # pygame.event.wait(0) would block forever: 0 means "no timeout" there.
         event = pygame.event.poll() if wait <= 0 else pygame.event.wait(wait)
         if event.type != pygame.NOEVENT:
             self.handle(event)
             for more in pygame.event.get():
                 self.handle(more)
-        self.flow.handle(Tick(), self.clock())
-        self.redraw()
+        self.staff.tick(self.clock())
+        self.apply(Tick())
+        if self.lights is not None and self.sender is not None:
+            self.lights.status(self.sender.status.connected)
 
     def run(self, script: TapScript | None = None) -> None:
         """Run until SIGTERM/SIGINT (or a window close, in windowed mode).
@@ -232,14 +387,39 @@ class Kiosk:
         self.running = False
 
     def close(self) -> None:
-        """Stop the sender and close files. Safe to call twice."""
+        """Save a rating held by an open follow-up, stop the sender, close files. Safe to call twice."""
+        effect = self.flow.flush(self.clock())
+        if effect is not None:
+            self._save(effect)
         if self.sender is not None:
             self.sender.stop()
             self.sender = None
+        if self.lights is not None:
+            self.lights.close()
+            self.lights = None
         self.outbox.close()
         if self._witness is not None:
             self._witness.close()
             self._witness = None
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h"
+
+
+def ip_address() -> str:
+    """This device's outgoing IP address (no packet is sent), or "none"."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: a route lookup only
+            return str(s.getsockname()[0])
+    except OSError:
+        return "none"
 
 
 def make_sender(config: KioskConfig) -> Sender:
@@ -253,6 +433,7 @@ def make_sender(config: KioskConfig) -> Sender:
             max_inflight=config.sync.max_inflight,
             resend_after_s=config.sync.resend_after_s,
             prune_after_s=config.sync.retention_days * 86400,
+            max_outbox_bytes=int(config.sync.max_outbox_mb * 1_000_000),
         ),
         version=__version__,
         health=lambda: {"clock_synced": facts.clock_synced(), "undervoltage": facts.undervoltage()},

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 from device import texts
-from device.flow import FlowState
-from device.kiosk import view_for
+from device.config import SurveyConfig
+from device.flow import FlowSettings, FlowState
 
 # Physical sizes of the panels we ship layouts for (active area, landscape).
 PANEL_MM = {
@@ -17,12 +17,18 @@ PANEL_MM = {
     (720, 1280): (88.0, 155.0),  # Raspberry Pi Touch Display 2, portrait
     (1920, 1080): (477.0, 268.0),  # 21.5" monitor
 }
+#: The customer screens (flow states) and the staff screens, by name.
 STATES = {
+    "attract": FlowState("attract"),
     "rating": FlowState("rating"),
     "pressed": FlowState("rating", pressed=4),
+    "followup": FlowState("followup", pressed=2),
+    "language": FlowState("language"),
     "thanks": FlowState("thanks"),
     "sorry": FlowState("sorry"),
 }
+STAFF_SCREENS = ("pin", "status")
+SCREENS = (*STATES, *STAFF_SCREENS)
 
 
 def _pair(text: str, what: str) -> tuple[float, float]:
@@ -31,6 +37,30 @@ def _pair(text: str, what: str) -> tuple[float, float]:
     except ValueError:
         raise SystemExit(f"deskpulse-kiosk screenshot: {what} must look like 800x480, not {text!r}") from None
     return w, h
+
+
+def settings_for(scale: int, lang: str) -> FlowSettings:
+    """The default survey's flow settings with ``lang`` as the language shown."""
+    sv = SurveyConfig()
+    return FlowSettings(scale=scale, default_lang=lang, languages=sv.languages, reasons=sv.reasons,
+                        follow_up_ratings=frozenset(sv.follow_up_ratings))
+
+
+def view_of(screen: str, lang: str, scale: int) -> object:
+    """The view model of a named screen."""
+    from device.kiosk import view_for
+    from display.view import PinView, StatusView
+
+    if screen == "pin":
+        return PinView("Staff PIN", 2, "")
+    if screen == "status":
+        return StatusView("DeskPulse hotel-berlin/front-desk", (
+            ("Site / device", "hotel-berlin / front-desk"), ("Version", "0.1.0"),
+            ("Broker", "connected; central up"), ("Backlog", "3 unconfirmed, oldest 12 s"),
+            ("Last sync", "4 s ago"), ("Answers today", "57"), ("IP address", "192.168.1.23"),
+            ("Test mode", "off")), test_mode=False)
+    state = STATES[screen]
+    return view_for(FlowState(state.screen, lang, state.pressed), settings_for(scale, lang))
 
 
 def render(screen: str, size: tuple[int, int], mm: tuple[float, float], rotation: int,
@@ -45,9 +75,7 @@ def render(screen: str, size: tuple[int, int], mm: tuple[float, float], rotation
     pygame.display.init()
     pygame.font.init()
     surface = pygame.Surface(size)
-    state = STATES[screen]
-    view = view_for(FlowState(state.screen, lang, state.pressed), scale)
-    Display(surface, Geometry(size, mm, rotation)).render(view)
+    Display(surface, Geometry(size, mm, rotation)).render(view_of(screen, lang, scale))  # type: ignore[arg-type]
     out.parent.mkdir(parents=True, exist_ok=True)
     pygame.image.save(surface, str(out))
     return out
@@ -56,7 +84,8 @@ def render(screen: str, size: tuple[int, int], mm: tuple[float, float], rotation
 def save_screenshots(args: argparse.Namespace) -> list[Path]:
     """The ``screenshot`` command: one screen, or ``--all`` of them."""
     if args.lang not in texts.TEXTS:
-        raise SystemExit(f"deskpulse-kiosk screenshot: no texts for language {args.lang!r}")
+        raise SystemExit(f"deskpulse-kiosk screenshot: no texts for language {args.lang!r} "
+                         f"(shipped: {', '.join(texts.LANGUAGES)})")
     if not args.all:
         w, h = _pair(args.size, "--size")
         size = (int(w), int(h))
@@ -64,7 +93,7 @@ def save_screenshots(args: argparse.Namespace) -> list[Path]:
         return [render(args.screen, size, mm, args.rotation, args.lang, args.scale, args.out)]
     saved = []
     for size in ((800, 480), (720, 1280)):
-        for screen in STATES:
+        for screen in SCREENS:
             name = f"{screen}-{size[0]}x{size[1]}-{args.lang}.png"
             saved.append(render(screen, size, PANEL_MM[size], 0, args.lang, args.scale, args.out / name))
     return saved

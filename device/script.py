@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pygame
 
-from display.view import RatingView
+from display.view import FollowUpView, MessageView, RatingView
 
 
 def post_tap(point: tuple[float, float], size: tuple[int, int]) -> None:
@@ -26,6 +26,9 @@ def post_tap(point: tuple[float, float], size: tuple[int, int]) -> None:
 class TapScript:
     """Taps a list of ratings, one each time the rating screen is back and idle.
 
+    When a rating opens the follow-up, the script taps "skip" (the demo's
+    customer is in a hurry), so each rating is stored at once.
+
     Args:
         ratings: the answers to give, in order.
         pause_s: how long the rating screen stays before the next tap.
@@ -35,14 +38,21 @@ class TapScript:
         self.ratings = list(ratings)
         self.pause_s = pause_s
         self._ready_at: float | None = None
+        self._pending = False  # the last tap has not reached a thank-you (or sorry) yet
 
     @property
     def done(self) -> bool:
-        return not self.ratings
+        return not self.ratings and not self._pending
 
     def maybe_tap(self, kiosk: object, now: float) -> None:
         """Post the next tap if the kiosk shows an idle rating screen long enough."""
         view = kiosk.view  # type: ignore[attr-defined]
+        display = kiosk.display  # type: ignore[attr-defined]
+        if isinstance(view, MessageView):
+            self._pending = False
+        if isinstance(view, FollowUpView) and view.chosen is None:
+            post_tap(display.center_of(view, ("skip", None)), display.geometry.size)
+            return
         if not self.ratings or not isinstance(view, RatingView) or view.pressed is not None:
             self._ready_at = None
             return
@@ -50,6 +60,6 @@ class TapScript:
             self._ready_at = now + self.pause_s
         if now >= self._ready_at:
             rating = self.ratings.pop(0)
-            display = kiosk.display  # type: ignore[attr-defined]
             post_tap(display.target_center(view, rating), display.geometry.size)
             self._ready_at = None
+            self._pending = True

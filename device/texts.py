@@ -1,11 +1,27 @@
-"""Customer-facing text, per language. Every word a customer reads comes from here."""
+"""Customer-facing text, per language. Every word a customer reads comes from here.
+
+Each language has every key (a test checks it), so nothing falls back to
+English in front of a customer. Reason keys (``reason_<key>``) are the slugs
+stored in an answer's ``reasons``; :data:`REASONS` is the catalogue a survey
+may pick from.
+"""
 
 from __future__ import annotations
 
+#: Reason keys a survey may offer on the follow-up (stored as they are).
+REASONS = ("wait_time", "friendliness", "expertise", "information", "outcome", "opening_hours",
+           "accessibility", "other")
+DEFAULT_REASONS = ("wait_time", "friendliness", "expertise", "outcome")
+
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
+        "lang_name": "English",
         "question": "How was our service today?",
+        "invite": "Tap a face to answer",
         "anonymous": "Answers are anonymous",
+        "choose_lang": "Choose your language",
+        "follow_up": "What could we do better?",
+        "skip": "Skip",
         "thanks": "Thank you!",
         "thanks_body": "Your answer helps us improve.",
         "sorry": "Sorry, something went wrong",
@@ -14,8 +30,120 @@ TEXTS: dict[str, dict[str, str]] = {
         "label_5_4": "Good", "label_5_5": "Very good",
         "label_4_1": "Very poor", "label_4_2": "Poor", "label_4_3": "Good", "label_4_4": "Very good",
         "label_3_1": "Poor", "label_3_2": "Okay", "label_3_3": "Good",
+        "reason_wait_time": "Waiting time", "reason_friendliness": "Friendliness",
+        "reason_expertise": "Expertise", "reason_information": "Information",
+        "reason_outcome": "Result", "reason_opening_hours": "Opening hours",
+        "reason_accessibility": "Accessibility", "reason_other": "Something else",
+    },
+    "de": {
+        "lang_name": "Deutsch",
+        "question": "Wie war unser Service heute?",
+        "invite": "Tippen Sie auf ein Gesicht",
+        "anonymous": "Antworten sind anonym",
+        "choose_lang": "Sprache wählen",
+        "follow_up": "Was können wir besser machen?",
+        "skip": "Überspringen",
+        "thanks": "Vielen Dank!",
+        "thanks_body": "Ihre Antwort hilft uns, besser zu werden.",
+        "sorry": "Entschuldigung, ein Fehler",
+        "sorry_body": "Ihre Antwort wurde nicht gespeichert. Bitte sagen Sie es uns.",
+        "label_5_1": "Sehr schlecht", "label_5_2": "Schlecht", "label_5_3": "Geht so",
+        "label_5_4": "Gut", "label_5_5": "Sehr gut",
+        "label_4_1": "Sehr schlecht", "label_4_2": "Schlecht", "label_4_3": "Gut", "label_4_4": "Sehr gut",
+        "label_3_1": "Schlecht", "label_3_2": "Geht so", "label_3_3": "Gut",
+        "reason_wait_time": "Wartezeit", "reason_friendliness": "Freundlichkeit",
+        "reason_expertise": "Fachwissen", "reason_information": "Information",
+        "reason_outcome": "Ergebnis", "reason_opening_hours": "Öffnungszeiten",
+        "reason_accessibility": "Barrierefreiheit", "reason_other": "Etwas anderes",
+    },
+    "fr": {
+        "lang_name": "Français",
+        "question": "Comment était notre service aujourd’hui ?",
+        "invite": "Touchez un visage pour répondre",
+        "anonymous": "Les réponses sont anonymes",
+        "choose_lang": "Choisissez votre langue",
+        "follow_up": "Que pouvons-nous améliorer ?",
+        "skip": "Passer",
+        "thanks": "Merci !",
+        "thanks_body": "Votre réponse nous aide à progresser.",
+        "sorry": "Désolé, une erreur s’est produite",
+        "sorry_body": "Votre réponse n’a pas été enregistrée. Merci de prévenir le personnel.",
+        "label_5_1": "Très mauvais", "label_5_2": "Mauvais", "label_5_3": "Correct",
+        "label_5_4": "Bien", "label_5_5": "Très bien",
+        "label_4_1": "Très mauvais", "label_4_2": "Mauvais", "label_4_3": "Bien", "label_4_4": "Très bien",
+        "label_3_1": "Mauvais", "label_3_2": "Correct", "label_3_3": "Bien",
+        "reason_wait_time": "Attente", "reason_friendliness": "Amabilité",
+        "reason_expertise": "Compétence", "reason_information": "Information",
+        "reason_outcome": "Résultat", "reason_opening_hours": "Horaires",
+        "reason_accessibility": "Accessibilité", "reason_other": "Autre chose",
+    },
+    "es": {
+        "lang_name": "Español",
+        "question": "¿Qué tal fue nuestro servicio hoy?",
+        "invite": "Toque una cara para responder",
+        "anonymous": "Las respuestas son anónimas",
+        "choose_lang": "Elija su idioma",
+        "follow_up": "¿Qué podemos mejorar?",
+        "skip": "Omitir",
+        "thanks": "¡Gracias!",
+        "thanks_body": "Su respuesta nos ayuda a mejorar.",
+        "sorry": "Lo sentimos, algo falló",
+        "sorry_body": "Su respuesta no se pudo guardar. Avise a nuestro personal.",
+        "label_5_1": "Muy mal", "label_5_2": "Mal", "label_5_3": "Regular",
+        "label_5_4": "Bien", "label_5_5": "Muy bien",
+        "label_4_1": "Muy mal", "label_4_2": "Mal", "label_4_3": "Bien", "label_4_4": "Muy bien",
+        "label_3_1": "Mal", "label_3_2": "Regular", "label_3_3": "Bien",
+        "reason_wait_time": "Espera", "reason_friendliness": "Amabilidad",
+        "reason_expertise": "Conocimiento", "reason_information": "Información",
+        "reason_outcome": "Resultado", "reason_opening_hours": "Horario",
+        "reason_accessibility": "Accesibilidad", "reason_other": "Otra cosa",
+    },
+    "uk": {
+        "lang_name": "Українська",
+        "question": "Як вам наше обслуговування сьогодні?",
+        "invite": "Торкніться обличчя, щоб відповісти",
+        "anonymous": "Відповіді анонімні",
+        "choose_lang": "Оберіть мову",
+        "follow_up": "Що нам покращити?",
+        "skip": "Пропустити",
+        "thanks": "Дякуємо!",
+        "thanks_body": "Ваша відповідь допомагає нам ставати кращими.",
+        "sorry": "Вибачте, сталася помилка",
+        "sorry_body": "Вашу відповідь не збережено. Будь ласка, скажіть персоналу.",
+        "label_5_1": "Дуже погано", "label_5_2": "Погано", "label_5_3": "Нормально",
+        "label_5_4": "Добре", "label_5_5": "Дуже добре",
+        "label_4_1": "Дуже погано", "label_4_2": "Погано", "label_4_3": "Добре", "label_4_4": "Дуже добре",
+        "label_3_1": "Погано", "label_3_2": "Нормально", "label_3_3": "Добре",
+        "reason_wait_time": "Очікування", "reason_friendliness": "Привітність",
+        "reason_expertise": "Компетентність", "reason_information": "Інформація",
+        "reason_outcome": "Результат", "reason_opening_hours": "Години роботи",
+        "reason_accessibility": "Доступність", "reason_other": "Інше",
+    },
+    "el": {
+        "lang_name": "Ελληνικά",
+        "question": "Πώς ήταν η εξυπηρέτηση σήμερα;",
+        "invite": "Αγγίξτε ένα πρόσωπο για να απαντήσετε",
+        "anonymous": "Οι απαντήσεις είναι ανώνυμες",
+        "choose_lang": "Επιλέξτε γλώσσα",
+        "follow_up": "Τι μπορούμε να βελτιώσουμε;",
+        "skip": "Παράλειψη",
+        "thanks": "Ευχαριστούμε!",
+        "thanks_body": "Η απάντησή σας μας βοηθά να βελτιωθούμε.",
+        "sorry": "Λυπούμαστε, κάτι πήγε στραβά",
+        "sorry_body": "Η απάντησή σας δεν αποθηκεύτηκε. Ενημερώστε το προσωπικό.",
+        "label_5_1": "Πολύ κακή", "label_5_2": "Κακή", "label_5_3": "Μέτρια",
+        "label_5_4": "Καλή", "label_5_5": "Πολύ καλή",
+        "label_4_1": "Πολύ κακή", "label_4_2": "Κακή", "label_4_3": "Καλή", "label_4_4": "Πολύ καλή",
+        "label_3_1": "Κακή", "label_3_2": "Μέτρια", "label_3_3": "Καλή",
+        "reason_wait_time": "Αναμονή", "reason_friendliness": "Ευγένεια",
+        "reason_expertise": "Γνώσεις", "reason_information": "Πληροφόρηση",
+        "reason_outcome": "Αποτέλεσμα", "reason_opening_hours": "Ωράριο",
+        "reason_accessibility": "Προσβασιμότητα", "reason_other": "Κάτι άλλο",
     },
 }
+
+#: The languages shipped, in the order the language screen lists them.
+LANGUAGES = tuple(TEXTS)
 
 
 def text(lang: str, key: str) -> str:
@@ -26,3 +154,8 @@ def text(lang: str, key: str) -> str:
 def labels(lang: str, scale: int) -> tuple[str, ...]:
     """Face labels for a scale, worst first."""
     return tuple(text(lang, f"label_{scale}_{r}") for r in range(1, scale + 1))
+
+
+def reason(lang: str, key: str) -> str:
+    """The label of a reason chip."""
+    return text(lang, f"reason_{key}")

@@ -8,7 +8,10 @@ are rotated back to match.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+Action = tuple[str, int | str | None]  # the same shape as display.view.Action
 
 MIN_TARGET_MM = 15.0
 
@@ -92,6 +95,25 @@ class Geometry:
 
 
 @dataclass(frozen=True, slots=True)
+class Frame:
+    """The parts every screen shares: margins, gaps and the 15 mm minimum, in pixels."""
+
+    w: int
+    h: int
+    margin: int
+    gap: int
+    min_target: int
+    portrait: bool
+
+    @classmethod
+    def of(cls, geometry: Geometry) -> Frame:
+        w, h = geometry.logical_size
+        ppm = geometry.px_per_mm
+        return cls(w, h, max(int(4 * ppm), 8), max(int(3 * ppm), 6),
+                   math.ceil(MIN_TARGET_MM * ppm), h > w * 1.2)
+
+
+@dataclass(frozen=True, slots=True)
 class RatingLayout:
     """Where the rating screen's parts go, in logical pixels."""
 
@@ -100,29 +122,44 @@ class RatingLayout:
     targets: tuple[Rect, ...]  # the touch targets (face + label)
     labels: tuple[Rect, ...]
     note: Rect
+    hint: Rect | None = None
+    lang: Rect | None = None  # the language button
+
+    @property
+    def actions(self) -> tuple[tuple[Rect, Action], ...]:
+        faces: tuple[tuple[Rect, Action], ...] = tuple((t, ("face", i)) for i, t in enumerate(self.targets, 1))
+        return faces + (((self.lang, ("languages", None)),) if self.lang else ())
 
 
-def rating_layout(geometry: Geometry, scale: int) -> RatingLayout:
+def rating_layout(geometry: Geometry, scale: int, *, hint: bool = False, lang_button: bool = False) -> RatingLayout:
     """Lay out ``scale`` faces in a row (landscape) or a column (portrait).
 
     Targets are as large as the panel allows and never below
     :data:`MIN_TARGET_MM`; the margin between targets is at least 3 mm so a
-    fingertip does not hit two.
+    fingertip does not hit two. The bottom band holds the "anonymous" note and,
+    with several languages, the language button (at least 15 mm high).
     """
-    w, h = geometry.logical_size
+    f = Frame.of(geometry)
+    w, h, margin, gap = f.w, f.h, f.margin, f.gap
     ppm = geometry.px_per_mm
-    margin = max(int(4 * ppm), 8)
-    gap = max(int(3 * ppm), 6)
-    question_h = max(int(h * (0.20 if w >= h else 0.14)), int(9 * ppm))
+    question_h = max(int(h * (0.15 if not f.portrait else 0.10)), int(9 * ppm))
+    hint_h = max(int(h * (0.07 if not f.portrait else 0.04)), int(5 * ppm)) if hint else 0
     note_h = max(int(h * 0.08), int(5 * ppm))
+    band_h = max(note_h, f.min_target) if lang_button else note_h
     question = Rect(margin, margin, w - 2 * margin, question_h)
-    note = Rect(margin, h - margin - note_h, w - 2 * margin, note_h)
-    top = question.y + question.h + gap
-    area_h = note.y - gap - top
+    hint_rect = Rect(margin, question.y + question_h, w - 2 * margin, hint_h) if hint else None
+    band_y = h - margin - band_h
+    lang = None
+    note = Rect(margin, band_y, w - 2 * margin, band_h)
+    if lang_button:
+        lang_w = max(f.min_target * 2, int((w - 2 * margin) * (0.34 if not f.portrait else 0.5)))
+        lang = Rect(w - margin - lang_w, band_y, lang_w, band_h)
+        note = Rect(margin, band_y, w - 2 * margin - lang_w - gap, band_h)
+    top = question.y + question_h + hint_h + gap
+    area_h = band_y - gap - top
     area_w = w - 2 * margin
-    portrait = h > w * 1.2
     faces, targets, labels = [], [], []
-    if portrait:
+    if f.portrait:
         # A column of rows: face on the left, label beside it; best on top.
         cell_h = (area_h - gap * (scale - 1)) // scale
         face = min(cell_h, int(area_w * 0.35))
@@ -146,4 +183,71 @@ def rating_layout(geometry: Geometry, scale: int) -> RatingLayout:
             faces.append(Rect(fx, fy, face, face))
             labels.append(Rect(x, top + area_h - label_h, cell_w, label_h))
             targets.append(target)
-    return RatingLayout(question, tuple(faces), tuple(targets), tuple(labels), note)
+    return RatingLayout(question, tuple(faces), tuple(targets), tuple(labels), note, hint_rect, lang)
+
+
+def _grid(area: Rect, n: int, cols: int, gap: int) -> list[Rect]:
+    """``n`` equal cells in ``cols`` columns filling ``area``, row by row."""
+    rows = math.ceil(n / cols)
+    cw = (area.w - gap * (cols - 1)) // cols
+    ch = (area.h - gap * (rows - 1)) // rows
+    return [Rect(area.x + (i % cols) * (cw + gap), area.y + (i // cols) * (ch + gap), cw, ch) for i in range(n)]
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUpLayout:
+    """The follow-up: the chosen face and the question on top, chips, then skip."""
+
+    face: Rect
+    title: Rect
+    chips: tuple[Rect, ...]
+    skip: Rect
+    note: Rect
+
+    def actions(self, keys: tuple[str, ...]) -> tuple[tuple[Rect, Action], ...]:
+        chips: tuple[tuple[Rect, Action], ...] = tuple(
+            (r, ("reason", k)) for r, k in zip(self.chips, keys, strict=True))
+        return chips + ((self.skip, ("skip", None)),)
+
+
+def follow_up_layout(geometry: Geometry, n: int) -> FollowUpLayout:
+    """Lay out ``n`` reason chips (2 to 8) in a grid and a skip button under them."""
+    f = Frame.of(geometry)
+    w, h, margin, gap = f.w, f.h, f.margin, f.gap
+    header_h = max(int(h * (0.2 if not f.portrait else 0.12)), f.min_target)
+    face = Rect(margin, margin, header_h, header_h)
+    title = Rect(margin + header_h + gap, margin, w - 2 * margin - header_h - gap, header_h)
+    band_h = max(int(h * (0.16 if not f.portrait else 0.1)), f.min_target)
+    skip_w = max(2 * f.min_target, int((w - 2 * margin) * (0.34 if not f.portrait else 0.5)))
+    band_y = h - margin - band_h
+    skip = Rect(w - margin - skip_w, band_y, skip_w, band_h)
+    note = Rect(margin, band_y, w - 2 * margin - skip_w - gap, band_h)
+    top = margin + header_h + 2 * gap
+    area = Rect(margin, top, w - 2 * margin, band_y - 2 * gap - top)
+    if f.portrait:
+        cols = 1 if n <= 4 else 2
+    else:
+        cols = n if n <= 3 else (2 if n == 4 else math.ceil(n / 2))
+    return FollowUpLayout(face, title, tuple(_grid(area, n, cols, gap)), skip, note)
+
+
+@dataclass(frozen=True, slots=True)
+class ListLayout:
+    """A title and a grid of equal buttons (languages, and staff screens)."""
+
+    title: Rect
+    buttons: tuple[Rect, ...]
+
+
+def list_layout(geometry: Geometry, n: int, *, title_share: float = 0.18, cols: int | None = None) -> ListLayout:
+    """A title on top and ``n`` buttons in a grid (3 across in landscape, 1 or 2 in portrait,
+    unless ``cols`` says)."""
+    f = Frame.of(geometry)
+    w, h, margin, gap = f.w, f.h, f.margin, f.gap
+    title_h = max(int(h * (title_share if not f.portrait else title_share * 0.6)), f.min_target // 2)
+    title = Rect(margin, margin, w - 2 * margin, title_h)
+    top = margin + title_h + gap
+    area = Rect(margin, top, w - 2 * margin, h - margin - top)
+    if cols is None:
+        cols = (1 if n <= 4 else 2) if f.portrait else min(n, 3)
+    return ListLayout(title, tuple(_grid(area, n, cols, gap)))

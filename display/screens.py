@@ -7,18 +7,43 @@ colour, expression and a text label.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import pygame
 
-from display.layout import Geometry, RatingLayout, Rect, rating_layout
-from display.view import MessageView, RatingView, View
+from display.layout import (
+    MIN_TARGET_MM,
+    FollowUpLayout,
+    Frame,
+    Geometry,
+    ListLayout,
+    RatingLayout,
+    Rect,
+    follow_up_layout,
+    list_layout,
+    rating_layout,
+)
+from display.view import (
+    Action,
+    FollowUpView,
+    LanguageView,
+    MessageView,
+    PinView,
+    RatingView,
+    StatusView,
+    View,
+)
 
 BACKGROUND = (247, 247, 242)
 INK = (27, 27, 27)  # text and face features: contrast 16:1 on BACKGROUND
 MUTED = (74, 74, 74)  # secondary text: 8.5:1 on BACKGROUND
-RING = (0, 90, 181)  # pressed highlight
+RING = (0, 90, 181)  # pressed highlight: 6.5:1 on BACKGROUND
+BUTTON = (255, 255, 255)  # chips and buttons: INK on it is 17:1
+BUTTON_EDGE = (118, 118, 118)  # 3:1 against BACKGROUND (a non-text boundary)
+CHOSEN_INK = (255, 255, 255)  # text on RING: 6.9:1
+MIN_TEXT_PX = 10
 VERMILLION, ORANGE, YELLOW, SKY, GREEN = (213, 94, 0), (230, 159, 0), (240, 228, 66), (86, 180, 233), (0, 158, 115)
 PALETTES = {
     3: (VERMILLION, YELLOW, GREEN),
@@ -26,12 +51,16 @@ PALETTES = {
     5: (VERMILLION, ORANGE, YELLOW, SKY, GREEN),
 }
 
-# Fonts with wide script coverage first; pygame's bundled font is the fallback.
+# DejaVu Sans ships inside the package (Latin, Greek, Cyrillic; its licence is
+# display/fonts/LICENSE-DejaVu.txt), so every language has its glyphs anywhere.
+FONT_DIR = Path(__file__).parent / "fonts"
 FONT_CANDIDATES = (
+    str(FONT_DIR / "DejaVuSans.ttf"),
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
 )
 BOLD_CANDIDATES = (
+    str(FONT_DIR / "DejaVuSans-Bold.ttf"),
     "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
     "/usr/share/fonts/truetype/noto/NotoSans-Bold.ttf",
 )
@@ -49,15 +78,25 @@ def font(size: int, bold: bool = False) -> pygame.font.Font:
     return pygame.font.Font(_first_existing(BOLD_CANDIDATES if bold else FONT_CANDIDATES), size)
 
 
-def fit_text(text: str, box: Rect, *, bold: bool = False, max_lines: int = 2) -> tuple[int, list[str]]:
-    """The largest font size (and line breaks) at which ``text`` fits ``box``."""
-    size = max(8, int(box.h / (1.25 if max_lines == 1 else 1.0)))
-    while size > 8:
+@dataclass(frozen=True, slots=True)
+class TextFit:
+    """One text drawn in the last frame: its box, the size used and whether it fit."""
+
+    text: str
+    box: Rect
+    size: int
+    fits: bool
+
+
+def fit_text(text: str, box: Rect, *, bold: bool = False, max_lines: int = 2) -> tuple[int, list[str], bool]:
+    """The largest font size (and line breaks) at which ``text`` fits ``box``; and whether it did."""
+    size = max(MIN_TEXT_PX, int(box.h / (1.25 if max_lines == 1 else 1.0)))
+    while size >= MIN_TEXT_PX:
         lines = _wrap(text, font(size, bold), box.w, max_lines)
         if lines is not None and len(lines) * font(size, bold).get_linesize() <= box.h:
-            return size, lines
-        size = int(size * 0.92)
-    return 8, [text]
+            return size, lines, True
+        size = min(size - 1, int(size * 0.92))
+    return MIN_TEXT_PX, [text], False
 
 
 def _wrap(text: str, f: pygame.font.Font, width: int, max_lines: int) -> list[str] | None:
@@ -78,9 +117,12 @@ def _wrap(text: str, f: pygame.font.Font, width: int, max_lines: int) -> list[st
 
 def draw_text(surface: pygame.Surface, text: str, box: Rect, color: tuple[int, int, int], *,
               bold: bool = False, max_lines: int = 2, align: str = "center",
-              max_size: int | None = None) -> None:
-    """Draw ``text`` as large as fits in ``box`` (at most ``max_size``), centred vertically."""
-    size, lines = fit_text(text, box, bold=bold, max_lines=max_lines)
+              max_size: int | None = None, log: list[TextFit] | None = None) -> None:
+    """Draw ``text`` as large as fits in ``box`` (at most ``max_size``), centred vertically.
+
+    ``log`` receives a :class:`TextFit` (the layout checks read it).
+    """
+    size, lines, fits = fit_text(text, box, bold=bold, max_lines=max_lines)
     if max_size is not None and size > max_size:
         size, lines = max_size, _wrap(text, font(max_size, bold), box.w, max_lines) or [text]
     f = font(size, bold)
@@ -89,8 +131,11 @@ def draw_text(surface: pygame.Surface, text: str, box: Rect, color: tuple[int, i
     for line in lines:
         img = f.render(line, True, color)
         x = box.x + (box.w - img.get_width()) // 2 if align == "center" else box.x
+        fits = fits and img.get_width() <= box.w
         surface.blit(img, (x, y))
         y += line_h
+    if log is not None:
+        log.append(TextFit(text, box, size, fits))
 
 
 def draw_face(surface: pygame.Surface, box: Rect, mood: float, color: tuple[int, int, int],
@@ -124,6 +169,25 @@ def mood(rating: int, scale: int) -> float:
     return -1 + 2 * (rating - 1) / (scale - 1)
 
 
+def draw_button(surface: pygame.Surface, box: Rect, *, chosen: bool = False) -> None:
+    """A rounded button: white with a grey edge, or filled blue when chosen."""
+    radius = max(6, min(box.w, box.h) // 6)
+    rect = pygame.Rect(box.x, box.y, box.w, box.h)
+    pygame.draw.rect(surface, RING if chosen else BUTTON, rect, border_radius=radius)
+    pygame.draw.rect(surface, RING if chosen else BUTTON_EDGE, rect, width=max(2, box.h // 40),
+                     border_radius=radius)
+
+
+def draw_globe(surface: pygame.Surface, center: tuple[int, int], r: int) -> None:
+    """A small globe drawn in lines (the language button's sign, no font needed)."""
+    cx, cy = center
+    w = max(2, r // 7)
+    pygame.draw.circle(surface, INK, center, r, width=w)
+    pygame.draw.ellipse(surface, INK, pygame.Rect(cx - r // 2, cy - r, r, 2 * r), width=w)
+    pygame.draw.line(surface, INK, (cx - r, cy), (cx + r, cy), w)
+    pygame.draw.line(surface, INK, (cx, cy - r), (cx, cy + r), w)
+
+
 class Display:
     """Draws views on a surface (rotated as configured) and maps touches back.
 
@@ -138,51 +202,178 @@ class Display:
         self.target = target
         self.geometry = geometry
         self._canvas = target if geometry.rotation == 0 else pygame.Surface(geometry.logical_size)
+        self.texts: list[TextFit] = []  # every text of the last frame (layout checks)
+
+    # ------------------------------------------------------------------ layout and hits
 
     def layout(self, view: RatingView) -> RatingLayout:
-        """The rating screen's layout for this panel (cached per scale)."""
-        return _cached_layout(self.geometry, view.scale)
+        """The rating screen's layout for this panel (cached)."""
+        return _rating_layout(self.geometry, view.scale, bool(view.hint), bool(view.lang_button))
+
+    def actions(self, view: View) -> tuple[tuple[Rect, Action], ...]:
+        """Every touch target of ``view`` with what it does, in logical pixels."""
+        if isinstance(view, RatingView):
+            return self.layout(view).actions
+        if isinstance(view, FollowUpView):
+            return _follow_up_layout(self.geometry, len(view.reasons)).actions(tuple(k for k, _ in view.reasons))
+        if isinstance(view, LanguageView):
+            lay = _list_layout(self.geometry, len(view.options), None)
+            return tuple((r, ("lang", code)) for r, (code, _) in zip(lay.buttons, view.options, strict=True))
+        if isinstance(view, PinView):
+            lay = _pin_layout(self.geometry)
+            return tuple((r, key) for r, key in zip(lay.buttons, PIN_KEYS, strict=True))
+        if isinstance(view, StatusView):
+            return tuple((r, a) for r, a in zip(_status_buttons(self.geometry), STATUS_ACTIONS, strict=True)
+                         if view.can_quit or a[0] != "quit")
+        return ()
+
+    def corner(self) -> Rect:
+        """The hidden staff corner (top left, one minimum target square)."""
+        side = Frame.of(self.geometry).min_target
+        return Rect(0, 0, side, side)
+
+    def hit(self, view: View, point: tuple[float, float]) -> Action | None:
+        """What a touch at panel ``point`` does on ``view`` (None: nothing)."""
+        logical = self.geometry.to_logical(point)
+        for rect, action in self.actions(view):
+            if rect.contains(logical):
+                return action
+        if self.corner().contains(logical):
+            return ("corner", None)
+        return None
+
+    def center_of(self, view: View, action: Action) -> tuple[int, int]:
+        """The panel point at the centre of the target doing ``action`` (scripted taps)."""
+        if isinstance(view, RatingView) and action[0] == "face":
+            point = self.layout(view).faces[int(action[1] or 0) - 1].center
+        else:
+            rects = [r for r, a in self.actions(view) if a == action]
+            if not rects:
+                raise LookupError(f"no target {action} on {type(view).__name__}")
+            point = rects[0].center
+        x, y = self.geometry.to_physical(point)
+        return (int(x), int(y))
+
+    def target_center(self, view: RatingView, rating: int) -> tuple[int, int]:
+        """The panel point at the centre of a face (for scripted taps)."""
+        return self.center_of(view, ("face", rating))
+
+    # ------------------------------------------------------------------ drawing
 
     def render(self, view: View) -> None:
         """Draw ``view`` onto the target surface (the caller flips the display)."""
         canvas = self._canvas
         canvas.fill(BACKGROUND)
+        self.texts = []
         if isinstance(view, RatingView):
             self._rating(canvas, view)
+        elif isinstance(view, FollowUpView):
+            self._follow_up(canvas, view)
+        elif isinstance(view, LanguageView):
+            self._languages(canvas, view)
+        elif isinstance(view, PinView):
+            self._pin(canvas, view)
+        elif isinstance(view, StatusView):
+            self._status(canvas, view)
         else:
             self._message(canvas, view)
         if canvas is not self.target:
             self.target.blit(pygame.transform.rotate(canvas, -self.geometry.rotation), (0, 0))
 
-    def hit(self, view: View, point: tuple[float, float]) -> int | None:
-        """The rating whose target contains a touch at panel ``point``, if any."""
-        if not isinstance(view, RatingView):
-            return None
-        logical = self.geometry.to_logical(point)
-        for rating, target in enumerate(self.layout(view).targets, start=1):
-            if target.contains(logical):
-                return rating
-        return None
-
-    def target_center(self, view: RatingView, rating: int) -> tuple[int, int]:
-        """The panel point at the centre of a face (for scripted taps)."""
-        x, y = self.geometry.to_physical(self.layout(view).faces[rating - 1].center)
-        return (int(x), int(y))
+    def _text(self, canvas: pygame.Surface, text: str, box: Rect, color: tuple[int, int, int], **kw: object) -> None:
+        draw_text(canvas, text, box, color, log=self.texts, **kw)  # type: ignore[arg-type]
 
     def _rating(self, canvas: pygame.Surface, view: RatingView) -> None:
         lay = self.layout(view)
-        draw_text(canvas, view.question, lay.question, INK, bold=True)
+        self._text(canvas, view.question, lay.question, INK, bold=True)
+        if view.hint and lay.hint is not None:
+            self._text(canvas, view.hint, lay.hint, RING, max_lines=1)
         colors = PALETTES[view.scale]
         # One size for all labels (the largest at which every one fits, bold
         # included, since a pressed label turns bold): uneven labels look broken.
         label_size = min(fit_text(text, box, bold=True)[0] for text, box in zip(view.labels, lay.labels, strict=True))
+        label_size = min(label_size, _cap(canvas, 0.065))  # labels must not shout over the question
         for i, (face, label) in enumerate(zip(lay.faces, lay.labels, strict=True)):
             rating = i + 1
             pressed = view.pressed == rating
             draw_face(canvas, face, mood(rating, view.scale), colors[i], pressed)
-            draw_text(canvas, view.labels[i], label, RING if pressed else INK, bold=pressed,
-                      max_size=label_size)
-        draw_text(canvas, view.note, lay.note, MUTED, max_lines=1)
+            self._text(canvas, view.labels[i], label, RING if pressed else INK, bold=pressed, max_size=label_size)
+        self._text(canvas, view.note, lay.note, MUTED, max_lines=1,
+                   max_size=max(MIN_TEXT_PX, min(int(lay.note.h * 0.45), _cap(canvas, 0.045))))
+        if lay.lang is not None:
+            draw_button(canvas, lay.lang)
+            r = min(lay.lang.h // 4, lay.lang.w // 10)
+            pad = lay.lang.h // 4
+            draw_globe(canvas, (lay.lang.x + pad + r, lay.lang.y + lay.lang.h // 2), r)
+            text_x = lay.lang.x + 2 * pad + 2 * r
+            box = Rect(text_x, lay.lang.y + pad // 2, lay.lang.x + lay.lang.w - text_x - pad // 2, lay.lang.h - pad)
+            self._text(canvas, view.lang_button, box, INK, max_lines=1,
+                       max_size=min(int(lay.lang.h * 0.4), _cap(canvas, 0.05)))
+
+    def _follow_up(self, canvas: pygame.Surface, view: FollowUpView) -> None:
+        lay = _follow_up_layout(self.geometry, len(view.reasons))
+        draw_face(canvas, lay.face, mood(view.rating, view.scale), PALETTES[view.scale][view.rating - 1], True)
+        self._text(canvas, view.title, lay.title, INK, bold=True, align="left")
+        size = min(fit_text(label, _inset(box), bold=True)[0] for (_, label), box in zip(view.reasons, lay.chips,
+                                                                                      strict=True))
+        size = min(size, int(min(c.h for c in lay.chips) * 0.4), _cap(canvas, 0.065))
+        for (key, label), box in zip(view.reasons, lay.chips, strict=True):
+            chosen = key == view.chosen
+            draw_button(canvas, box, chosen=chosen)
+            self._text(canvas, label, _inset(box), CHOSEN_INK if chosen else INK, bold=True, max_size=size)
+        draw_button(canvas, lay.skip)
+        self._text(canvas, view.skip, _inset(lay.skip), INK, max_lines=1, max_size=int(lay.skip.h * 0.4))
+        if view.note:
+            self._text(canvas, view.note, lay.note, MUTED, max_lines=1,
+                       max_size=max(MIN_TEXT_PX, int(lay.note.h * 0.35)))
+
+    def _languages(self, canvas: pygame.Surface, view: LanguageView) -> None:
+        lay = _list_layout(self.geometry, len(view.options), None)
+        self._text(canvas, view.title, lay.title, INK, bold=True, max_size=_cap(canvas, 0.08))
+        size = min(fit_text(name, _inset(box))[0] for (_, name), box in zip(view.options, lay.buttons, strict=True))
+        size = min(size, int(min(b.h for b in lay.buttons) * 0.35), _cap(canvas, 0.07))
+        for (code, name), box in zip(view.options, lay.buttons, strict=True):
+            chosen = code == view.current
+            draw_button(canvas, box, chosen=chosen)
+            self._text(canvas, name, _inset(box), CHOSEN_INK if chosen else INK, max_lines=1, max_size=size)
+
+    def _pin(self, canvas: pygame.Surface, view: PinView) -> None:
+        lay = _pin_layout(self.geometry)
+        title = view.title + "  " + "● " * view.entered if view.entered else view.title
+        if view.message:
+            title = f"{title} — {view.message}"
+        self._text(canvas, title, lay.title, INK, bold=True, max_size=_cap(canvas, 0.08))
+        size = min(int(min(b.h for b in lay.buttons) * 0.4), _cap(canvas, 0.08))
+        for box, (kind, value) in zip(lay.buttons, PIN_KEYS, strict=True):
+            draw_button(canvas, box)
+            label = str(value) if kind == "digit" else PIN_LABELS[kind]
+            self._text(canvas, label, _inset(box), INK, max_lines=1, max_size=size, bold=kind == "pin_ok")
+
+    def _status(self, canvas: pygame.Surface, view: StatusView) -> None:
+        f = Frame.of(self.geometry)
+        buttons = _status_buttons(self.geometry)
+        title = Rect(f.margin, f.margin, f.w - 2 * f.margin, max(f.min_target // 2, int(f.h * 0.08)))
+        self._text(canvas, view.title, title, INK, bold=True, align="left")
+        top = title.y + title.h + f.gap
+        bottom = buttons[0].y - f.gap
+        n = max(1, len(view.lines))
+        line_h = (bottom - top) // n
+        key_w = int((f.w - 2 * f.margin) * (0.3 if not f.portrait else 0.4))
+        size = max(MIN_TEXT_PX, min(int(line_h * 0.6), int(f.h * 0.045)))
+        for i, (key, value) in enumerate(view.lines):
+            y = top + i * line_h
+            self._text(canvas, key, Rect(f.margin, y, key_w, line_h), MUTED, max_lines=1, align="left",
+                       max_size=size)
+            self._text(canvas, value, Rect(f.margin + key_w, y, f.w - 2 * f.margin - key_w, line_h), INK,
+                       max_lines=1, align="left", max_size=size)
+        labels = ("Test mode: on" if view.test_mode else "Test mode: off", "Close", "Quit kiosk")
+        for box, label, (kind, _) in zip(buttons, labels, STATUS_ACTIONS, strict=True):
+            if kind == "quit" and not view.can_quit:
+                continue
+            chosen = kind == "test_mode" and view.test_mode
+            draw_button(canvas, box, chosen=chosen)
+            self._text(canvas, label, _inset(box), CHOSEN_INK if chosen else INK, max_lines=2,
+                       max_size=int(box.h * 0.3))
 
     def _message(self, canvas: pygame.Surface, view: MessageView) -> None:
         w, h = canvas.get_size()
@@ -202,11 +393,55 @@ class Display:
             pygame.draw.circle(canvas, ORANGE, (cx, cy), mark // 2 - 1)
             draw_text(canvas, "!", Rect(cx - mark // 2, cy - mark // 2, mark, mark), INK, bold=True, max_lines=1)
         margin = w // 12
-        draw_text(canvas, view.title, Rect(margin, int(h * 0.52), w - 2 * margin, int(h * 0.18)), INK, bold=True)
+        self._text(canvas, view.title, Rect(margin, int(h * 0.52), w - 2 * margin, int(h * 0.18)), INK, bold=True)
         if view.body:
-            draw_text(canvas, view.body, Rect(margin, int(h * 0.72), w - 2 * margin, int(h * 0.14)), MUTED)
+            self._text(canvas, view.body, Rect(margin, int(h * 0.72), w - 2 * margin, int(h * 0.14)), MUTED)
 
 
-@lru_cache(maxsize=16)
-def _cached_layout(geometry: Geometry, scale: int) -> RatingLayout:
-    return rating_layout(geometry, scale)
+PIN_KEYS: tuple[Action, ...] = (
+    *(("digit", d) for d in (1, 2, 3, 4, 5, 6, 7, 8, 9)), ("pin_back", None), ("digit", 0), ("pin_ok", None))
+PIN_LABELS = {"pin_back": "←", "pin_ok": "OK"}
+STATUS_ACTIONS: tuple[Action, ...] = (("test_mode", None), ("close", None), ("quit", None))
+
+
+def _cap(canvas: pygame.Surface, share: float) -> int:
+    """A text size ceiling: ``share`` of the screen's shorter side."""
+    return max(MIN_TEXT_PX, int(min(canvas.get_size()) * share))
+
+
+def _inset(box: Rect) -> Rect:
+    """The text area inside a button (padding on every side)."""
+    pad_x, pad_y = max(4, box.w // 14), max(3, box.h // 10)
+    return Rect(box.x + pad_x, box.y + pad_y, box.w - 2 * pad_x, box.h - 2 * pad_y)
+
+
+@lru_cache(maxsize=32)
+def _rating_layout(geometry: Geometry, scale: int, hint: bool, lang: bool) -> RatingLayout:
+    return rating_layout(geometry, scale, hint=hint, lang_button=lang)
+
+
+@lru_cache(maxsize=32)
+def _follow_up_layout(geometry: Geometry, n: int) -> FollowUpLayout:
+    return follow_up_layout(geometry, n)
+
+
+@lru_cache(maxsize=32)
+def _list_layout(geometry: Geometry, n: int, cols: int | None) -> ListLayout:
+    return list_layout(geometry, n, cols=cols)
+
+
+def _pin_layout(geometry: Geometry) -> ListLayout:
+    portrait = Frame.of(geometry).portrait
+    return _list_layout(geometry, len(PIN_KEYS), 3 if portrait else 6)
+
+
+@lru_cache(maxsize=8)
+def _status_buttons(geometry: Geometry) -> tuple[Rect, ...]:
+    f = Frame.of(geometry)
+    h = max(f.min_target, int(f.h * 0.16))
+    area = Rect(f.margin, f.h - f.margin - h, f.w - 2 * f.margin, h)
+    cw = (area.w - 2 * f.gap) // 3
+    return tuple(Rect(area.x + i * (cw + f.gap), area.y, cw, h) for i in range(3))
+
+
+__all__ = ["MIN_TARGET_MM", "Display", "TextFit", "draw_face", "draw_text", "fit_text", "mood"]

@@ -1,23 +1,60 @@
-"""The view model: what a screen shows, already translated. Defined here so that
-``display`` depends on nobody; the kiosk builds these from the flow's state."""
+"""The view models: what a screen shows, already translated. Defined here so that
+``display`` depends on nobody; the kiosk builds these from the flow's state.
+
+A touch on a screen maps to an :data:`Action`: a kind and a value, e.g.
+``("face", 4)``, ``("reason", "wait_time")``, ``("skip", None)``,
+``("languages", None)``, ``("lang", "de")``; the kiosk turns it into a flow
+input. ``("corner", None)`` is the hidden staff corner (top left).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+Action = tuple[str, int | str | None]
+
 
 @dataclass(frozen=True, slots=True)
 class RatingView:
-    """The question and one face per rating (1 = worst)."""
+    """The question and one face per rating (1 = worst).
+
+    ``hint`` is an invitation shown under the question on the attract screen;
+    ``lang_button`` names the current language on the language button (empty:
+    no button, one language only).
+    """
 
     question: str
     labels: tuple[str, ...]  # one per rating, worst first
     note: str  # e.g. "Answers are anonymous"
     pressed: int | None = None
+    hint: str = ""
+    lang_button: str = ""
 
     @property
     def scale(self) -> int:
         return len(self.labels)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUpView:
+    """Why? 2 to 8 reason chips plus a skip button, under the face the customer chose."""
+
+    title: str
+    reasons: tuple[tuple[str, str], ...]  # (key, label)
+    skip: str
+    rating: int
+    scale: int
+    chosen: str | None = None  # the reason tapped (highlighted while saving)
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageView:
+    """One button per language, each named in its own language."""
+
+    title: str
+    options: tuple[tuple[str, str], ...]  # (code, native name)
+    current: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,4 +66,23 @@ class MessageView:
     tone: str = "thanks"  # "thanks" | "sorry"
 
 
-View = RatingView | MessageView
+@dataclass(frozen=True, slots=True)
+class PinView:
+    """The staff PIN pad (staff text is English: staff are not customers)."""
+
+    title: str
+    entered: int  # how many digits typed (shown as dots, never the digits)
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusView:
+    """The staff status screen: facts as (name, value) lines and three buttons."""
+
+    title: str
+    lines: tuple[tuple[str, str], ...]
+    test_mode: bool
+    can_quit: bool = True
+
+
+View = RatingView | FollowUpView | LanguageView | MessageView | PinView | StatusView

@@ -5,21 +5,35 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from device.flow import Flow, FlowSettings, Save, Saved, SaveFailed, Tap, Tick
+from device.flow import (
+    ChooseLanguage,
+    Flow,
+    FlowSettings,
+    OpenLanguages,
+    Reason,
+    Save,
+    Saved,
+    SaveFailed,
+    Skip,
+    Tap,
+    Tick,
+)
+
+REASONS = ("wait_time", "friendliness", "expertise")
 
 
 def test_tap_highlights_then_saves_then_thanks_then_returns() -> None:
     flow = Flow(FlowSettings(thank_you_s=3))
     effect = flow.handle(Tap(4), now=10.0)
     assert effect == Save(rating=4, scale=5, lang="en", source="touch", flags=())
-    assert (flow.state.screen, flow.state.pressed) == ("rating", 4)
+    assert (flow.state.screen, flow.state.pressed) == ("attract", 4)
     assert flow.handle(Tap(2), now=10.1) is None  # no second answer while saving
     flow.handle(Saved(), now=10.2)
     assert flow.state.screen == "thanks" and flow.next_deadline() == 13.2
     flow.handle(Tick(), now=13.1)
     assert flow.state.screen == "thanks"
     flow.handle(Tick(), now=13.2)
-    assert (flow.state.screen, flow.state.pressed) == ("rating", None)
+    assert (flow.state.screen, flow.state.pressed) == ("attract", None)
 
 
 def test_a_failed_save_says_sorry_and_recovers() -> None:
@@ -28,7 +42,7 @@ def test_a_failed_save_says_sorry_and_recovers() -> None:
     flow.handle(SaveFailed("disk full"), now=0.1)
     assert flow.state.screen == "sorry"
     flow.handle(Tick(), now=5.1)
-    assert flow.state.screen == "rating"
+    assert flow.state.screen == "attract"
 
 
 def test_repeats_inside_the_interval_are_flagged_not_dropped() -> None:
@@ -47,14 +61,185 @@ def test_out_of_scale_ratings_are_ignored() -> None:
     assert flow.handle(Tap(4), 0) is None and flow.handle(Tap(0), 0) is None
 
 
+def follow_up_flow(**kw: object) -> Flow:
+    return Flow(FlowSettings(reasons=REASONS, languages=("en", "de", "uk"), follow_up_s=20, **kw))  # type: ignore[arg-type]
+
+
+def test_a_bad_rating_opens_the_follow_up_and_a_reason_is_saved_with_it() -> None:
+    flow = follow_up_flow()
+    assert flow.handle(Tap(2), 0.0) is None  # nothing to store yet: the reason may come
+    assert (flow.state.screen, flow.state.pressed) == ("followup", 2)
+    save = flow.handle(Reason("expertise"), 4.0)
+    assert save == Save(2, 5, "en", "touch", (), ("expertise",))
+    assert save.tapped_at == 0.0  # the answer's time is the rating's tap
+    assert flow.state.reason == "expertise" and flow.state.saving
+    flow.handle(Saved(), 4.1)
+    assert flow.state.screen == "thanks"
+
+
+def test_skip_saves_the_rating_alone() -> None:
+    flow = follow_up_flow()
+    flow.handle(Tap(1, "button"), 0.0)
+    assert flow.handle(Skip(), 1.0) == Save(1, 5, "en", "button", (), ())
+
+
+def test_a_follow_up_timeout_saves_the_rating_alone() -> None:
+    flow = follow_up_flow()
+    flow.handle(Tap(1), 100.0)
+    assert flow.next_deadline() == 120.0
+    assert flow.handle(Tick(), 119.9) is None
+    assert flow.handle(Tick(), 120.0) == Save(1, 5, "en", "touch", (), ())
+    assert flow.handle(Tick(), 200.0) is None  # once
+    flow.handle(Saved(), 120.1)
+    assert flow.state.screen == "thanks"
+
+
+def test_good_ratings_do_not_ask_why_and_the_ratings_are_configurable() -> None:
+    assert follow_up_flow().handle(Tap(5), 0) == Save(5, 5, "en", "touch", ())
+    flow = follow_up_flow(follow_up_ratings=frozenset({3}))
+    assert flow.handle(Tap(1), 0) is not None
+    flow = follow_up_flow(follow_up_ratings=frozenset({3}))
+    assert flow.handle(Tap(3), 0) is None and flow.state.screen == "followup"
+
+
+def test_the_follow_up_ignores_everything_but_its_own_targets() -> None:
+    flow = follow_up_flow()
+    flow.handle(Tap(2), 0)
+    for event in (Tap(5), OpenLanguages(), ChooseLanguage("de"), Reason("not-offered"), Saved()):
+        assert flow.handle(event, 1) is None
+        assert (flow.state.screen, flow.state.pressed, flow.state.saving) == ("followup", 2, False)
+
+
+def test_a_flushed_follow_up_saves_the_held_rating() -> None:
+    flow = follow_up_flow()
+    assert flow.flush(0) is None
+    flow.handle(Tap(2), 0)
+    assert flow.flush(1) == Save(2, 5, "en", "touch", ())
+    assert flow.flush(2) is None
+
+
+def test_a_tap_on_the_attract_screen_counts() -> None:
+    flow = follow_up_flow()
+    assert flow.state.screen == "attract"
+    assert flow.handle(Tap(4), 0) == Save(4, 5, "en", "touch", ())
+
+
+def test_the_chosen_language_is_stored_and_the_default_returns_after_the_answer() -> None:
+    flow = follow_up_flow(thank_you_s=3)
+    flow.handle(OpenLanguages(), 0)
+    assert flow.state.screen == "language"
+    flow.handle(ChooseLanguage("uk"), 1)
+    assert (flow.state.screen, flow.state.lang) == ("rating", "uk")
+    assert flow.handle(Tap(4), 2).lang == "uk"
+    flow.handle(Saved(), 2)
+    assert flow.state.lang == "uk"  # the thank-you in the customer's language
+    flow.handle(Tick(), 5)
+    assert (flow.state.screen, flow.state.lang) == ("attract", "en")
+
+
+def test_inactivity_returns_to_attract_in_the_default_language() -> None:
+    flow = follow_up_flow(inactivity_s=30)
+    flow.handle(OpenLanguages(), 0)
+    flow.handle(Tick(), 29.9)
+    assert flow.state.screen == "language"
+    flow.handle(Tick(), 30)
+    assert (flow.state.screen, flow.state.lang) == ("attract", "en")
+    flow.handle(OpenLanguages(), 40)
+    flow.handle(ChooseLanguage("de"), 41)
+    flow.handle(Tick(), 71)
+    assert (flow.state.screen, flow.state.lang) == ("attract", "en")
+
+
+def test_an_unknown_language_is_ignored_and_one_language_has_no_selector() -> None:
+    flow = follow_up_flow()
+    flow.handle(OpenLanguages(), 0)
+    flow.handle(ChooseLanguage("xx"), 1)
+    assert (flow.state.screen, flow.state.lang) == ("language", "en")
+    single = Flow(FlowSettings(languages=("en",)))
+    single.handle(OpenLanguages(), 0)
+    assert single.state.screen == "attract"
+
+
+def test_test_mode_flags_answers_test() -> None:
+    flow = Flow(FlowSettings(repeat_interval_s=0), test_mode=True)
+    assert flow.handle(Tap(3), 0).flags == ("test",)
+
+
 inputs = st.one_of(
+    st.builds(Tap, st.integers(-1, 7), st.sampled_from(["touch", "button"])),
+    st.builds(Reason, st.sampled_from([*REASONS, "bogus"])), st.just(Skip()), st.just(OpenLanguages()),
+    st.builds(ChooseLanguage, st.sampled_from(["en", "de", "uk", "xx"])),
+    st.just(Tick()),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(steps=st.lists(st.tuples(inputs, st.floats(0, 40), st.booleans()), max_size=60),
+       asked=st.frozensets(st.integers(1, 5)), repeat=st.floats(0, 10))
+def test_every_accepted_tap_yields_exactly_one_save(steps: list, asked: frozenset, repeat: float) -> None:
+    """Like the kiosk: each Save is answered (Saved or SaveFailed) before the next input.
+    Whatever the inputs and timers, every face tap the flow accepted is saved exactly
+    once, with its rating, language and source, flagged rapid_repeat exactly when it
+    came within the interval of the previous accepted tap."""
+    flow = Flow(FlowSettings(scale=5, languages=("en", "de", "uk"), reasons=REASONS, follow_up_ratings=asked,
+                             repeat_interval_s=repeat, thank_you_s=3, sorry_s=5, follow_up_s=20, inactivity_s=30))
+    now = 0.0
+    accepted: list[tuple[int, str, str, bool]] = []
+    saves: list[Save] = []
+    last_tap: float | None = None
+
+    def run(effect: Save | None, ok: bool) -> None:
+        if effect is not None:
+            saves.append(effect)
+            flow.handle(Saved() if ok else SaveFailed("disk"), now)
+
+    for event, dt, ok in steps:
+        now += dt
+        before = flow.state
+        if (isinstance(event, Tap) and before.screen in ("attract", "rating") and not before.saving
+                and 1 <= event.rating <= 5):
+            accepted.append((event.rating, before.lang, event.source,
+                             last_tap is not None and now - last_tap < repeat))
+            last_tap = now
+        run(flow.handle(event, now), ok)
+        assert not flow.state.saving  # every Save was answered
+        if flow.state.until is not None:
+            assert flow.state.until <= now + 30
+    run(flow.handle(Tick(), now + 1000), True)  # a held rating times out ...
+    run(flow.flush(now + 1000), True)  # ... (nothing left to flush)
+    assert [(s.rating, s.lang, s.source, "rapid_repeat" in s.flags) for s in saves] == accepted
+    assert all(len(s.reasons) <= 1 and set(s.reasons) <= set(REASONS) for s in saves)
+    flow.handle(Tick(), now + 2000)
+    assert (flow.state.screen, flow.state.lang) == ("attract", "en")
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(st.tuples(inputs, st.floats(0, 40)), max_size=40))
+def test_no_save_is_lost_when_the_kiosk_stops_at_any_moment(steps: list) -> None:
+    """Stopping (flush) at any point saves a rating held by the follow-up: the number of
+    Saves equals the number of accepted face taps."""
+    flow = Flow(FlowSettings(languages=("en", "de"), reasons=REASONS))
+    now, taps, saves = 0.0, 0, 0
+    for event, dt in steps:
+        now += dt
+        before = flow.state
+        if isinstance(event, Tap) and before.screen in ("attract", "rating") and 1 <= event.rating <= 5:
+            taps += 1
+        if flow.handle(event, now) is not None:
+            saves += 1
+            flow.handle(Saved(), now)
+    saves += flow.flush(now) is not None
+    assert saves == taps
+
+
+old_inputs = st.one_of(
     st.builds(Tap, st.integers(-1, 7), st.sampled_from(["touch", "button"])),
     st.just(Saved()), st.builds(SaveFailed, st.just("x")), st.just(Tick()),
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(steps=st.lists(st.tuples(inputs, st.floats(0, 10)), max_size=60))
+@given(steps=st.lists(st.tuples(old_inputs, st.floats(0, 10)), max_size=60))
 def test_every_tapped_rating_is_saved_exactly_once(steps: list) -> None:
     """Whatever happens, each Save corresponds to one accepted tap, the flow
     never stays stuck on a timed screen, and a Save always precedes its thanks."""
@@ -66,7 +251,7 @@ def test_every_tapped_rating_is_saved_exactly_once(steps: list) -> None:
         before = flow.state
         effect = flow.handle(event, now)
         if effect is not None:
-            assert isinstance(event, Tap) and not saving and before.screen == "rating"
+            assert isinstance(event, Tap) and not saving and before.screen in ("attract", "rating")
             assert 1 <= effect.rating <= 5
             saving = True
         if isinstance(event, (Saved, SaveFailed)) and saving:
@@ -76,4 +261,4 @@ def test_every_tapped_rating_is_saved_exactly_once(steps: list) -> None:
         if flow.state.until is not None:
             assert flow.state.until <= now + 5
     flow.handle(Tick(), now + 100)
-    assert flow.state.screen == "rating"
+    assert flow.state.screen == "attract"

@@ -2,6 +2,9 @@
 
     with HeadlessKiosk(config) as k:
         k.tap_rating(4)          # FINGERDOWN + its mouse twin at the face's centre
+        k.tap_rating(1)          # ... and "skip" if the rating opens the follow-up
+        k.tap_rating(2, follow_up=None)   # leave the follow-up open
+        k.tap_target(("reason", "wait_time"))
         k.pump()                 # handle queued events, redraw
         k.screenshot(path)
 
@@ -22,7 +25,7 @@ import pygame
 from device.config import KioskConfig
 from device.kiosk import Kiosk
 from device.script import post_tap
-from display.view import RatingView
+from display.view import Action, FollowUpView, RatingView
 from sync.sender import Sender
 
 
@@ -70,8 +73,16 @@ class HeadlessKiosk:
         pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=point, button=1, touch=False))
         self.pump()
 
-    def tap_rating(self, rating: int) -> None:
+    def tap_rating(self, rating: int, follow_up: str | None = "skip") -> None:
+        """Tap a face; if the follow-up opens, tap ``follow_up`` on it: "skip", a
+        reason key, or None to leave it open."""
         self.tap(self.center_of(rating))
+        if follow_up is not None and isinstance(self.kiosk.view, FollowUpView):
+            self.tap_target(("skip", None) if follow_up == "skip" else ("reason", follow_up))
+
+    def tap_target(self, action: Action) -> None:
+        """Tap the target doing ``action`` on the current screen (e.g. ``("lang", "de")``)."""
+        self.tap(self.kiosk.display.center_of(self.kiosk.view, action))
 
     def pump(self) -> None:
         """Handle every queued event and the flow's timers, without blocking."""

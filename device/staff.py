@@ -1,0 +1,150 @@
+"""Staff mode: a hidden gesture and a PIN open the status screen and test mode.
+
+The gesture is :data:`GESTURE_TAPS` taps on the (invisible) top-left corner of
+the customer screen within :data:`GESTURE_WINDOW_S`; Escape, a window close or
+Alt-F4 in fullscreen kiosk mode open the PIN pad too, and nothing else leaves
+the kiosk. The configuration holds only a salted PBKDF2 hash of the PIN
+(``deskpulse-kiosk hash-pin`` makes one). Wrong PINs are rate-limited: after
+:data:`FREE_TRIES` wrong PINs each further try waits, doubling from
+:data:`LOCK_S` up to :data:`MAX_LOCK_S`. Pure logic with a monotonic clock
+passed in; the kiosk draws and routes touches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from typing import Literal
+
+GESTURE_TAPS = 5
+GESTURE_WINDOW_S = 4.0
+FREE_TRIES = 3
+LOCK_S = 30.0
+MAX_LOCK_S = 900.0
+IDLE_S = 60.0  # the staff screens close by themselves after this
+MAX_PIN_DIGITS = 12
+ITERATIONS = 200_000
+_HASH_RE = re.compile(r"^pbkdf2_sha256\$(\d{4,7})\$([0-9a-f]{16,64})\$([0-9a-f]{64})$")
+
+StaffScreen = Literal["pin", "status"]
+
+
+def hash_pin(pin: str, *, iterations: int = ITERATIONS, salt: bytes | None = None) -> str:
+    """A storable hash of ``pin``: ``pbkdf2_sha256$ITERATIONS$SALT$HASH`` (hex)."""
+    if not pin.isdigit() or not 4 <= len(pin) <= MAX_PIN_DIGITS:
+        raise ValueError(f"a PIN is 4 to {MAX_PIN_DIGITS} digits")
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, iterations)
+    return f"pbkdf2_sha256${iterations}${salt.hex()}${digest.hex()}"
+
+
+def check_hash_format(value: str) -> str | None:
+    """None if ``value`` looks like :func:`hash_pin`'s output, else what is wrong."""
+    if _HASH_RE.fullmatch(value):
+        return None
+    return "must be a hash made by `deskpulse-kiosk hash-pin` (pbkdf2_sha256$...), never the PIN itself"
+
+
+def pin_matches(pin: str, stored: str) -> bool:
+    """Whether ``pin`` matches the stored hash (constant-time comparison)."""
+    m = _HASH_RE.fullmatch(stored)
+    if m is None:
+        return False
+    iterations, salt, want = int(m.group(1)), bytes.fromhex(m.group(2)), m.group(3)
+    got = hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, iterations).hex()
+    return hmac.compare_digest(got, want)
+
+
+class StaffMode:
+    """The staff state: which staff screen is open, the PIN typed so far, the lockout.
+
+    Args:
+        pin_hash: the configured hash; None disables staff mode (the gesture does nothing).
+    """
+
+    def __init__(self, pin_hash: str | None) -> None:
+        self.pin_hash = pin_hash
+        self.screen: StaffScreen | None = None
+        self.digits = ""
+        self.message = ""
+        self.test_mode = False
+        self.wrong = 0
+        self.locked_until = 0.0
+        self.last_input = 0.0
+        self._corner_taps: list[float] = []
+
+    @property
+    def enabled(self) -> bool:
+        return self.pin_hash is not None
+
+    def corner_tap(self, now: float) -> bool:
+        """A tap on the hidden corner; True when the gesture is complete (the PIN pad opens)."""
+        self._corner_taps = [t for t in self._corner_taps if now - t < GESTURE_WINDOW_S] + [now]
+        if len(self._corner_taps) >= GESTURE_TAPS:
+            self._corner_taps = []
+            return self.open(now)
+        return False
+
+    def open(self, now: float) -> bool:
+        """Show the PIN pad (Escape, window close, the gesture). False if staff mode is off."""
+        if not self.enabled:
+            return False
+        self.screen, self.digits, self.last_input = "pin", "", now
+        self.message = self._lock_message(now)
+        return True
+
+    def close(self) -> None:
+        """Back to the customer screens (test mode stays as it is)."""
+        self.screen, self.digits, self.message = None, "", ""
+
+    def _lock_message(self, now: float) -> str:
+        if now < self.locked_until:
+            return f"locked for {int(self.locked_until - now) + 1} s"
+        return ""
+
+    def key(self, kind: str, value: int | str | None, now: float) -> None:
+        """A key of the PIN pad or a button of the status screen."""
+        self.last_input = now
+        if self.screen == "pin":
+            if kind == "digit" and len(self.digits) < MAX_PIN_DIGITS:
+                self.digits += str(value)
+                self.message = ""
+            elif kind == "pin_back":
+                if not self.digits:
+                    self.close()
+                    return
+                self.digits = self.digits[:-1]
+            elif kind == "pin_ok":
+                self._try(now)
+        elif self.screen == "status":
+            if kind == "test_mode":
+                self.test_mode = not self.test_mode
+            elif kind == "close":
+                self.close()
+
+    def _try(self, now: float) -> None:
+        pin, self.digits = self.digits, ""
+        if now < self.locked_until:
+            self.message = self._lock_message(now)
+            return
+        assert self.pin_hash is not None
+        if pin and pin_matches(pin, self.pin_hash):
+            self.wrong, self.screen, self.message = 0, "status", ""
+            return
+        self.wrong += 1
+        if self.wrong >= FREE_TRIES:
+            self.locked_until = now + min(MAX_LOCK_S, LOCK_S * 2 ** (self.wrong - FREE_TRIES))
+            self.message = self._lock_message(now)
+        else:
+            self.message = "wrong PIN"
+
+    def tick(self, now: float) -> None:
+        """Close the staff screens after :data:`IDLE_S` without input."""
+        if self.screen is not None and now - self.last_input >= IDLE_S:
+            self.close()
+
+    def deadline(self) -> float | None:
+        """When :meth:`tick` may change something (None: nothing open)."""
+        return None if self.screen is None else self.last_input + IDLE_S

@@ -1,0 +1,161 @@
+"""The real kiosk (SDL dummy driver) through the whole customer flow: follow-up,
+languages, timers, kiosk mode. Time is a test clock; nothing sleeps."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pygame
+import pytest
+
+from display.view import FollowUpView, LanguageView, MessageView, PinView, RatingView
+from sync import protocol
+from tests.support.kiosk import HeadlessKiosk
+
+SIZES = [((800, 480), (154, 86)), ((720, 1280), (88, 155)), ((1024, 600), (154, 86)), ((1920, 1080), (477, 268))]
+
+
+def stored(k: HeadlessKiosk) -> list[dict]:
+    rows = sqlite3.connect(k.kiosk.config.outbox_path).execute("SELECT payload FROM outbox ORDER BY seq")
+    return [protocol.decode("feedback", r[0]) for r in rows]
+
+
+@pytest.fixture
+def clocked(kiosk_config):
+    def make(**sections: dict) -> HeadlessKiosk:
+        clock = [1000.0]
+        k = HeadlessKiosk(kiosk_config(**sections), clock=lambda: clock[0])
+        k.clock = clock  # type: ignore[attr-defined]
+        return k
+    return make
+
+
+@pytest.mark.parametrize(("size", "mm"), SIZES, ids=[f"{s[0]}x{s[1]}" for s, _ in SIZES])
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+def test_a_reason_chip_is_stored_with_its_rating(kiosk_config, size, mm, rotation) -> None:
+    config = kiosk_config(screen={"size": list(size), "mm": list(mm), "rotation": rotation})
+    with HeadlessKiosk(config) as k:
+        k.tap_rating(2, follow_up=None)
+        assert isinstance(k.kiosk.view, FollowUpView)
+        assert stored(k) == []  # held until the customer says why (or not)
+        k.tap_target(("reason", "expertise"))
+        assert isinstance(k.kiosk.view, MessageView)
+        (event,) = stored(k)
+        assert (event["rating"], event["reasons"]) == (2, ["expertise"])
+
+
+def test_the_chosen_reason_shows_before_the_write_and_thanks_after(kiosk: HeadlessKiosk) -> None:
+    seen = []
+    flip = kiosk.kiosk.flip
+
+    def spy() -> None:
+        rows = sqlite3.connect(kiosk.kiosk.config.outbox_path).execute("SELECT count(*) FROM outbox").fetchone()[0]
+        view = kiosk.kiosk.view
+        seen.append((type(view).__name__, getattr(view, "chosen", None), rows))
+        flip()
+
+    kiosk.tap_rating(1, follow_up=None)
+    kiosk.kiosk.flip = spy
+    kiosk.tap_target(("reason", "wait_time"))
+    assert seen == [("FollowUpView", "wait_time", 0), ("MessageView", None, 1)]
+
+
+def test_skip_stores_the_rating_without_reasons(kiosk: HeadlessKiosk) -> None:
+    kiosk.tap_rating(1, follow_up="skip")
+    assert [(e["rating"], e["reasons"]) for e in stored(kiosk)] == [(1, [])]
+
+
+def test_a_follow_up_timeout_still_stores_the_rating(clocked) -> None:
+    with clocked(survey={"follow_up_s": 20}) as k:
+        k.tap_rating(2, follow_up=None)
+        k.clock[0] += 19
+        k.pump()
+        assert isinstance(k.kiosk.view, FollowUpView) and stored(k) == []
+        k.clock[0] += 1
+        k.pump()
+        assert isinstance(k.kiosk.view, MessageView)
+        assert [(e["rating"], e["reasons"]) for e in stored(k)] == [(2, [])]
+
+
+def test_closing_the_kiosk_during_the_follow_up_stores_the_rating(kiosk_config) -> None:
+    config = kiosk_config()
+    with HeadlessKiosk(config) as k:
+        k.tap_rating(1, follow_up=None)
+    rows = sqlite3.connect(config.outbox_path).execute("SELECT payload FROM outbox").fetchall()
+    assert [protocol.decode("feedback", r[0])["rating"] for r in rows] == [1]
+
+
+def test_follow_up_ratings_are_configurable(kiosk_config) -> None:
+    with HeadlessKiosk(kiosk_config(survey={"follow_up_ratings": [3], "reasons": ["other", "outcome"]})) as k:
+        k.tap_rating(1)
+        assert isinstance(k.kiosk.view, MessageView)
+        k.kiosk.flow.state = k.kiosk.flow._home()
+        k.pump()
+        k.tap_rating(3, follow_up=None)
+        view = k.kiosk.view
+        assert isinstance(view, FollowUpView) and [key for key, _ in view.reasons] == ["other", "outcome"]
+
+
+def test_the_chosen_language_is_stored_and_the_default_comes_back(clocked) -> None:
+    with clocked(survey={"thank_you_s": 3}) as k:
+        assert k.kiosk.view.hint  # the attract screen invites
+        k.tap_target(("languages", None))
+        assert isinstance(k.kiosk.view, LanguageView)
+        k.tap_target(("lang", "uk"))
+        view = k.kiosk.view
+        assert isinstance(view, RatingView) and view.question.startswith("Як")
+        k.tap_rating(5)
+        assert stored(k)[-1]["lang"] == "uk"
+        assert k.kiosk.view.title == "Дякуємо!"
+        k.clock[0] += 3
+        k.pump()
+        view = k.kiosk.view
+        assert isinstance(view, RatingView) and view.question == "How was our service today?"
+
+
+def test_inactivity_returns_to_attract_in_the_default_language(clocked) -> None:
+    with clocked(survey={"inactivity_s": 30}) as k:
+        k.tap_target(("languages", None))
+        k.tap_target(("lang", "de"))
+        k.clock[0] += 29
+        k.pump()
+        assert k.kiosk.view.question.startswith("Wie")
+        k.clock[0] += 1
+        k.pump()
+        assert k.kiosk.view.question.startswith("How") and k.kiosk.flow.state.screen == "attract"
+
+
+def test_rapid_repeats_are_flagged_and_kept(clocked) -> None:
+    with clocked(survey={"thank_you_s": 1, "repeat_interval_s": 5}) as k:
+        k.tap_rating(5)
+        k.clock[0] += 1
+        k.pump()
+        k.tap_rating(5)
+        k.clock[0] += 10
+        k.pump()
+        k.tap_rating(4)
+        assert [e["flags"] for e in stored(k)] == [[], ["rapid_repeat"], []]
+
+
+def test_escape_and_window_close_do_not_leave_kiosk_mode(kiosk: HeadlessKiosk) -> None:
+    kiosk.kiosk.exit_on_quit = False  # fullscreen kiosk mode
+    pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_ESCAPE, mod=0, unicode="", scancode=41))
+    pygame.event.post(pygame.event.Event(pygame.QUIT))
+    kiosk.pump()
+    assert kiosk.kiosk.running and isinstance(kiosk.kiosk.view, RatingView)  # no PIN configured: nothing
+
+
+def test_escape_in_a_window_ends_the_program(kiosk: HeadlessKiosk) -> None:
+    kiosk.kiosk.exit_on_quit = True
+    pygame.event.post(pygame.event.Event(pygame.QUIT))
+    kiosk.pump()
+    assert not kiosk.kiosk.running
+
+
+def test_escape_in_kiosk_mode_opens_the_pin_pad(kiosk_config) -> None:
+    from device.staff import hash_pin
+
+    with HeadlessKiosk(kiosk_config(staff={"pin_hash": hash_pin("2468", iterations=1000)})) as k:
+        pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_ESCAPE, mod=0, unicode="", scancode=41))
+        k.pump()
+        assert isinstance(k.kiosk.view, PinView) and k.kiosk.running
