@@ -1,0 +1,108 @@
+"""Layout checks for every screen, panel size, rotation and shipped language:
+every text fits its box, no two targets overlap, every target is at least 15 mm
+given ``screen.mm``, and everything stays on the screen."""
+
+from __future__ import annotations
+
+import os
+
+import pygame
+import pytest
+
+from device import texts
+from device.flow import FlowSettings, FlowState
+from device.kiosk import view_for
+from device.screenshot import PANEL_MM, SCREENS, render, view_of
+from display.layout import MIN_TARGET_MM, Geometry
+from display.screens import Display
+from display.view import FollowUpView, View
+
+SIZES = list(PANEL_MM)
+
+
+def check(display: Display, view: View) -> None:
+    display.render(view)
+    w, h = display.geometry.logical_size
+    ppm = display.geometry.px_per_mm
+    bad = [t for t in display.texts if not t.fits]
+    assert not bad, f"text does not fit: {bad}"
+    for t in display.texts:
+        assert t.box.x >= 0 and t.box.y >= 0 and t.box.x + t.box.w <= w and t.box.y + t.box.h <= h
+    targets = [rect for rect, _ in display.actions(view)]
+    for i, rect in enumerate(targets):
+        assert min(rect.w, rect.h) / ppm >= MIN_TARGET_MM - 0.01, f"{rect} is under 15 mm"
+        assert rect.x >= 0 and rect.y >= 0 and rect.x + rect.w <= w and rect.y + rect.h <= h
+        for other in targets[i + 1:]:
+            assert not rect.overlaps(other), f"{rect} overlaps {other}"
+
+
+@pytest.fixture(scope="module")
+def pg():
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    pygame.display.init()
+    pygame.font.init()
+    yield
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+@pytest.mark.parametrize("rotation", [0, 90])
+@pytest.mark.parametrize("lang", texts.LANGUAGES)
+def test_every_screen_fits(pg, size, rotation, lang) -> None:
+    display = Display(pygame.Surface(size), Geometry(size, PANEL_MM[size], rotation))
+    for screen in SCREENS:
+        for scale in (3, 4, 5) if screen in ("attract", "rating", "pressed") else (5,):
+            check(display, view_of(screen, lang, scale))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+@pytest.mark.parametrize("n", range(2, 9))
+def test_two_to_eight_reason_chips_fit(pg, size, n) -> None:
+    for rotation in (0, 90):
+        display = Display(pygame.Surface(size), Geometry(size, PANEL_MM[size], rotation))
+        for lang in texts.LANGUAGES:
+            settings = FlowSettings(reasons=texts.REASONS[:n], languages=texts.LANGUAGES)
+            view = view_for(FlowState("followup", lang, pressed=1), settings)
+            assert isinstance(view, FollowUpView) and len(view.reasons) == n
+            check(display, view)
+
+
+def test_every_language_has_every_text() -> None:
+    for lang, table in texts.TEXTS.items():
+        assert set(table) == set(texts.TEXTS["en"]), lang
+        assert all(value.strip() for value in table.values()), lang
+
+
+def test_the_font_has_every_glyph(pg) -> None:
+    from display.screens import font
+
+    f = font(20)
+    for lang, table in texts.TEXTS.items():
+        for value in table.values():
+            for ch in set(value) - {" "}:
+                assert f.metrics(ch)[0] is not None, f"{lang}: no glyph for {ch!r}"
+
+
+def test_screenshot_writes_any_screen_size_rotation_and_language(tmp_path) -> None:
+    out = render("followup", (720, 1280), (88, 155), 270, "el", 5, tmp_path / "f.png")
+    img = pygame.image.load(str(out))
+    assert img.get_size() == (720, 1280)
+
+
+def test_text_contrast_is_at_least_4_5(pg) -> None:
+    from display import screens as s
+
+    def lum(c: tuple[int, int, int]) -> float:
+        def ch(v: int) -> float:
+            v2 = v / 255
+            return v2 / 12.92 if v2 <= 0.03928 else ((v2 + 0.055) / 1.055) ** 2.4
+        r, g, b = (ch(v) for v in c)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    def contrast(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+        hi, lo = sorted((lum(a), lum(b)), reverse=True)
+        return (hi + 0.05) / (lo + 0.05)
+
+    pairs = [(s.INK, s.BACKGROUND), (s.MUTED, s.BACKGROUND), (s.RING, s.BACKGROUND), (s.INK, s.BUTTON),
+             (s.CHOSEN_INK, s.RING)]
+    for fg, bg in pairs:
+        assert contrast(fg, bg) >= 4.5, (fg, bg)
