@@ -232,9 +232,21 @@ class Flow:
         return Save(rating=state.pressed, scale=self.settings.scale, lang=state.lang, source=state.source,
                     flags=flags, reasons=reasons, tapped_at=state.tapped_at)
 
+    def held(self) -> Save | None:
+        """What the open follow-up would save without a reason (None: no rating held).
+
+        Changes nothing; the kiosk keeps it on disk while the follow-up is open.
+        """
+        state = self.state
+        if state.screen != "followup" or state.saving or state.pressed is None:
+            return None
+        flags = self._flags + (("test",) if self.test_mode else ())
+        return Save(rating=state.pressed, scale=self.settings.scale, lang=state.lang, source=state.source,
+                    flags=flags, tapped_at=state.tapped_at)
+
     def flush(self, now: float) -> Save | None:
         """The held rating's :class:`Save`, if the follow-up is open (the kiosk is stopping)."""
-        if self.state.screen == "followup" and not self.state.saving:
+        if self.held() is not None:
             return self._save(now, ())
         return None
 

@@ -49,6 +49,7 @@ from device.flow import (
     Tap,
     Tick,
 )
+from device.held import HeldAnswer, already_stored
 from device.script import TapScript
 from device.staff import StaffMode
 from display.layout import Geometry
@@ -162,6 +163,9 @@ class Kiosk:
         self.flow = Flow(self.settings)
         self.staff = StaffMode(config.staff.pin_hash)
         self.outbox = Outbox(config.outbox_path, config.site, config.device)
+        self.held = HeldAnswer(config.data_dir / "held-answer.json")
+        self._held_answer: dict[str, Any] | None = None
+        self._recover_held()
         self._witness = open(witness, "a", encoding="utf-8") if witness else None
         self._shown: View | None = None
         self._last_id: str | None = None
@@ -255,6 +259,7 @@ class Kiosk:
         effect = self.flow.handle(event, self.clock())
         if effect is None:
             self.redraw()
+            self._keep_held()
             return
         self.redraw()  # the pressed face or chosen reason, before the disk write
         self._save(effect)
@@ -262,14 +267,12 @@ class Kiosk:
         if self.flow.state.screen == "thanks" and self._last_id is not None:
             self._witnessed(self._last_id)
 
-    def _save(self, effect: Save) -> None:
-        # The answer's time is its rating's tap, even if the follow-up took a while.
-        waited = max(0.0, self.clock() - effect.tapped_at) if effect.tapped_at is not None else 0.0
-        answer = {
-            "ts": protocol.utc_timestamp(datetime.fromtimestamp(time.time() - waited, UTC)),
+    def _answer(self, effect: Save) -> dict[str, Any]:
+        return {
+            "ts": protocol.utc_timestamp(datetime.now(UTC)),
             "clock_synced": facts.clock_synced(),
             "boot_id": facts.boot_id(),
-            "mono_ms": max(0, facts.mono_ms() - int(waited * 1000)),
+            "mono_ms": facts.mono_ms(),
             "rating": effect.rating,
             "scale": effect.scale,
             "reasons": list(effect.reasons),
@@ -278,6 +281,36 @@ class Kiosk:
             "survey": 0,
             "flags": list(effect.flags),
         }
+
+    def _keep_held(self) -> None:
+        """A rating waits on the follow-up: keep it on disk until it is stored."""
+        held = self.flow.held()
+        if held is None or self._held_answer is not None:
+            return
+        self._held_answer = self._answer(held)  # the answer's time is the rating's tap
+        try:
+            self.held.keep(self._held_answer)
+        except OSError as exc:
+            log.error("held rating not kept on disk (it stays in memory): %s", exc)
+
+    def _recover_held(self) -> None:
+        answer = self.held.load()
+        if answer is None:
+            return
+        try:
+            if not already_stored(self.config.outbox_path, answer):
+                record = self.outbox.append(answer)
+                log.warning("stored the rating held by an interrupted follow-up: %s", record.id)
+            self.held.clear()
+        except (DeskPulseError, OSError) as exc:
+            log.error("a held rating could not be stored yet: %s", exc)
+
+    def _save(self, effect: Save) -> None:
+        answer = self._answer(effect)
+        was_held = self._held_answer is not None
+        if self._held_answer is not None:  # the follow-up ended: its rating, with the reason if any
+            answer = {**self._held_answer, "reasons": list(effect.reasons)}
+            self._held_answer = None
         try:
             record = self.outbox.append(answer)
         except DeskPulseError as exc:
@@ -289,6 +322,8 @@ class Kiosk:
             self.flow.handle(SaveFailed(str(exc)), self.clock())
             return
         self._last_id = record.id
+        if was_held:
+            self.held.clear()
         self.answers += 1
         log.info("answer %s saved: rating %d/%d seq %d%s", record.id, effect.rating, effect.scale, record.seq,
                  f" reasons {','.join(effect.reasons)}" if effect.reasons else "")

@@ -378,7 +378,7 @@ class Display:
     def _message(self, canvas: pygame.Surface, view: MessageView) -> None:
         w, h = canvas.get_size()
         mark = min(w, h) // 4
-        cx, cy = w // 2, int(h * 0.32)
+        cx, cy = w // 2, int(h * (0.32 if w >= h else 0.4))
         if view.tone == "thanks":
             pygame.draw.aacircle(canvas, GREEN, (cx, cy), mark // 2)
             pygame.draw.circle(canvas, GREEN, (cx, cy), mark // 2 - 1)

@@ -159,3 +159,36 @@ def test_escape_in_kiosk_mode_opens_the_pin_pad(kiosk_config) -> None:
         pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_ESCAPE, mod=0, unicode="", scancode=41))
         k.pump()
         assert isinstance(k.kiosk.view, PinView) and k.kiosk.running
+
+
+def crash(k: HeadlessKiosk) -> None:
+    """The process dies: no close(), no flush; only the files stay."""
+    k.kiosk.outbox.close()
+    pygame.display.quit()
+
+
+def test_a_rating_held_by_the_follow_up_survives_a_crash(kiosk_config) -> None:
+    config = kiosk_config()
+    k = HeadlessKiosk(config)
+    k.tap_rating(2, follow_up=None)
+    assert stored(k) == []
+    crash(k)
+    with HeadlessKiosk(config) as again:
+        assert [(e["rating"], e["reasons"]) for e in stored(again)] == [(2, [])]
+        assert not (config.data_dir / "held-answer.json").exists()
+
+
+def test_a_held_rating_already_stored_is_not_stored_twice(kiosk_config) -> None:
+    """The kiosk died between the outbox commit and removing the held file."""
+    config = kiosk_config()
+    held = config.data_dir / "held-answer.json"
+    k = HeadlessKiosk(config)
+    k.tap_rating(1, follow_up=None)
+    kept = held.read_bytes()
+    k.tap_target(("reason", "wait_time"))
+    assert not held.exists()
+    held.write_bytes(kept)  # as if the removal never happened
+    crash(k)
+    with HeadlessKiosk(config) as again:
+        assert [(e["rating"], e["reasons"]) for e in stored(again)] == [(1, ["wait_time"])]
+        assert not held.exists()
