@@ -423,16 +423,18 @@ class Outbox:
 
     # ------------------------------------------------------------------ reading
 
-    def due(self, limit: int, *, resend_after: float | None = None, now: float | None = None) -> list[Record]:
-        """Rows to publish: pending ones, oldest first; then, if ``resend_after``
-        is given, sent-but-unconfirmed ones whose wait is over.
+    def due(self, limit: int, *, after_seq: int = 0, resend_after: float | None = None,
+            now: float | None = None) -> list[Record]:
+        """Rows to publish: pending ones after ``after_seq``, oldest first; then,
+        if ``resend_after`` is given, sent-but-unconfirmed ones whose wait is over.
 
         A row waits ``resend_after`` seconds after its last PUBACK, doubled for
         each further attempt up to 32 times as long: an answer central never
         confirms is tried ever more rarely, never dropped.
         """
         rows = self._conn.execute(
-            "SELECT * FROM outbox WHERE state = 0 ORDER BY seq LIMIT :limit", {"limit": limit}
+            "SELECT * FROM outbox WHERE state = 0 AND seq > :after ORDER BY seq LIMIT :limit",
+            {"after": after_seq, "limit": limit},
         ).fetchall()
         if resend_after is not None and len(rows) < limit:
             rows += self._conn.execute(

@@ -33,7 +33,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from sync import protocol
 from sync.broker import BrokerSettings, backoff_delay, make_client
 from sync.errors import OutboxError, ProtocolError
-from sync.outbox import Outbox, disk_free_bytes
+from sync.outbox import Outbox, State, disk_free_bytes
 from sync.survey import SurveyConfigs
 
 log = logging.getLogger("deskpulse.sync.sender")
@@ -105,6 +105,7 @@ class Sender:
         self._wake = threading.Event()
         self._alarm_lock = threading.Lock()
         self._freed = False  # a PUBACK made room in the in-flight window since the last fill
+        self._cursor = 0  # highest seq published from PENDING on this connection
         self._status_due = False
         self._thread: threading.Thread | None = None
         self._started_mono = time.monotonic()
@@ -262,9 +263,15 @@ class Sender:
             return
         self._wake.clear()
         self._freed = False
-        self._last_fill = now
-        resend_after = self.settings.resend_after_s if self.status.central_online else None
-        for record in outbox.due(room + len(self._inflight_ids), resend_after=resend_after):
+        # Pending rows are read from a cursor (the last seq published on this
+        # connection), so a refill reads only new rows, not the whole window
+        # again; re-sends are looked for once a second.
+        resend_after = None
+        if self.status.central_online and now - self._last_fill >= 1.0:
+            resend_after = self.settings.resend_after_s
+            self._last_fill = now
+        records = outbox.due(room + len(self._inflight_ids), after_seq=self._cursor, resend_after=resend_after)
+        for record in records:
             if record.id in self._inflight_ids:
                 continue
             info = client.publish(
@@ -275,10 +282,14 @@ class Sender:
                 break
             self._inflight[info.mid] = record.id
             self._inflight_ids.add(record.id)
+            if record.state is State.PENDING:
+                self._cursor = max(self._cursor, record.seq)
             self.status.published += 1
             room -= 1
             if room <= 0:
                 break
+        if resend_after is None and now - self._last_fill >= 1.0:
+            self._last_fill = now
 
     def _flush(self, outbox: Outbox) -> None:
         if self._acked:
@@ -375,6 +386,7 @@ class Sender:
         # published again; central deduplicates.
         self._inflight.clear()
         self._inflight_ids.clear()
+        self._cursor = 0
         client.subscribe(
             [
                 (protocol.receipt_topic(self.site, self.device), 1),
@@ -407,6 +419,7 @@ class Sender:
             # Not accepted (e.g. 0x87 not authorized): the row stays as it is
             # and is tried again later; say why in status.
             self._error(f"broker refused answer {id_}: {reason} (0x{reason.value:02x})")
+            self._cursor = 0  # it stays pending: read it again on a later fill
             return
         self._acked.append(id_)
 
