@@ -80,8 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     shot.add_argument("--out", type=Path, required=True, help="output PNG file, or directory with --all")
 
     sub.add_parser("hash-pin", help="print a staff.pin_hash for a PIN read from the terminal",
-                   description="Asks for a staff PIN (4 to 12 digits) twice and prints the line to put "
-                   "into [staff] of kiosk.toml. The PIN itself is stored nowhere.")
+                   description="Asks for a staff PIN (4 to 12 digits) twice (or reads one line from "
+                   "standard input when it is not a terminal) and prints the line to put into [staff] of "
+                   "kiosk.toml. The PIN itself is stored nowhere.")
     return parser
 
 
@@ -120,8 +121,12 @@ def hash_pin_command() -> int:
 
     from device.staff import hash_pin
 
-    pin = getpass.getpass("staff PIN (4 to 12 digits): ")
-    if getpass.getpass("again: ") != pin:
+    if sys.stdin.isatty():
+        pin = getpass.getpass("staff PIN (4 to 12 digits): ")
+        again = getpass.getpass("again: ")
+    else:  # e.g. `echo 2468 | deskpulse-kiosk hash-pin` in an install script
+        pin = again = sys.stdin.readline().strip()
+    if again != pin:
         print("deskpulse-kiosk: the PINs differ", file=sys.stderr)
         return 2
     try:

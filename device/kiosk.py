@@ -71,6 +71,11 @@ from sync.sender import Sender, SenderSettings
 
 log = logging.getLogger("deskpulse.kiosk")
 
+#: SDL video drivers whose event wait sleeps in the kernel (the others poll every millisecond).
+BLOCKING_WAIT_DRIVERS = frozenset({"x11", "wayland", "windows", "cocoa"})
+#: How often the loop looks for events on the other drivers (KMSDRM on a Pi, dummy).
+POLL_S = 0.02
+
 #: Posted by scripted taps and by gpiozero button callbacks (``rating``, ``source``).
 TAP_EVENT = pygame.event.custom_type()
 
@@ -171,6 +176,7 @@ class Kiosk:
         self._last_id: str | None = None
         self.running = True
         self.answers = 0
+        self._blocking_wait = pygame.display.get_init() and pygame.display.get_driver() in BLOCKING_WAIT_DRIVERS
 
     # ------------------------------------------------------------------ drawing
 
@@ -386,8 +392,7 @@ class Kiosk:
         wait = max_wait_ms
         if deadlines:
             wait = max(0, min(wait, int((min(deadlines) - self.clock()) * 1000) + 1))
-        # pygame.event.wait(0) would block forever: 0 means "no timeout" there.
-        event = pygame.event.poll() if wait <= 0 else pygame.event.wait(wait)
+        event = self._wait(wait)
         if event.type != pygame.NOEVENT:
             self.handle(event)
             for more in pygame.event.get():
@@ -396,6 +401,23 @@ class Kiosk:
         self.apply(Tick())
         if self.lights is not None and self.sender is not None:
             self.lights.status(self.sender.status.connected)
+
+    def _wait(self, wait_ms: int) -> pygame.event.Event:
+        """The next event, or NOEVENT after ``wait_ms``."""
+        if wait_ms <= 0:
+            return pygame.event.poll()  # pygame.event.wait(0) would block forever
+        if self._blocking_wait:
+            return pygame.event.wait(wait_ms)
+        # Without a blocking wait in the video driver SDL polls every millisecond
+        # inside event.wait (1 % of a core doing nothing); polling every POLL_S
+        # costs a tenth of that and answers a touch within a frame or so.
+        end = time.monotonic() + wait_ms / 1000
+        while True:
+            event = pygame.event.poll()
+            left = end - time.monotonic()
+            if event.type != pygame.NOEVENT or left <= 0:
+                return event
+            time.sleep(min(POLL_S, left))
 
     def run(self, script: TapScript | None = None) -> None:
         """Run until SIGTERM/SIGINT (or a window close, in windowed mode).

@@ -127,3 +127,16 @@ def test_staff_screens_close_by_themselves(staffed: HeadlessKiosk) -> None:
 def test_without_a_pin_the_gesture_does_nothing(kiosk: HeadlessKiosk) -> None:
     corner(kiosk, GESTURE_TAPS * 2)
     assert isinstance(kiosk.kiosk.view, RatingView) and stored(kiosk) == []
+
+
+def test_hash_pin_prints_a_hash_the_config_accepts(kiosk_config, monkeypatch, capsys) -> None:
+    import io
+
+    from device.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("97531\n"))
+    assert main(["hash-pin"]) == 0
+    line = capsys.readouterr().out.strip()
+    value = line.split('"')[1]
+    assert line.startswith("pin_hash = ") and "97531" not in line and pin_matches("97531", value)
+    assert kiosk_config(staff={"pin_hash": value}).staff.pin_hash == value
