@@ -359,21 +359,25 @@ class Display:
         n = max(1, len(view.lines))
         line_h = (bottom - top) // n
         key_w = int((f.w - 2 * f.margin) * (0.3 if not f.portrait else 0.4))
-        size = max(MIN_TEXT_PX, min(int(line_h * 0.6), int(f.h * 0.045)))
-        for i, (key, value) in enumerate(view.lines):
-            y = top + i * line_h
-            self._text(canvas, key, Rect(f.margin, y, key_w, line_h), MUTED, max_lines=1, align="left",
-                       max_size=size)
-            self._text(canvas, value, Rect(f.margin + key_w, y, f.w - 2 * f.margin - key_w, line_h), INK,
-                       max_lines=1, align="left", max_size=size)
+        boxes = [(Rect(f.margin, top + i * line_h, key_w, line_h),
+                  Rect(f.margin + key_w + f.gap, top + i * line_h, f.w - 2 * f.margin - key_w - f.gap, line_h))
+                 for i in range(n)]
+        # One size for every line (the largest at which all fit): a table, not a ransom note.
+        size = min([max(MIN_TEXT_PX, min(int(line_h * 0.6), _cap(canvas, 0.045)))]
+                   + [fit_text(t, b, max_lines=1)[0] for (k, v), (kb, vb) in zip(view.lines, boxes, strict=False)
+                      for t, b in ((k, kb), (v, vb))])
+        for (key, value), (kb, vb) in zip(view.lines, boxes, strict=False):
+            self._text(canvas, key, kb, MUTED, max_lines=1, align="left", max_size=size)
+            self._text(canvas, value, vb, INK, max_lines=1, align="left", max_size=size)
         labels = ("Test mode: on" if view.test_mode else "Test mode: off", "Close", "Quit kiosk")
+        size = min([int(buttons[0].h * 0.3), _cap(canvas, 0.05)]
+                   + [fit_text(label, _inset(box))[0] for box, label in zip(buttons, labels, strict=True)])
         for box, label, (kind, _) in zip(buttons, labels, STATUS_ACTIONS, strict=True):
             if kind == "quit" and not view.can_quit:
                 continue
             chosen = kind == "test_mode" and view.test_mode
             draw_button(canvas, box, chosen=chosen)
-            self._text(canvas, label, _inset(box), CHOSEN_INK if chosen else INK, max_lines=2,
-                       max_size=int(box.h * 0.3))
+            self._text(canvas, label, _inset(box), CHOSEN_INK if chosen else INK, max_lines=2, max_size=size)
 
     def _message(self, canvas: pygame.Surface, view: MessageView) -> None:
         w, h = canvas.get_size()

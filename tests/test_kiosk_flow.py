@@ -192,3 +192,30 @@ def test_a_held_rating_already_stored_is_not_stored_twice(kiosk_config) -> None:
     with HeadlessKiosk(config) as again:
         assert [(e["rating"], e["reasons"]) for e in stored(again)] == [(1, ["wait_time"])]
         assert not held.exists()
+
+
+@pytest.mark.parametrize("scale", [3, 4])
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+def test_every_face_of_smaller_scales_records_its_rating(kiosk_config, scale, rotation) -> None:
+    clock = [0.0]
+    config = kiosk_config(screen={"rotation": rotation}, survey={"scale": scale, "thank_you_s": 0.5})
+    with HeadlessKiosk(config, clock=lambda: clock[0]) as k:
+        for rating in range(1, scale + 1):
+            k.tap_rating(rating)
+            clock[0] += 10
+            k.pump()
+        assert [(e["rating"], e["scale"]) for e in stored(k)] == [(r, scale) for r in range(1, scale + 1)]
+
+
+def test_a_real_screen_that_falls_back_to_dummy_exits_non_zero(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "kiosk.toml"
+    cfg.write_text(f'[device]\nsite = "s"\nname = "d"\ndata_dir = "{tmp_path / "data"}"\n')
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy"}
+    proc = subprocess.run([sys.executable, "-m", "device.cli", "run", "-c", str(cfg), "--windowed"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    assert "no screen" in proc.stderr and "dummy" in proc.stderr
