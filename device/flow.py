@@ -19,6 +19,7 @@
   :meth:`Flow.flush`.)
 * **thanks** / **sorry** are timed; afterwards the flow is back at attract in the
   default language.
+* A physical button press counts wherever no follow-up is open (see :meth:`Flow.accepts`).
 
 The kiosk feeds inputs with the current monotonic time and carries out the
 effects returned; screens are drawn from :attr:`Flow.state`. Monotonic time
@@ -171,6 +172,22 @@ class Flow:
     def _home(self) -> FlowState:
         return FlowState(lang=self.settings.default_lang)
 
+    def accepts(self, tap: Tap) -> bool:
+        """Whether a rating tap counts on the current screen.
+
+        Faces are on attract and rating. A physical button is always there, so a
+        press also counts on the language, thank-you and sorry screens (a quick
+        second press is stored flagged ``rapid_repeat``, never dropped). Only an
+        open follow-up (or a save in progress) ignores presses: the held rating
+        comes first.
+        """
+        state = self.state
+        if state.saving:
+            return False
+        if state.screen in ("attract", "rating"):
+            return True
+        return tap.source == "button" and state.screen in ("language", "thanks", "sorry")
+
     def asks_why(self, rating: int) -> bool:
         """Whether ``rating`` opens the follow-up."""
         return rating in self.settings.follow_up_ratings and len(self.settings.reasons) >= 2
@@ -196,12 +213,14 @@ class Flow:
             self.state = self._home()
             return None
         if isinstance(event, Tap):
-            if state.screen not in ("attract", "rating") or not 1 <= event.rating <= s.scale:
+            if not self.accepts(event) or not 1 <= event.rating <= s.scale:
                 return None
             repeat = self._last_tap_at is not None and now - self._last_tap_at < s.repeat_interval_s
             self._last_tap_at = now
             self._flags = ("rapid_repeat",) if repeat else ()
-            held = replace(state, pressed=event.rating, source=event.source, tapped_at=now)
+            # The answer is in the language on screen; from a timed screen the faces come back.
+            base = FlowState("rating" if state.screen in ("rating", "language") else "attract", state.lang)
+            held = replace(base, pressed=event.rating, source=event.source, tapped_at=now)
             if self.asks_why(event.rating):
                 self.state = replace(held, screen="followup", until=now + s.follow_up_s)
                 return None

@@ -7,6 +7,8 @@ synthesises from it (``touch=True``). The kiosk must count it once.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pygame
 
 from display.view import FollowUpView, MessageView, RatingView
@@ -16,7 +18,7 @@ def post_tap(point: tuple[float, float], size: tuple[int, int]) -> None:
     """Post a finger tap at panel ``point`` plus SDL's mouse twin."""
     x, y = point
     w, h = size
-    common = {"touch_id": 1, "finger_id": 0, "pressure": 1.0, "dx": 0.0, "dy": 0.0}
+    common: dict[str, Any] = {"touch_id": 1, "finger_id": 0, "pressure": 1.0, "dx": 0.0, "dy": 0.0}
     pygame.event.post(pygame.event.Event(pygame.FINGERDOWN, x=x / w, y=y / h, **common))
     pygame.event.post(pygame.event.Event(pygame.FINGERUP, x=x / w, y=y / h, **common))
     pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=(int(x), int(y)), button=1, touch=True))

@@ -137,3 +137,17 @@ def test_the_pin_map_is_validated(kiosk_config) -> None:
         kiosk_config(gpio={"status_led": 99})
     with pytest.raises(ConfigError, match="unknown key gpio.led"):
         kiosk_config(gpio={"led": 5})
+
+
+def test_a_press_during_the_thank_you_is_stored_flagged_not_dropped(kiosk_config, mock_factory) -> None:
+    clock = [100.0]
+    config = kiosk_config(gpio={"buttons": list(PINS)}, survey={"thank_you_s": 3, "repeat_interval_s": 5})
+    with HeadlessKiosk(config, clock=lambda: clock[0]) as k, \
+            RatingButtons(PINS, post_press, debounce_s=0.05, clock=lambda: clock[0]):
+        press(mock_factory, PINS[4])
+        k.pump()
+        assert isinstance(k.kiosk.view, MessageView)
+        clock[0] += 1
+        press(mock_factory, PINS[3])
+        k.pump()
+        assert [(e["rating"], e["flags"]) for e in stored(k)] == [(5, []), (4, ["rapid_repeat"])]

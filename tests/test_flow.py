@@ -160,6 +160,18 @@ def test_an_unknown_language_is_ignored_and_one_language_has_no_selector() -> No
     assert single.state.screen == "attract"
 
 
+def test_a_button_press_on_the_thank_you_is_stored_as_a_repeat_not_dropped() -> None:
+    flow = follow_up_flow(thank_you_s=3, repeat_interval_s=5)
+    flow.handle(Tap(5, "button"), 0)
+    flow.handle(Saved(), 0)
+    assert flow.handle(Tap(3, "touch"), 1) is None  # no faces on the thank-you to touch
+    assert flow.handle(Tap(4, "button"), 1) == Save(4, 5, "en", "button", ("rapid_repeat",))
+    flow.handle(Saved(), 1)
+    flow.handle(Tap(1, "button"), 2)
+    assert flow.state.screen == "followup"  # the button's rating asks why on the screen
+    assert flow.handle(Tap(5, "button"), 3) is None  # the held rating comes first
+
+
 def test_test_mode_flags_answers_test() -> None:
     flow = Flow(FlowSettings(repeat_interval_s=0), test_mode=True)
     assert flow.handle(Tap(3), 0).flags == ("test",)
@@ -171,6 +183,15 @@ inputs = st.one_of(
     st.builds(ChooseLanguage, st.sampled_from(["en", "de", "uk", "xx"])),
     st.just(Tick()),
 )
+
+
+def counts(before, event) -> bool:
+    """The specification of an accepted rating: faces are on attract and rating; a
+    physical button also counts on the language, thank-you and sorry screens; an open
+    follow-up or a save in progress takes no new rating."""
+    return (isinstance(event, Tap) and not before.saving and 1 <= event.rating <= 5
+            and (before.screen in ("attract", "rating")
+                 or (event.source == "button" and before.screen in ("language", "thanks", "sorry"))))
 
 
 @settings(max_examples=400, deadline=None)
@@ -196,8 +217,7 @@ def test_every_accepted_tap_yields_exactly_one_save(steps: list, asked: frozense
     for event, dt, ok in steps:
         now += dt
         before = flow.state
-        if (isinstance(event, Tap) and before.screen in ("attract", "rating") and not before.saving
-                and 1 <= event.rating <= 5):
+        if counts(before, event):
             accepted.append((event.rating, before.lang, event.source,
                              last_tap is not None and now - last_tap < repeat))
             last_tap = now
@@ -217,13 +237,13 @@ def test_every_accepted_tap_yields_exactly_one_save(steps: list, asked: frozense
 @given(steps=st.lists(st.tuples(inputs, st.floats(0, 40)), max_size=40))
 def test_no_save_is_lost_when_the_kiosk_stops_at_any_moment(steps: list) -> None:
     """Stopping (flush) at any point saves a rating held by the follow-up: the number of
-    Saves equals the number of accepted face taps."""
+    Saves equals the number of accepted ratings."""
     flow = Flow(FlowSettings(languages=("en", "de"), reasons=REASONS))
     now, taps, saves = 0.0, 0, 0
     for event, dt in steps:
         now += dt
         before = flow.state
-        if isinstance(event, Tap) and before.screen in ("attract", "rating") and 1 <= event.rating <= 5:
+        if counts(before, event):
             taps += 1
         if flow.handle(event, now) is not None:
             saves += 1
@@ -251,7 +271,7 @@ def test_every_tapped_rating_is_saved_exactly_once(steps: list) -> None:
         before = flow.state
         effect = flow.handle(event, now)
         if effect is not None:
-            assert isinstance(event, Tap) and not saving and before.screen in ("attract", "rating")
+            assert counts(before, event) and not saving
             assert 1 <= effect.rating <= 5
             saving = True
         if isinstance(event, (Saved, SaveFailed)) and saving:
