@@ -222,8 +222,13 @@ def follow_up_layout(geometry: Geometry, n: int) -> FollowUpLayout:
     band_y = h - margin - band_h
     skip = Rect(w - margin - skip_w, band_y, skip_w, band_h)
     note = Rect(margin, band_y, w - 2 * margin - skip_w - gap, band_h)
+    chips_end = band_y - gap
+    if f.portrait:  # too narrow beside "skip": the note gets a row of its own
+        note_h = max(int(5 * geometry.px_per_mm), int(h * 0.035))
+        note = Rect(margin, band_y - gap - note_h, w - 2 * margin, note_h)
+        chips_end = note.y - gap
     top = margin + header_h + 2 * gap
-    area = Rect(margin, top, w - 2 * margin, band_y - 2 * gap - top)
+    area = Rect(margin, top, w - 2 * margin, chips_end - gap - top)
     if f.portrait:
         cols = 1 if n <= 4 else 2
     else:

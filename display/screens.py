@@ -325,7 +325,7 @@ class Display:
         self._text(canvas, view.skip, _inset(lay.skip), INK, max_lines=1, max_size=int(lay.skip.h * 0.4))
         if view.note:
             self._text(canvas, view.note, lay.note, MUTED, max_lines=1,
-                       max_size=max(MIN_TEXT_PX, int(lay.note.h * 0.35)))
+                       max_size=max(MIN_TEXT_PX, min(int(lay.note.h * 0.6), _cap(canvas, 0.045))))
 
     def _languages(self, canvas: pygame.Surface, view: LanguageView) -> None:
         lay = _list_layout(self.geometry, len(view.options), None)
