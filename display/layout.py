@@ -151,12 +151,16 @@ def rating_layout(geometry: Geometry, scale: int, *, hint: bool = False, lang_bu
     band_y = h - margin - band_h
     lang = None
     note = Rect(margin, band_y, w - 2 * margin, band_h)
+    area_end = band_y - gap
     if lang_button:
         lang_w = max(f.min_target * 2, int((w - 2 * margin) * (0.34 if not f.portrait else 0.5)))
         lang = Rect(w - margin - lang_w, band_y, lang_w, band_h)
         note = Rect(margin, band_y, w - 2 * margin - lang_w - gap, band_h)
+        if f.portrait:  # too narrow beside the button: the note gets a row of its own
+            note = Rect(margin, band_y - gap - note_h, w - 2 * margin, note_h)
+            area_end = note.y - gap
     top = question.y + question_h + hint_h + gap
-    area_h = band_y - gap - top
+    area_h = area_end - top
     area_w = w - 2 * margin
     faces, targets, labels = [], [], []
     if f.portrait:

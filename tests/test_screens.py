@@ -18,6 +18,7 @@ from display.screens import Display
 from display.view import FollowUpView, View
 
 SIZES = list(PANEL_MM)
+MIN_TEXT_MM = 2.5  # font size (about 1.8 mm capitals): readable at arm's length
 
 
 def check(display: Display, view: View) -> None:
@@ -26,6 +27,8 @@ def check(display: Display, view: View) -> None:
     ppm = display.geometry.px_per_mm
     bad = [t for t in display.texts if not t.fits]
     assert not bad, f"text does not fit: {bad}"
+    small = [t for t in display.texts if t.size / ppm < MIN_TEXT_MM]
+    assert not small, f"text under {MIN_TEXT_MM} mm: {small}"
     for t in display.texts:
         assert t.box.x >= 0 and t.box.y >= 0 and t.box.x + t.box.w <= w and t.box.y + t.box.h <= h
     targets = [rect for rect, _ in display.actions(view)]
