@@ -2,9 +2,10 @@
 
 ::
 
-    attract ──Tap(face)──────────────────────────────► saving ──Saved──► thanks ──timer──► attract
-       │  ▲            └─(rating asks for reasons)─► follow-up ─Reason/Skip/timeout─┘  └SaveFailed─► sorry ─timer─┘
-       │  └──inactivity── rating ◄──ChooseLanguage── language ◄──OpenLanguages──┘
+    attract or rating ──Tap──► saving ──Saved──► thanks ──timer──► attract
+           │     │                 ▲  └─SaveFailed──► sorry ──timer──► attract
+           │     └─Tap (asks why)─► follow-up ──Reason / Skip / timeout──┘
+           └─OpenLanguages─► language ──ChooseLanguage──► rating ──inactivity──► attract
 
 * **attract** is the resting screen: the faces, the question, an invitation, in the
   default language. It does not swallow the first tap: a tap on a face there is an
