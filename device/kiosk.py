@@ -25,6 +25,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -32,7 +33,7 @@ from typing import Any
 
 import pygame
 
-from device import __version__, facts, sdnotify, texts
+from device import __version__, facts, remote, sdnotify, texts
 from device.config import KioskConfig
 from device.flow import (
     ChooseLanguage,
@@ -50,6 +51,7 @@ from device.flow import (
     Tick,
 )
 from device.held import HeldAnswer, already_stored
+from device.remote import CustomTexts
 from device.script import TapScript
 from device.staff import StaffMode
 from display.layout import Geometry
@@ -68,6 +70,7 @@ from sync import protocol
 from sync.errors import DeskPulseError
 from sync.outbox import Outbox
 from sync.sender import Sender, SenderSettings
+from sync.survey import SurveyConfigs
 
 log = logging.getLogger("deskpulse.kiosk")
 
@@ -78,6 +81,8 @@ POLL_S = 0.02
 
 #: Posted by scripted taps and by gpiozero button callbacks (``rating``, ``source``).
 TAP_EVENT = pygame.event.custom_type()
+#: Posted by the sender's thread when a new remote survey configuration is in force (``config``).
+CONFIG_EVENT = pygame.event.custom_type()
 
 
 def flow_settings(config: KioskConfig) -> FlowSettings:
@@ -96,17 +101,26 @@ def flow_settings(config: KioskConfig) -> FlowSettings:
     )
 
 
-def view_for(state: FlowState, settings: FlowSettings) -> View:
-    """The screen the customer sees in ``state`` (all text translated)."""
+def view_for(state: FlowState, settings: FlowSettings, custom: CustomTexts | None = None) -> View:
+    """The screen the customer sees in ``state`` (all text translated).
+
+    ``custom`` holds texts from a remote survey configuration; they replace the
+    built-in ones where given.
+    """
     lang = state.lang
+    custom = custom or {}
+
+    def t(key: str) -> str:
+        return custom.get((key, lang)) or texts.text(lang, key)
+
     if state.screen == "thanks":
         return MessageView(texts.text(lang, "thanks"), texts.text(lang, "thanks_body"), "thanks")
     if state.screen == "sorry":
         return MessageView(texts.text(lang, "sorry"), texts.text(lang, "sorry_body"), "sorry")
     if state.screen == "followup":
         return FollowUpView(
-            title=texts.text(lang, "follow_up"),
-            reasons=tuple((k, texts.reason(lang, k)) for k in settings.reasons),
+            title=t("follow_up"),
+            reasons=tuple((k, t(f"reason_{k}")) for k in settings.reasons),
             skip=texts.text(lang, "skip"),
             rating=state.pressed or 1,
             scale=settings.scale,
@@ -120,7 +134,7 @@ def view_for(state: FlowState, settings: FlowSettings) -> View:
             current=lang,
         )
     return RatingView(
-        question=texts.text(lang, "question"),
+        question=t("question"),
         labels=texts.labels(lang, settings.scale),
         note=texts.text(lang, "anonymous"),
         pressed=state.pressed,
@@ -166,6 +180,10 @@ class Kiosk:
         self.display = Display(surface, Geometry(surface.get_size(), config.screen.mm, config.screen.rotation))
         self.settings = flow_settings(config)
         self.flow = Flow(self.settings)
+        self.custom_texts: CustomTexts = {}
+        self.survey_version = 0
+        self._pending_config: dict[str, Any] | None = None
+
         self.staff = StaffMode(config.staff.pin_hash)
         self.outbox = Outbox(config.outbox_path, config.site, config.device)
         self.held = HeldAnswer(config.data_dir / "held-answer.json")
@@ -177,6 +195,9 @@ class Kiosk:
         self.running = True
         self.answers = 0
         self._blocking_wait = pygame.display.get_init() and pygame.display.get_driver() in BLOCKING_WAIT_DRIVERS
+        kept = SurveyConfigs(config.data_dir / "survey-config.json").current
+        if kept is not None:  # the last good remote survey, even with no broker yet
+            self.apply_config(kept)
 
     # ------------------------------------------------------------------ drawing
 
@@ -187,7 +208,7 @@ class Kiosk:
         if self.staff.screen == "status":
             return StatusView(f"DeskPulse {self.config.site}/{self.config.device}", self.status_lines(),
                               self.staff.test_mode)
-        return view_for(self.flow.state, self.settings)
+        return view_for(self.flow.state, self.settings, self.custom_texts)
 
     def redraw(self, force: bool = False) -> bool:
         """Draw the current view if it changed since the last frame."""
@@ -214,12 +235,31 @@ class Kiosk:
                 self.tap_at(event.pos, "touch")
         elif event.type == TAP_EVENT:
             self.tap(event.rating, event.source)
+        elif event.type == CONFIG_EVENT:
+            self.apply_config(event.config)
         elif event.type == pygame.QUIT or (event.type == pygame.KEYDOWN and event.key == pygame.K_ESCAPE):
             # In kiosk mode nothing leaves without the PIN: these open the PIN pad.
             if self.exit_on_quit:
                 self.running = False
             elif self.staff.screen is None and self.staff.open(self.clock()):
                 self.redraw()
+
+    def apply_config(self, config: dict[str, Any]) -> None:
+        """Run a remote survey configuration (validated by the sender).
+
+        It takes effect at once when nobody is answering, else as soon as the
+        kiosk is back on the attract screen: a customer's answer is never cut.
+        """
+        if self.flow.state.screen != "attract":
+            self._pending_config = config
+            return
+        self._pending_config = None
+        self.settings, self.custom_texts = remote.apply(flow_settings(self.config), config)
+        self.flow.settings = self.settings
+        self.flow.state = replace(self.flow.state, lang=self.settings.default_lang)
+        self.survey_version = config["version"]
+        log.info("survey version %d in force (scale %d)", self.survey_version, self.settings.scale)
+        self.redraw()
 
     def tap_at(self, point: tuple[float, float], source: str) -> None:
         """A touch at a panel point."""
@@ -284,7 +324,7 @@ class Kiosk:
             "reasons": list(effect.reasons),
             "lang": effect.lang,
             "source": effect.source,
-            "survey": 0,
+            "survey": self.survey_version,
             "flags": list(effect.flags),
         }
 
@@ -399,6 +439,8 @@ class Kiosk:
                 self.handle(more)
         self.staff.tick(self.clock())
         self.apply(Tick())
+        if self._pending_config is not None and self.flow.state.screen == "attract":
+            self.apply_config(self._pending_config)
         if self.lights is not None and self.sender is not None:
             self.lights.status(self.sender.status.connected)
 
@@ -494,4 +536,13 @@ def make_sender(config: KioskConfig) -> Sender:
         ),
         version=__version__,
         health=lambda: {"clock_synced": facts.clock_synced(), "undervoltage": facts.undervoltage()},
+        on_config=post_config,
     )
+
+
+def post_config(config: dict[str, Any]) -> None:
+    """Hand a new survey configuration to the kiosk loop (called on the sender's thread).
+
+    Only an event is posted (thread-safe); the loop owns the flow and applies it.
+    """
+    pygame.event.post(pygame.event.Event(CONFIG_EVENT, config=config))
