@@ -23,6 +23,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -71,6 +72,34 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_MAGIC = b"SQLite format 3\x00"
+
+#: Outbox files this process has SQLite connections to (path -> count).
+_OPEN: dict[Path, int] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _read_header(path: Path) -> bytes:
+    """The first 16 bytes of ``path`` (b"" if it does not exist or is open already).
+
+    Closing *any* descriptor of a file drops every POSIX lock this process
+    holds on it, including SQLite's: another process could then checkpoint
+    and delete the WAL under our other connection, losing its commits. So the
+    file is read only while this process has no SQLite connection to it (the
+    first opener checks; the others trust it).
+    """
+    with _OPEN_LOCK:
+        if path.resolve() in _OPEN:
+            return b""
+        try:
+            with open(path, "rb") as f:
+                return f.read(16)
+        except FileNotFoundError:
+            return b""
+        except OSError as exc:
+            raise OutboxError(f"cannot read outbox {path}: {exc}") from exc
 
 
 class State(enum.IntEnum):
@@ -140,6 +169,8 @@ class Outbox:
         self.max_bytes = max_bytes
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = self._open()
+        with _OPEN_LOCK:
+            _OPEN[self.path.resolve()] = _OPEN.get(self.path.resolve(), 0) + 1
         self.epoch = self._meta("epoch")
 
     # ------------------------------------------------------------------ setup
@@ -161,14 +192,7 @@ class Outbox:
     def _open_once(self) -> sqlite3.Connection:
         # Look at the header before SQLite does: opening a file that is not a
         # database lets SQLite discard its -wal, where pending rows may live.
-        try:
-            with open(self.path, "rb") as f:
-                header = f.read(16)
-        except FileNotFoundError:
-            header = b""
-        except OSError as exc:
-            raise OutboxError(f"cannot read outbox {self.path}: {exc}") from exc
-        if header and header != b"SQLite format 3\x00":
+        if _read_header(self.path) not in (b"", _MAGIC):
             raise _Corrupt("file is not a database (bad header)")
         conn: sqlite3.Connection | None = None
         try:
@@ -236,11 +260,13 @@ class Outbox:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _healthy(self) -> bool:
+        with _OPEN_LOCK:
+            if self.path.resolve() in _OPEN:
+                return True  # opened and checked by another handle in this process
         try:
-            with open(self.path, "rb") as f:
-                if f.read(16) != b"SQLite format 3\x00":
-                    return False  # and SQLite must not touch it (its -wal)
-        except OSError:
+            if _read_header(self.path) != _MAGIC:
+                return False  # and SQLite must not touch it (its -wal)
+        except OutboxError:
             return False
         try:
             conn = sqlite3.connect(self.path, timeout=10.0)
@@ -276,6 +302,11 @@ class Outbox:
         conn, self._conn = self._conn, None  # type: ignore[assignment]
         if conn is not None:
             conn.close()
+            with _OPEN_LOCK:
+                key = self.path.resolve()
+                _OPEN[key] -= 1
+                if not _OPEN[key]:
+                    del _OPEN[key]
 
     def __enter__(self) -> Outbox:
         return self

@@ -218,6 +218,8 @@ class Sender:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        if log.isEnabledFor(logging.DEBUG):  # every packet, when asked for (-v)
+            client.enable_logger(logging.getLogger("deskpulse.sync.mqtt"))
         return client
 
     def _connect(self, client: mqtt.Client) -> bool:
@@ -271,6 +273,9 @@ class Sender:
             resend_after = self.settings.resend_after_s
             self._last_fill = now
         records = outbox.due(room + len(self._inflight_ids), after_seq=self._cursor, resend_after=resend_after)
+        resends = sum(1 for r in records if r.state is State.SENT and r.id not in self._inflight_ids)
+        if resends:
+            log.info("re-publishing %d answers central has not confirmed", resends)
         for record in records:
             if record.id in self._inflight_ids:
                 continue
@@ -282,6 +287,7 @@ class Sender:
                 break
             self._inflight[info.mid] = record.id
             self._inflight_ids.add(record.id)
+            log.debug("published %s (seq %d, %s) as mid %d", record.id, record.seq, record.state.name, info.mid)
             if record.state is State.PENDING:
                 self._cursor = max(self._cursor, record.seq)
             self.status.published += 1
@@ -294,11 +300,14 @@ class Sender:
     def _flush(self, outbox: Outbox) -> None:
         if self._acked:
             acked, self._acked = self._acked, []
-            outbox.mark_sent(acked)
+            moved = outbox.mark_sent(acked)
+            log.debug("PUBACKs for %s recorded; %d rows moved", acked, moved)
             self.status.acked += len(acked)
         if self._receipts:
             receipts, self._receipts = self._receipts, []
-            self.status.confirmed += outbox.settle(receipts)
+            settled = outbox.settle(receipts)
+            log.debug("receipts %s applied; %d rows settled", receipts, settled)
+            self.status.confirmed += settled
 
     def _publish_status(self, client: mqtt.Client, outbox: Outbox, *, online: bool) -> None:
         self._next_status = time.monotonic() + self.settings.status_every_s
@@ -431,7 +440,10 @@ class Sender:
                 return
             if message.topic == protocol.CENTRAL_STATUS_TOPIC:
                 status = protocol.decode("central-status", message.payload)
-                self.status.central_online = status["state"] == "online"
+                online = status["state"] == "online"
+                if online != self.status.central_online:
+                    log.info("central is %s", status["state"])
+                self.status.central_online = online
                 if self.status.central_online:
                     self._wake.set()
                 return

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -33,7 +34,7 @@ SITE, DEVICE = "test-site", "desk-1"
 
 
 def outbox_rows(path: Path) -> dict[str, tuple[State, bytes]]:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         return {i: (State(s), p) for i, s, p in conn.execute("SELECT id, state, payload FROM outbox")}
 
 

@@ -119,9 +119,17 @@ def test_kiosk_killed_at_random_moments_over_50_restarts_loses_nothing(broker, c
     assert len(thanked) >= 10, f"only {len(thanked)} answers in 50 runs; log:\n{log.read_text()[-2000:]}"
     # One last, clean run without a script delivers whatever is left.
     started = log.read_text().count(" on dummy (")
-    kiosk = start_kiosk(config, log)
+    kiosk = start_kiosk(config, log, "-v")
     try:
-        wait_for(lambda: all_settled(outbox_of(config)), timeout=60, what="every answer confirmed")
+        try:
+            wait_for(lambda: all_settled(outbox_of(config)), timeout=60, what="every answer confirmed")
+        except AssertionError as exc:
+            import sqlite3
+            with sqlite3.connect(outbox_of(config)) as db:
+                rows = db.execute("SELECT seq, id, state, attempts, sent_at FROM outbox WHERE state < 2").fetchall()
+            raise AssertionError(f"{exc}\nunsettled: {rows}\nstored: {len(central.events())}\n"
+                                 f"kiosk log tail:\n{log.read_text()[-3000:]}\n"
+                                 f"central log tail:\n{central.log()[-3000:]}") from None
         wait_for(lambda: log.read_text().count(" on dummy (") > started, what="the kiosk's loop to run")
     finally:
         kiosk.terminate()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ def witnessed(path: Path) -> list[str]:
 
 
 def outbox_states(path: Path) -> dict[str, State]:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         return {i: State(s) for i, s in conn.execute("SELECT id, state FROM outbox")}
 
 
@@ -51,5 +52,5 @@ def assert_delivered(witness_ids: Iterable[str], central_events: list[dict[str, 
         states = outbox_states(path)
         open_rows = [i for i, s in states.items() if s not in (State.CONFIRMED, State.REJECTED)]
         assert not open_rows, f"{path}: {len(open_rows)} rows not settled, e.g. {open_rows[:3]}"
-        with sqlite3.connect(path) as conn:
+        with closing(sqlite3.connect(path)) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok", f"{path} is damaged"
