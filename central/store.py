@@ -13,12 +13,13 @@ Rows come back as plain dicts: the protocol's fields as the device sent them
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -68,9 +69,12 @@ events = sa.Table(
     sa.Column("survey", sa.BigInteger, nullable=False),
     sa.Column("flags", sa.Text, nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    # device | retimed | received: how ts_utc was found (docs/central.md, "Time").
+    sa.Column("time_source", sa.String(16), nullable=False, server_default="device"),
     sa.UniqueConstraint("id", name="uq_events_id"),
     sa.Index("ix_events_site_device_ts", "site", "device", "ts_utc"),
     sa.Index("ix_events_device_epoch_seq", "site", "device", "epoch", "seq"),
+    sa.Index("ix_events_boot_mono", "site", "device", "boot_id", "mono_ms"),
     # AUTOINCREMENT: SQLite never reuses an ingest id, even after deletes.
     sqlite_autoincrement=True,
 )
@@ -92,7 +96,7 @@ _JSON_FIELDS: Final = ("reasons", "flags")
 #: The protocol field each renamed column holds.
 _RENAMED: Final = {"schema_version": "schema"}
 #: Columns that are ours, not the protocol's (never copied from an event).
-_OWN_COLUMNS: Final = frozenset({"ingest_id", "ts_utc", "received_at"})
+_OWN_COLUMNS: Final = frozenset({"ingest_id", "ts_utc", "received_at", "time_source"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +139,10 @@ def _row(event: Mapping[str, Any], received_at: datetime) -> dict[str, Any]:
             continue
         value = event[_RENAMED.get(column.name, column.name)]
         row[column.name] = json.dumps(value, separators=(",", ":")) if column.name in _JSON_FIELDS else value
-    row["ts_utc"] = event_time(event)
+    device_time = event_time(event)  # checked for every event: a bad ts fails before the batch
+    synced = event["clock_synced"] is True
+    row["ts_utc"] = device_time if synced else received_at
+    row["time_source"] = "device" if synced else "received"
     row["received_at"] = received_at
     return row
 
@@ -149,6 +156,7 @@ def _event(row: sa.Row[Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in row._mapping.items():
         if name == "ts_utc":
+            out["placed_at"] = protocol.utc_timestamp(_utc(value))
             continue
         if name in _JSON_FIELDS:
             value = json.loads(value)
@@ -188,12 +196,16 @@ class Store:
 
     # ------------------------------------------------------------------ schema
 
-    def migrate(self) -> str:
+    def migrate(self, target: str = "head") -> str:
         """Upgrade the schema to the newest migration (a no-op when it is current).
 
         Alembic is configured in code, with ``script_location`` pointing into
         the installed package; no ``alembic.ini`` is needed. On PostgreSQL an
         advisory lock keeps two collectors starting at once from migrating twice.
+
+        Args:
+            target: the revision to upgrade to; tests stop at an older one
+                to check that an upgrade keeps the data.
 
         Returns:
             The schema's revision afterwards.
@@ -209,7 +221,7 @@ class Store:
             if self.dialect == "postgresql":
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATE_LOCK)))
             config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            command.upgrade(config, target)
         revision = self.revision()
         log.info("database %s at revision %s", self, revision)
         return revision or ""
@@ -278,6 +290,7 @@ class Store:
             stmt = insert.on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
             # executemany: SQLAlchemy pages it into multi-row INSERTs ("insertmanyvalues").
             stored = set(conn.execute(stmt, list(rows.values())).scalars())
+            _retime(conn, [rows[i] for i in stored])
         letters = [_dead_row(d, now) for d in dead]
         if letters:
             conn.execute(dead_letters.insert(), letters)
@@ -335,6 +348,50 @@ class Store:
             row["received_at"] = protocol.utc_timestamp(_utc(row["received_at"]))
             row["raw"] = bytes(row["raw"])
         return rows
+
+
+def _retime(conn: Connection, new_rows: list[dict[str, Any]]) -> None:
+    """Place answers recorded before the device's clock was set (docs/central.md, "Time").
+
+    For every boot touched by ``new_rows``: each answer of that boot with
+    ``clock_synced`` false is placed at ``anchor.ts - (anchor.mono_ms -
+    mono_ms)``, where the anchor is the boot's first synchronised answer after
+    it (the nearest, so the least monotonic-clock drift). Without such an
+    anchor it stays at its receipt time. Re-run whenever a batch brings a new
+    answer of the boot, so earlier answers are re-timed when the synchronised
+    one arrives later, in any order.
+    """
+    boots = {(r["site"], r["device"], r["boot_id"]) for r in new_rows}
+    for site, device, boot_id in sorted(boots):
+        same_boot = sa.and_(events.c.site == site, events.c.device == device, events.c.boot_id == boot_id)
+        anchors = conn.execute(
+            sa.select(events.c.mono_ms, events.c.ts_utc)
+            .where(same_boot, events.c.clock_synced.is_(True))
+            .order_by(events.c.mono_ms)
+        ).all()
+        if not anchors:
+            continue
+        monos = [a.mono_ms for a in anchors]
+        unsynced = conn.execute(
+            sa.select(events.c.ingest_id, events.c.mono_ms, events.c.ts_utc, events.c.time_source)
+            .where(same_boot, events.c.clock_synced.is_(False))
+        ).all()
+        updates: list[dict[str, Any]] = []
+        for row in unsynced:
+            at = bisect.bisect_right(monos, row.mono_ms)
+            if at == len(monos):
+                continue  # no synchronised answer after it (yet): keeps its receipt time
+            anchor = anchors[at]
+            placed = _utc(anchor.ts_utc) - timedelta(milliseconds=anchor.mono_ms - row.mono_ms)
+            if row.time_source != "retimed" or _utc(row.ts_utc) != placed:
+                updates.append({"b_ingest_id": row.ingest_id, "b_ts_utc": placed})
+        if updates:
+            conn.execute(
+                events.update()
+                .where(events.c.ingest_id == sa.bindparam("b_ingest_id"))
+                .values(ts_utc=sa.bindparam("b_ts_utc"), time_source="retimed"),
+                updates,
+            )
 
 
 def _dead_row(letter: DeadLetter, received_at: datetime) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import anyio.to_thread
 from fastapi import FastAPI, Header, Query, Request
@@ -68,6 +68,11 @@ class FeedbackEvent(BaseModel):
     survey: int
     flags: list[str]
     received_at: str = Field(description="when central stored it, ISO 8601 UTC")
+    placed_at: str = Field(description="when the answer was given, as central places it, ISO 8601 UTC "
+                                       "(see time_source)")
+    time_source: Literal["device", "retimed", "received"] = Field(
+        description="how placed_at was found: the device's synchronised clock, re-timed from a later "
+                    "synchronised answer of the same boot, or central's receipt time")
 
 
 class Health(BaseModel):

@@ -6,8 +6,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +34,16 @@ def store(store_url: str) -> Iterator[Store]:
 def test_migrate_creates_the_tables_through_alembic(store_url: str) -> None:
     with Store(store_url) as store:
         assert store.revision() is None
-        assert store.migrate() == "0001"
+        assert store.migrate() == "0002"
         with store.engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002"
             tables = set(sa.inspect(conn).get_table_names())
         assert {"events", "dead_letters", "alembic_version"} <= tables
 
 
 def test_migrate_twice_is_a_no_op(store: Store) -> None:
     store.insert_events([feedback_event()])
-    assert store.migrate() == "0001"
+    assert store.migrate() == "0002"
     assert store.count_events() == 1
 
 
@@ -160,3 +163,122 @@ def test_a_sqlite_store_creates_its_folder(tmp_path: Path) -> None:
         with store.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     assert path.exists()
+
+
+# ---------------------------------------------------------------- migrations
+
+
+def _rows_at_0001(events_: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows as the foundation's first schema (revision 0001) stored them."""
+    received = datetime.now(UTC)
+    out = []
+    for e in events_:
+        row = {("schema_version" if k == "schema" else k): v for k, v in e.items()}
+        row["reasons"] = json.dumps(e["reasons"])
+        row["flags"] = json.dumps(e["flags"])
+        row["ts_utc"] = protocol.parse_timestamp(e["ts"]).astimezone(UTC)
+        row["received_at"] = received
+        out.append(row)
+    return out
+
+
+def test_an_existing_database_at_0001_is_upgraded_in_place_with_its_data(store_url: str) -> None:
+    old_events = [feedback_event(seq=i, rating=1 + i % 5) for i in range(1, 51)]
+    old_events.append(feedback_event(seq=51, clock_synced=False, mono_ms=5_000))
+    with Store(store_url) as store:
+        assert store.migrate("0001") == "0001"
+        with store.engine.begin() as conn:
+            # The tables as 0001 made them, read from the database (not from today's model).
+            old = sa.MetaData()
+            old_table = sa.Table("events", old, autoload_with=conn)
+            assert "time_source" not in old_table.c
+            conn.execute(old_table.insert(), _rows_at_0001(old_events))
+            conn.execute(sa.Table("dead_letters", old, autoload_with=conn).insert(),
+                         [{"received_at": datetime.now(UTC), "topic": "t", "reason": "bad", "raw": b"\xff"}])
+            before = {r.id: r.ingest_id for r in conn.execute(sa.select(old_table.c.id, old_table.c.ingest_id))}
+
+    with Store(store_url) as store:  # a new process, as after a software update
+        assert store.migrate() == "0002"
+        assert store.count_events() == len(old_events)
+        assert store.count_dead_letters() == 1
+        for event in old_events:
+            stored = store.get_event(event["id"])
+            assert stored is not None
+            assert {k: stored[k] for k in event} == event  # every field as it was sent
+            assert stored["ingest_id"] == before[event["id"]]  # ingest ids unchanged
+            assert stored["time_source"] == "device"  # where 0001 placed every answer
+        with store.engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        # The upgraded database keeps working: new ids come after the old ones, duplicates are refused.
+        new = feedback_event(seq=52)
+        assert store.insert_events([new, old_events[0]]) == {new["id"]: "stored", old_events[0]["id"]: "duplicate"}
+        stored_new = store.get_event(new["id"])
+        assert stored_new is not None and stored_new["ingest_id"] > max(before.values())
+
+
+# ---------------------------------------------------------------- time
+
+
+def _placed(store: Store, id_: str) -> tuple[str, datetime]:
+    row = store.get_event(id_)
+    assert row is not None
+    return row["time_source"], protocol.parse_timestamp(row["placed_at"])
+
+
+def test_a_synchronised_answer_keeps_its_device_time(store: Store) -> None:
+    event = feedback_event(ts="2026-11-20T09:41:07.250Z")
+    store.insert_events([event])
+    source, placed = _placed(store, event["id"])
+    assert source == "device"
+    assert placed == datetime(2026, 11, 20, 9, 41, 7, 250_000, tzinfo=UTC)
+
+
+def test_an_unsynchronised_answer_alone_is_placed_at_receipt_and_marked(store: Store) -> None:
+    event = feedback_event(ts="1970-01-01T00:02:03Z", clock_synced=False)
+    before = datetime.now(UTC)
+    store.insert_events([event])
+    source, placed = _placed(store, event["id"])
+    assert source == "received"
+    assert before - timedelta(seconds=1) <= placed <= datetime.now(UTC) + timedelta(seconds=1)
+    stored = store.get_event(event["id"])
+    assert stored is not None and stored["ts"] == "1970-01-01T00:02:03Z"  # the device's ts is kept
+
+
+def test_earlier_answers_are_retimed_when_a_later_synchronised_one_arrives(store: Store) -> None:
+    boot = str(uuid.uuid4())
+    early = feedback_event(seq=1, boot_id=boot, mono_ms=10_000, clock_synced=False, ts="1970-01-01T00:00:10Z")
+    middle = feedback_event(seq=2, boot_id=boot, mono_ms=70_000, clock_synced=False, ts="1970-01-01T00:01:10Z")
+    other_boot = feedback_event(seq=3, mono_ms=20_000, clock_synced=False, ts="1970-01-01T00:00:20Z")
+    store.insert_events([early, middle, other_boot])
+    assert _placed(store, early["id"])[0] == "received"
+
+    synced = feedback_event(seq=4, boot_id=boot, mono_ms=100_000, ts="2026-11-20T10:00:00Z")
+    store.insert_events([synced])
+    anchor = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC)
+    assert _placed(store, early["id"]) == ("retimed", anchor - timedelta(seconds=90))
+    assert _placed(store, middle["id"]) == ("retimed", anchor - timedelta(seconds=30))
+    assert _placed(store, other_boot["id"])[0] == "received"  # another boot: no anchor
+    assert _placed(store, synced["id"]) == ("device", anchor)
+
+    # A nearer synchronised answer (less monotonic drift) re-places the one before it.
+    nearer = feedback_event(seq=5, boot_id=boot, mono_ms=80_000, ts="2026-11-20T09:59:40.500Z")
+    store.insert_events([nearer])
+    assert _placed(store, middle["id"]) == ("retimed", datetime(2026, 11, 20, 9, 59, 30, 500_000, tzinfo=UTC))
+    assert _placed(store, early["id"]) == ("retimed", datetime(2026, 11, 20, 9, 58, 30, 500_000, tzinfo=UTC))
+
+
+def test_an_unsynchronised_answer_after_the_last_synchronised_one_keeps_its_receipt_time(store: Store) -> None:
+    boot = str(uuid.uuid4())
+    synced = feedback_event(seq=1, boot_id=boot, mono_ms=10_000)
+    late = feedback_event(seq=2, boot_id=boot, mono_ms=20_000, clock_synced=False)  # clock lost after
+    store.insert_events([synced, late])
+    assert _placed(store, late["id"])[0] == "received"
+
+
+def test_an_answer_arriving_after_its_anchor_is_retimed_at_once(store: Store) -> None:
+    boot = str(uuid.uuid4())
+    synced = feedback_event(seq=2, boot_id=boot, mono_ms=50_000, ts="2026-11-20T10:00:00Z")
+    store.insert_events([synced])
+    early = feedback_event(seq=1, boot_id=boot, mono_ms=45_000, clock_synced=False)  # a resend, late
+    store.insert_events([early])
+    assert _placed(store, early["id"]) == ("retimed", datetime(2026, 11, 20, 9, 59, 55, tzinfo=UTC))
