@@ -98,6 +98,8 @@ class CollectorStats:
     rejected: int = 0
     batches: int = 0
     db_errors: int = 0
+    statuses: int = 0
+    statuses_refused: int = 0
     last_error: str | None = None
 
 
@@ -373,9 +375,10 @@ class Collector:
         self.stats.last_error = None
         feedback = protocol.shared(protocol.FEEDBACK_FILTER, self.config.group)
         log.info("connected to %s as %s; collecting %s", self.config.broker.url, self.config.client_id, feedback)
-        # The status topic is retained: subscribe without $share (shared
-        # subscriptions get no retained messages).
-        client.subscribe([(feedback, 1), (protocol.CENTRAL_STATUS_TOPIC, 1)])
+        # Status topics are retained: subscribe without $share (shared
+        # subscriptions get no retained messages). Every collector sees every
+        # device status and writes the same row: the writes are idempotent.
+        client.subscribe([(feedback, 1), (protocol.CENTRAL_STATUS_TOPIC, 1), (protocol.STATUS_FILTER, 1)])
         client.publish(protocol.CENTRAL_STATUS_TOPIC, self._status_payload("online"), qos=1, retain=True)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[ReasonCode],
@@ -402,6 +405,9 @@ class Collector:
             if topic == protocol.CENTRAL_STATUS_TOPIC:
                 self._on_central_status(client, message)
                 return
+            if topic.endswith("/status"):
+                self._on_device_status(client, message, topic)
+                return
             self._take(message, topic)
         except Exception:
             log.exception("unexpected error on a message on %s", topic)
@@ -417,6 +423,33 @@ class Collector:
             # Another collector went away (its will said offline); we are still here.
             log.info("central status says offline but this collector is online: announcing online")
             client.publish(protocol.CENTRAL_STATUS_TOPIC, self._status_payload("online"), qos=1, retain=True)
+
+    def _on_device_status(self, client: mqtt.Client, message: mqtt.MQTTMessage, topic: str) -> None:
+        """Keep a device's retained status (or its last will) as its health in the store.
+
+        Validated as strictly as feedback (schema, and the body's site and
+        device must match the topic); a refused one is dead-lettered. Statuses
+        are rare, so each is written at once rather than batched; a database
+        failure costs this one status only (the device sends another).
+        """
+        raw = bytes(message.payload)
+        if not raw:  # a retained status cleared (a device taken out of service): nothing to keep
+            client.ack(message.mid, message.qos)
+            return
+        try:
+            try:
+                status = decode_status(topic, raw)
+            except ValueError as exc:  # ProtocolError included
+                self.stats.statuses_refused += 1
+                log.warning("refused a status on %s: %s", topic, exc)
+                self.store.dead_letter(topic, str(exc), raw)
+                return
+            self.store.record_status(status)
+            self.stats.statuses += 1
+        except sa_exc.SQLAlchemyError as exc:
+            self._error(f"could not keep a device status from {topic}: {_short(exc)}")
+        finally:
+            client.ack(message.mid, message.qos)
 
     def _take(self, message: mqtt.MQTTMessage, topic: str) -> None:
         raw = bytes(message.payload)
@@ -440,6 +473,24 @@ class Collector:
         if message != self.stats.last_error:
             log.warning("%s", message)
         self.stats.last_error = message
+
+
+def decode_status(topic: str, raw: bytes) -> dict[str, Any]:
+    """Decode a device status strictly and check that its body matches its topic.
+
+    Raises:
+        ProtocolError: the topic is not a device status topic, the payload is
+            not a valid ``status.v1`` or it names another site or device.
+    """
+    where = protocol.parse_topic(topic)
+    if where.kind != "status" or where.device is None:
+        raise ProtocolError(f"topic {topic!r} is not a device status topic")
+    status: dict[str, Any] = protocol.decode("status", raw)
+    if status["site"] != where.site or status["device"] != where.device:
+        raise ProtocolError(
+            f"body names {status['site']}/{status['device']} but the topic is {where.site}/{where.device}"
+        )
+    return status
 
 
 def rejection_target(topic: str, raw: bytes) -> tuple[str, str, str] | None:

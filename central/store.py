@@ -91,6 +91,23 @@ dead_letters = sa.Table(
     sqlite_autoincrement=True,
 )
 
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("device", sa.String(64), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),  # online | offline
+    sa.Column("status_ts", sa.String(32), nullable=True),  # the status's own ts (device clock)
+    sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),  # central's clock
+    sa.Column("version", sa.String(64), nullable=True),
+    sa.Column("backlog", sa.BigInteger, nullable=True),
+    sa.Column("oldest_pending_age_s", sa.Float, nullable=True),
+    sa.Column("clock_synced", sa.Boolean, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("config_error", sa.Text, nullable=True),  # JSON: the rejected remote config
+    sa.Column("health", sa.Text, nullable=True),  # JSON: the status's whole health object
+)
+
 #: Event fields stored as JSON text.
 _JSON_FIELDS: Final = ("reasons", "flags")
 #: The protocol field each renamed column holds.
@@ -304,7 +321,80 @@ class Store:
         else:
             conn.execute(dead_letters.insert(), [_dead_row(DeadLetter(topic, reason, raw), datetime.now(UTC))])
 
+    def record_status(self, status: Mapping[str, Any], *, conn: Connection | None = None) -> None:
+        """Keep a device's latest status (validated, body matching its topic).
+
+        A status with ``health`` replaces the device's health; one without it
+        (the last will says only ``offline``) changes the state and keeps the
+        last known health, so an offline device still shows its backlog.
+        """
+        if conn is None:
+            with self.transaction() as own:
+                self.record_status(status, conn=own)
+            return
+        values: dict[str, Any] = {
+            "site": status["site"],
+            "device": status["device"],
+            "state": status["state"],
+            "last_seen": datetime.now(UTC),
+        }
+        if "ts" in status:
+            values["status_ts"] = status["ts"]
+        if "version" in status:
+            values["version"] = status["version"]
+        health = status.get("health")
+        if health is not None:
+            config_error = health.get("config_error")
+            values.update(
+                backlog=health.get("backlog"),
+                oldest_pending_age_s=health.get("oldest_pending_age_s"),
+                clock_synced=health.get("clock_synced"),
+                last_error=health.get("last_error"),
+                config_error=None if config_error is None else json.dumps(config_error, separators=(",", ":")),
+                health=json.dumps(health, separators=(",", ":")),
+            )
+        insert = postgresql.insert(devices) if self.dialect == "postgresql" else sqlite.insert(devices)
+        updates = {k: v for k, v in values.items() if k not in ("site", "device")}
+        conn.execute(insert.values(values).on_conflict_do_update(index_elements=["site", "device"], set_=updates))
+
     # ------------------------------------------------------------------ reading
+
+    def gaps(self, site: str | None = None, device: str | None = None) -> list[dict[str, Any]]:
+        """Missing seq ranges per (site, device, epoch): answers a device numbered but central lacks.
+
+        ``seq`` is gap-free from 1 per (device, epoch), so every hole below the
+        highest stored seq is an answer not (yet) received: ``{site, device,
+        epoch, first, last}`` with both ends missing. Answers after the highest
+        stored seq cannot be seen from here (the device's status backlog says).
+        """
+        prev = sa.func.lag(events.c.seq).over(
+            partition_by=(events.c.site, events.c.device, events.c.epoch), order_by=events.c.seq)
+        inner = sa.select(events.c.site, events.c.device, events.c.epoch, events.c.seq, prev.label("prev"))
+        if site is not None:
+            inner = inner.where(events.c.site == site)
+        if device is not None:
+            inner = inner.where(events.c.device == device)
+        sub = inner.subquery()
+        previous = sa.func.coalesce(sub.c.prev, 0)  # the first stored seq of an epoch: a hole from 1
+        stmt = (sa.select(sub.c.site, sub.c.device, sub.c.epoch, (previous + 1).label("first"),
+                          (sub.c.seq - 1).label("last"))
+                .where(sub.c.seq - previous > 1)
+                .order_by(sub.c.site, sub.c.device, sub.c.epoch, sub.c.seq))
+        with self.engine.connect() as conn:
+            return [{**dict(r._mapping), "first": int(r.first), "last": int(r.last)} for r in conn.execute(stmt)]
+
+    def device_rows(self, site: str | None = None) -> list[dict[str, Any]]:
+        """Every device's health, by site and device; ``health`` and ``config_error`` decoded."""
+        stmt = sa.select(devices).order_by(devices.c.site, devices.c.device)
+        if site is not None:
+            stmt = stmt.where(devices.c.site == site)
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(stmt)]
+        for row in rows:
+            row["last_seen"] = protocol.utc_timestamp(_utc(row["last_seen"]))
+            for name in ("health", "config_error"):
+                row[name] = None if row[name] is None else json.loads(row[name])
+        return rows
 
     def count_events(self) -> int:
         """How many events are stored."""

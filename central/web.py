@@ -75,6 +75,34 @@ class FeedbackEvent(BaseModel):
                     "synchronised answer of the same boot, or central's receipt time")
 
 
+class Gap(BaseModel):
+    """Answers a device numbered but central has not stored: seq ``first`` to ``last``, both missing."""
+
+    epoch: str = Field(description="the device outbox's epoch; seq counts from 1 in each")
+    first: int
+    last: int
+
+
+class DeviceHealth(BaseModel):
+    """A device's latest status (retained status or last will) and its gaps."""
+
+    site: str
+    device: str
+    state: Literal["online", "offline"] | None = Field(
+        description="from the device's status; offline from its last will; null if it never sent one")
+    last_seen: str | None = Field(description="when central last received its status, ISO 8601 UTC")
+    status_ts: str | None = Field(description="the status's own ts (the device's clock)")
+    version: str | None
+    backlog: int | None = Field(description="answers the device holds not yet confirmed by central")
+    oldest_pending_age_s: float | None
+    clock_synced: bool | None
+    last_error: str | None
+    config_error: dict[str, Any] | None = Field(description="the remote configuration the device refused, "
+                                                            "with the reason")
+    health: dict[str, Any] | None = Field(description="the status's whole health object")
+    gaps: list[Gap] = Field(description="missing seq ranges per epoch")
+
+
 class Health(BaseModel):
     """Central answers and its store is readable."""
 
@@ -156,6 +184,24 @@ def create_app(
     ) -> list[dict[str, Any]]:
         """Stored feedback events in ingest order; page with ``after`` = the last ``ingest_id`` seen."""
         return store.events_after(after, limit)
+
+    @app.get("/api/devices", response_model=list[DeviceHealth])
+    def api_devices(
+        site: str | None = Query(None, pattern=r"^[a-z0-9-]{1,64}$", description="only this site"),
+    ) -> list[dict[str, Any]]:
+        """Every device with a status or a missing seq range: its health and its gaps."""
+        known: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in store.device_rows(site):
+            known[(row["site"], row["device"])] = {**row, "gaps": []}
+        for gap in store.gaps(site):
+            key = (gap["site"], gap["device"])
+            if key not in known:  # answers with holes but no status yet
+                known[key] = {"site": key[0], "device": key[1], "state": None, "last_seen": None,
+                              "status_ts": None, "version": None, "backlog": None, "oldest_pending_age_s": None,
+                              "clock_synced": None, "last_error": None, "config_error": None, "health": None,
+                              "gaps": []}
+            known[key]["gaps"].append({"epoch": gap["epoch"], "first": gap["first"], "last": gap["last"]})
+        return [known[k] for k in sorted(known)]
 
     @app.get(
         "/api/stream",

@@ -23,6 +23,9 @@ from central.store import MAX_DEAD_LETTER_BYTES, DeadLetter, Store, metadata
 from sync import protocol
 from tests.support.events import feedback_event
 
+#: The newest migration.
+HEAD = "0003"
+
 
 @pytest.fixture
 def store(store_url: str) -> Iterator[Store]:
@@ -34,16 +37,16 @@ def store(store_url: str) -> Iterator[Store]:
 def test_migrate_creates_the_tables_through_alembic(store_url: str) -> None:
     with Store(store_url) as store:
         assert store.revision() is None
-        assert store.migrate() == "0002"
+        assert store.migrate() == HEAD
         with store.engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == HEAD
             tables = set(sa.inspect(conn).get_table_names())
         assert {"events", "dead_letters", "alembic_version"} <= tables
 
 
 def test_migrate_twice_is_a_no_op(store: Store) -> None:
     store.insert_events([feedback_event()])
-    assert store.migrate() == "0002"
+    assert store.migrate() == HEAD
     assert store.count_events() == 1
 
 
@@ -198,7 +201,7 @@ def test_an_existing_database_at_0001_is_upgraded_in_place_with_its_data(store_u
             before = {r.id: r.ingest_id for r in conn.execute(sa.select(old_table.c.id, old_table.c.ingest_id))}
 
     with Store(store_url) as store:  # a new process, as after a software update
-        assert store.migrate() == "0002"
+        assert store.migrate() == HEAD
         assert store.count_events() == len(old_events)
         assert store.count_dead_letters() == 1
         for event in old_events:
@@ -214,6 +217,8 @@ def test_an_existing_database_at_0001_is_upgraded_in_place_with_its_data(store_u
         assert store.insert_events([new, old_events[0]]) == {new["id"]: "stored", old_events[0]["id"]: "duplicate"}
         stored_new = store.get_event(new["id"])
         assert stored_new is not None and stored_new["ingest_id"] > max(before.values())
+        store.record_status({"schema": 1, "site": "test-site", "device": "desk-1", "state": "offline"})
+        assert [d["state"] for d in store.device_rows()] == ["offline"]
 
 
 # ---------------------------------------------------------------- time
@@ -282,3 +287,27 @@ def test_an_answer_arriving_after_its_anchor_is_retimed_at_once(store: Store) ->
     early = feedback_event(seq=1, boot_id=boot, mono_ms=45_000, clock_synced=False)  # a resend, late
     store.insert_events([early])
     assert _placed(store, early["id"]) == ("retimed", datetime(2026, 11, 20, 9, 59, 55, tzinfo=UTC))
+
+
+# ---------------------------------------------------------------- gaps
+
+
+def test_gaps_are_the_missing_seq_ranges_per_device_and_epoch(store: Store) -> None:
+    e1, e2 = str(uuid.uuid4()), str(uuid.uuid4())
+    batch = [feedback_event(device="desk-1", epoch=e1, seq=s) for s in (1, 2, 5, 6, 9)]
+    batch += [feedback_event(device="desk-1", epoch=e2, seq=s) for s in (3, 4)]  # a new epoch, 1-2 missing
+    batch += [feedback_event(device="desk-2", seq=s, epoch=e1) for s in (1, 2, 3)]  # same epoch text, other desk
+    store.insert_events(batch)
+    gaps = store.gaps()
+    expected = [{"epoch": e1, "first": 3, "last": 4}, {"epoch": e1, "first": 7, "last": 8},
+                {"epoch": e2, "first": 1, "last": 2}]
+    got = [{k: g[k] for k in ("epoch", "first", "last")} for g in gaps]
+    def order(g: dict[str, Any]) -> tuple[str, int]:
+        return g["epoch"], g["first"]
+
+    assert sorted(got, key=order) == sorted(expected, key=order)
+    assert {(g["site"], g["device"]) for g in gaps} == {("test-site", "desk-1")}
+    assert store.gaps(device="desk-2") == []
+    # The missing answers arrive (resent): the gaps close.
+    store.insert_events([feedback_event(device="desk-1", epoch=e1, seq=s) for s in (3, 4, 7, 8)])
+    assert [(g["first"], g["last"]) for g in store.gaps(device="desk-1")] == [(1, 2)]

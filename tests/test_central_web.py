@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from central.store import Store
 from central.web import create_app, rating_level, rating_words
+from sync import protocol
 from tests.support.events import feedback_event
 
 
@@ -159,3 +160,26 @@ def test_shutdown_ends_open_streams(store: Store) -> None:
 ])
 def test_ratings_read_the_same_on_every_scale(rating: int, scale: int, level: int, words: str) -> None:
     assert (rating_level(rating, scale), rating_words(rating, scale)) == (level, words)
+
+
+def test_api_devices_shows_health_and_gaps(store: Store) -> None:
+    epoch = protocol.uuid7()
+    store.insert_events([feedback_event(device="desk-1", epoch=epoch, seq=s) for s in (1, 4)])
+    store.insert_events([feedback_event(device="desk-2", epoch=epoch, seq=s) for s in (2, 3)])
+    store.record_status({"schema": 1, "site": "test-site", "device": "desk-1", "state": "online",
+                         "version": "0.9.1", "health": {"backlog": 2, "clock_synced": True,
+                                                        "config_error": {"reason": "bad scale"}}})
+    store.record_status({"schema": 1, "site": "other-site", "device": "desk-9", "state": "offline"})
+    devices = client_for(store).get("/api/devices").json()
+    by_name = {(d["site"], d["device"]): d for d in devices}
+    assert set(by_name) == {("test-site", "desk-1"), ("test-site", "desk-2"), ("other-site", "desk-9")}
+    desk1 = by_name[("test-site", "desk-1")]
+    assert desk1["state"] == "online" and desk1["backlog"] == 2 and desk1["version"] == "0.9.1"
+    assert desk1["config_error"] == {"reason": "bad scale"}
+    assert desk1["gaps"] == [{"epoch": epoch, "first": 2, "last": 3}]
+    desk2 = by_name[("test-site", "desk-2")]
+    assert desk2["state"] is None and desk2["gaps"] == [{"epoch": epoch, "first": 1, "last": 1}]
+    assert by_name[("other-site", "desk-9")]["state"] == "offline"
+    only = client_for(store).get("/api/devices", params={"site": "other-site"}).json()
+    assert [d["device"] for d in only] == ["desk-9"]
+    assert client_for(store).get("/api/devices", params={"site": "Not A Slug"}).status_code == 422
