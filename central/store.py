@@ -452,7 +452,24 @@ def _retime(conn: Connection, new_rows: list[dict[str, Any]]) -> None:
     one arrives later, in any order.
     """
     boots = {(r["site"], r["device"], r["boot_id"]) for r in new_rows}
-    for site, device, boot_id in sorted(boots):
+    if not boots:
+        return
+    # Almost always every clock is synchronised: one indexed query finds the few
+    # boots that have unsynchronised answers at all, and only those are re-timed
+    # (otherwise each batch would re-read every answer of every boot it touches).
+    by_device: dict[tuple[str, str], set[str]] = {}
+    for site, device, boot_id in boots:
+        by_device.setdefault((site, device), set()).add(boot_id)
+    unsynced_boots: set[tuple[str, str, str]] = set()
+    for (site, device), boot_ids in by_device.items():  # uses the (site, device, boot_id, mono_ms) index
+        found = conn.execute(
+            sa.select(events.c.boot_id).distinct().where(
+                events.c.site == site, events.c.device == device,
+                events.c.boot_id.in_(sorted(boot_ids)), events.c.clock_synced.is_(False),
+            )
+        ).scalars()
+        unsynced_boots.update((site, device, b) for b in found)
+    for site, device, boot_id in sorted(boots & unsynced_boots):
         same_boot = sa.and_(events.c.site == site, events.c.device == device, events.c.boot_id == boot_id)
         anchors = conn.execute(
             sa.select(events.c.mono_ms, events.c.ts_utc)
