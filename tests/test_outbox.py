@@ -146,3 +146,30 @@ def test_the_disk_cap_drops_only_confirmed_rows_and_raises_an_alarm(tmp_path: Pa
         assert alarm["code"] == "outbox-over-cap" and "100 answers" in alarm["message"]
         box.max_bytes = 10_000_000
         assert box.enforce_cap() is True and box.alarms() == []
+
+
+def test_a_second_handle_keeps_the_first_ones_file_locks(tmp_path: Path) -> None:
+    """The kiosk and its sender open the same outbox in one process. Opening the
+    second must not open()/close() the file itself: closing any descriptor drops
+    all of the process's POSIX locks, and another process could then checkpoint
+    and delete the WAL under the live connection (seen as lost receipts)."""
+    import os
+
+    locks = Path("/proc/locks")
+    if not locks.exists():
+        pytest.skip("no /proc/locks on this system")
+    path = tmp_path / "outbox.sqlite3"
+
+    def held() -> list[str]:
+        ino = os.stat(path).st_ino
+        return [line for line in locks.read_text().splitlines()
+                if f":{ino} " in line and f" {os.getpid()} " in line]
+
+    with Outbox(path, "hq", "desk-1") as first:
+        before = held()
+        assert before, "SQLite holds a lock on an open WAL database"
+        with Outbox(path, "hq", "desk-1") as second:
+            assert held() == before
+            second.append(answer())
+        first.append(answer())
+        assert held() == before
