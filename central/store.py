@@ -75,6 +75,7 @@ events = sa.Table(
     sa.Index("ix_events_site_device_ts", "site", "device", "ts_utc"),
     sa.Index("ix_events_device_epoch_seq", "site", "device", "epoch", "seq"),
     sa.Index("ix_events_boot_mono", "site", "device", "boot_id", "mono_ms"),
+    sa.Index("ix_events_ts_utc", "ts_utc"),
     # AUTOINCREMENT: SQLite never reuses an ingest id, even after deletes.
     sqlite_autoincrement=True,
 )

@@ -24,7 +24,7 @@ from sync import protocol
 from tests.support.events import feedback_event
 
 #: The newest migration.
-HEAD = "0003"
+HEAD = "0004"
 
 
 @pytest.fixture
