@@ -1,0 +1,292 @@
+"""Benchmark: events/s one central collector *stores*, against raw QoS 1 delivery.
+
+Every run publishes the same pre-encoded, valid feedback payloads (``--devices``
+kiosks spread over ``--sites`` sites, each on its own correct topic
+``deskpulse/v1/<site>/<device>/feedback``, seq counting from 1 per device,
+clock synchronised) with one raw paho publisher at QoS 1 (``--window``
+messages in flight) to a private Mosquitto (``sync.devbroker``, no
+persistence, loopback only). Two kinds of run are interleaved, and each rate
+is the median of ``--runs``:
+
+* **raw**: an idle paho subscriber in its own process, on the collector's own
+  shared subscription ``$share/deskpulse-central/deskpulse/v1/+/+/feedback``
+  at QoS 1, only counts (paho acks each message at once). Time: the first
+  publish to the subscriber's last message.
+* **collector**: ``deskpulse-central`` in its own process, exactly as
+  deployed (``python -m central.cli`` with its web server, default batching
+  unless ``--batch-size``/``--batch-ms`` say otherwise), on a fresh SQLite file
+  on a real file system (``--dir``) or a fresh scratch PostgreSQL database
+  (created on ``--pg-url`` and dropped afterwards). The collector is started,
+  migrated and subscribed before the clock starts (the bench waits for its
+  retained ``_central/status`` to say ``online``, published right after the
+  subscription). Time: the first publish to the moment the bench, polling
+  ``count(*)`` of ``events`` every 10 ms on its own connection, sees every
+  event committed. The collector still acknowledges each message only after
+  its commit and sends one receipt per device per batch; nobody subscribes to
+  the receipts (the broker acks and drops them), so this measures the store
+  path, and ``bench/sync_drain.py`` measures the whole way back to the kiosk.
+
+The figure is *stored* events/s against raw delivered messages/s, and their
+ratio (goal >= 0.7). The defaults (20,000 events, 3 runs, both back ends) take
+about a minute on a 2-core machine. Not part of the test suite: run
+``python -m bench.ingest``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from sync import protocol
+from sync.devbroker import Mosquitto, free_port
+
+GROUP = "deskpulse-central"
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def make_payloads(count: int, sites: int, devices: int) -> list[tuple[str, bytes]]:
+    """``count`` valid feedback events as (topic, payload), round robin over the devices."""
+    kiosks: list[dict[str, Any]] = []
+    for d in range(devices):
+        site, device = f"bench-site-{d % sites}", f"desk-{d}"
+        kiosks.append({"topic": protocol.feedback_topic(site, device), "site": site, "device": device,
+                       "epoch": str(uuid.uuid4()), "boot_id": str(uuid.uuid4()), "seq": 0})
+    out = []
+    for i in range(count):
+        k = kiosks[i % devices]
+        k["seq"] += 1
+        event = {"schema": 1, "id": protocol.uuid7(), "site": k["site"], "device": k["device"],
+                 "epoch": k["epoch"], "seq": k["seq"], "ts": protocol.utc_timestamp(), "clock_synced": True,
+                 "boot_id": k["boot_id"], "mono_ms": 1000 + k["seq"] * 10, "rating": 1 + i % 5, "scale": 5,
+                 "reasons": ["wait"] if i % 5 == 0 else [], "lang": "en", "source": "touch", "survey": 0,
+                 "flags": []}
+        out.append((k["topic"], protocol.encode("feedback", event)))
+    return out
+
+
+def publisher(broker: Mosquitto, window: int) -> tuple[mqtt.Client, list[int], list[str]]:
+    """A raw paho QoS 1 publisher; also follows the retained ``_central/status``."""
+    acked = [0]
+    central_state = [""]
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:8]}",
+                         protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(window)
+    client.max_queued_messages_set(0)
+    client.on_publish = lambda c, u, mid, reason, p: acked.__setitem__(0, acked[0] + 1)
+
+    def on_message(c: mqtt.Client, u: object, m: mqtt.MQTTMessage) -> None:
+        try:
+            central_state[0] = json.loads(m.payload)["state"] if m.payload else ""
+        except (ValueError, KeyError, TypeError):
+            central_state[0] = ""
+
+    client.on_message = on_message
+    client.connect(broker.host, broker.port)
+    client.subscribe(protocol.CENTRAL_STATUS_TOPIC, qos=1)
+    client.loop(0.1)
+    return client, acked, central_state
+
+
+def publish_all(client: mqtt.Client, acked: list[int], payloads: list[tuple[str, bytes]],
+                finished: Callable[[], bool]) -> float:
+    """Seconds from the first publish until every PUBACK is in and ``finished()`` says so."""
+    acked[0] = 0
+    start = time.perf_counter()
+    for topic, payload in payloads:
+        client.publish(topic, payload, qos=1)
+    next_poll = 0.0
+    while True:
+        if acked[0] < len(payloads):
+            client.loop(0.005)
+        else:
+            time.sleep(0.002)
+        now = time.perf_counter()
+        if now >= next_poll:
+            next_poll = now + 0.01
+            if acked[0] >= len(payloads) and finished():
+                return time.perf_counter() - start
+
+
+SUBSCRIBER = """
+import sys, paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+host, port, want, topic = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+count = [0]
+def on_message(c, u, m):
+    count[0] += 1
+    if count[0] == want:
+        print("done", flush=True)
+def on_subscribe(c, u, mid, reasons, p):
+    print("ready", flush=True)
+sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-idle-sub", protocol=mqtt.MQTTv5)
+sub.on_message, sub.on_subscribe = on_message, on_subscribe
+sub.connect(host, port)
+sub.subscribe(topic, qos=1)
+sub.loop_forever()
+"""
+
+
+def raw_run(broker: Mosquitto, client: mqtt.Client, acked: list[int], payloads: list[tuple[str, bytes]]) -> float:
+    """Seconds for the idle subscriber (own process, the collector's shared subscription) to get every message."""
+    proc = subprocess.Popen([sys.executable, "-c", SUBSCRIBER, broker.host, str(broker.port), str(len(payloads)),
+                             protocol.shared(protocol.FEEDBACK_FILTER, GROUP)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        got = []
+
+        def finished() -> bool:
+            assert proc.stdout is not None
+            got.append(proc.stdout.readline().strip())  # blocks until the last message is in
+            return got[-1] == "done"
+
+        return publish_all(client, acked, payloads, finished)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+class Scratch:
+    """A fresh database for one collector run: a SQLite file, or a PostgreSQL database dropped afterwards."""
+
+    def __init__(self, backend: str, folder: Path, pg_url: str, tag: str) -> None:
+        self.backend = backend
+        self.pg_url = pg_url
+        self.name = f"deskpulse_bench_{tag}"
+        if backend == "sqlite":
+            self.url = f"sqlite:///{folder / f'{self.name}.sqlite3'}"
+        else:
+            self._admin(f'CREATE DATABASE "{self.name}"')
+            base, _, _ = pg_url.rpartition("/")
+            self.url = f"{base}/{self.name}"
+
+    def _admin(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.pg_url, autocommit=True) as conn:
+            conn.execute(sql.encode())
+
+    def drop(self) -> None:
+        if self.backend == "postgresql":
+            self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def collector_run(broker: Mosquitto, client: mqtt.Client, acked: list[int], central_state: list[str],
+                  payloads: list[tuple[str, bytes]], db: Scratch, folder: Path, batch: dict[str, int]) -> float:
+    """Seconds from the first publish until ``deskpulse-central`` (own process) has committed every event."""
+    from central.store import Store
+
+    # Forget the last run's retained status, so that "online" below is this collector's.
+    client.publish(protocol.CENTRAL_STATUS_TOPIC, b"", qos=1, retain=True)
+    deadline = time.monotonic() + 5
+    while central_state[0] and time.monotonic() < deadline:
+        client.loop(0.05)
+    config = folder / f"{db.name}.toml"
+    ingest = "".join(f"{k} = {v}\n" for k, v in batch.items())
+    config.write_text(f'[broker]\nurl = "{broker.url}"\nclient_id = "bench-central"\n'
+                      f'[database]\nurl = "{db.url}"\n[web]\nbind = "127.0.0.1:{free_port()}"\n'
+                      + (f"[ingest]\n{ingest}" if ingest else ""))
+    proc = subprocess.Popen([sys.executable, "-m", "central.cli", "--config", str(config), "--log-level", "warning"],
+                            stdout=subprocess.DEVNULL)
+    store = Store(db.url)
+    try:
+        deadline = time.monotonic() + 60
+        while central_state[0] != "online":  # announced right after it subscribed
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("deskpulse-central did not start collecting")
+            client.loop(0.05)
+        want = len(payloads)
+        elapsed = publish_all(client, acked, payloads, lambda: store.count_events() >= want)
+        if store.count_events() != want:
+            raise RuntimeError(f"stored {store.count_events()} events, expected {want}")
+        return float(elapsed)
+    finally:
+        store.close()
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ingest",
+        description="Stored events/s of one deskpulse-central process (its own process, as deployed) on "
+        "SQLite and on PostgreSQL, against raw QoS 1 delivery of the same pre-encoded feedback payloads to an "
+        "idle paho subscriber, from a raw paho publisher through a private Mosquitto on loopback. Runs are "
+        "interleaved; each figure is the median of --runs. Goal: ratio >= 0.7.",
+        epilog="Method: see the module docstring (bench/ingest.py) and docs/central.md, 'Ingest throughput'.")
+    parser.add_argument("--count", type=int, default=20_000, help="events per run (default 20000; at most 100000, "
+                        "the private broker's queue)")
+    parser.add_argument("--runs", type=int, default=3, help="interleaved runs (default 3; the median counts)")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both",
+                        help="the collector's store (default both)")
+    parser.add_argument("--pg-url", default=DEFAULT_PG_URL, metavar="URL",
+                        help=f"a PostgreSQL server to create scratch databases on (default {DEFAULT_PG_URL})")
+    parser.add_argument("--devices", type=int, default=100, help="kiosks publishing (default 100)")
+    parser.add_argument("--sites", type=int, default=10, help="sites they are spread over (default 10)")
+    parser.add_argument("--window", type=int, default=100, help="publisher's QoS 1 messages in flight (default 100)")
+    parser.add_argument("--batch-size", type=int, default=None, help="collector's ingest.batch_size (default: "
+                        "central's own default)")
+    parser.add_argument("--batch-ms", type=int, default=None, help="collector's ingest.batch_ms (default: central's)")
+    parser.add_argument("--dir", type=Path, default=Path(__file__).resolve().parent / ".work",
+                        help="work folder on a real file system for SQLite (default bench/.work)")
+    args = parser.parse_args(argv)
+    if not 1 <= args.count <= 100_000:
+        parser.error("--count must be between 1 and 100000")
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    batch = {k: v for k, v in (("batch_size", args.batch_size), ("batch_ms", args.batch_ms)) if v is not None}
+    args.dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=args.dir))
+    broker = Mosquitto(work / "mosquitto", persistence=False).start()
+    payloads = make_payloads(args.count, args.sites, args.devices)
+    results: dict[str, list[float]] = {"raw": [], **{b: [] for b in backends}}
+    client, acked, central_state = publisher(broker, args.window)
+    try:
+        for run in range(args.runs):
+            print(f"run {run + 1}/{args.runs}…", file=sys.stderr, flush=True)
+            order = ["raw", *backends] if run % 2 == 0 else [*backends[::-1], "raw"]
+            for kind in order:
+                if kind == "raw":
+                    results["raw"].append(raw_run(broker, client, acked, payloads))
+                else:
+                    db = Scratch(kind, work, args.pg_url, f"{uuid.uuid4().hex[:8]}_{run}")
+                    try:
+                        results[kind].append(collector_run(broker, client, acked, central_state, payloads, db,
+                                                           work, batch))
+                    finally:
+                        db.drop()
+                print(f"  {kind:10s} {args.count / results[kind][-1]:8.0f} /s", file=sys.stderr, flush=True)
+    finally:
+        client.disconnect()
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    def rate(key: str) -> float:
+        return float(args.count / statistics.median(results[key]))
+
+    print(f"events per run: {args.count} from {args.devices} devices on {args.sites} sites, publisher window "
+          f"{args.window}, runs: {args.runs} (median), batching: {batch or 'central defaults'}")
+    print(f"raw QoS 1 publisher -> idle subscriber: {rate('raw'):8.0f} msg/s")
+    for b in backends:
+        print(f"collector, stored in {b:10s}:        {rate(b):8.0f} events/s   ratio {rate(b) / rate('raw'):.2f}"
+              "  (goal >= 0.7)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
