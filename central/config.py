@@ -8,12 +8,16 @@ the file or the environment later. Command-line options (``--broker``,
 
 from __future__ import annotations
 
+import hmac
 import os
 import re
 import socket
 from dataclasses import dataclass, field, replace
+from datetime import time
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -53,6 +57,95 @@ class IngestConfig:
     batch_ms: int = 100
 
 
+#: Days of the week as written in ``[sites.<slug>.hours]``, Monday first (``date.weekday()``).
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: How a desk's answers appear in the live feed (privacy; docs/dashboard.md).
+FeedMode = Literal["live", "delayed", "aggregated"]
+_FEED_MODES = ("live", "delayed", "aggregated")
+#: A display token is a secret in a URL: long enough not to be guessed.
+MIN_TOKEN_LENGTH = 24
+_HOURS_RE = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
+#: Opening hours of one day: (open, close) local times, close after open; None = closed.
+Hours = tuple[time, time] | None
+#: A day that is open all day; ``time.max`` stands for 24:00.
+ALL_DAY: tuple[time, time] = (time(0, 0), time.max)
+
+
+@dataclass(frozen=True, slots=True)
+class DeskConfig:
+    """A desk (a device) as the dashboard names it, and how its answers reach the live feed.
+
+    ``feed``: ``live`` (at once), ``delayed`` (``delay_min`` minutes after they
+    are stored) or ``aggregated`` (never one by one: only in the numbers).
+    """
+
+    slug: str
+    name: str
+    feed: FeedMode = "live"
+    delay_min: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    """A site: its name, time zone (every date and hour on the dashboard is local), opening hours and desks."""
+
+    slug: str
+    name: str
+    timezone: str = "UTC"
+    hours: MappingProxyType[int, Hours] = field(
+        default_factory=lambda: MappingProxyType(dict.fromkeys(range(7), ALL_DAY)))
+    desks: MappingProxyType[str, DeskConfig] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def desk(self, slug: str) -> DeskConfig:
+        """The desk's configuration; a desk not in the file is shown by its slug, live."""
+        return self.desks.get(slug) or DeskConfig(slug=slug, name=slug)
+
+    def is_open(self, weekday: int, at: time) -> bool:
+        """Whether the site is open at local time ``at`` on ``weekday`` (0 = Monday)."""
+        hours = self.hours.get(weekday)
+        return hours is not None and hours[0] <= at < hours[1]
+
+
+@dataclass(frozen=True, slots=True)
+class DisplayToken:
+    """A read-only token for a wall TV: opens ``/tv/<token>`` for one site (or one desk) and nothing else."""
+
+    name: str
+    token: str = field(repr=False)
+    site: str
+    device: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardConfig:
+    """The dashboard's settings.
+
+    Attributes:
+        min_answers: no index is shown for fewer counted answers than this.
+        include_flagged: the default of the "include flagged answers" switch.
+        accounts: staff sign-in: name -> argon2 password hash. Empty: the
+            dashboard is open to whoever reaches ``web.bind``.
+        tv: display tokens for wall TVs.
+    """
+
+    min_answers: int = 5
+    include_flagged: bool = False
+    accounts: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    tv: tuple[DisplayToken, ...] = ()
+
+    def display_token(self, token: str) -> DisplayToken | None:
+        """The display token ``token`` is, or None (compared in constant time)."""
+        found = None
+        for candidate in self.tv:
+            if hmac.compare_digest(candidate.token.encode(), token.encode()):
+                found = candidate
+        return found
+
+
 @dataclass(frozen=True, slots=True)
 class CentralConfig:
     """Everything central needs, validated.
@@ -65,6 +158,8 @@ class CentralConfig:
         bind_host: the web server's address.
         bind_port: the web server's port.
         ingest: batching of the collector's commits.
+        sites: the sites the file names (time zone, hours, desks); others get defaults.
+        dashboard: index minimum, flagged default, accounts, wall-TV tokens.
         source: where the configuration came from (for messages).
     """
 
@@ -75,7 +170,13 @@ class CentralConfig:
     bind_host: str = "127.0.0.1"
     bind_port: int = 8080
     ingest: IngestConfig = IngestConfig()
+    sites: MappingProxyType[str, SiteConfig] = field(default_factory=lambda: MappingProxyType({}))
+    dashboard: DashboardConfig = DashboardConfig()
     source: str = "<defaults>"
+
+    def site(self, slug: str) -> SiteConfig:
+        """The site's configuration; a site not in the file is UTC, always open, named by its slug."""
+        return self.sites.get(slug) or SiteConfig(slug=slug, name=slug)
 
     @property
     def dashboard_url(self) -> str:
@@ -176,8 +277,9 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
         ConfigError: naming ``source``, the key and the reason.
     """
     base = base or Path.cwd()
-    top = TableReader(source, data, "", {"broker", "database", "web", "ingest"})
-    tables = {name: top.get(name, dict, {}) for name in ("broker", "database", "web", "ingest")}
+    names = ("broker", "database", "web", "ingest", "sites", "dashboard")
+    top = TableReader(source, data, "", set(names))
+    tables = {name: top.get(name, dict, {}) for name in names}
 
     br = TableReader(source, tables["broker"], "broker.", set(BROKER_KEYS) | {"client_id", "group"})
     broker = read_broker(br, base)
@@ -201,8 +303,110 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
         batch_size=_integer(ing, "batch_size", 200, 1, 10_000),
         batch_ms=_integer(ing, "batch_ms", 100, 1, 60_000),
     )
+    sites = {slug: _site(source, slug, table) for slug, table in tables["sites"].items()}
+    dashboard = _dashboard(source, tables["dashboard"], sites)
     return CentralConfig(broker=broker, client_id=client_id, group=group, database_url=url,
-                         bind_host=host, bind_port=port, ingest=ingest, source=source)
+                         bind_host=host, bind_port=port, ingest=ingest, sites=MappingProxyType(sites),
+                         dashboard=dashboard, source=source)
+
+
+def _site(source: str, slug: str, table: Any) -> SiteConfig:
+    where = f"sites.{slug}"
+    if not SLUG_RE.fullmatch(slug):
+        raise ConfigError(f"{source}: {where}: a site slug is 1 to 64 of a-z, 0-9 and '-' (as the kiosks send it)")
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: {where} must be a table, got {type(table).__name__}")
+    r = TableReader(source, table, where + ".", {"name", "timezone", "hours", "desks"})
+    name = r.get("name", str, slug).strip() or slug
+    zone = r.get("timezone", str, "UTC")
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        near = sorted(z for z in available_timezones() if z.lower().endswith(zone.lower().rsplit("/", 1)[-1]))
+        hint = f" (did you mean {near[0]}?)" if near else " (an IANA name like Europe/Berlin)"
+        raise r.fail("timezone", f"is not a known time zone: {zone!r}{hint}") from None
+    hours_table = r.get("hours", dict, None)
+    hours = dict.fromkeys(range(7), ALL_DAY) if hours_table is None else _hours(source, where, hours_table)
+    desks: dict[str, DeskConfig] = {}
+    for desk_slug, desk_table in r.get("desks", dict, {}).items():
+        desks[desk_slug] = _desk(source, f"{where}.desks.{desk_slug}", desk_slug, desk_table)
+    return SiteConfig(slug=slug, name=name, timezone=zone, hours=MappingProxyType(hours),
+                      desks=MappingProxyType(desks))
+
+
+def _hours(source: str, where: str, table: dict[str, Any]) -> dict[int, Hours]:
+    """``default = "08:00-18:00"``, ``sat = "09:00-13:00"``, ``sun = "closed"``; a day not named takes the default."""
+    r = TableReader(source, table, where + ".hours.", {"default", *WEEKDAYS})
+
+    def parse(key: str, value: str) -> Hours:
+        if value.strip().lower() == "closed":
+            return None
+        m = _HOURS_RE.fullmatch(value.strip())
+        if not m:
+            raise r.fail(key, f'must look like "08:00-18:00" or "closed", got {value!r}')
+        h1, m1, h2, m2 = (int(g) for g in m.groups())
+        if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
+            raise r.fail(key, f"{value!r} is not a time of day (00:00 to 24:00)")
+        opens, closes = time(h1, m1), time.max if h2 == 24 else time(h2, m2)
+        if closes <= opens:
+            raise r.fail(key, f"{value!r} closes before it opens (hours past midnight are not supported; "
+                              'write "24:00" for midnight)')
+        return (opens, closes)
+
+    default = parse("default", r.get("default", str, "00:00-24:00"))
+    return {day: parse(name, r.get(name, str, "")) if name in table else default
+            for day, name in enumerate(WEEKDAYS)}
+
+
+def _desk(source: str, where: str, slug: str, table: Any) -> DeskConfig:
+    if not SLUG_RE.fullmatch(slug):
+        raise ConfigError(f"{source}: {where}: a desk slug is 1 to 64 of a-z, 0-9 and '-' (the kiosk's device id)")
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: {where} must be a table, got {type(table).__name__}")
+    r = TableReader(source, table, where + ".", {"name", "feed", "delay_min"})
+    feed = r.get("feed", str, "live")
+    if feed not in _FEED_MODES:
+        raise r.fail("feed", f"must be one of {', '.join(_FEED_MODES)}, got {feed!r}")
+    delay = _integer(r, "delay_min", 15 if feed == "delayed" else 0, 0, 7 * 24 * 60)
+    if feed == "delayed" and delay == 0:
+        raise r.fail("delay_min", 'must be at least 1 for feed = "delayed"')
+    return DeskConfig(slug=slug, name=r.get("name", str, slug).strip() or slug, feed=feed, delay_min=delay)
+
+
+def _dashboard(source: str, table: dict[str, Any], sites: dict[str, SiteConfig]) -> DashboardConfig:
+    r = TableReader(source, table, "dashboard.", {"min_answers", "include_flagged", "accounts", "tv"})
+    accounts: dict[str, str] = {}
+    for name, hashed in r.get("accounts", dict, {}).items():
+        if not isinstance(hashed, str) or not hashed.startswith("$argon2"):
+            raise ConfigError(f"{source}: dashboard.accounts.{name} must be an argon2 hash made by "
+                              "'deskpulse-central hash-password' (never the password itself)")
+        accounts[name] = hashed
+    tokens: list[DisplayToken] = []
+    for name, entry in r.get("tv", dict, {}).items():
+        where = f"dashboard.tv.{name}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{source}: {where} must be a table with token and site")
+        t = TableReader(source, entry, where + ".", {"token", "site", "device"})
+        token = t.get("token", str, None)
+        if token is None or len(token) < MIN_TOKEN_LENGTH or not token.isascii() or not token.isprintable() \
+                or "/" in token or " " in token:
+            raise t.fail("token", f"must be at least {MIN_TOKEN_LENGTH} printable ASCII characters without "
+                                  "'/' or spaces ('deskpulse-central new-token' makes one)")
+        if any(hmac.compare_digest(token, other.token) for other in tokens):
+            raise t.fail("token", "is used by another TV; give each its own")
+        site = t.get("site", str, None)
+        if site is None or not SLUG_RE.fullmatch(site):
+            raise t.fail("site", f"must name the site the TV shows (a slug), got {site!r}")
+        device = t.get("device", str, None)
+        if device is not None and not SLUG_RE.fullmatch(device):
+            raise t.fail("device", f"must be a desk slug, got {device!r}")
+        tokens.append(DisplayToken(name=name, token=token, site=site, device=device))
+    return DashboardConfig(
+        min_answers=_integer(r, "min_answers", 5, 1, 1_000_000),
+        include_flagged=r.get("include_flagged", bool, False),
+        accounts=MappingProxyType(accounts),
+        tv=tuple(tokens),
+    )
 
 
 def _integer(reader: TableReader, key: str, default: int, lo: int, hi: int) -> int:
