@@ -41,6 +41,16 @@ MAX_DEAD_LETTER_BYTES: Final = 64 * 1024
 _INSERT_LOCK: Final = 0x6465_736B_7075_6C01  # "deskpul" + 1
 _MIGRATE_LOCK: Final = 0x6465_736B_7075_6C02
 
+#: Boots looked up per re-timing query (3 parameters each; SQLite allows 32766).
+_BOOTS_PER_QUERY: Final = 500
+#: Which of the boots in a VALUES list have unsynchronised answers (see _retime).
+_UNSYNCED_BOOTS: Final = (
+    "WITH touched (site, device, boot_id) AS (VALUES {}) "
+    "SELECT touched.site, touched.device, touched.boot_id FROM touched WHERE EXISTS ("
+    "SELECT 1 FROM events WHERE events.site = touched.site AND events.device = touched.device"
+    " AND events.boot_id = touched.boot_id AND events.clock_synced = false)"
+)
+
 metadata = sa.MetaData()
 
 #: An integer primary key that autoincrements on SQLite (INTEGER) and PostgreSQL (BIGINT).
@@ -455,22 +465,22 @@ def _retime(conn: Connection, new_rows: list[dict[str, Any]]) -> None:
     boots = {(r["site"], r["device"], r["boot_id"]) for r in new_rows}
     if not boots:
         return
-    # Almost always every clock is synchronised: one indexed query finds the few
-    # boots that have unsynchronised answers at all, and only those are re-timed
-    # (otherwise each batch would re-read every answer of every boot it touches).
-    by_device: dict[tuple[str, str], set[str]] = {}
-    for site, device, boot_id in boots:
-        by_device.setdefault((site, device), set()).add(boot_id)
+    # Almost always every clock is synchronised: one indexed query per batch finds
+    # the few boots that have unsynchronised answers at all, and only those are
+    # re-timed (otherwise each batch would re-read every answer of every boot it
+    # touches). EXISTS over a VALUES list: each boot is one search of the
+    # (site, device, boot_id, mono_ms) index, on SQLite and PostgreSQL alike
+    # (clock_synced is not in the index, so a boot without unsynchronised
+    # answers still costs a look at each of its rows).
     unsynced_boots: set[tuple[str, str, str]] = set()
-    for (site, device), boot_ids in by_device.items():  # uses the (site, device, boot_id, mono_ms) index
-        found = conn.execute(
-            sa.select(events.c.boot_id).distinct().where(
-                events.c.site == site, events.c.device == device,
-                events.c.boot_id.in_(sorted(boot_ids)), events.c.clock_synced.is_(False),
-            )
-        ).scalars()
-        unsynced_boots.update((site, device, b) for b in found)
-    for site, device, boot_id in sorted(boots & unsynced_boots):
+    ordered = sorted(boots)
+    for start in range(0, len(ordered), _BOOTS_PER_QUERY):
+        chunk = ordered[start:start + _BOOTS_PER_QUERY]
+        found = conn.execute(sa.text(_UNSYNCED_BOOTS.format(", ".join(
+            f"(:s{i}, :d{i}, :b{i})" for i in range(len(chunk))))),
+            {f"{k}{i}": v for i, boot in enumerate(chunk) for k, v in zip("sdb", boot, strict=True)})
+        unsynced_boots.update((r.site, r.device, r.boot_id) for r in found)
+    for site, device, boot_id in sorted(unsynced_boots):
         same_boot = sa.and_(events.c.site == site, events.c.device == device, events.c.boot_id == boot_id)
         anchors = conn.execute(
             sa.select(events.c.mono_ms, events.c.ts_utc)
