@@ -1,0 +1,505 @@
+"""Fuzzing central's ingest through a real Mosquitto (issue 5, "Central ingest").
+
+Every payload goes the whole way: a raw paho client publishes it (QoS 1) on a
+feedback topic, Mosquitto hands it to a real :class:`central.ingest.Collector`
+through the shared subscription, and the collector writes a real SQLite file
+or PostgreSQL database (``DESKPULSE_TEST_PG_URL``). For each bad payload:
+
+* the collector does not crash: its thread is alive, it is connected, and it
+  still acknowledges. The collector announces a Receive Maximum of 20, so the
+  broker stops handing over messages once 20 are unacknowledged; every named
+  case publishes its payload ``COPIES`` (21) times and then a valid event, so
+  the valid event is stored only if every copy was acknowledged;
+* each copy is dead-lettered once, on its topic, with a reason that names the
+  problem, and its raw bytes are kept (cut to ``MAX_DEAD_LETTER_BYTES``, which
+  the reason then says);
+* a valid event published after it is stored (and receipted ``stored``);
+* a refused body that names a readable UUIDv7 id gets a ``rejected`` receipt.
+
+One broker, store and collector per backend serve the whole module (setting
+up a migrated database per case would cost more than the cases); each case
+publishes as a device of its own, so no case sees another's rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
+
+from central.config import from_dict
+from central.ingest import RECEIPT_MAX_REASON, Collector
+from central.store import MAX_DEAD_LETTER_BYTES, Store, dead_letters
+from sync import protocol
+from tests.support.broker import Mosquitto
+from tests.support.events import feedback_event, raw
+from tests.support.wait import wait_for
+
+SITE = "fuzz-site"
+#: More copies of each bad payload than the collector's Receive Maximum (20):
+#: had it left them unacknowledged, the valid event after them would never arrive.
+COPIES = 21
+#: The longest wait for one case's messages to be settled.
+TIMEOUT = 20.0
+
+
+# --------------------------------------------------------------------------- the rig
+
+
+@dataclass
+class Rig:
+    broker: Mosquitto
+    store: Store
+    collector: Collector
+
+    def alive(self) -> None:
+        thread = self.collector._thread
+        assert thread is not None and thread.is_alive(), "the collector's thread has died"
+        assert self.collector.stats.connected, f"the collector is not connected: {self.collector.stats.last_error}"
+
+    def letters(self, topic: str) -> list[tuple[str, bytes]]:
+        """(reason, raw) of every dead letter on ``topic``, oldest first."""
+        stmt = (sa.select(dead_letters.c.reason, dead_letters.c.raw).where(dead_letters.c.topic == topic)
+                .order_by(dead_letters.c.dead_id))
+        with self.store.engine.connect() as conn:
+            return [(r.reason, bytes(r.raw)) for r in conn.execute(stmt)]
+
+    def letters_with_raw(self, kept: bytes) -> list[str]:
+        """Reasons of every dead letter whose kept raw bytes are ``kept``."""
+        stmt = sa.select(dead_letters.c.reason).where(dead_letters.c.raw == kept)
+        with self.store.engine.connect() as conn:
+            return list(conn.execute(stmt).scalars())
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def rig(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    """One Mosquitto, one migrated store and one collector per backend, for the module."""
+    workdir = tmp_path_factory.mktemp(f"fuzz-{request.param}")
+    if request.param == "sqlite":
+        database = nullcontext(f"sqlite:///{workdir / 'central.sqlite3'}")
+    else:
+        base = os.environ.get("DESKPULSE_TEST_PG_URL")
+        if not base:
+            pytest.skip("DESKPULSE_TEST_PG_URL is not set (see README: PostgreSQL tests)")
+        from tests.support.postgres import temporary_database
+
+        database = temporary_database(base)
+    with database as url:
+        broker = Mosquitto(workdir / "mosquitto").start()
+        store = Store(url)
+        collector: Collector | None = None
+        try:
+            store.migrate()
+            # batch_size 10: the Receive Maximum is its floor of 20 (see COPIES).
+            config = from_dict({"broker": {"url": broker.url, "keepalive": 5, "client_id": f"fuzz-{request.param}"},
+                                "ingest": {"batch_size": 10, "batch_ms": 20}})
+            collector = Collector(config, store).start()
+            assert collector.wait_subscribed(10), "the collector did not subscribe"
+            yield Rig(broker, store, collector)
+        finally:
+            if collector is not None:
+                collector.stop()
+            store.close()
+            broker.kill()
+
+
+class Device:
+    """A raw paho client publishing as one device and collecting its receipts."""
+
+    def __init__(self, broker: Mosquitto, device: str) -> None:
+        self.device = device
+        self.topic = protocol.feedback_topic(SITE, device)
+        self.receipts: list[dict[str, str]] = []
+        self.lock = threading.Lock()
+        self.subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{SITE}.{device}", protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
+        self.client.connect(broker.host, broker.port, keepalive=10)
+        self.client.subscribe(protocol.receipt_topic(SITE, device), qos=1)
+        self.client.loop_start()
+        assert self.subscribed.wait(5), "the device did not subscribe to its receipts"
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        items = protocol.decode("receipt", message.payload)
+        with self.lock:
+            self.receipts.extend(items)
+
+    def publish(self, payload: bytes, topic: str | None = None) -> None:
+        info = self.client.publish(topic or self.topic, payload, qos=1)
+        info.wait_for_publish(TIMEOUT)
+        assert info.is_published(), "the broker did not acknowledge a publish"
+
+    def outcomes(self, id_: str) -> list[dict[str, str]]:
+        with self.lock:
+            return [r for r in self.receipts if r["id"] == id_]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def device(rig: Rig) -> Iterator[Device]:
+    d = Device(rig.broker, f"fuzz-{uuid.uuid4().hex[:10]}")
+    yield d
+    d.close()
+
+
+def store_valid_event(rig: Rig, device: Device) -> None:
+    """Publish a valid event and wait for its ``stored`` receipt (the collector still works)."""
+    good = feedback_event(SITE, device.device, seq=1)
+    device.publish(protocol.encode("feedback", good))
+    wait_for(lambda: device.outcomes(good["id"]), timeout=TIMEOUT, what="the valid event's receipt")
+    assert [r["outcome"] for r in device.outcomes(good["id"])] == ["stored"]
+    stored = rig.store.get_event(good["id"])
+    assert stored is not None and all(stored[k] == v for k, v in good.items())
+
+
+# --------------------------------------------------------------------------- named cases
+
+
+def literal(event: dict[str, Any], field: str, text: bytes) -> bytes:
+    """The event encoded compactly, with ``field``'s value replaced by the JSON text ``text``."""
+    marker = f"__{uuid.uuid4().hex}__"
+    return raw({**event, field: marker}).replace(f'"{marker}"'.encode(), text)
+
+
+def with_(**fields: Any) -> Callable[[dict[str, Any]], bytes]:
+    return lambda e: raw({**e, **fields})
+
+
+def lit(field: str, text: bytes) -> Callable[[dict[str, Any]], bytes]:
+    return lambda e: literal(e, field, text)
+
+
+def without(*fields: str) -> Callable[[dict[str, Any]], bytes]:
+    return lambda e: raw({k: v for k, v in e.items() if k not in fields})
+
+
+def one_mib(e: dict[str, Any]) -> bytes:
+    head = raw(e)[:-1] + b',"pad":"'
+    return head + b"x" * (1024 * 1024 - len(head) - 2) + b'"}'
+
+
+@dataclass(frozen=True)
+class Case:
+    build: Callable[[dict[str, Any]], bytes]
+    expect: tuple[str, ...]  # each must occur in the reason (case-insensitive)
+    receipt: bool = False  # the body names a readable UUIDv7 id: a 'rejected' receipt is due
+    topic: Callable[[str], str] | None = None  # another topic than the device's own
+
+
+def bad_topic(site: str) -> Callable[[str], str]:
+    return lambda device: f"{protocol.TOPIC_ROOT}/{site}/{device}/feedback"
+
+
+CASES = {
+    # wrong types
+    "wrong-type-rating-string": Case(with_(rating="4"), ("rating", "integer"), receipt=True),
+    "wrong-type-seq-string": Case(with_(seq="1"), ("seq", "integer"), receipt=True),
+    "wrong-type-clock-synced-int": Case(with_(clock_synced=1), ("clock_synced", "boolean"), receipt=True),
+    "wrong-type-reasons-string": Case(with_(reasons="waiting-time"), ("reasons", "array"), receipt=True),
+    "wrong-type-flags-null": Case(with_(flags=None), ("flags",), receipt=True),
+    "wrong-type-lang-number": Case(with_(lang=7), ("lang", "string"), receipt=True),
+    # (short ones: a long instance pushes "is not of type" out of the cut reason; see the report)
+    "wrong-type-top-level-array": Case(lambda e: b'[1,"a"]', ("top level", "object")),
+    "wrong-type-top-level-string": Case(lambda e: b'"feedback"', ("top level", "object")),
+    "wrong-type-top-level-null": Case(lambda e: b"null", ("top level", "object")),
+    # numbers
+    "bool-rating-true": Case(lit("rating", b"true"), ("rating", "integer"), receipt=True),
+    "rating-3.0": Case(lit("rating", b"3.0"), ("rating", "integer"), receipt=True),
+    "rating-3e0": Case(lit("rating", b"3e0"), ("rating", "integer"), receipt=True),
+    "nan-mono-ms": Case(lit("mono_ms", b"NaN"), ("NaN",)),
+    "infinity-seq": Case(lit("seq", b"-Infinity"), ("Infinity",)),
+    "number-1e400": Case(lit("mono_ms", b"1e400"), ("1e400", "out of range")),
+    "number-minus-1e400-in-extra-field": Case(lambda e: raw(e)[:-1] + b',"x":-1e400}', ("1e400", "out of range")),
+    "huge-integer-rating": Case(with_(rating=10**30), ("rating", "maximum"), receipt=True),
+    "huge-integer-seq-2-64": Case(with_(seq=2**64), ("seq", "maximum"), receipt=True),
+    "negative-mono-ms": Case(with_(mono_ms=-1), ("mono_ms", "minimum"), receipt=True),
+    "integer-5000-digits": Case(lit("survey", b"9" * 5000), ("digits",)),
+    "rating-above-scale": Case(with_(rating=5, scale=3), ("rating", "maximum"), receipt=True),
+    # JSON syntax and encoding
+    "duplicate-key-rating": Case(lit("rating", b'4,"rating":5'), ("duplicate key", "rating")),
+    "duplicate-key-id": Case(lambda e: raw(e)[:-1] + f',"id":"{protocol.uuid7()}"}}'.encode(), ("duplicate key", "id")),
+    "bad-utf8-ff": Case(lit("lang", b'"\xff\xfe"'), ("not UTF-8",)),
+    "bad-utf8-overlong": Case(lit("lang", b'"\xc0\xaf"'), ("not UTF-8",)),
+    "bad-utf8-encoded-surrogate": Case(lit("lang", b'"\xed\xa0\x80"'), ("not UTF-8",)),
+    "bad-utf8-truncated": Case(lambda e: raw(e)[:-1] + b',"x":"\xe2\x82"}', ("not UTF-8",)),
+    "utf8-bom": Case(lambda e: b"\xef\xbb\xbf" + raw(e), ("BOM",)),
+    "not-json": Case(lambda e: raw(e)[:-1], ("not JSON",)),
+    "empty-payload": Case(lambda e: b"", ("not JSON",)),
+    "payload-1mib": Case(one_mib, ("exceeds the limit", str(1024 * 1024), f"cut to {MAX_DEAD_LETTER_BYTES}")),
+    "payload-8kib-plus-1": Case(lambda e: raw(e)[:-1] + b',"p":"' + b"x" * (8192 - len(raw(e)) - 6) + b'"}',
+                                ("exceeds the limit", "8193")),
+    "nesting-10000-arrays": Case(lambda e: b"[" * 10_000 + b"]" * 10_000, ("exceeds the limit",)),
+    "nesting-4000-arrays-within-limit": Case(lambda e: b"[" * 4000 + b"]" * 4000, ("nested too deeply",)),
+    "nesting-3000-in-reasons": Case(lit("reasons", b"[" * 3000 + b"]" * 3000), ("nested too deeply",)),
+    # body against topic
+    "body-site-not-topic": Case(with_(site="other-site"), ("body names other-site/", "topic"), receipt=True),
+    "body-device-not-topic": Case(with_(device="other-desk"), ("body names", "/other-desk", "topic"), receipt=True),
+    # schema version
+    "schema-version-2": Case(with_(schema=2), ("schema",), receipt=True),
+    "schema-version-string": Case(with_(schema="1"), ("schema",), receipt=True),
+    "schema-version-0": Case(with_(schema=0), ("schema",), receipt=True),
+    # slugs
+    "bad-slug-topic-uppercase": Case(with_(site="Fuzz-Site"), ("'Fuzz-Site' is not a slug",),
+                                     topic=bad_topic("Fuzz-Site")),
+    "bad-slug-topic-65-chars": Case(with_(site="s" * 65), ("not a slug",), topic=bad_topic("s" * 65)),
+    "bad-slug-topic-underscore": Case(with_(site="fuzz_site"), ("'fuzz_site' is not a slug",),
+                                      topic=bad_topic("fuzz_site")),
+    "bad-slug-body-uppercase": Case(with_(site="FUZZ-SITE"), ("site",), receipt=True),
+    # missing and extra fields
+    "missing-rating": Case(without("rating"), ("'rating' is a required property",), receipt=True),
+    "missing-id": Case(without("id"), ("'id' is a required property",)),
+    "missing-ts-and-seq": Case(without("ts", "seq"), ("required property",), receipt=True),
+    "empty-object": Case(lambda e: b"{}", ("required property",)),
+    "extra-field-comment": Case(with_(comment="great!"), ("comment", "unexpected"), receipt=True),
+    "extra-field-nested": Case(with_(meta={"a": [1, {"b": None}]}), ("meta", "unexpected"), receipt=True),
+    # values the schema's shape allows but that are wrong
+    "impossible-date": Case(with_(ts="2026-02-30T09:41:07.000Z"), ("ts", "not a real date"), receipt=True),
+    "id-uuid4-not-uuid7": Case(with_(id=str(uuid.uuid4())), ("id",)),
+}
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, id=name) for name in CASES])
+def test_a_bad_payload_is_dead_lettered_with_its_reason_and_ingest_goes_on(rig: Rig, device: Device,
+                                                                          name: str) -> None:
+    case = CASES[name]
+    rig.alive()
+    event = feedback_event(SITE, device.device, seq=1)
+    payload = case.build(event)
+    topic = case.topic(device.device) if case.topic else device.topic
+    rejected_before = rig.collector.stats.rejected
+    for _ in range(COPIES):
+        device.publish(payload, topic)
+    store_valid_event(rig, device)  # published after the copies: the collector acked them all
+    wait_for(lambda: len(rig.letters(topic)) >= COPIES, timeout=TIMEOUT, what="every copy dead-lettered")
+
+    letters = rig.letters(topic)
+    assert len(letters) == COPIES
+    kept = payload[:MAX_DEAD_LETTER_BYTES]
+    for reason, kept_raw in letters:
+        assert kept_raw == kept
+        for part in case.expect:
+            assert part.lower() in reason.lower(), f"reason {reason!r} does not say {part!r}"
+        if len(payload) > MAX_DEAD_LETTER_BYTES:
+            assert f"cut to {MAX_DEAD_LETTER_BYTES} of {len(payload)} bytes" in reason
+    assert rig.store.get_event(event["id"]) is None
+    assert rig.collector.stats.rejected - rejected_before == COPIES
+    if case.receipt:
+        wait_for(lambda: len(device.outcomes(event["id"])) >= COPIES, timeout=TIMEOUT, what="rejected receipts")
+        receipts = device.outcomes(event["id"])
+        assert len(receipts) == COPIES
+        assert {r["outcome"] for r in receipts} == {"rejected"}
+        assert {r["reason"] for r in receipts} == {letters[0][0][:RECEIPT_MAX_REASON]}
+    rig.alive()
+
+
+# --------------------------------------------------------------------------- hypothesis
+
+
+_SCHEMA = protocol.schema("feedback")
+_DEFS = {name: d["pattern"] for name, d in _SCHEMA["$defs"].items() if "pattern" in d}
+#: Each string field's pattern, taken from the schema.
+PATTERNS = {"id": _DEFS["uuid7"], "epoch": _DEFS["uuid"], "boot_id": _DEFS["uuid"], "site": _DEFS["slug"],
+            "device": _DEFS["slug"], "ts": _DEFS["timestamp"], "lang": _SCHEMA["properties"]["lang"]["pattern"]}
+INTEGERS = {"seq": (1, 2**53 - 1), "mono_ms": (0, 2**53 - 1), "survey": (0, 2**31 - 1)}
+FIELDS = tuple(_SCHEMA["required"])
+KIND = {**{f: "string" for f in (*PATTERNS, "source")}, **{f: "integer" for f in (*INTEGERS, "rating", "scale",
+        "schema")}, "clock_synced": "boolean", "reasons": "array", "flags": "array"}
+TYPE_OK: dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: type(v) is str,
+    "integer": lambda v: type(v) is int,
+    "boolean": lambda v: type(v) is bool,
+    "array": lambda v: type(v) is list,
+}
+
+#: Text with every code point, lone surrogates included (JSON can carry them as \\ud800).
+any_text = st.text(st.characters(exclude_categories=()), max_size=24)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | any_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def ecma_match(pattern: str, text: str) -> bool:
+    """The schema's pattern as JSON Schema means it: ``$`` is the end of the string."""
+    return re.fullmatch(pattern, text) is not None
+
+
+def known_trailing_newline_bug(pattern: str, text: str) -> bool:
+    """KNOWN BUG, left out here (see the issue-5 fuzzing report): Python's ``$`` also
+    matches before a final newline, so central accepts ``id``/``epoch``/``boot_id``/
+    ``lang``/``reasons`` values with one appended ("<uuid7>\\n" is stored on SQLite and
+    refused by the database on PostgreSQL)."""
+    return text.endswith("\n") and re.search(pattern, text) is not None
+
+
+def known_float_enum_bug(field: str, value: Any) -> bool:
+    """KNOWN BUG, left out here (see the issue-5 fuzzing report): ``scale`` (an enum)
+    and ``schema`` (a const) accept the floats ``3.0``/``4.0``/``5.0`` and ``1.0``, which
+    the protocol's strict integers should refuse."""
+    return type(value) is float and field in ("scale", "schema") and value in (1, 3, 4, 5)
+
+
+def other_slug(slug: str) -> Callable[[dict[str, Any]], str]:
+    """A slug that differs from the event's own value of the field."""
+    return lambda own: slug if slug != own else ("a" if own != "a" else "b")
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """One change to a valid event; ``expect`` None: the outcome is not known in advance."""
+
+    describe: str
+    apply: Callable[[dict[str, Any]], bytes]
+    expect: str | None
+
+
+@st.composite
+def mutations(draw: st.DrawFn) -> Mutation:
+    op = draw(st.sampled_from(["drop", "extra", "retype", "range", "pattern", "other-desk", "array",
+                               "duplicate-key", "number-literal", "bytes"]))
+    field = draw(st.sampled_from(FIELDS))
+    if op == "drop":
+        return Mutation(f"drop {field}", without(field), f"'{field}' is a required property")
+    if op == "extra":
+        key = draw(st.text(st.characters(exclude_categories=()), max_size=12).filter(lambda k: k not in FIELDS))
+        value = draw(json_values)
+        return Mutation(f"extra {key!r}", lambda e: raw({**e, key: value}), repr(key))
+    if op == "retype":
+        kind = KIND[field]
+        value = draw(json_values.filter(lambda v: not TYPE_OK[kind](v) and not known_float_enum_bug(field, v)))
+        return Mutation(f"{field} = {value!r}", with_(**{field: value}), field)
+    if op == "range":
+        field = draw(st.sampled_from([*INTEGERS, "rating", "scale", "schema"]))
+        if field in INTEGERS:
+            lo, hi = INTEGERS[field]
+            value = draw(st.integers().filter(lambda n: not lo <= n <= hi))
+        elif field == "scale":
+            value = draw(st.integers().filter(lambda n: n not in (3, 4, 5)))
+        elif field == "schema":
+            value = draw(st.integers().filter(lambda n: n != 1))
+        else:  # rating: 1 to the event's scale (5 in the base event)
+            value = draw(st.integers().filter(lambda n: not 1 <= n <= 5))
+        return Mutation(f"{field} = {value}", with_(**{field: value}), field)
+    if op == "pattern":
+        field = draw(st.sampled_from([*PATTERNS, "source"]))
+        if field == "source":
+            text = draw(any_text.filter(lambda t: t not in ("touch", "button")))
+        else:
+            pattern = PATTERNS[field]
+            text = draw(any_text.filter(lambda t: not ecma_match(pattern, t)
+                                        and not known_trailing_newline_bug(pattern, t)))
+        return Mutation(f"{field} = {text!r}", with_(**{field: text}), field)
+    if op == "other-desk":
+        field = draw(st.sampled_from(["site", "device"]))
+        slug = draw(st.from_regex(r"[a-z0-9-]{1,64}", fullmatch=True))
+        pick = other_slug(slug)
+        return Mutation(f"{field} = {slug!r}", lambda e: raw({**e, field: pick(e[field])}), "but the topic is")
+    if op == "array":
+        field = draw(st.sampled_from(["reasons", "flags"]))
+        good = r"[a-z0-9_-]{1,32}" if field == "reasons" else r"rapid_repeat|test"
+        items = draw(st.one_of(
+            st.lists(any_text.filter(lambda t: not re.fullmatch(good, t) and not t.endswith("\n")),
+                     min_size=1, max_size=3),
+            st.lists(st.from_regex(good, fullmatch=True), min_size=1, max_size=2).map(lambda xs: xs + xs[:1]),
+            st.lists(st.from_regex(good, fullmatch=True), min_size=9, max_size=12, unique=True)
+            if field == "reasons" else st.just(["test", "rapid_repeat", "test", "rapid_repeat", "test"]),
+        ))
+        return Mutation(f"{field} = {items!r}", with_(**{field: items}), field)
+    if op == "duplicate-key":
+        value = draw(json_values)
+        text = json.dumps(value).encode()
+        return Mutation(f"{field} twice", lambda e: raw(e)[:-1] + b',"' + field.encode() + b'":' + text + b"}",
+                        f"duplicate key '{field}'")
+    if op == "number-literal":
+        field = draw(st.sampled_from([*INTEGERS, "rating", "scale", "schema"]))
+        text, expect = draw(st.sampled_from([
+            (b"NaN", "NaN"), (b"Infinity", "Infinity"), (b"-Infinity", "Infinity"),
+            (b"1e400", "out of range"), (b"-2.5e309", "out of range"), (b"1.0", field), (b"true", field),
+            (b"false", field), (b"3e0", field),
+        ]).filter(lambda pair: not (pair[0][-1:].isdigit() and known_float_enum_bug(field, float(pair[0])))))
+        return Mutation(f"{field} = {text.decode()}", lit(field, text), expect)
+    # bytes: flip, insert or delete one byte anywhere; may even leave a valid event
+    where = draw(st.floats(0, 1, exclude_max=True))
+    kind = draw(st.sampled_from(["replace", "insert", "delete"]))
+    byte = bytes([draw(st.integers(0, 255))])
+
+    def mangle(e: dict[str, Any]) -> bytes:
+        data = raw(e)
+        at = int(where * len(data))
+        tail = data[at + 1:] if kind in ("replace", "delete") else data[at:]
+        return data[:at] + (b"" if kind == "delete" else byte) + tail
+
+    return Mutation(f"{kind} byte {byte!r} at {where:.3f}", mangle, None)
+
+
+@pytest.fixture
+def fuzz_device(rig: Rig) -> Iterator[Device]:
+    d = Device(rig.broker, f"fuzz-h-{uuid.uuid4().hex[:8]}")
+    yield d
+    d.close()
+
+
+@pytest.mark.slow
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                HealthCheck.function_scoped_fixture])
+@given(mutation=mutations())
+def test_mutated_events_are_stored_as_sent_or_dead_lettered_once(rig: Rig, fuzz_device: Device,
+                                                                 mutation: Mutation) -> None:
+    device = fuzz_device
+    rig.alive()
+    event = feedback_event(SITE, device.device, seq=1)
+    payload = mutation.apply(event)
+    device.publish(payload)
+    store_valid_event(rig, device)
+    kept = payload[:MAX_DEAD_LETTER_BYTES]
+    try:
+        sent_id = json.loads(payload).get("id", event["id"])
+    except (ValueError, AttributeError):
+        sent_id = event["id"]
+
+    def settled() -> bool:
+        return bool(rig.letters_with_raw(kept)) or (type(sent_id) is str and rig.store.get_event(sent_id) is not None)
+
+    wait_for(settled, timeout=TIMEOUT, what=f"the fate of {mutation.describe}")
+    reasons = rig.letters_with_raw(kept)
+    if mutation.expect is not None:
+        assert len(reasons) == 1, f"{mutation.describe}: {len(reasons)} dead letters"
+        assert mutation.expect.lower() in reasons[0].lower(), f"{mutation.describe}: reason {reasons[0]!r}"
+        assert rig.store.get_event(event["id"]) is None
+    else:
+        body = json.loads(payload) if not reasons else None
+        if body is None:
+            assert len(reasons) == 1 and reasons[0], f"{mutation.describe}: {reasons}"
+        else:  # the change left a valid event: stored exactly as sent, once
+            stored = rig.store.get_event(body["id"])
+            assert stored is not None and all(stored[k] == v for k, v in body.items()), mutation.describe
+    rig.alive()
+
+
+def test_the_module_leaves_the_collector_acking(rig: Rig, device: Device) -> None:
+    """More valid events than the Receive Maximum, after everything above: all stored."""
+    rig.alive()
+    events = [feedback_event(SITE, device.device, seq=n) for n in range(1, COPIES * 2)]
+    for e in events:
+        device.publish(protocol.encode("feedback", e))
+    wait_for(lambda: all(device.outcomes(e["id"]) for e in events), timeout=TIMEOUT, what="every receipt")
+    assert all(rig.store.get_event(e["id"]) is not None for e in events)
+    rig.alive()
