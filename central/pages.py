@@ -1,0 +1,608 @@
+"""The staff dashboard's pages: the overview at ``/`` and the wall-TV view at ``/tv/{token}``.
+
+Server-rendered (Jinja2 templates, charts as inline SVG and HTML tables), so
+every number is in the HTML a browser gets and the page works without
+JavaScript. One small hand-written script (``static/dashboard.js``) adds the
+live feed (server-sent events from ``/api/stream``) and re-fetches the
+numbers (``/partials/…``) when an answer arrives. All numbers come from
+:func:`central.scores.aggregate`; this module only chooses what to ask for
+and how to show it. Dates and times are the site's own (its time zone).
+
+The filters live in the URL (``site``, ``device``, ``from``, ``to``,
+``flagged``), so a view is a bookmark and the form is a plain GET form.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import anyio.to_thread
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from central import __version__
+from central.store import Store
+
+if TYPE_CHECKING:
+    from central.config import CentralConfig
+
+TEMPLATES: Final = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
+
+_SLUG: Final = re.compile(r"^[a-z0-9-]{1,64}$")
+
+#: The longest date range one view may ask for (a year and a bit).
+MAX_RANGE_DAYS: Final = 400
+
+#: The kiosk's own face colours (Okabe–Ito), worst first, per scale: the same as
+#: ``display.screens.PALETTES`` (central does not import display/; a test compares them).
+FACE_COLOURS: Final[dict[int, tuple[str, ...]]] = {
+    3: ("#d55e00", "#f0e442", "#009e73"),
+    4: ("#d55e00", "#e69f00", "#56b4e9", "#009e73"),
+    5: ("#d55e00", "#e69f00", "#f0e442", "#56b4e9", "#009e73"),
+}
+
+#: The kiosk's English words for each rating, worst first (``device/texts.py``, label_<scale>_<n>).
+RATING_WORDS: Final[dict[int, tuple[str, ...]]] = {
+    3: ("Poor", "Okay", "Good"),
+    4: ("Very poor", "Poor", "Good", "Very good"),
+    5: ("Very poor", "Poor", "Okay", "Good", "Very good"),
+}
+
+#: The kiosk's English words for the follow-up reasons (``device/texts.py``, reason_<key>).
+REASON_WORDS: Final[dict[str, str]] = {
+    "wait_time": "Waiting time", "friendliness": "Friendliness", "expertise": "Expertise",
+    "information": "Information", "outcome": "Result", "opening_hours": "Opening hours",
+    "accessibility": "Accessibility", "other": "Something else",
+}
+
+WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+#: How many answers the overview's feed and the TV's list render.
+FEED_ROWS: Final = 30
+TV_ROWS: Final = 6
+
+
+# --------------------------------------------------------------------------- words and colours
+
+def rating_words(rating: int, scale: int) -> str:
+    """The kiosk's word for a rating ("Good"), or "rating/scale" for an unknown scale."""
+    words = RATING_WORDS.get(scale)
+    return words[rating - 1] if words and 1 <= rating <= len(words) else f"{rating}/{scale}"
+
+
+def face_colour(rating: int, scale: int) -> str:
+    """The kiosk's face colour for a rating (grey for an unknown scale)."""
+    colours = FACE_COLOURS.get(scale)
+    return colours[rating - 1] if colours and 1 <= rating <= len(colours) else "#9a9a9a"
+
+
+def mood(rating: int, scale: int) -> float:
+    """-1 for the worst rating, +1 for the best (the kiosk's ``display.screens.mood``)."""
+    return -1 + 2 * (rating - 1) / (scale - 1) if scale > 1 else 0.0
+
+
+def reason_words(key: str) -> str:
+    """A reason key in words ("wait_time" -> "Waiting time")."""
+    return REASON_WORDS.get(key) or key.replace("_", " ").capitalize()
+
+
+def index_band(index: float | None) -> int:
+    """The index (0..100) as one of five bands, 1 (worst) to 5; 0 when there is none."""
+    if index is None:
+        return 0
+    return min(5, 1 + int(index // 20))
+
+
+def index_face(index: float) -> tuple[str, float]:
+    """A face colour and mood for an index, on the 5-point scale's colours."""
+    rating = 1 + round(max(0.0, min(100.0, index)) / 25)
+    return face_colour(rating, 5), mood(rating, 5)
+
+
+def fmt_index(index: float | None) -> str:
+    """An index as shown: a whole number (78), or an en dash when there is none."""
+    return "–" if index is None else str(int(math.floor(index + 0.5)))
+
+
+# --------------------------------------------------------------------------- filters
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What the overview shows, from the URL's query (every value checked)."""
+
+    site: str | None = None
+    device: str | None = None
+    start: date | None = None
+    end: date | None = None
+    flagged: bool | None = None  # None: the configured default
+    problems: tuple[str, ...] = ()
+
+    @classmethod
+    def from_query(cls, query: Any) -> Filters:
+        """Read ``site``, ``device``, ``from``, ``to`` and ``flagged``; a bad value is dropped with a note."""
+        problems: list[str] = []
+
+        def slug(name: str) -> str | None:
+            value = (query.get(name) or "").strip()
+            if not value:
+                return None
+            if not _SLUG.match(value):
+                problems.append(f"{name} {value!r} is not a site or desk name; it was ignored")
+                return None
+            return value
+
+        def day(name: str) -> date | None:
+            value = (query.get(name) or "").strip()
+            if not value:
+                return None
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                problems.append(f"{name} {value!r} is not a date (YYYY-MM-DD); it was ignored")
+                return None
+
+        start, end = day("from"), day("to")
+        if start and end and start > end:
+            problems.append("“from” was after “to”; they were swapped")
+            start, end = end, start
+        if start and end and (end - start).days >= MAX_RANGE_DAYS:
+            problems.append(f"at most {MAX_RANGE_DAYS} days at once; “from” was moved")
+            start = end - timedelta(days=MAX_RANGE_DAYS - 1)
+        flags = query.getlist("flagged") if hasattr(query, "getlist") else [query.get("flagged")]
+        flags = [f for f in flags if f is not None]
+        flagged = None if not flags else flags[-1] in ("1", "on", "true", "yes")
+        return cls(slug("site"), slug("device"), start, end, flagged, tuple(problems))
+
+    def params(self, **override: Any) -> dict[str, str]:
+        """The query parameters of this view (only those set), with ``override`` applied."""
+        values: dict[str, Any] = {"site": self.site, "device": self.device, "from": self.start,
+                                  "to": self.end, "flagged": self.flagged}
+        values.update(override)
+        out: dict[str, str] = {}
+        for key, value in values.items():
+            if value is None or value == "":
+                continue
+            if isinstance(value, bool):
+                out[key] = "1" if value else "0"
+            else:
+                out[key] = value.isoformat() if isinstance(value, date) else str(value)
+        return out
+
+    def query(self, **override: Any) -> str:
+        """``params`` as a query string (no leading ``?``)."""
+        return urlencode(self.params(**override))
+
+
+# --------------------------------------------------------------------------- reading
+
+def _aggregate(store: Store, config: CentralConfig, **kw: Any) -> dict[str, Any]:
+    from central import scores
+
+    return scores.aggregate(store, config, **kw)
+
+
+def _include_flagged(config: CentralConfig, f: Filters) -> bool:
+    return bool(config.dashboard.include_flagged) if f.flagged is None else f.flagged
+
+
+def today_numbers(store: Store, config: CentralConfig, agg: dict[str, Any], *, site: str | None,
+                  device: str | None, include_flagged: bool, now: datetime) -> dict[str, Any]:
+    """Today's counts and index for the filter, today being each site's own local date."""
+    if isinstance(agg.get("today"), dict):
+        return agg["today"]
+    # Until scores.aggregate says "today" itself: one aggregate per site over its own local today.
+    sites = [site] if site else sorted({d["site"] for d in agg.get("desks", [])})
+    total = counted = flagged = 0
+    weighted = 0.0
+    exact = True
+    for slug in sites:
+        local = now.astimezone(config.site(slug).tz).date()
+        one = _aggregate(store, config, site=slug, device=device, start=local, end=local,
+                         include_flagged=include_flagged, now=now)
+        total += one["total"]
+        counted += one["counted"]
+        flagged += one["flagged"]
+        if one["counted"]:
+            if one["index"] is None:
+                exact = False
+            else:
+                weighted += one["index"] * one["counted"]
+    index = weighted / counted if counted and exact and counted >= config.dashboard.min_answers else None
+    return {"total": total, "counted": counted, "flagged": flagged, "index": index}
+
+
+def fleet(store: Store, config: CentralConfig, *, site: str | None, device: str | None,
+          now: datetime) -> dict[str, Any]:
+    """Every device's health (the data of ``GET /api/devices``) with a summary."""
+    known: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in store.device_rows(site):
+        known[(row["site"], row["device"])] = {**row, "missing": 0}
+    for gap in store.gaps(site, device):
+        key = (gap["site"], gap["device"])
+        entry = known.setdefault(key, {"site": key[0], "device": key[1], "state": None, "last_seen": None,
+                                       "backlog": None, "clock_synced": None, "last_error": None,
+                                       "config_error": None, "version": None, "missing": 0})
+        entry["missing"] += gap["last"] - gap["first"] + 1
+    rows = []
+    for (s, d), row in sorted(known.items()):
+        if device is not None and d != device:
+            continue
+        site_config = config.site(s)
+        desk = site_config.desks.get(d)
+        seen = _parse_utc(row["last_seen"])
+        rows.append({**row, "name": desk.name if desk else d, "site_name": site_config.name,
+                     "seen_local": _local(seen, site_config.tz) if seen else None,
+                     "seen_ago": _ago(now - seen) if seen else None})
+    online = sum(1 for r in rows if r["state"] == "online")
+    return {
+        "rows": rows,
+        "online": online,
+        "offline": sum(1 for r in rows if r["state"] == "offline"),
+        "backlog": sum(r["backlog"] or 0 for r in rows),
+        "missing": sum(r["missing"] for r in rows),
+        "problems": sum(1 for r in rows if r["state"] != "online" or r["missing"] or r["last_error"]
+                        or r["config_error"]),
+    }
+
+
+def recent_feed(store: Store, config: CentralConfig, *, site: str | None, device: str | None,
+                limit: int, now: datetime) -> tuple[list[dict[str, Any]], str]:
+    """The newest answers the live feed may show (per-desk privacy applied, newest first) and the
+    stream cursor to resume after them."""
+    try:
+        from central.feed import Feed
+    except ImportError:  # pragma: no cover - before central/feed.py lands
+        return _recent_fallback(store, config, site=site, device=device, limit=limit, now=now)
+    events, cursor = Feed(store, config, site=site, device=device).recent(limit, now=now)
+    return events, str(cursor)
+
+
+def _recent_fallback(store: Store, config: CentralConfig, *, site: str | None, device: str | None,
+                     limit: int, now: datetime) -> tuple[list[dict[str, Any]], str]:
+    cursor = store.last_ingest_id()
+    out: list[dict[str, Any]] = []
+    for event in store.recent(1000):
+        if (site and event["site"] != site) or (device and event["device"] != device):
+            continue
+        desk = config.site(event["site"]).desks.get(event["device"])
+        mode = getattr(desk, "feed", "live") if desk else "live"
+        if mode == "aggregated":
+            continue
+        if mode == "delayed":
+            placed = _parse_utc(event["received_at"])
+            if placed is None or now - placed < timedelta(minutes=getattr(desk, "delay_min", 0)):
+                continue
+        out.append(event)
+        if len(out) >= limit:
+            break
+    return out, str(cursor)
+
+
+def feed_row(event: dict[str, Any], config: CentralConfig, today: date | None = None) -> dict[str, Any]:
+    """What a feed row shows for one stored answer (times in its site's zone)."""
+    site = config.site(event["site"])
+    desk = site.desks.get(event["device"])
+    placed = _parse_utc(event.get("placed_at") or event["ts"]) or datetime.now(UTC)
+    local = placed.astimezone(site.tz)
+    same_day = today is not None and local.date() == today
+    return {
+        "id": event["ingest_id"],
+        "site": event["site"], "site_name": site.name,
+        "device": event["device"], "desk_name": desk.name if desk else event["device"],
+        "rating": event["rating"], "scale": event["scale"],
+        "words": rating_words(event["rating"], event["scale"]),
+        "reasons": [reason_words(r) for r in event.get("reasons", [])],
+        "flags": [f.replace("_", " ") for f in event.get("flags", [])],
+        "iso": local.isoformat(timespec="seconds"),
+        "time": local.strftime("%H:%M") if same_day else local.strftime("%a %d %b, %H:%M"),
+    }
+
+
+def _parse_utc(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _local(moment: datetime, tz: ZoneInfo) -> str:
+    return moment.astimezone(tz).strftime("%a %d %b, %H:%M")
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 90:
+        return "just now" if seconds < 30 else "1 min ago"
+    if seconds < 90 * 60:
+        return f"{seconds // 60} min ago"
+    if seconds < 36 * 3600:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} days ago"
+
+
+# --------------------------------------------------------------------------- charts (inline SVG)
+
+def trend_chart(days: list[dict[str, Any]], *, width: int = 720, height: int = 220) -> dict[str, Any]:
+    """The daily index as an SVG line (gaps where a day has too few answers), answers as bars."""
+    left, right, top, bottom = 58, 10, 12, 26
+    plot_w, plot_h = width - left - right, height - top - bottom
+    n = max(1, len(days))
+    step = plot_w / n
+    most = max([d["counted"] for d in days] + [1])
+    bar_h = 34  # the answer-count strip under the index lines
+    index_h = plot_h - bar_h - 22
+    points: list[list[tuple[float, float]]] = [[]]
+    bars, closed, labels, dots = [], [], [], []
+    for i, d in enumerate(days):
+        x = left + step * i + step / 2
+        if not d.get("open", True):
+            closed.append({"x": left + step * i, "w": step})
+        if d["counted"]:
+            h = max(1.5, bar_h * d["counted"] / most)
+            bars.append({"x": x - min(step * 0.35, 8), "w": min(step * 0.7, 16), "y": top + plot_h - h, "h": h})
+        if d["index"] is None:
+            if points[-1]:
+                points.append([])
+            continue
+        y = top + index_h * (1 - d["index"] / 100)
+        points[-1].append((x, y))
+        dots.append({"x": x, "y": y})
+    every = max(1, math.ceil(n / 8))
+    for i, d in enumerate(days):
+        if i % every == 0 or i == n - 1 and n - 1 - (i // every) * every >= every / 2:
+            day = date.fromisoformat(d["date"])
+            labels.append({"x": left + step * i + step / 2, "text": day.strftime("%d %b").lstrip("0")})
+    lines = [" ".join(f"{x:.1f},{y:.1f}" for x, y in seg) for seg in points if len(seg) > 1]
+    singles = [seg[0] for seg in points if len(seg) == 1]
+    grid = [{"y": top + index_h * (1 - v / 100), "label": str(v)} for v in (0, 25, 50, 75, 100)]
+    return {"width": width, "height": height, "left": left, "right": width - right, "lines": lines,
+            "singles": singles, "dots": dots if n <= 45 else [], "bars": bars, "closed": closed,
+            "labels": labels, "grid": grid, "top": top, "plot_h": plot_h, "bar_top": top + plot_h - bar_h,
+            "base": top + plot_h,
+            "most": most}
+
+
+def trend_summary(days: list[dict[str, Any]]) -> str:
+    """The trend in one sentence (the chart's text alternative)."""
+    scored = [d for d in days if d["index"] is not None]
+    if not scored:
+        return "No day in this range has enough answers for an index."
+    low = min(scored, key=lambda d: d["index"])
+    high = max(scored, key=lambda d: d["index"])
+    last = scored[-1]
+    return (f"Daily index over {len(days)} days, {len(scored)} with enough answers: "
+            f"lowest {fmt_index(low['index'])} on {low['date']}, highest {fmt_index(high['index'])} on "
+            f"{high['date']}, latest {fmt_index(last['index'])} on {last['date']}.")
+
+
+# --------------------------------------------------------------------------- page contexts
+
+def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: datetime | None = None) -> dict[str, Any]:
+    """Everything the overview (and its refreshed parts) shows for the filters ``f``."""
+    now = now or datetime.now(UTC)
+    include = _include_flagged(config, f)
+    agg = _aggregate(store, config, site=f.site, device=f.device, start=f.start, end=f.end,
+                     include_flagged=include, now=now)
+    compare = agg if f.device is None else _aggregate(store, config, site=f.site, start=f.start, end=f.end,
+                                                      include_flagged=include, now=now)
+    today = today_numbers(store, config, agg, site=f.site, device=f.device, include_flagged=include, now=now)
+    ratings = _rating_shares(agg)
+    counted_reasons = sum(r["count"] for r in agg["reasons"])
+    reasons = [{**r, "words": reason_words(r["reason"]),
+                "share": r["count"] / counted_reasons if counted_reasons else 0,
+                "of_max": r["count"] / agg["reasons"][0]["count"] if agg["reasons"] else 0}
+               for r in agg["reasons"][:8]]
+    heat = agg["heatmap"]
+    heat_rows = [{"day": WEEKDAYS[i], "cells": cells} for i, cells in enumerate(heat["cells"])]
+    desks = sorted(compare["desks"], key=lambda d: (d["site_name"], d["name"]))
+    for d in desks:
+        d["selected"] = d["device"] == f.device and (f.site is None or d["site"] == f.site)
+    sites = _site_choices(config, compare["desks"], f)
+    tz_names = {s["slug"]: s["timezone"] for s in sites}
+    site_name = config.site(f.site).name if f.site else None
+    desk_name = None
+    if f.device:
+        desk_name = next((d["name"] for d in compare["desks"] if d["device"] == f.device), f.device)
+    return {
+        "f": f, "agg": agg, "today": today, "ratings": ratings, "reasons": reasons,
+        "reasons_total": counted_reasons,
+        "trend": trend_chart(agg["days"]), "trend_text": trend_summary(agg["days"]),
+        "weeks": agg["weeks"], "heat_hours": heat["hours"], "heat_rows": heat_rows,
+        "desks": desks, "sites": sites, "tz_names": tz_names,
+        "fleet": fleet(store, config, site=f.site, device=f.device, now=now),
+        "include_flagged": include, "default_flagged": bool(config.dashboard.include_flagged),
+        "min_answers": agg["min_answers"], "scope": _scope_words(site_name, desk_name),
+        "now": now,
+        "js_data": {
+            "tz": tz_names, "sites": {s["slug"]: s["name"] for s in sites},
+            "desks": {f"{s['slug']}/{d['slug']}": d["name"] for s in sites for d in s["desks"]},
+            "words": {str(k): v for k, v in RATING_WORDS.items()}, "reasons": REASON_WORDS,
+            "rangeHasToday": f.end is None or f.end >= (now - timedelta(days=1)).date(),
+            "maxRows": FEED_ROWS,
+        },
+    }
+
+
+def _rating_shares(agg: dict[str, Any]) -> list[dict[str, Any]]:
+    scale, counts = agg.get("scale"), agg.get("ratings") or []
+    if not scale or not counts:
+        return []
+    total = sum(counts) or 1
+    rows = []
+    for i, count in enumerate(counts):
+        rating = i + 1
+        rows.append({"rating": rating, "scale": scale, "words": rating_words(rating, scale), "count": count,
+                     "share": count / total, "pct": round(100 * count / total)})
+    return list(reversed(rows))  # best first, as people read a result
+
+
+def _site_choices(config: CentralConfig, desks: list[dict[str, Any]], f: Filters) -> list[dict[str, Any]]:
+    """Sites and their desks for the filter form: configured ones and any with answers."""
+    found: dict[str, dict[str, str]] = {}
+    for slug, site in config.sites.items():
+        found.setdefault(slug, {})
+        for d_slug, desk in site.desks.items():
+            found[slug][d_slug] = desk.name
+    for d in desks:
+        found.setdefault(d["site"], {})[d["device"]] = d["name"]
+    if f.site:
+        found.setdefault(f.site, {})
+        if f.device:
+            found[f.site].setdefault(f.device, f.device)
+    out = []
+    for slug in found:
+        site = config.site(slug)
+        out.append({"slug": slug, "name": site.name, "timezone": site.timezone,
+                    "desks": sorted(({"slug": k, "name": v} for k, v in found[slug].items()),
+                                    key=lambda d: d["name"].lower())})
+    return sorted(out, key=lambda s: s["name"].lower())
+
+
+def _scope_words(site_name: str | None, desk_name: str | None) -> str:
+    if desk_name and site_name:
+        return f"{desk_name}, {site_name}"
+    return desk_name or site_name or "All sites"
+
+
+def tv_context(store: Store, config: CentralConfig, display: Any, *, now: datetime | None = None) -> dict[str, Any]:
+    """What the wall TV shows for one display token: today at its site or desk."""
+    now = now or datetime.now(UTC)
+    site = config.site(display.site)
+    local = now.astimezone(site.tz)
+    include = bool(config.dashboard.include_flagged)
+    agg = _aggregate(store, config, site=display.site, device=display.device, start=local.date(),
+                     end=local.date(), include_flagged=include, now=now)
+    desk = site.desks.get(display.device) if display.device else None
+    events, cursor = recent_feed(store, config, site=display.site, device=display.device, limit=TV_ROWS, now=now)
+    index = agg["index"]
+    face = index_face(index) if index is not None else None
+    modes = {getattr(d, "feed", "live") for d in site.desks.values()} if display.device is None else \
+        {getattr(desk, "feed", "live") if desk else "live"}
+    return {
+        "display": display, "site": site, "desk_name": desk.name if desk else display.device,
+        "agg": agg, "index": index, "big_face": face, "ratings": _rating_shares(agg),
+        "rows": [feed_row(e, config, local.date()) for e in events], "cursor": cursor,
+        "feed_hidden": modes == {"aggregated"},
+        "clock": local.strftime("%H:%M"), "date_words": local.strftime("%A %d %B").replace(" 0", " "),
+        "min_answers": agg["min_answers"], "timezone": site.timezone,
+        "js_data": {
+            "tz": {site.slug: site.timezone}, "sites": {site.slug: site.name},
+            "desks": {f"{site.slug}/{d.slug}": d.name for d in site.desks.values()},
+            "words": {str(k): v for k, v in RATING_WORDS.items()}, "reasons": REASON_WORDS,
+            "maxRows": TV_ROWS, "oneDesk": display.device is not None, "timezone": site.timezone,
+            "refreshS": 60,
+        },
+    }
+
+
+# --------------------------------------------------------------------------- routes
+
+def _globals() -> dict[str, Any]:
+    return {"version": __version__, "fmt_index": fmt_index, "face_colour": face_colour, "mood": mood,
+            "rating_words": rating_words, "index_band": index_band, "index_face": index_face,
+            "FACE_COLOURS": FACE_COLOURS, "RATING_WORDS": RATING_WORDS}
+
+
+def _dayrange(start: str, end: str) -> str:
+    """``2026-10-24``, ``2026-11-22`` -> "24 Oct – 22 Nov 2026" (one date when they are equal)."""
+    a, b = date.fromisoformat(start), date.fromisoformat(end)
+    if a == b:
+        return f"{b.day} {b:%b %Y}"
+    first = f"{a.day} {a:%b}" if a.year == b.year else f"{a.day} {a:%b %Y}"
+    return f"{first} – {b.day} {b:%b %Y}"
+
+
+def _dayname(value: str) -> str:
+    """``2026-11-22`` -> "Sun 22 Nov"."""
+    d = date.fromisoformat(value)
+    return f"{d:%a} {d.day} {d:%b}"
+
+
+TEMPLATES.env.globals.update(_globals())
+TEMPLATES.env.filters.update(dayrange=_dayrange, dayname=_dayname)
+
+
+def install(app: FastAPI, store: Store, config: CentralConfig) -> None:
+    """Register the dashboard's HTML routes on ``app`` (none of them in the OpenAPI description).
+
+    Args:
+        app: the web app (central.web.create_app makes it and mounts ``static/``).
+        store: the store to read.
+        config: sites, desks, dashboard settings and display tokens.
+    """
+
+    def overview_page(request: Request, partial: bool) -> HTMLResponse:
+        f = Filters.from_query(request.query_params)
+        now = datetime.now(UTC)
+        ctx = overview_context(store, config, f, now=now)
+        if not partial:
+            events, cursor = recent_feed(store, config, site=f.site, device=f.device, limit=FEED_ROWS, now=now)
+            today = now.date()
+            ctx["feed"] = [feed_row(e, config, today=_site_today(config, e["site"], now) or today)
+                           for e in events]
+            ctx["cursor"] = cursor
+            ctx["stream_url"] = "/api/stream?" + urlencode(
+                {k: v for k, v in {"site": f.site, "device": f.device, "after": cursor}.items() if v})
+        name = "_overview_parts.html" if partial else "overview.html"
+        return TEMPLATES.TemplateResponse(request, name, ctx, headers={"Cache-Control": "no-store"})
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def overview(request: Request) -> HTMLResponse:
+        return await anyio.to_thread.run_sync(overview_page, request, False)
+
+    @app.get("/partials/overview", response_class=HTMLResponse, include_in_schema=False)
+    async def overview_parts(request: Request) -> HTMLResponse:
+        return await anyio.to_thread.run_sync(overview_page, request, True)
+
+    def display_for(token: str) -> Any:
+        display = config.dashboard.display_token(token)
+        if display is None:
+            raise HTTPException(status_code=404, detail="Not Found")
+        return display
+
+    def tv_page(request: Request, token: str, partial: bool) -> HTMLResponse:
+        ctx = tv_context(store, config, display_for(token))
+        ctx["token"] = token
+        ctx["stream_url"] = f"/tv/{token}/stream?" + urlencode({"after": ctx["cursor"]})
+        name = "_tv_parts.html" if partial else "tv.html"
+        return TEMPLATES.TemplateResponse(request, name, ctx, headers=_TV_HEADERS)
+
+    @app.get("/tv/{token}", response_class=HTMLResponse, include_in_schema=False)
+    async def tv(request: Request, token: str) -> HTMLResponse:
+        return await anyio.to_thread.run_sync(tv_page, request, token, False)
+
+    @app.get("/tv/{token}/partial", response_class=HTMLResponse, include_in_schema=False)
+    async def tv_parts(request: Request, token: str) -> HTMLResponse:
+        return await anyio.to_thread.run_sync(tv_page, request, token, True)
+
+    @app.get("/tv/{token}/stream", include_in_schema=False)
+    async def tv_stream(request: Request, token: str) -> Any:
+        """The TV's live feed: /api/stream for its site or desk only, reached with its token."""
+        from central.feed import Feed
+
+        display = display_for(token)
+        resume = request.headers.get("last-event-id") or request.query_params.get("after")
+        feed = Feed(store, config, site=display.site, device=display.device)
+        return await request.app.state.feed_response(request, feed, resume)
+
+
+_TV_HEADERS: Final = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
+
+
+def _site_today(config: CentralConfig, site: str, now: datetime) -> date:
+    return now.astimezone(config.site(site).tz).date()
+
+
+__all__ = ["FACE_COLOURS", "REASON_WORDS", "RATING_WORDS", "Filters", "install", "overview_context",
+           "rating_words", "tv_context"]

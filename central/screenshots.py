@@ -1,0 +1,252 @@
+"""Screenshots of the staff dashboard over a realistic demo store: ``python -m central.screenshots``.
+
+Seeds a fresh SQLite store with five weeks of answers from three sites in three
+time zones (London, New York, Tokyo), seven desks with their own habits, follow-up
+reasons, flagged answers (repeat presses, an installer's test taps), kiosk statuses
+(one offline with a backlog) and a gap; serves central's web app on a free port
+and photographs the overview and a wall TV in Debian's Chromium.
+
+    python -m central.screenshots --out docs/img
+    python -m central.screenshots --serve       # keep it running to look around
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from central.config import CentralConfig, from_dict
+from central.store import Store
+from sync import protocol
+
+DEMO_TV_TOKEN = "demo-tv-heathrow-t5-0123456789abcdef"
+
+DEMO_CONFIG: dict[str, Any] = {
+    "sites": {
+        "lhr-t5": {
+            "name": "Heathrow T5 baggage", "timezone": "Europe/London",
+            "hours": {"default": "06:00-22:00"},
+            "desks": {
+                "bag-1": {"name": "Baggage desk 1"},
+                "bag-2": {"name": "Baggage desk 2"},
+                "info": {"name": "Information", "feed": "delayed", "delay_min": 15},
+            },
+        },
+        "nyc-5th": {
+            "name": "Fifth Avenue store", "timezone": "America/New_York",
+            "hours": {"default": "09:00-19:00", "sat": "10:00-18:00", "sun": "closed"},
+            "desks": {
+                "front": {"name": "Front desk"},
+                "pharmacy": {"name": "Pharmacy counter", "feed": "aggregated"},
+            },
+        },
+        "tyo-bay": {
+            "name": "Tokyo Bay hotel", "timezone": "Asia/Tokyo",
+            "hours": {"default": "07:00-23:00"},
+            "desks": {
+                "reception": {"name": "Reception"},
+                "concierge": {"name": "Concierge"},
+            },
+        },
+    },
+    "dashboard": {
+        "min_answers": 5,
+        "tv": {"t5-wall": {"token": DEMO_TV_TOKEN, "site": "lhr-t5"}},
+    },
+}
+
+#: Per desk: answers per open hour (mean), how good it is (0..1), scale, reasons it hears.
+_HABITS: dict[tuple[str, str], tuple[float, float, int, tuple[str, ...]]] = {
+    ("lhr-t5", "bag-1"): (3.2, 0.55, 5, ("wait_time", "information", "outcome", "friendliness")),
+    ("lhr-t5", "bag-2"): (2.6, 0.74, 5, ("wait_time", "outcome", "expertise")),
+    ("lhr-t5", "info"): (1.8, 0.82, 5, ("information", "wait_time")),
+    ("nyc-5th", "front"): (2.4, 0.78, 5, ("wait_time", "friendliness", "expertise")),
+    ("nyc-5th", "pharmacy"): (1.6, 0.7, 5, ("wait_time", "opening_hours", "information")),
+    ("tyo-bay", "reception"): (1.4, 0.86, 4, ("wait_time", "friendliness")),
+    ("tyo-bay", "concierge"): (0.9, 0.9, 4, ("expertise", "information")),
+}
+
+
+def demo_config(database_url: str) -> CentralConfig:
+    """The demo's central configuration (three sites, seven desks, one wall TV)."""
+    return from_dict({**DEMO_CONFIG, "database": {"url": database_url}}, source="<demo>")
+
+
+def seed(store: Store, config: CentralConfig, *, now: datetime | None = None, days: int = 35,
+         rng: random.Random | None = None) -> int:
+    """Fill ``store`` with ``days`` days of demo answers ending at ``now``; returns how many."""
+    rng = rng or random.Random(7)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    batch: list[dict[str, Any]] = []
+    for (site_slug, desk), (rate, quality, scale, reasons) in _HABITS.items():
+        site = config.site(site_slug)
+        epoch, seq = str(uuid.uuid4()), 0
+        local_now = now.astimezone(site.tz)
+        for back in range(days, -1, -1):
+            day = (local_now - timedelta(days=back)).date()
+            hours = site.hours.get(day.weekday())
+            if hours is None:
+                continue
+            trend = 0.06 * (1 - back / days)  # a slow improvement over the weeks
+            weekend = day.weekday() >= 5
+            for hour in range(hours[0].hour, 24 if hours[1].hour == 0 else hours[1].hour):
+                busy = 1.0 + 0.9 * (hour in (8, 9, 12, 13, 17, 18)) + 0.4 * weekend
+                mean = rate * busy
+                for _ in range(_poisson(rng, mean)):
+                    minute, second = rng.randrange(60), rng.randrange(60)
+                    local = datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=site.tz)
+                    at = local.astimezone(UTC)
+                    if at > now:
+                        continue
+                    q = quality + trend - 0.3 * (busy - 1.0) + rng.gauss(0, 0.05)
+                    rating = _rating(rng, q, scale)
+                    seq += 1
+                    flags: list[str] = []
+                    if rng.random() < 0.03:
+                        flags.append("rapid_repeat")
+                    if site_slug == "lhr-t5" and desk == "bag-2" and back == 9 and hour == 10:
+                        flags.append("test")  # an installer's taps after a screen swap
+                    picked = [rng.choice(reasons)] if rating <= max(1, scale // 2) and rng.random() < 0.8 else []
+                    if seq in (412, 413) and desk == "bag-1":
+                        continue  # two answers central never received: a gap in the fleet view
+                    batch.append({
+                        "schema": 1, "id": protocol.uuid7(), "site": site_slug, "device": desk, "epoch": epoch,
+                        "seq": seq, "ts": protocol.utc_timestamp(at), "clock_synced": True,
+                        "boot_id": str(uuid.uuid4()), "mono_ms": 1000 + seq, "rating": rating, "scale": scale,
+                        "reasons": picked, "lang": rng.choice(("en", "en", "en", "de", "fr", "es")),
+                        "source": "touch", "survey": 3, "flags": flags,
+                    })
+    # Stored in time order across desks, as a live fleet would send them (the feed follows ingest order).
+    batch.sort(key=lambda e: e["ts"])
+    for at in range(0, len(batch), 500):
+        store.insert_events(batch[at:at + 500])
+    stored = len(batch)
+    for (site_slug, desk) in _HABITS:
+        offline = (site_slug, desk) == ("nyc-5th", "pharmacy")
+        store.record_status({
+            "schema": 1, "site": site_slug, "device": desk, "state": "offline" if offline else "online",
+            "ts": protocol.utc_timestamp(now), "version": "0.6.0",
+            "health": {"backlog": 12 if offline else 0, "oldest_pending_age_s": 1800.0 if offline else None,
+                       "clock_synced": True, "last_error": "broker unreachable" if offline else None},
+        })
+    return stored
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    # Knuth's method: fine for the small means here.
+    limit, k, p = pow(2.718281828459045, -mean), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+def _rating(rng: random.Random, quality: float, scale: int) -> int:
+    """A rating around ``quality`` (0 worst .. 1 best) with a realistic spread."""
+    x = min(1.0, max(0.0, rng.betavariate(max(0.3, 6 * quality), max(0.3, 6 * (1 - quality)))))
+    return 1 + min(scale - 1, int(x * scale))
+
+
+@contextmanager
+def serving(store: Store, config: CentralConfig) -> Iterator[str]:
+    """Central's web app over ``store`` on a free loopback port; yields its base URL."""
+    import uvicorn
+
+    from sync.devbroker import free_port
+
+    app = _app(store, config)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           log_config=None, timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, name="screenshots-web", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the web server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        app.state.shutdown.set()
+        server.should_exit = True
+        thread.join(10)
+
+
+def _app(store: Store, config: CentralConfig) -> Any:
+    from central.web import create_app
+
+    app = create_app(store, config, keepalive_s=5.0)
+    if not any(getattr(r, "path", "") == "/partials/overview" for r in app.router.routes):
+        # central.web does not install the pages yet: replace its plain live page by them
+        from central import pages
+
+        app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", "") != "/"]
+        pages.install(app, store, config)
+    return app
+
+
+def shoot(base_url: str, out: Path) -> list[Path]:
+    """Photograph the overview at 1366×768 and 1920×1080 and the wall TV at 1920×1080."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.support.browser import chromium
+
+    out.mkdir(parents=True, exist_ok=True)
+    saved: list[Path] = []
+    with chromium() as browser:
+        for width, height in ((1366, 768), (1920, 1080)):
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(base_url + "/")
+            page.wait_for_selector("#live.on", timeout=15_000)
+            path = out / f"dashboard-{width}x{height}.png"
+            page.screenshot(path=str(path), full_page=True)
+            saved.append(path)
+            page.close()
+        page = browser.new_page(viewport={"width": 1920, "height": 1080})
+        page.goto(f"{base_url}/tv/{DEMO_TV_TOKEN}")
+        page.wait_for_selector("#live.on", timeout=15_000)
+        path = out / "dashboard-tv-1920x1080.png"
+        page.screenshot(path=str(path))
+        saved.append(path)
+        page.close()
+    return saved
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m central.screenshots", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("docs/img"), help="folder for the PNGs (docs/img)")
+    parser.add_argument("--serve", action="store_true", help="print the URL and keep serving until Ctrl-C")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="deskpulse-shots-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'demo.sqlite3'}"
+        config = demo_config(url)
+        with Store(url) as store:
+            store.migrate()
+            count = seed(store, config)
+            print(f"seeded {count} answers", file=sys.stderr)
+            with serving(store, config) as base:
+                if args.serve:
+                    print(f"{base}/   TV: {base}/tv/{DEMO_TV_TOKEN}", flush=True)
+                    try:
+                        while True:
+                            time.sleep(1)
+                    except KeyboardInterrupt:
+                        return 0
+                for path in shoot(base, args.out):
+                    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
