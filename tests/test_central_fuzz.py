@@ -105,7 +105,7 @@ def rig(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             store.migrate()
             # batch_size 10: the Receive Maximum is its floor of 20 (see COPIES).
             config = from_dict({"broker": {"url": broker.url, "keepalive": 5, "client_id": f"fuzz-{request.param}"},
-                                "ingest": {"batch_size": 10, "batch_ms": 20}})
+                                "ingest": {"batch_size": 10, "batch_ms": 5}})
             collector = Collector(config, store).start()
             assert collector.wait_subscribed(10), "the collector did not subscribe"
             yield Rig(broker, store, collector)
