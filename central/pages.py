@@ -498,7 +498,8 @@ def tv_context(store: Store, config: CentralConfig, display: Any, *, now: dateti
         "min_answers": agg["min_answers"], "timezone": site.timezone,
         "js_data": {
             "tz": {site.slug: site.timezone}, "sites": {site.slug: site.name},
-            "desks": {f"{site.slug}/{d.slug}": d.name for d in site.desks.values()},
+            "desks": {f"{site.slug}/{d.slug}": d.name for d in site.desks.values()
+                      if display.device in (None, d.slug)},
             "words": {str(k): v for k, v in RATING_WORDS.items()}, "reasons": REASON_WORDS,
             "maxRows": TV_ROWS, "oneDesk": display.device is not None, "timezone": site.timezone,
             "refreshS": 60,

@@ -141,6 +141,23 @@
     }
   }
 
+  // ------------------------------------------------------------------ the filter form
+  // Picking a desk picks its site; picking another site clears a desk of a different site.
+  const siteSelect = document.getElementById("f-site");
+  const deskSelect = document.getElementById("f-device");
+  if (siteSelect && deskSelect) {
+    deskSelect.addEventListener("change", () => {
+      const chosen = deskSelect.selectedOptions[0];
+      if (chosen && chosen.dataset.site) siteSelect.value = chosen.dataset.site;
+    });
+    siteSelect.addEventListener("change", () => {
+      const chosen = deskSelect.selectedOptions[0];
+      if (chosen && chosen.dataset.site && siteSelect.value && chosen.dataset.site !== siteSelect.value) {
+        deskSelect.value = "";
+      }
+    });
+  }
+
   // ------------------------------------------------------------------ the stream
   if (!feed || !feed.dataset.stream || !window.EventSource) return;
   const empty = document.getElementById("empty");
