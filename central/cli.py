@@ -33,12 +33,16 @@ commands:
   run            migrate the database, then collect feedback and serve the web page (default)
   migrate        create or upgrade the database schema, then exit
   check-config   validate the configuration file, then exit
+  hash-password  read a password (asked twice, or one line on stdin) and print its argon2
+                 hash for [dashboard.accounts]
+  new-token      print a new random display token for [dashboard.tv.<name>]
 
 examples:
   deskpulse-central --config /etc/deskpulse/central.toml
   deskpulse-central --broker mqtt://127.0.0.1:1883 --db sqlite:///central.sqlite3 --bind 127.0.0.1:8080
   deskpulse-central migrate --db postgresql://deskpulse@db.example/deskpulse
   deskpulse-central check-config --config central.toml
+  deskpulse-central hash-password
 
 Without --config, {DEFAULT_PATH} is read if it exists; otherwise the defaults
 apply (broker mqtt://127.0.0.1:1883, database sqlite:////var/lib/deskpulse/central.sqlite3,
@@ -55,14 +59,14 @@ configuration or option.
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deskpulse-central",
-        usage="deskpulse-central [run | migrate | check-config] [options]",
+        usage="deskpulse-central [run | migrate | check-config | hash-password | new-token] [options]",
         description="DeskPulse central: stores every kiosk answer exactly once (from MQTT, with "
         "receipts to the kiosks) and shows staff a live web page.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", nargs="?", choices=["run", "migrate", "check-config"], default="run",
-                        help=argparse.SUPPRESS)
+    parser.add_argument("command", nargs="?", default="run", help=argparse.SUPPRESS,
+                        choices=["run", "migrate", "check-config", "hash-password", "new-token"])
     parser.add_argument("--version", action="version", version=f"deskpulse-central {__version__}")
     parser.add_argument("-c", "--config", type=Path, default=None, metavar="FILE",
                         help=f"central TOML file (default: {DEFAULT_PATH} if it exists)")
@@ -88,6 +92,8 @@ def _config(args: argparse.Namespace) -> CentralConfig:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``deskpulse-central``; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command in ("hash-password", "new-token"):
+        return _secret(args.command)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.log_level != "debug":
@@ -121,6 +127,28 @@ def main(argv: list[str] | None = None) -> int:
         store.close()
 
 
+def _secret(command: str) -> int:
+    from central import auth
+
+    if command == "new-token":
+        print(auth.new_token())
+        return 0
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Again: "):
+            print("deskpulse-central: the two passwords differ; nothing printed", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 10:
+        print("deskpulse-central: use a password of at least 10 characters", file=sys.stderr)
+        return 2
+    print(auth.hash_password(password))
+    return 0
+
+
 def serve(config: CentralConfig, store: Store, *, log_level: str = "info") -> int:
     """Run the web server and the collector until SIGTERM or Ctrl-C.
 
@@ -139,7 +167,7 @@ def serve(config: CentralConfig, store: Store, *, log_level: str = "info") -> in
     restore = _handle_signals(lambda: stop.set())
     shutdown = threading.Event()
     server = uvicorn.Server(uvicorn.Config(
-        create_app(store, shutdown=shutdown), host=config.bind_host, port=config.bind_port,
+        create_app(store, config, shutdown=shutdown), host=config.bind_host, port=config.bind_port,
         log_level=log_level, log_config=None, access_log=log_level == "debug",
         timeout_graceful_shutdown=5,
     ))
@@ -158,6 +186,9 @@ def serve(config: CentralConfig, store: Store, *, log_level: str = "info") -> in
                 status = 1
             return status
         print(f"Dashboard: {config.dashboard_url}", flush=True)
+        if not config.dashboard.accounts and config.bind_host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning("the dashboard is open to anyone who reaches %s: no [dashboard.accounts] are configured "
+                        "(docs/configuration.md)", config.dashboard_url)
         log.info("dashboard at %s; database %s; broker %s", config.dashboard_url, config.safe_database_url,
                  config.broker.url)
         collector = Collector(config, store).start()

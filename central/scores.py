@@ -39,6 +39,37 @@ INDEX_FORMULA: Final = "index = 100 × mean((rating − 1) / (scale − 1)) over
 
 #: Days in the default date range (ending today).
 DEFAULT_DAYS: Final = 30
+#: The longest date range one request may ask for (two years and a day or two).
+MAX_DAYS: Final = 732
+#: Dates a range may start or end on.
+EARLIEST: Final = date(1970, 1, 1)
+LATEST: Final = date(9000, 12, 31)
+
+
+class RangeError(ValueError):
+    """A date range that cannot be used; ``name`` is the parameter to blame (``from`` or ``to``)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+def check_range(start: date | None, end: date | None, now: datetime | None = None) -> None:
+    """Refuse a range that ends before it starts, lies outside 1970–9000 or spans more than 732 days.
+
+    Raises:
+        RangeError: naming ``from`` or ``to``.
+    """
+    for name, day in (("from", start), ("to", end)):
+        if day is not None and not EARLIEST <= day <= LATEST:
+            raise RangeError(name, f"{day} is outside {EARLIEST} to {LATEST}")
+    if start is not None and end is not None and end < start:
+        raise RangeError("to", f"the date range ends ({end}) before it starts ({start})")
+    span = date_range(SiteConfig(slug="-", name="UTC"), start, end, now or datetime.now(UTC))
+    if (span.end - span.start).days + 1 > MAX_DAYS:
+        raise RangeError("from" if end is not None or start is not None else "to",
+                         f"the date range {span.start} to {span.end} is longer than {MAX_DAYS} days; "
+                         "ask for less at a time")
 #: How far from UTC a local date can begin or end (UTC−12 to UTC+14).
 _ZONE_SLACK: Final = timedelta(hours=14)
 
@@ -110,11 +141,10 @@ def aggregate(
     """Every number the dashboard shows for one filter (see the module docstring for the rules).
 
     Raises:
-        ValueError: ``end`` is before ``start``.
+        RangeError: see :func:`check_range`.
     """
-    if start is not None and end is not None and end < start:
-        raise ValueError(f"the date range ends ({end}) before it starts ({start})")
     now = (now or datetime.now(UTC)).astimezone(UTC)
+    check_range(start, end, now)
     flagged_too = config.dashboard.include_flagged if include_flagged is None else include_flagged
     minimum = config.dashboard.min_answers
     ranges: dict[str, DateRange] = {}
@@ -166,13 +196,23 @@ def aggregate(
         days[local.date()].add(b.rating, b.scale, b.count)
         cells[(local.weekday(), local.hour)].add(b.rating, b.scale, b.count)
 
-    # Today at each desk's site, whatever the range.
+    # Today at each answer's own site, whatever the range.
+    today = Tally()
+    today_total = today_flagged = 0
+    today_scales: dict[int, Counter[int]] = defaultdict(Counter)
     for b in queries.buckets(store, site=site, device=device, since=now - timedelta(days=2),
                              until=now + timedelta(days=1)):
         tz = config.site(b.site).tz
-        if b.start.astimezone(tz).date() != now.astimezone(tz).date() or (b.flagged and not flagged_too):
+        if b.start.astimezone(tz).date() != now.astimezone(tz).date():
             continue
+        today_total += b.count
+        if b.flagged:
+            today_flagged += b.count
+            if not flagged_too:
+                continue
         desk(b.site, b.device)["today"].add(b.rating, b.scale, b.count)
+        today.add(b.rating, b.scale, b.count)
+        today_scales[b.scale][b.rating] += b.count
 
     # Desks that have no answers in range are compared too: configured ones and ones with a status.
     for site_slug, device_slug in queries.desks(store, site):
@@ -190,7 +230,8 @@ def aggregate(
     first = min((r.start for r in ranges.values()), default=widest.start)
     last = max((r.end for r in ranges.values()), default=widest.end)
 
-    scale = max(by_scale, key=lambda s: (sum(by_scale[s].values()), s)) if by_scale else None
+    scale = _main_scale(by_scale)
+    today_scale = _main_scale(today_scales)
     return {
         "formula": INDEX_FORMULA,
         "min_answers": minimum,
@@ -203,12 +244,16 @@ def aggregate(
         "flagged": flagged,
         "index": overall.index(minimum),
         "scale": scale,
-        "ratings": [by_scale[scale][r] for r in range(1, scale + 1)] if scale else [],
+        "ratings": _ratings(by_scale, scale),
         "ratings_by_scale": {str(s): [c[r] for r in range(1, s + 1)] for s, c in sorted(by_scale.items())},
         "reasons": [{"reason": r, "count": n} for r, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))],
         "days": _days(first, last, days, site_cfgs, minimum),
         "weeks": _weeks(first, last, days, minimum),
         "heatmap": _heatmap(cells, site_cfgs, minimum),
+        "today": {
+            "total": today_total, "counted": today.counted, "flagged": today_flagged,
+            "index": today.index(minimum), "scale": today_scale, "ratings": _ratings(today_scales, today_scale),
+        },
         "desks": [
             {
                 "site": s, "device": d, "name": config.site(s).desk(d).name, "site_name": config.site(s).name,
@@ -219,6 +264,15 @@ def aggregate(
             for (s, d), v in sorted(desks.items())
         ],
     }
+
+
+def _main_scale(by_scale: Mapping[int, Counter[int]]) -> int | None:
+    """The scale most answers used (the larger on a tie)."""
+    return max(by_scale, key=lambda s: (sum(by_scale[s].values()), s)) if by_scale else None
+
+
+def _ratings(by_scale: Mapping[int, Counter[int]], scale: int | None) -> list[int]:
+    return [by_scale[scale][r] for r in range(1, scale + 1)] if scale else []
 
 
 def _days(first: date, last: date, days: Mapping[date, Tally], sites: list[SiteConfig],

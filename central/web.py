@@ -16,22 +16,31 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
+from datetime import date
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import anyio.to_thread
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import FastAPI, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from central import __version__
+from central import __version__, auth, exports, queries, scores
+from central.config import CentralConfig
+from central.feed import Cursor, Feed
 from central.store import Store
 
 log = logging.getLogger("deskpulse.central.web")
 
 TEMPLATES: Final = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
+STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
+
+#: Query parameters the pages, the API and the exports share.
+SLUG_PATTERN: Final = r"^[a-z0-9-]{1,64}$"
 
 #: How many events one read of the stream or one page of the API returns at most.
 STREAM_PAGE: Final = 200
@@ -110,10 +119,91 @@ class Health(BaseModel):
     events: int
 
 
-def sse_event(event: dict[str, Any]) -> str:
-    """One feedback event as a server-sent event, its ingest id as the event id."""
+class DayScore(BaseModel):
+    date: str = Field(description="a local date at the site(s), ISO 8601")
+    counted: int
+    index: float | None
+    open: bool = Field(description="whether any site in view is open that weekday")
+
+
+class WeekScore(BaseModel):
+    week: str = Field(description="ISO week, e.g. 2026-W47")
+    start: str = Field(description="its Monday")
+    counted: int
+    index: float | None
+
+
+class HeatCell(BaseModel):
+    hour: int
+    counted: int
+    index: float | None
+    open: bool
+
+
+class Heatmap(BaseModel):
+    hours: list[int] = Field(description="local hours shown: the opening hours, and any other with answers")
+    cells: list[list[HeatCell]] = Field(description="seven rows, Monday first, one cell per hour in `hours`")
+
+
+class ReasonCount(BaseModel):
+    reason: str
+    count: int
+
+
+class TodayScore(BaseModel):
+    """Today at each answer's own site (local date), whatever the date range."""
+
+    total: int
+    counted: int
+    flagged: int
+    index: float | None
+    scale: int | None
+    ratings: list[int]
+
+
+class DeskScore(BaseModel):
+    site: str
+    device: str
+    name: str
+    site_name: str
+    total: int
+    counted: int
+    flagged: int
+    index: float | None
+    today_counted: int
+    today_index: float | None
+
+
+class Aggregates(BaseModel):
+    """The dashboard's numbers for one filter (docs/dashboard.md has the rules)."""
+
+    formula: str
+    min_answers: int = Field(description="no index below this many counted answers")
+    include_flagged: bool
+    timezone: str | None = Field(description="the site's time zone; null when several sites are in view "
+                                             "(each answer in its own site's time)")
+    start: str
+    end: str
+    total: int = Field(description="every answer in range, flagged ones included")
+    counted: int = Field(description="the answers the scores count")
+    flagged: int = Field(description="answers flagged rapid_repeat or test")
+    index: float | None = Field(description="0 to 100; null below min_answers")
+    scale: int | None = Field(description="the most common scale in range")
+    ratings: list[int] = Field(description="counted answers per rating of `scale`, worst first")
+    ratings_by_scale: dict[str, list[int]]
+    reasons: list[ReasonCount]
+    days: list[DayScore]
+    weeks: list[WeekScore]
+    heatmap: Heatmap
+    today: TodayScore
+    desks: list[DeskScore]
+
+
+def sse_event(event: dict[str, Any], cursor: Cursor | str | None = None, kind: str = "feedback") -> str:
+    """One server-sent event: ``kind`` with JSON data; ``cursor`` (default: its ingest id) as its id."""
     data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-    return f"id: {event['ingest_id']}\nevent: feedback\ndata: {data}\n\n"
+    ident = event["ingest_id"] if cursor is None else cursor
+    return f"id: {ident}\nevent: {kind}\ndata: {data}\n\n"
 
 
 def rating_level(rating: int, scale: int) -> int:
@@ -127,8 +217,22 @@ def rating_words(rating: int, scale: int) -> str:
     return words[rating - 1] if words and 1 <= rating <= len(words) else f"{rating}/{scale}"
 
 
+def query_error(name: str, message: str) -> RequestValidationError:
+    """A 422 in FastAPI's own shape (what the OpenAPI description promises), naming a query parameter."""
+    return RequestValidationError([{"loc": ("query", name), "msg": message, "type": "value_error"}])
+
+
+def check_range(start: date | None, end: date | None) -> None:
+    """Raises a 422 naming ``from`` or ``to`` for a range the scores refuse (:func:`scores.check_range`)."""
+    try:
+        scores.check_range(start, end)
+    except scores.RangeError as exc:
+        raise query_error(exc.name, str(exc)) from None
+
+
 def create_app(
     store: Store,
+    config: CentralConfig | None = None,
     *,
     poll_s: float = 0.5,
     keepalive_s: float = 15.0,
@@ -139,6 +243,7 @@ def create_app(
 
     Args:
         store: the store to read (migrated).
+        config: sites, desks, dashboard settings (default: none configured).
         poll_s: how often an event stream looks for new events.
         keepalive_s: how often an idle stream sends a comment (keeps proxies
             from closing it).
@@ -156,8 +261,14 @@ def create_app(
         redoc_url=None,
     )
     stopping = shutdown or threading.Event()
+    config = config or CentralConfig()
     app.state.store = store
+    app.state.config = config
     app.state.shutdown = stopping
+    if STATIC_DIR.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    auth.install(app, config.dashboard)
+    exports.install(app, store, config)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index(request: Request) -> HTMLResponse:
@@ -179,11 +290,34 @@ def create_app(
 
     @app.get("/api/events", response_model=list[FeedbackEvent])
     def api_events(
-        after: int = Query(0, ge=0, description="return events with a larger ingest id"),
+        after: int = Query(0, ge=0, le=2**63 - 1, description="return events with a larger ingest id"),
         limit: int = Query(100, ge=1, le=1000, description="at most this many"),
+        site: str | None = Query(None, pattern=SLUG_PATTERN, description="only this site"),
+        device: str | None = Query(None, pattern=SLUG_PATTERN, description="only this desk"),
+        since: AwareDatetime | None = Query(None, description="placed at or after this ISO 8601 date-time "
+                                                              "(with a zone)"),
+        until: AwareDatetime | None = Query(None, description="placed before this ISO 8601 date-time "
+                                                              "(with a zone)"),
+        flagged: bool = Query(True, description="include answers flagged rapid_repeat or test"),
     ) -> list[dict[str, Any]]:
         """Stored feedback events in ingest order; page with ``after`` = the last ``ingest_id`` seen."""
-        return store.events_after(after, limit)
+        return queries.events(store, site=site, device=device, since=since, until=until, after=after,
+                              limit=limit, include_flagged=flagged)
+
+    @app.get("/api/aggregates", response_model=Aggregates)
+    def api_aggregates(
+        site: str | None = Query(None, pattern=SLUG_PATTERN, description="only this site"),
+        device: str | None = Query(None, pattern=SLUG_PATTERN, description="only this desk"),
+        from_: date | None = Query(None, alias="from", description="first local date, YYYY-MM-DD "
+                                                                     "(default: 29 days before `to`)"),
+        to: date | None = Query(None, description="last local date, YYYY-MM-DD (default: today at the site)"),
+        flagged: bool | None = Query(None, description="count flagged answers too (default: the config's "
+                                                       "dashboard.include_flagged, false)"),
+    ) -> dict[str, Any]:
+        """Index, counts, shares, reasons, trend, heatmap and desks for a site, desk and local date range."""
+        check_range(from_, to)
+        return scores.aggregate(store, config, site=site, device=device, start=from_, end=to,
+                                include_flagged=flagged)
 
     @app.get("/api/devices", response_model=list[DeviceHealth])
     def api_devices(
@@ -207,41 +341,66 @@ def create_app(
         "/api/stream",
         response_class=StreamingResponse,
         responses={200: {"content": {"text/event-stream": {}},
-                         "description": "`event: feedback` messages; `id:` is the ingest id"}},
+                         "description": "`event: feedback` (data: a stored event) and `event: tick` (data: "
+                                        "{site, device}: an answer at a desk whose feed is aggregated); "
+                                        "`id:` is a cursor to resume from"}},
     )
     async def api_stream(
         request: Request,
-        after: int | None = Query(None, ge=0, description="start after this ingest id (default: now)"),
+        site: str | None = Query(None, pattern=SLUG_PATTERN, description="only this site"),
+        device: str | None = Query(None, pattern=SLUG_PATTERN, description="only this desk"),
+        after: str | None = Query(None, max_length=2000, pattern=r"^[0-9;:]+$",
+                                  description="start after this cursor (an ingest id, or an `id:` this stream "
+                                              "sent); default: now"),
         last_event_id: str | None = Header(None, description="sent by a reconnecting EventSource; wins over after"),
     ) -> StreamingResponse:
-        """New feedback events as server-sent events, from ``Last-Event-ID`` or ``after`` on."""
-        cursor = after
-        if last_event_id is not None and last_event_id.strip().isdigit():
-            cursor = int(last_event_id.strip())
+        """New answers as server-sent events, from ``Last-Event-ID`` or ``after`` on.
+
+        Each desk's privacy mode applies (docs/dashboard.md): a delayed desk's
+        answers come late, an aggregated desk's only as ``tick`` events.
+        """
+        return await feed_response(request, Feed(store, config, site=site, device=device),
+                                   last_event_id if last_event_id is not None else after)
+
+    async def feed_response(request: Request, feed: Feed, resume: str | None) -> StreamingResponse:
+        cursor = Cursor.parse(resume) if resume else None
         if cursor is None:
-            cursor = await anyio.to_thread.run_sync(store.last_ingest_id)
-        return StreamingResponse(_stream(request, cursor), media_type="text/event-stream",
+            cursor = await anyio.to_thread.run_sync(feed.start)
+        return StreamingResponse(_stream(request, feed, cursor), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    async def _stream(request: Request, cursor: int) -> AsyncIterator[str]:
+    app.state.feed_response = feed_response
+
+    @app.get("/tv/{token}/stream", response_class=StreamingResponse, include_in_schema=False)
+    async def tv_stream(request: Request, token: str,
+                        after: str | None = Query(None, max_length=2000, pattern=r"^[0-9;:]+$"),
+                        last_event_id: str | None = Header(None)) -> StreamingResponse:
+        """The live feed of a wall TV: its site (or desk) only, privacy applied (the guard checked the token)."""
+        tv = config.dashboard.display_token(token)
+        if tv is None:
+            raise HTTPException(404)
+        return await feed_response(request, Feed(store, config, site=tv.site, device=tv.device),
+                                   last_event_id if last_event_id is not None else after)
+
+    async def _stream(request: Request, feed: Feed, cursor: Cursor) -> AsyncIterator[str]:
         yield "retry: 2000\n\n"  # how long a browser waits before it reconnects
         last_sent = idle_since = time.monotonic()
         failing = False
         while not stopping.is_set():
+            items: list[Any] = []
             try:
-                events = await anyio.to_thread.run_sync(store.events_after, cursor, STREAM_PAGE)
+                items, cursor = await anyio.to_thread.run_sync(feed.poll, cursor, STREAM_PAGE)
                 failing = False
             except SQLAlchemyError as exc:
                 if not failing:
                     log.warning("live feed cannot read the store: %s", exc)
-                failing, events = True, []
-            for event in events:
-                yield sse_event(event)
-                cursor = event["ingest_id"]
+                failing = True
+            for item in items:
+                yield sse_event(item.data, item.cursor, item.kind)
             now = time.monotonic()
-            if events:
+            if items:
                 last_sent = idle_since = now
-                if len(events) == STREAM_PAGE:
+                if len(items) >= STREAM_PAGE:
                     continue  # catching up: no pause
             elif stream_idle_exit_s is not None and now - idle_since >= stream_idle_exit_s:
                 return

@@ -178,6 +178,7 @@ def test_desks_compared_with_today(store) -> None:
     assert (desks["desk-1"]["today_counted"], desks["desk-1"]["today_index"]) == (5, 100)
     assert (desks["desk-2"]["counted"], desks["desk-2"]["index"], desks["desk-2"]["today_counted"]) == (3, None, 0)
     assert desks["desk-9"]["counted"] == 0
+    assert agg["today"] == {"total": 5, "counted": 5, "flagged": 0, "index": 100, "scale": 4, "ratings": [0, 0, 0, 5]}
     assert agg["reasons"] == [{"reason": "wait", "count": 3}, {"reason": "staff", "count": 2}]
     one = aggregate(store, cfg(), site="akl", device="desk-2", now=now)
     assert [d["device"] for d in one["desks"]] == ["desk-2"] and one["counted"] == 3
@@ -201,3 +202,16 @@ def test_event_filters(store) -> None:
     first = queries.events(store, limit=1)
     assert [e["rating"] for e in queries.events(store, after=first[0]["ingest_id"])] == [3, 2]
     assert [e["rating"] for e in queries.iter_events(store, page=1)] == [4, 3, 2]
+
+
+def test_ranges_are_bounded(store) -> None:
+    from central.scores import RangeError
+
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+    with pytest.raises(RangeError, match="longer than 732 days") as err:
+        aggregate(store, cfg(), start=date(2020, 1, 1), now=now)  # to today: too long
+    assert err.value.name == "from"
+    with pytest.raises(RangeError, match="outside"):
+        aggregate(store, cfg(), start=date(9999, 12, 30), end=date(9999, 12, 31), now=now)
+    agg = aggregate(store, cfg(), start=date(2025, 1, 1), end=date(2026, 12, 31), now=now)  # 730 days: fine
+    assert len(agg["days"]) == 730 and agg["total"] == 0

@@ -1,0 +1,246 @@
+"""Staff sign-in and wall-TV tokens.
+
+- **Accounts** (``[dashboard.accounts]``: name -> argon2 hash from
+  ``deskpulse-central hash-password``). With none configured the dashboard is
+  open to whoever reaches ``web.bind`` (central says so in its log); with any,
+  every page, the JSON API, the live feed and the exports need a signed-in
+  session, and ``/login`` shows a form.
+- **Sessions** are a cookie ``deskpulse_session``: the name, an expiry and an
+  HMAC-SHA256 of both, keyed by the account's own password hash. Nothing is kept
+  on the server, so several central processes behind one address accept each
+  other's sessions, and changing a password ends that account's sessions.
+  ``HttpOnly``, ``SameSite=Lax``, and ``Secure`` when the request came over HTTPS.
+- **Display tokens** (``[dashboard.tv.<name>]``) open ``/tv/<token>`` and the
+  paths under it, nothing else: no login form on a TV.
+- **Failed sign-ins** are rate limited per account name (5 tries, then one a
+  minute), and logged with the client's address.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import parse_qs, quote
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+
+from central.config import DashboardConfig
+
+log = logging.getLogger("deskpulse.central.auth")
+
+COOKIE: Final = "deskpulse_session"
+SESSION_S: Final = 12 * 3600
+#: Tries per account name before it is slowed to one a minute.
+MAX_FAILURES: Final = 5
+LOCKOUT_S: Final = 60.0
+#: Paths anyone may open (the login form itself, liveness, the stylesheet).
+PUBLIC_PREFIXES: Final = ("/login", "/healthz", "/static/")
+
+_HASHER: Final = PasswordHasher()
+# Verified against when the name is unknown, so a wrong name costs as long as a wrong password.
+_DUMMY_HASH: Final = _HASHER.hash(secrets.token_hex(16))
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash for ``[dashboard.accounts]``."""
+    return _HASHER.hash(password)
+
+
+def new_token() -> str:
+    """A display token: 32 random bytes, URL-safe (43 characters)."""
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(slots=True)
+class _Failures:
+    count: int = 0
+    until: float = 0.0
+
+
+class Auth:
+    """Checks passwords, signs and reads session cookies, and guards the app's paths."""
+
+    def __init__(self, dashboard: DashboardConfig) -> None:
+        self.dashboard = dashboard
+        self.accounts = dict(dashboard.accounts)
+        self._failures: dict[str, _Failures] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.accounts)
+
+    # ---------------------------------------------------------------- sessions
+    def _mac(self, name: str, expires: int) -> str:
+        key = hashlib.sha256(b"deskpulse-session\0" + self.accounts[name].encode()).digest()
+        msg = f"{name}\0{expires}".encode()
+        return base64.urlsafe_b64encode(hmac.new(key, msg, hashlib.sha256).digest()).decode().rstrip("=")
+
+    def session(self, name: str, now: float | None = None) -> str:
+        """A cookie value for ``name``, valid for 12 hours."""
+        expires = int((now or time.time()) + SESSION_S)
+        encoded = base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+        return f"{encoded}.{expires}.{self._mac(name, expires)}"
+
+    def user(self, cookie: str | None, now: float | None = None) -> str | None:
+        """The account a cookie signs in, or None (missing, forged, expired or for a removed account)."""
+        if not cookie or cookie.count(".") != 2:
+            return None
+        encoded, expires_text, mac = cookie.split(".")
+        try:
+            name = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+            expires = int(expires_text)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if name not in self.accounts or expires < (now or time.time()):
+            return None
+        return name if hmac.compare_digest(mac, self._mac(name, expires)) else None
+
+    # --------------------------------------------------------------- passwords
+    def check(self, name: str, password: str, client: str = "?") -> tuple[bool, str]:
+        """Whether ``password`` is ``name``'s; the reason when not (for the form)."""
+        with self._lock:
+            failures = self._failures.setdefault(name, _Failures())
+            if failures.until > time.monotonic():
+                wait = int(failures.until - time.monotonic()) + 1
+                log.warning("sign-in for %r from %s refused: too many failures (wait %d s)", name, client, wait)
+                return False, f"Too many failed attempts. Try again in {wait} seconds."
+        hashed = self.accounts.get(name, _DUMMY_HASH)
+        try:
+            ok = _HASHER.verify(hashed, password) and name in self.accounts
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            ok = False
+        with self._lock:
+            if ok:
+                self._failures.pop(name, None)
+                log.info("%r signed in from %s", name, client)
+                return True, ""
+            failures.count += 1
+            if failures.count >= MAX_FAILURES:
+                failures.until = time.monotonic() + LOCKOUT_S
+            log.warning("failed sign-in for %r from %s (%d in a row)", name, client, failures.count)
+        return False, "That name and password do not match."
+
+    # ------------------------------------------------------------------ guard
+    def allows(self, request: Request) -> bool:
+        """Whether the request may go on: public path, a display token's own paths, or a session."""
+        path = request.url.path
+        if path.startswith(PUBLIC_PREFIXES):
+            return True
+        if path.startswith("/tv/"):
+            token = path[4:].split("/", 1)[0]
+            return self.dashboard.display_token(token) is not None
+        if not self.enabled:
+            return True
+        return self.user(request.cookies.get(COOKIE)) is not None
+
+
+def install(app: FastAPI, dashboard: DashboardConfig) -> Auth:
+    """Guard ``app``: the middleware, ``/login`` and ``/logout``."""
+    auth = Auth(dashboard)
+    app.state.auth = auth
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if auth.allows(request):
+            return await call_next(request)
+        path = request.url.path
+        if path.startswith("/tv/"):
+            return HTMLResponse(_page("Not found", "<p>This display link is not valid. Ask for a new one.</p>"),
+                                status_code=404)
+        wants_html = "text/html" in request.headers.get("accept", "") and not path.startswith(("/api/", "/export/"))
+        if wants_html:
+            target = path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+        return JSONResponse({"detail": "sign in first (POST /login)"}, status_code=401,
+                            headers={"WWW-Authenticate": 'Cookie realm="DeskPulse"'})
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_form(request: Request, next: str = "/") -> Response:
+        if not auth.enabled:
+            return RedirectResponse(_safe_next(next), status_code=303)
+        return HTMLResponse(_login_page(_safe_next(next)))
+
+    @app.post("/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login(request: Request) -> Response:
+        form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+        name = (form.get("name") or [""])[0].strip()
+        password = (form.get("password") or [""])[0]
+        target = _safe_next((form.get("next") or ["/"])[0])
+        client = request.client.host if request.client else "?"
+        ok, reason = await _to_thread(auth.check, name, password, client)
+        if not ok:
+            return HTMLResponse(_login_page(target, name=name, error=reason), status_code=401)
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(COOKIE, auth.session(name), max_age=SESSION_S, httponly=True, samesite="lax",
+                            secure=request.url.scheme == "https", path="/")
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    def logout() -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    return auth
+
+
+async def _to_thread(fn: Callable[..., tuple[bool, str]], *args: str) -> tuple[bool, str]:
+    import anyio.to_thread
+
+    return await anyio.to_thread.run_sync(fn, *args)  # argon2 takes ~50 ms: keep the loop free
+
+
+def _safe_next(target: str) -> str:
+    """Only a path on this site (never ``//elsewhere`` or ``https://…``) may be the page after signing in."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _login_page(target: str, *, name: str = "", error: str = "") -> str:
+    alert = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
+    return _page("Sign in", f"""
+<form method="post" action="/login">
+  {alert}
+  <input type="hidden" name="next" value="{html.escape(target)}">
+  <label for="name">Name</label>
+  <input id="name" name="name" autocomplete="username" required value="{html.escape(name)}" autofocus>
+  <label for="password">Password</label>
+  <input id="password" name="password" type="password" autocomplete="current-password" required>
+  <button type="submit">Sign in</button>
+</form>""")
+
+
+def _page(title: str, body: str) -> str:
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)} · DeskPulse</title>
+<style>
+  body {{ margin: 0; min-height: 100vh; display: grid; place-items: center; background: #f5f5f0; color: #1a1a1a;
+          font: 17px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; }}
+  main {{ width: min(22rem, calc(100vw - 2rem)); background: #fff; border: 1px solid #d6d6cf;
+          border-radius: .5rem; padding: 1.5rem 1.5rem 1.75rem; }}
+  h1 {{ font-size: 1.3rem; margin: 0 0 1rem; }}
+  label {{ display: block; font-weight: 600; margin: .9rem 0 .3rem; }}
+  input {{ width: 100%; box-sizing: border-box; font: inherit; padding: .55rem .65rem; border: 1px solid #767670;
+           border-radius: .35rem; }}
+  button {{ margin-top: 1.3rem; width: 100%; font: inherit; font-weight: 600; padding: .65rem; border: 0;
+            border-radius: .35rem; background: #0b57d0; color: #fff; cursor: pointer; }}
+  input:focus-visible, button:focus-visible {{ outline: 3px solid #0b57d0; outline-offset: 2px; }}
+  .error {{ background: #fde8e6; border: 1px solid #b3261e; color: #8c1d18; padding: .5rem .7rem;
+            border-radius: .35rem; margin: 0 0 .5rem; }}
+</style></head>
+<body><main><h1>DeskPulse · {html.escape(title)}</h1>{body}</main></body></html>"""

@@ -1,0 +1,173 @@
+"""CSV exports: every raw answer with its flags, and daily aggregates per desk.
+
+Both take the dashboard's filters (``site``, ``device``, ``from``, ``to`` as
+local dates, ``flagged``) and stream, so a year of answers never sits in
+memory. Times are given in the site's local time and in UTC; text cells that a
+spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@`` first) are
+prefixed with ``'``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Final
+
+from fastapi import FastAPI, Query
+from fastapi.responses import StreamingResponse
+
+from central import queries, scores
+from central.config import CentralConfig, SiteConfig
+from central.store import Store
+
+ANSWER_COLUMNS: Final = (
+    "ingest_id", "id", "site", "site_name", "device", "desk_name", "local_time", "local_date", "timezone",
+    "placed_at_utc", "time_source", "rating", "scale", "score", "counted", "flags", "reasons", "lang", "source",
+    "survey", "received_at_utc",
+)
+AGGREGATE_COLUMNS: Final = (
+    "date", "site", "site_name", "device", "desk_name", "timezone", "answers", "counted", "flagged", "index",
+    "scale", "rating_1", "rating_2", "rating_3", "rating_4", "rating_5",
+)
+_SLUG: Final = r"^[a-z0-9-]{1,64}$"
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def _csv_lines(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([_cell(v) for v in row])
+        if buffer.tell() > 64 * 1024:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _window(config: CentralConfig, start: date | None, end: date | None,
+            now: datetime) -> tuple[datetime, datetime]:
+    widest = scores.date_range(SiteConfig(slug="-", name="UTC"), start, end, now)
+    slack = timedelta(hours=14)
+    return (datetime.combine(widest.start - timedelta(days=1), time.min, UTC) - slack,
+            datetime.combine(widest.end + timedelta(days=2), time.min, UTC) + slack)
+
+
+def answer_rows(store: Store, config: CentralConfig, *, site: str | None = None, device: str | None = None,
+                start: date | None = None, end: date | None = None, include_flagged: bool | None = None,
+                now: datetime | None = None) -> Iterator[list[Any]]:
+    """One row per stored answer in range (local dates at its site), in ingest order."""
+    now = now or datetime.now(UTC)
+    flagged_too = config.dashboard.include_flagged if include_flagged is None else include_flagged
+    since, until = _window(config, start, end, now)
+    ranges: dict[str, scores.DateRange] = {}
+    for event in queries.iter_events(store, site=site, device=device, since=since, until=until):
+        site_cfg = config.site(event["site"])
+        if event["site"] not in ranges:
+            ranges[event["site"]] = scores.date_range(site_cfg, start, end, now)
+        placed = datetime.fromisoformat(event["placed_at"].replace("Z", "+00:00"))
+        local = placed.astimezone(site_cfg.tz)
+        if local.date() not in ranges[event["site"]]:
+            continue
+        flagged = not queries.EXCLUDED_FLAGS.isdisjoint(event["flags"])
+        score = round(100 * (event["rating"] - 1) / (event["scale"] - 1), 2)
+        yield [
+            event["ingest_id"], event["id"], event["site"], site_cfg.name, event["device"],
+            site_cfg.desk(event["device"]).name, local.isoformat(timespec="seconds"), local.date().isoformat(),
+            site_cfg.timezone, event["placed_at"], event["time_source"], event["rating"], event["scale"], score,
+            "no" if flagged and not flagged_too else "yes", ";".join(event["flags"]), ";".join(event["reasons"]),
+            event["lang"], event["source"], event["survey"], event["received_at"],
+        ]
+
+
+def aggregate_rows(store: Store, config: CentralConfig, *, site: str | None = None, device: str | None = None,
+                   start: date | None = None, end: date | None = None, include_flagged: bool | None = None,
+                   now: datetime | None = None) -> list[list[Any]]:
+    """One row per (local date, site, desk) with answers in range: counts, index and ratings."""
+    now = now or datetime.now(UTC)
+    flagged_too = config.dashboard.include_flagged if include_flagged is None else include_flagged
+    since, until = _window(config, start, end, now)
+    ranges: dict[str, scores.DateRange] = {}
+    groups: dict[tuple[date, str, str], dict[str, Any]] = defaultdict(
+        lambda: {"total": 0, "flagged": 0, "tally": scores.Tally(), "ratings": defaultdict(lambda: [0] * 6)})
+    for b in queries.buckets(store, site=site, device=device, since=since, until=until):
+        site_cfg = config.site(b.site)
+        if b.site not in ranges:
+            ranges[b.site] = scores.date_range(site_cfg, start, end, now)
+        day = b.start.astimezone(site_cfg.tz).date()
+        if day not in ranges[b.site]:
+            continue
+        group = groups[(day, b.site, b.device)]
+        group["total"] += b.count
+        if b.flagged:
+            group["flagged"] += b.count
+            if not flagged_too:
+                continue
+        group["tally"].add(b.rating, b.scale, b.count)
+        group["ratings"][b.scale][b.rating] += b.count
+    rows = []
+    for (day, site_slug, device_slug), g in sorted(groups.items()):
+        site_cfg = config.site(site_slug)
+        by_scale: dict[int, list[int]] = g["ratings"]
+        scale = max(by_scale, key=lambda s: (sum(by_scale[s]), s)) if by_scale else None
+        counts = by_scale[scale][1:scale + 1] if scale else []
+        rows.append([
+            day.isoformat(), site_slug, site_cfg.name, device_slug, site_cfg.desk(device_slug).name,
+            site_cfg.timezone, g["total"], g["tally"].counted, g["flagged"],
+            g["tally"].index(config.dashboard.min_answers), scale or "", *counts, *[""] * (5 - len(counts)),
+        ])
+    return rows
+
+
+def install(app: FastAPI, store: Store, config: CentralConfig) -> None:
+    """``GET /export/answers.csv`` and ``GET /export/aggregates.csv``."""
+
+    def filters(site: str | None, device: str | None, start: date | None, end: date | None,
+                flagged: bool | None) -> dict[str, Any]:
+        from central.web import check_range
+
+        check_range(start, end)
+        return {"site": site, "device": device, "start": start, "end": end, "include_flagged": flagged}
+
+    def filename(kind: str, f: dict[str, Any]) -> str:
+        parts = ["deskpulse", kind, f["site"] or "all-sites", f["device"] or "",
+                 f"{f['start'] or ''}_{f['end'] or 'today'}" if f["start"] or f["end"] else "last-30-days"]
+        return "-".join(p for p in parts if p) + ".csv"
+
+    def respond(lines: Iterator[str], name: str) -> StreamingResponse:
+        return StreamingResponse(lines, media_type="text/csv; charset=utf-8",
+                                 headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                          "Cache-Control": "no-store"})
+
+    @app.get("/export/answers.csv", response_class=StreamingResponse,
+             responses={200: {"content": {"text/csv": {}}, "description": "one row per answer"}})
+    def export_answers(
+        site: str | None = Query(None, pattern=_SLUG), device: str | None = Query(None, pattern=_SLUG),
+        from_: date | None = Query(None, alias="from", description="first local date, YYYY-MM-DD"),
+        to: date | None = Query(None, description="last local date, YYYY-MM-DD"),
+        flagged: bool | None = Query(None, description="whether flagged answers count (the `counted` column)"),
+    ) -> StreamingResponse:
+        """Every answer in range with its flags (flagged ones included, marked in `counted`), as CSV."""
+        f = filters(site, device, from_, to, flagged)
+        return respond(_csv_lines(ANSWER_COLUMNS, answer_rows(store, config, **f)), filename("answers", f))
+
+    @app.get("/export/aggregates.csv", response_class=StreamingResponse,
+             responses={200: {"content": {"text/csv": {}}, "description": "one row per day and desk"}})
+    def export_aggregates(
+        site: str | None = Query(None, pattern=_SLUG), device: str | None = Query(None, pattern=_SLUG),
+        from_: date | None = Query(None, alias="from", description="first local date, YYYY-MM-DD"),
+        to: date | None = Query(None, description="last local date, YYYY-MM-DD"),
+        flagged: bool | None = Query(None, description="count flagged answers too"),
+    ) -> StreamingResponse:
+        """Per local day and desk: answers, counted, flagged, index and the count of each rating, as CSV."""
+        f = filters(site, device, from_, to, flagged)
+        return respond(_csv_lines(AGGREGATE_COLUMNS, aggregate_rows(store, config, **f)), filename("aggregates", f))
