@@ -1,11 +1,12 @@
-"""Central's web app: a plain live page, a small JSON API and a server-sent event stream.
+"""Central's web app: the JSON API, the live feed (server-sent events), and the wiring of the rest.
 
 Everything reads the store, never a collector's memory: several collectors may
-be writing. The live feed follows the store's ingest id; a browser that
-reconnects sends ``Last-Event-ID`` and resumes after the last event it saw.
-No CDN, no build step: the page is one server-rendered template with inline
-CSS and a few lines of JavaScript. (FastAPI's /docs page would load Swagger UI
-from a CDN, so it is off; the OpenAPI description is at /openapi.json.)
+be writing. The live feed follows the store's ingest id (central/feed.py: per-desk
+privacy, a cursor a reconnecting browser sends back as ``Last-Event-ID``).
+The dashboard's pages are central/pages.py, sign-in and TV tokens
+central/auth.py, the CSV exports central/exports.py. No CDN, no build step.
+(FastAPI's /docs page would load Swagger UI from a CDN, so it is off; the
+OpenAPI description is at /openapi.json.)
 """
 
 from __future__ import annotations
@@ -21,22 +22,20 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import anyio.to_thread
-from fastapi import FastAPI, Header, HTTPException, Query, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from central import __version__, auth, exports, queries, scores
+from central import __version__, auth, exports, pages, queries, scores
 from central.config import CentralConfig
 from central.feed import Cursor, Feed
 from central.store import Store
 
 log = logging.getLogger("deskpulse.central.web")
 
-TEMPLATES: Final = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
 
 #: Query parameters the pages, the API and the exports share.
@@ -44,14 +43,6 @@ SLUG_PATTERN: Final = r"^[a-z0-9-]{1,64}$"
 
 #: How many events one read of the stream or one page of the API returns at most.
 STREAM_PAGE: Final = 200
-
-#: Words for each rating, worst first, per scale (the dashboard's labels).
-RATING_WORDS: Final[dict[int, tuple[str, ...]]] = {
-    3: ("Bad", "OK", "Good"),
-    4: ("Very bad", "Bad", "Good", "Very good"),
-    5: ("Very bad", "Bad", "OK", "Good", "Very good"),
-}
-
 
 class FeedbackEvent(BaseModel):
     """One stored answer: the protocol's fields as the device sent them, plus central's."""
@@ -206,17 +197,6 @@ def sse_event(event: dict[str, Any], cursor: Cursor | str | None = None, kind: s
     return f"id: {ident}\nevent: {kind}\ndata: {data}\n\n"
 
 
-def rating_level(rating: int, scale: int) -> int:
-    """Map a rating on a 3-, 4- or 5-point scale to a 1..5 colour level."""
-    return 1 + (rating - 1) * 4 // (scale - 1)
-
-
-def rating_words(rating: int, scale: int) -> str:
-    """The rating in words ("Good"), or "rating/scale" for an unknown scale."""
-    words = RATING_WORDS.get(scale)
-    return words[rating - 1] if words and 1 <= rating <= len(words) else f"{rating}/{scale}"
-
-
 def query_error(name: str, message: str) -> RequestValidationError:
     """A 422 in FastAPI's own shape (what the OpenAPI description promises), naming a query parameter."""
     return RequestValidationError([{"loc": ("query", name), "msg": message, "type": "value_error"}])
@@ -269,19 +249,6 @@ def create_app(
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     auth.install(app, config.dashboard)
     exports.install(app, store, config)
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index(request: Request) -> HTMLResponse:
-        events = store.recent(50)
-        return TEMPLATES.TemplateResponse(request, "index.html", {
-            "events": events,
-            "total": store.count_events(),
-            "after": events[0]["ingest_id"] if events else 0,
-            "version": __version__,
-            "level": rating_level,
-            "words": rating_words,
-            "rating_words": {str(k): v for k, v in RATING_WORDS.items()},
-        })
 
     @app.get("/healthz", response_model=Health)
     def healthz() -> dict[str, Any]:
@@ -369,18 +336,7 @@ def create_app(
         return StreamingResponse(_stream(request, feed, cursor), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    app.state.feed_response = feed_response
-
-    @app.get("/tv/{token}/stream", response_class=StreamingResponse, include_in_schema=False)
-    async def tv_stream(request: Request, token: str,
-                        after: str | None = Query(None, max_length=2000, pattern=r"^[0-9;:]+$"),
-                        last_event_id: str | None = Header(None)) -> StreamingResponse:
-        """The live feed of a wall TV: its site (or desk) only, privacy applied (the guard checked the token)."""
-        tv = config.dashboard.display_token(token)
-        if tv is None:
-            raise HTTPException(404)
-        return await feed_response(request, Feed(store, config, site=tv.site, device=tv.device),
-                                   last_event_id if last_event_id is not None else after)
+    app.state.feed_response = feed_response  # the TV view's stream uses it too (central/pages.py)
 
     async def _stream(request: Request, feed: Feed, cursor: Cursor) -> AsyncIterator[str]:
         yield "retry: 2000\n\n"  # how long a browser waits before it reconnects
@@ -411,4 +367,5 @@ def create_app(
                 return
             await asyncio.sleep(poll_s)
 
+    pages.install(app, store, config)  # the dashboard: overview and the wall-TV view
     return app

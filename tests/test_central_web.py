@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from central.store import Store
-from central.web import create_app, rating_level, rating_words
+from central.web import create_app
 from sync import protocol
 from tests.support.events import feedback_event
 
@@ -89,14 +89,16 @@ def test_the_page_shows_stored_answers_without_a_cdn(store: Store, events: list[
     html = reply.text
     assert '<html lang="en">' in html
     assert "desk-3" in html and ">5<" in html  # a device and the total
-    assert f'data-after="{events[-1]["ingest_id"]}"' in html  # the live feed continues after the newest row
-    assert "EventSource" in html
+    # the live feed continues after the newest row, in a script served from here
+    assert f'data-stream="/api/stream?after={events[-1]["ingest_id"]}"' in html
+    assert '<script src="/static/dashboard.js' in html
+    assert "EventSource" in client_for(store).get("/static/dashboard.js").text
     assert "http://" not in html and "https://" not in html  # nothing loaded from elsewhere
 
 
 def test_the_page_says_so_when_there_is_nothing_yet(store: Store) -> None:
     html = client_for(store).get("/").text
-    assert "No answers yet" in html and 'data-after="0"' in html
+    assert "No answers yet" in html and 'data-stream="/api/stream?after=0"' in html
 
 
 def test_the_api_is_described_and_no_cdn_docs_page_is_served(store: Store) -> None:
@@ -151,15 +153,6 @@ def test_shutdown_ends_open_streams(store: Store) -> None:
     began = time.monotonic()
     stream(client)
     assert time.monotonic() - began < 3
-
-
-@pytest.mark.parametrize(("rating", "scale", "level", "words"), [
-    (1, 3, 1, "Bad"), (2, 3, 3, "OK"), (3, 3, 5, "Good"),
-    (1, 4, 1, "Very bad"), (3, 4, 3, "Good"), (4, 4, 5, "Very good"),
-    (1, 5, 1, "Very bad"), (3, 5, 3, "OK"), (5, 5, 5, "Very good"),
-])
-def test_ratings_read_the_same_on_every_scale(rating: int, scale: int, level: int, words: str) -> None:
-    assert (rating_level(rating, scale), rating_words(rating, scale)) == (level, words)
 
 
 def test_api_devices_shows_health_and_gaps(store: Store) -> None:
