@@ -42,8 +42,9 @@ demo: venv deps ## Run the demo: private Mosquitto, central and a kiosk window (
 test: venv deps ## Run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-screenshots: venv ## Save PNGs of the kiosk screens to docs/img/
+screenshots: venv deps ## Save PNGs of the kiosk screens and the dashboard to docs/img/
 	$(PY) -m device.cli screenshot --all --out docs/img
+	$(PY) -m central.screenshots --out docs/img
 
 lint: venv ## ruff and mypy
 	$(PY) -m ruff check . && $(PY) -m mypy sync
