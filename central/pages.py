@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from central import __version__
+from central.feed import Feed
 from central.store import Store
 
 if TYPE_CHECKING:
@@ -257,33 +258,8 @@ def recent_feed(store: Store, config: CentralConfig, *, site: str | None, device
                 limit: int, now: datetime) -> tuple[list[dict[str, Any]], str]:
     """The newest answers the live feed may show (per-desk privacy applied, newest first) and the
     stream cursor to resume after them."""
-    try:
-        from central.feed import Feed
-    except ImportError:  # pragma: no cover - before central/feed.py lands
-        return _recent_fallback(store, config, site=site, device=device, limit=limit, now=now)
     events, cursor = Feed(store, config, site=site, device=device).recent(limit, now=now)
     return events, str(cursor)
-
-
-def _recent_fallback(store: Store, config: CentralConfig, *, site: str | None, device: str | None,
-                     limit: int, now: datetime) -> tuple[list[dict[str, Any]], str]:
-    cursor = store.last_ingest_id()
-    out: list[dict[str, Any]] = []
-    for event in store.recent(1000):
-        if (site and event["site"] != site) or (device and event["device"] != device):
-            continue
-        desk = config.site(event["site"]).desks.get(event["device"])
-        mode = getattr(desk, "feed", "live") if desk else "live"
-        if mode == "aggregated":
-            continue
-        if mode == "delayed":
-            placed = _parse_utc(event["received_at"])
-            if placed is None or now - placed < timedelta(minutes=getattr(desk, "delay_min", 0)):
-                continue
-        out.append(event)
-        if len(out) >= limit:
-            break
-    return out, str(cursor)
 
 
 def feed_row(event: dict[str, Any], config: CentralConfig, today: date | None = None) -> dict[str, Any]:
@@ -333,7 +309,7 @@ def _ago(delta: timedelta) -> str:
 
 # --------------------------------------------------------------------------- charts (inline SVG)
 
-def trend_chart(days: list[dict[str, Any]], *, width: int = 720, height: int = 220) -> dict[str, Any]:
+def trend_chart(days: list[dict[str, Any]], *, width: int = 900, height: int = 240) -> dict[str, Any]:
     """The daily index as an SVG line (gaps where a day has too few answers), answers as bars."""
     left, right, top, bottom = 58, 10, 12, 26
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -429,7 +405,7 @@ def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: da
             "desks": {f"{s['slug']}/{d['slug']}": d["name"] for s in sites for d in s["desks"]},
             "words": {str(k): v for k, v in RATING_WORDS.items()}, "reasons": REASON_WORDS,
             "rangeHasToday": f.end is None or f.end >= (now - timedelta(days=1)).date(),
-            "maxRows": FEED_ROWS,
+            "maxRows": FEED_ROWS, "oneSite": f.site is not None,
         },
     }
 
@@ -590,8 +566,6 @@ def install(app: FastAPI, store: Store, config: CentralConfig) -> None:
     @app.get("/tv/{token}/stream", include_in_schema=False)
     async def tv_stream(request: Request, token: str) -> Any:
         """The TV's live feed: /api/stream for its site or desk only, reached with its token."""
-        from central.feed import Feed
-
         display = display_for(token)
         resume = request.headers.get("last-event-id") or request.query_params.get("after")
         feed = Feed(store, config, site=display.site, device=display.device)

@@ -187,14 +187,7 @@ def serving(store: Store, config: CentralConfig) -> Iterator[str]:
 def _app(store: Store, config: CentralConfig) -> Any:
     from central.web import create_app
 
-    app = create_app(store, config, keepalive_s=5.0)
-    if not any(getattr(r, "path", "") == "/partials/overview" for r in app.router.routes):
-        # central.web does not install the pages yet: replace its plain live page by them
-        from central import pages
-
-        app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", "") != "/"]
-        pages.install(app, store, config)
-    return app
+    return create_app(store, config, keepalive_s=5.0)
 
 
 def shoot(base_url: str, out: Path) -> list[Path]:

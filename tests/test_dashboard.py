@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from central import config as central_config
 from central import pages
 from central.store import Store
+from central.web import create_app
 from sync import protocol
 from tests.support.events import feedback_event
 
@@ -47,14 +48,8 @@ def make_config(**dashboard: Any) -> central_config.CentralConfig:
 
 
 def make_app(store: Store, config: central_config.CentralConfig, **options: Any) -> Any:
-    """central's app with the pages (installed here too while central.web does not yet)."""
-    from central.web import create_app
-
-    app = create_app(store, config, **{"poll_s": 0.05, "stream_idle_exit_s": 0.3, **options})
-    if not any(getattr(r, "path", "") == "/partials/overview" for r in app.router.routes):
-        app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", "") != "/"]
-        pages.install(app, store, config)
-    return app
+    """central's web app (the pages included), its event streams ending once idle."""
+    return create_app(store, config, **{"poll_s": 0.05, "stream_idle_exit_s": 0.3, **options})
 
 
 def put(store: Store, when: datetime, rating: int, *, scale: int = 5, site: str = "north", device: str = "a",

@@ -92,7 +92,8 @@
       const tr = el("tr", "new" + flagged);
       tr.dataset.id = String(e.ingest_id);
       const tdTime = el("td", "time"); tdTime.append(time);
-      const tdDesk = el("td", "desk", deskName(e)); tdDesk.append(el("span", "site", siteName(e)));
+      const tdDesk = el("td", "desk", deskName(e));
+      if (!data.oneSite) tdDesk.append(el("span", "site", siteName(e)));
       const tdAnswer = el("td", "answer"); tdAnswer.append(...answerParts(e));
       tr.append(tdTime, tdDesk, tdAnswer);
       return tr;
