@@ -119,6 +119,23 @@ devices = sa.Table(
     sa.Column("health", sa.Text, nullable=True),  # JSON: the status's whole health object
 )
 
+#: The columns an insert writes (every one but the ingest id), in table order.
+_INSERTED: Final = tuple(c.name for c in events.columns if c.name != "ingest_id")
+
+
+def _array_type(column: sa.Column[Any]) -> str:
+    if isinstance(column.type, sa.String):  # text[]: the column's own length is checked on insert
+        return "TEXT[]"
+    return f"{column.type.compile(dialect=postgresql.dialect())}[]"
+
+
+#: PostgreSQL: a whole batch as one array per column (see Store._insert_rows).
+_PG_INSERT: Final = sa.text(
+    f"INSERT INTO events ({', '.join(_INSERTED)}) SELECT * FROM unnest("
+    + ", ".join(f"CAST(:c{i} AS {_array_type(events.c[name])})" for i, name in enumerate(_INSERTED))
+    + ") ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+
 #: Event fields stored as JSON text.
 _JSON_FIELDS: Final = ("reasons", "flags")
 #: The protocol field each renamed column holds.
@@ -314,15 +331,26 @@ class Store:
                 rows[event["id"]] = _row(event, now)
         stored: set[str] = set()
         if rows:
-            insert = postgresql.insert(events) if self.dialect == "postgresql" else sqlite.insert(events)
-            stmt = insert.on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
-            # executemany: SQLAlchemy pages it into multi-row INSERTs ("insertmanyvalues").
-            stored = set(conn.execute(stmt, list(rows.values())).scalars())
+            stored = self._insert_rows(conn, list(rows.values()))
             _retime(conn, [rows[i] for i in stored])
         letters = [_dead_row(d, now) for d in dead]
         if letters:
             conn.execute(dead_letters.insert(), letters)
         return {id_: ("stored" if id_ in stored else "duplicate") for id_ in rows}
+
+    def _insert_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+        """``INSERT … ON CONFLICT (id) DO NOTHING RETURNING id``: the ids that were new."""
+        if self.dialect == "postgresql":
+            # One statement with one array per column, whatever the batch size: a
+            # short, constant text that psycopg parses once and PostgreSQL
+            # prepares, where a multi-row VALUES list is re-parsed in Python for
+            # every batch. The arrays carry the columns' base types; the INSERT's
+            # own assignment casts still refuse a value too long for its column.
+            params = {f"c{i}": [row[name] for row in rows] for i, name in enumerate(_INSERTED)}
+            return set(conn.execute(_PG_INSERT, params).scalars())
+        stmt = sqlite.insert(events).on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
+        # executemany: SQLAlchemy pages it into multi-row INSERTs ("insertmanyvalues").
+        return set(conn.execute(stmt, rows).scalars())
 
     def dead_letter(self, topic: str, reason: str, raw: bytes, *, conn: Connection | None = None) -> None:
         """Keep a refused payload with the reason, for people to look at."""
