@@ -106,6 +106,8 @@ def senders(broker: Mosquitto, tmp_path: Path) -> Iterator[list[Sender]]:
 
 def test_two_collectors_one_killed_mid_stream_store_every_answer_once(broker, store_url, senders,
                                                                      tmp_path) -> None:
+    began = time.monotonic()
+    phases: dict[str, float] = {}
     first = RecordingCentral(broker, tmp_path / "central-a", db_url=store_url).start()
     second: RecordingCentral | None = None
     try:
@@ -114,12 +116,14 @@ def test_two_collectors_one_killed_mid_stream_store_every_answer_once(broker, st
             s.start()
         wait_for(lambda: all(s.status.connected and s.status.central_online for s in senders), timeout=15,
                  what="every device connected and seeing central online")
+        phases["collectors and devices up"] = time.monotonic() - began
         stream = Stream([s.outbox_path for s in senders], senders)
         stream.thread.start()
 
         wait_for(lambda: min(len(first.stored_ids()), len(second.stored_ids())) >= SHARE * TOTAL
                  or stream.done, timeout=30, what=f"each collector to store {SHARE:.0%} of the stream")
         written_at_kill = len(stream.ids)
+        phases["kill"] = time.monotonic() - began
         first.kill()  # SIGKILL: no clean stop, no offline status but its will
         killed = first.stored_ids()
         survivor_at_kill = set(second.stored_ids())
@@ -132,8 +136,10 @@ def test_two_collectors_one_killed_mid_stream_store_every_answer_once(broker, st
         stream.thread.join(TOTAL / RATE + 30)
         assert stream.done and stream.error is None, stream.error
         assert len(stream.ids) == TOTAL
+        phases["stream written"] = time.monotonic() - began
         paths = [s.outbox_path for s in senders]
         wait_for(lambda: settled(paths), timeout=40, what="every answer confirmed by a receipt")
+        phases["every answer confirmed"] = time.monotonic() - began
         events = second.events()
         survivor = second.stored_ids()
     finally:
@@ -144,7 +150,8 @@ def test_two_collectors_one_killed_mid_stream_store_every_answer_once(broker, st
     resent = sum(republished(p) for p in paths)
     print(f"at the kill: {written_at_kill} of {TOTAL} written, the killed collector had stored {len(killed)}, "
           f"the survivor {len(survivor_at_kill)}; the survivor stored {len(survivor)} in all; "
-          f"{resent} answers were published more than once")
+          f"{resent} answers were published more than once; "
+          + ", ".join(f"{name} at {t:.1f} s" for name, t in phases.items()))
     # Every written answer stored exactly once, seq without gaps, every outbox row settled.
     assert_delivered(stream.ids, events, paths)
     assert len(events) == TOTAL
