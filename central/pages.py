@@ -41,6 +41,9 @@ _SLUG: Final = re.compile(r"^[a-z0-9-]{1,64}$")
 
 #: The longest date range one view may ask for (a year and a bit).
 MAX_RANGE_DAYS: Final = 400
+#: Dates a filter may name.
+_EARLIEST: Final = date(2000, 1, 1)
+_LATEST: Final = date(2100, 12, 31)
 
 #: The kiosk's own face colours (Okabe–Ito), worst first, per scale: the same as
 #: ``display.screens.PALETTES`` (central does not import display/; a test compares them).
@@ -145,18 +148,23 @@ class Filters:
             if not value:
                 return None
             try:
-                return date.fromisoformat(value)
+                day = date.fromisoformat(value)
             except ValueError:
                 problems.append(f"{name} {value!r} is not a date (YYYY-MM-DD); it was ignored")
                 return None
+            if not _EARLIEST <= day <= _LATEST:
+                problems.append(f"{name} {value} is out of range ({_EARLIEST.year} to {_LATEST.year}); it was ignored")
+                return None
+            return day
 
         start, end = day("from"), day("to")
         if start and end and start > end:
             problems.append("“from” was after “to”; they were swapped")
             start, end = end, start
-        if start and end and (end - start).days >= MAX_RANGE_DAYS:
+        last = end or datetime.now(UTC).date() + timedelta(days=1)  # without "to": up to today at every site
+        if start and (last - start).days >= MAX_RANGE_DAYS:
             problems.append(f"at most {MAX_RANGE_DAYS} days at once; “from” was moved")
-            start = end - timedelta(days=MAX_RANGE_DAYS - 1)
+            start = last - timedelta(days=MAX_RANGE_DAYS - 1)
         flags = query.getlist("flagged") if hasattr(query, "getlist") else [query.get("flagged")]
         flags = [f for f in flags if f is not None]
         flagged = None if not flags else flags[-1] in ("1", "on", "true", "yes")
@@ -192,32 +200,6 @@ def _aggregate(store: Store, config: CentralConfig, **kw: Any) -> dict[str, Any]
 
 def _include_flagged(config: CentralConfig, f: Filters) -> bool:
     return bool(config.dashboard.include_flagged) if f.flagged is None else f.flagged
-
-
-def today_numbers(store: Store, config: CentralConfig, agg: dict[str, Any], *, site: str | None,
-                  device: str | None, include_flagged: bool, now: datetime) -> dict[str, Any]:
-    """Today's counts and index for the filter, today being each site's own local date."""
-    if isinstance(agg.get("today"), dict):
-        return agg["today"]
-    # Until scores.aggregate says "today" itself: one aggregate per site over its own local today.
-    sites = [site] if site else sorted({d["site"] for d in agg.get("desks", [])})
-    total = counted = flagged = 0
-    weighted = 0.0
-    exact = True
-    for slug in sites:
-        local = now.astimezone(config.site(slug).tz).date()
-        one = _aggregate(store, config, site=slug, device=device, start=local, end=local,
-                         include_flagged=include_flagged, now=now)
-        total += one["total"]
-        counted += one["counted"]
-        flagged += one["flagged"]
-        if one["counted"]:
-            if one["index"] is None:
-                exact = False
-            else:
-                weighted += one["index"] * one["counted"]
-    index = weighted / counted if counted and exact and counted >= config.dashboard.min_answers else None
-    return {"total": total, "counted": counted, "flagged": flagged, "index": index}
 
 
 def fleet(store: Store, config: CentralConfig, *, site: str | None, device: str | None,
@@ -372,7 +354,7 @@ def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: da
                      include_flagged=include, now=now)
     compare = agg if f.device is None else _aggregate(store, config, site=f.site, start=f.start, end=f.end,
                                                       include_flagged=include, now=now)
-    today = today_numbers(store, config, agg, site=f.site, device=f.device, include_flagged=include, now=now)
+    today = agg["today"]  # each site's own local today
     ratings = _rating_shares(agg)
     counted_reasons = sum(r["count"] for r in agg["reasons"])
     reasons = [{**r, "words": reason_words(r["reason"]),

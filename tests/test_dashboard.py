@@ -174,6 +174,10 @@ def test_bad_filter_values_are_reported_not_fatal(seeded: Store) -> None:
     html = page(client, **{"from": "2026-11-11", "to": "2026-11-10"})
     assert "they were swapped" in html
     assert 'name="from" value="2026-11-10"' in html
+    html = page(client, **{"from": "2001-01-01"})  # no end given: up to today, at most 400 days
+    assert "at most 400 days at once" in html
+    html = page(client, **{"from": "2026-11-01", "to": "9999-12-31"})
+    assert "is out of range" in html
 
 
 def test_the_numbers_refresh_from_a_partial_with_the_same_parts(seeded: Store) -> None:

@@ -103,7 +103,7 @@
     li.append(...answerParts(e));
     const meta = el("span", "meta");
     meta.append(time);
-    if (!data.oneDesk) meta.append(document.createTextNode(" · " + deskName(e)));
+    if (!data.oneDesk) meta.append(el("span", "desk", deskName(e)));
     li.append(meta);
     return li;
   }
