@@ -386,7 +386,6 @@ def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: da
             "tz": tz_names, "sites": {s["slug"]: s["name"] for s in sites},
             "desks": {f"{s['slug']}/{d['slug']}": d["name"] for s in sites for d in s["desks"]},
             "words": {str(k): v for k, v in RATING_WORDS.items()}, "reasons": REASON_WORDS,
-            "rangeHasToday": f.end is None or f.end >= (now - timedelta(days=1)).date(),
             "maxRows": FEED_ROWS, "oneSite": f.site is not None,
         },
     }

@@ -256,3 +256,27 @@ def test_the_page_has_labels_and_text_alternatives(seeded: Store) -> None:
     assert desc == ("Daily index over 2 days, 2 with enough answers: lowest 63 on 2026-11-10, "
                     "highest 100 on 2026-11-11, latest 100 on 2026-11-11.")
     assert "<caption" in html and 'scope="row"' in html
+
+
+def _contrast(fg: str, bg: str) -> float:
+    def luminance(colour: str) -> float:
+        channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    high, low = sorted((luminance(fg), luminance(bg)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_every_text_colour_has_a_contrast_of_at_least_4_5() -> None:
+    from pathlib import Path
+
+    static = Path(pages.__file__).parent / "static"
+    css = (static / "dashboard.css").read_text() + (static / "tv.css").read_text()
+    colours = dict(re.findall(r"--([a-z0-9-]+):\s*(#[0-9a-f]{6})", css))
+    pairs = [("ink", "bg"), ("ink", "card"), ("muted", "bg"), ("muted", "card"), ("ring", "bg"), ("ring", "card"),
+             ("bad", "card"), ("good", "card"), ("tv-ink", "tv-bg"), ("tv-ink", "tv-card"), ("tv-muted", "tv-bg"),
+             ("tv-muted", "tv-card")]
+    pairs += [("ink", f"b{band}") for band in range(1, 6)]  # heatmap numbers on their band colours
+    for fg, bg in pairs:
+        assert _contrast(colours[fg], colours[bg]) >= 4.5, (fg, bg)

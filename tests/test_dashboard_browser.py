@@ -41,7 +41,8 @@ class Web:
     def start(self) -> Web:
         import uvicorn
 
-        self.app = make_app(self.store, self.config, poll_s=0.1, keepalive_s=1.0, stream_idle_exit_s=None)
+        # The stream's own default poll (0.5 s): "within a second" is measured as deployed.
+        self.app = make_app(self.store, self.config, poll_s=0.5, keepalive_s=1.0, stream_idle_exit_s=None)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
                                                     log_config=None, timeout_graceful_shutdown=1))
         self.thread = threading.Thread(target=self.server.run, name="test-web", daemon=True)
@@ -110,7 +111,7 @@ def test_a_new_answer_appears_live_and_the_numbers_follow(store: Store, web: Web
     put(store, datetime.now(UTC), 5, reasons=[])
     started = time.monotonic()
     page.wait_for_selector("#feed tr[data-id]")
-    assert time.monotonic() - started < 1.5  # the stream polls the store every 0.1 s here
+    assert time.monotonic() - started < 1.0  # stored -> on the page within a second
     row = page.locator("#feed tr").first.inner_text()
     assert "Desk Alpha" in row and "Very good" in row
     for rating in (1, 3, 4, 5):
@@ -120,6 +121,7 @@ def test_a_new_answer_appears_live_and_the_numbers_follow(store: Store, web: Web
     # The numbers are fetched again: 5 answers today, (4 + 0 + 2 + 3 + 4) / (5 · 4) = 13/20 -> 65.
     page.wait_for_function("document.getElementById('today-index').textContent === '65'")
     assert page.locator("#today-count").inner_text() == "5"
+    time.sleep(1)  # any late refresh has landed: the server's count, not a count of messages
     assert page.locator("#total").inner_text() == "5"
     assert "Waiting time" in page.locator("#reasons").inner_text()
     assert page.locator("#feed tr").first.locator("time").inner_text().count(":") == 1  # local HH:MM

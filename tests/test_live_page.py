@@ -40,7 +40,7 @@ def test_a_tap_appears_live_without_a_reload(broker, central, kiosk_config, tmp_
         rows = page.locator("#feed tr")
         assert "2/5" in rows.nth(0).inner_text().replace(" ", "")  # newest first
         assert "5/5" in rows.nth(1).inner_text().replace(" ", "")
-        assert page.locator("#total").inner_text() == "2"
+        page.wait_for_function("document.getElementById('total').textContent === '2'", timeout=5_000)
         shot = tmp_path / f"live-{viewport[0]}x{viewport[1]}.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000

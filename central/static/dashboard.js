@@ -115,7 +115,7 @@
   function scheduleRefresh(delay) {
     if (!partsHost) return;
     if (refreshTimer) return;
-    refreshTimer = setTimeout(refresh, delay === undefined ? 600 : delay);
+    refreshTimer = setTimeout(refresh, delay === undefined ? 300 : delay);
   }
   async function refresh() {
     refreshTimer = null;
@@ -138,7 +138,7 @@
       // the stream's reconnect will bring another refresh
     } finally {
       refreshing = false;
-      if (again) { again = false; scheduleRefresh(1500); }
+      if (again) { again = false; scheduleRefresh(1000); }
     }
   }
 
@@ -179,8 +179,8 @@
     const rows = feed.querySelectorAll("[data-id]");
     for (let i = maxRows; i < rows.length; i++) rows[i].remove();
     if (empty) empty.hidden = true;
-    const total = document.getElementById("total");
-    if (total && data.rangeHasToday) total.textContent = String(Number(total.textContent) + 1);
+    // The counts come from the server (never counted up here: the store may already hold
+    // answers this stream has not delivered yet, and they would be counted twice).
     scheduleRefresh();
   }
 
