@@ -356,6 +356,7 @@ def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: da
                                                       include_flagged=include, now=now)
     today = agg["today"]  # each site's own local today
     ratings = _rating_shares(agg)
+    other_scales = agg["counted"] - sum(agg.get("ratings") or [])  # answers on a less common scale
     counted_reasons = sum(r["count"] for r in agg["reasons"])
     reasons = [{**r, "words": reason_words(r["reason"]),
                 "share": r["count"] / counted_reasons if counted_reasons else 0,
@@ -373,7 +374,7 @@ def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: da
     if f.device:
         desk_name = next((d["name"] for d in compare["desks"] if d["device"] == f.device), f.device)
     return {
-        "f": f, "agg": agg, "today": today, "ratings": ratings, "reasons": reasons,
+        "f": f, "agg": agg, "today": today, "ratings": ratings, "other_scales": other_scales, "reasons": reasons,
         "reasons_total": counted_reasons,
         "trend": trend_chart(agg["days"]), "trend_text": trend_summary(agg["days"]),
         "weeks": agg["weeks"], "heat_hours": heat["hours"], "heat_rows": heat_rows,

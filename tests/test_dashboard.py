@@ -234,6 +234,20 @@ def test_the_feed_keeps_delayed_and_aggregated_desks_private(store: Store) -> No
     assert "3 so far" in html
 
 
+def test_flagged_answers_are_shown_marked_and_mixed_scales_are_said(store: Store) -> None:
+    put(store, NOON, 5, flags=["rapid_repeat"])
+    put(store, NOON, 2, reasons=["wait_time"], n=5)
+    put(store, NOON, 3, scale=3, device="b", n=2)  # a 3-point desk: in the index, not in the 5-point bars
+    html = page(TestClient(make_app(store, make_config())), site="north",
+                **{"from": "2026-11-10", "to": "2026-11-10"})
+    feed = html[html.index('id="feed"'):html.index("</tbody>", html.index('id="feed"'))]
+    assert feed.count('class="flagged"') == 1 and '<span class="flag">rapid repeat</span>' in feed
+    assert "Waiting time" in feed
+    # Counted: five 2s of 5 (1/4 each) and two 3s of 3 (1 each): (5/4 + 2) / 7 = 0.4643 -> 46.
+    assert text_of(html, "range-index") == "46"
+    assert "5-point scale · 5 counted answers · 2 more on other scales" in html
+
+
 def test_the_dashboard_uses_the_kiosks_colours_and_words() -> None:
     from device import texts
     from display.screens import PALETTES

@@ -10,10 +10,14 @@ TV view only; the page fits a phone and works from the keyboard.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -125,6 +129,54 @@ def test_a_new_answer_appears_live_and_the_numbers_follow(store: Store, web: Web
     assert page.locator("#total").inner_text() == "5"
     assert "Waiting time" in page.locator("#reasons").inner_text()
     assert page.locator("#feed tr").first.locator("time").inner_text().count(":") == 1  # local HH:MM
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_an_aggregated_desk_moves_the_numbers_but_never_shows_an_answer(store: Store, web: Web, page: Any) -> None:
+    page.goto(web.url + "/?site=north")
+    page.wait_for_selector("#live.on")
+    put(store, datetime.now(UTC), 5, device="sum", n=3)  # "Totals desk": feed = "aggregated"
+    page.wait_for_function("document.getElementById('today-count').textContent === '3'")  # a tick refreshed them
+    put(store, datetime.now(UTC), 4, device="a")
+    page.wait_for_selector("#feed tr[data-id]")
+    time.sleep(0.6)
+    assert len(feed_ids(page)) == 1 and "Totals desk" not in page.locator("#feed").inner_text()
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_the_page_shows_each_answer_once_whatever_the_stream_repeats(store: Store, web: Web, page: Any) -> None:
+    put(store, datetime.now(UTC), 3)
+    shown = stored_ids(store)[0]
+    events = [{"ingest_id": int(shown), "site": "north", "device": "a", "rating": 3, "scale": 5, "reasons": [],
+               "flags": [], "placed_at": "2026-11-10T12:00:00Z", "ts": "2026-11-10T12:00:00Z"}]
+    events += [{**events[0], "ingest_id": 990 + i, "rating": 4} for i in range(2)]
+    body = "retry: 100\n\n" + "".join(f"id: {e['ingest_id']}\nevent: feedback\ndata: {json.dumps(e)}\n\n"
+                                         for e in events + events)  # all twice, and again on every reconnect
+    connects: list[str] = []
+
+    def fake_stream(route: Any) -> None:
+        connects.append(route.request.url)
+        route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
+
+    page.route("**/api/stream*", fake_stream)
+    page.goto(web.url + "/")
+    page.wait_for_function("document.querySelectorAll('#feed [data-id]').length === 3")
+    while len(connects) < 3:  # the stream "drops" after each body: the browser reconnects and gets it again
+        page.wait_for_timeout(100)
+    assert sorted(feed_ids(page)) == sorted([shown, "990", "991"])
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_the_csv_link_downloads_the_answers_of_the_filter(store: Store, web: Web, page: Any) -> None:
+    put(store, NOON, 5, n=2)
+    put(store, NOON, 1, device="b", flags=["test"])
+    put(store, NOON, 3, site="kiri", device="k")
+    page.goto(web.url + "/?site=north&from=2026-11-10&to=2026-11-10")
+    with page.expect_download() as download:
+        page.click(".export a:text('answers')")
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert sorted(r["ingest_id"] for r in rows) == sorted(stored_ids(store, "north"))
+    assert {r["flags"] for r in rows if r["device"] == "b"} == {"test"}
 
 
 def test_a_cut_stream_resumes_with_nothing_missed_or_doubled(store: Store, web: Web, page: Any) -> None:
