@@ -246,7 +246,10 @@ class Store:
 
         Alembic is configured in code, with ``script_location`` pointing into
         the installed package; no ``alembic.ini`` is needed. On PostgreSQL an
-        advisory lock keeps two collectors starting at once from migrating twice.
+        advisory lock keeps two collectors starting at once from migrating twice;
+        on SQLite an exclusive ``flock`` on ``<database>-migrate.lock`` does
+        (SQLite runs DDL outside a write transaction, so both would try
+        ``CREATE TABLE``).
 
         Args:
             target: the revision to upgrade to; tests stop at an older one
@@ -262,7 +265,7 @@ class Store:
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         # For `alembic` run offline by a person; '%' is ConfigParser syntax.
         config.set_main_option("sqlalchemy.url", engine_url(self.url).replace("%", "%%"))
-        with self.engine.begin() as conn:
+        with self._sqlite_migrate_lock(), self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATE_LOCK)))
             config.attributes["connection"] = conn
@@ -270,6 +273,23 @@ class Store:
         revision = self.revision()
         log.info("database %s at revision %s", self, revision)
         return revision or ""
+
+    @contextmanager
+    def _sqlite_migrate_lock(self) -> Iterator[None]:
+        database = make_url(self.url).database if self.dialect == "sqlite" else None
+        if not database or database == ":memory:":
+            yield
+            return
+        import fcntl
+
+        # A file of its own: never open and close the database file itself (closing any
+        # descriptor of it would drop this process's POSIX locks on it; see sync/outbox.py).
+        with open(f"{database}-migrate.lock", "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
     def revision(self) -> str | None:
         """The schema's Alembic revision (None before the first migration)."""

@@ -163,3 +163,15 @@ def test_run_exits_1_when_the_port_is_taken(broker: Mosquitto, tmp_path: Path) -
                 proc.kill()
     assert proc.returncode == 1
     assert "could not listen" in err
+
+
+def test_collectors_starting_at_once_on_a_new_sqlite_file_migrate_once(tmp_path: Path) -> None:
+    """Without a lock, two processes both ran CREATE TABLE and one exited 1 ("table events already exists")."""
+    for round_ in range(2):
+        url = f"sqlite:///{tmp_path / f'central-{round_}.sqlite3'}"
+        procs = [subprocess.Popen([sys.executable, "-m", "central.cli", "migrate", "--db", url],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(4)]
+        outputs = [p.communicate(timeout=60)[0].decode() for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0, 0], "\n".join(outputs)
+        with Store(url) as store:
+            assert store.revision() is not None
