@@ -108,8 +108,8 @@ def test_two_collectors_one_killed_mid_stream_store_every_answer_once(broker, st
                                                                      tmp_path) -> None:
     began = time.monotonic()
     phases: dict[str, float] = {}
-    # One after the other: two started at once on a new SQLite file can both try to create
-    # the schema (no migration lock on SQLite), and one exits; not what this test is about.
+    # One after the other, so the first's start-up is not counted in the second's share
+    # (collectors starting at once: tests/test_central_cli.py, the SQLite migration lock).
     first = RecordingCentral(broker, tmp_path / "central-a", db_url=store_url).start()
     second: RecordingCentral | None = None
     try:
