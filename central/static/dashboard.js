@@ -7,7 +7,7 @@
 //   it reconnects; if the browser gives up (readyState CLOSED), we open a new one from the last
 //   id seen, with backoff. Rows are de-duplicated by ingest_id whatever the server sends.
 // - On an answer (or a "tick" from a desk whose answers are shown only as totals), the numbers
-//   are re-fetched from the element with data-parts and swapped in by id, at most every 1.5 s.
+//   are re-fetched from the element with data-parts and swapped in by id, at most every 2 s.
 (() => {
   "use strict";
   const feed = document.querySelector("[data-stream]");
@@ -109,18 +109,25 @@
   }
 
   // ------------------------------------------------------------------ fresh numbers
+  // A busy fleet sends answers every second or two, and every open page asks for the numbers:
+  // at most one refresh per MIN_GAP_MS per page, the first 0.3 s after a quiet spell.
+  const MIN_GAP_MS = 2000;
   let refreshTimer = null;
   let refreshing = false;
   let again = false;
+  let lastRefresh = 0;
   function scheduleRefresh(delay) {
     if (!partsHost) return;
     if (refreshTimer) return;
-    refreshTimer = setTimeout(refresh, delay === undefined ? 300 : delay);
+    const wanted = delay === undefined ? 300 : delay;
+    const wait = Math.max(wanted, lastRefresh + MIN_GAP_MS - Date.now());
+    refreshTimer = setTimeout(refresh, wait);
   }
   async function refresh() {
     refreshTimer = null;
     if (refreshing) { again = true; return; }
     refreshing = true;
+    lastRefresh = Date.now();
     try {
       const reply = await fetch(partsHost.dataset.parts, {headers: {Accept: "text/html"}, cache: "no-store"});
       if (!reply.ok) return;
@@ -131,14 +138,14 @@
         // keep what the user opened, and keyboard focus inside the part
         const open = [...old.querySelectorAll("details")].map((d) => d.open);
         fresh.querySelectorAll("details").forEach((d, i) => { if (open[i]) d.open = true; });
-        if (old.contains(document.activeElement)) { again = true; return; }
+        if (old.contains(document.activeElement)) return;  // not under the keyboard: next time
         old.replaceWith(document.importNode(fresh, true));
       });
     } catch (err) {
       // the stream's reconnect will bring another refresh
     } finally {
       refreshing = false;
-      if (again) { again = false; scheduleRefresh(1000); }
+      if (again) { again = false; scheduleRefresh(); }
     }
   }
 
