@@ -41,15 +41,38 @@ MAX_DEAD_LETTER_BYTES: Final = 64 * 1024
 _INSERT_LOCK: Final = 0x6465_736B_7075_6C01  # "deskpul" + 1
 _MIGRATE_LOCK: Final = 0x6465_736B_7075_6C02
 
-#: Boots looked up per re-timing query (3 parameters each; SQLite allows 32766).
-_BOOTS_PER_QUERY: Final = 500
-#: Which of the boots in a VALUES list have unsynchronised answers (see _retime).
-_UNSYNCED_BOOTS: Final = (
-    "WITH touched (site, device, boot_id) AS (VALUES {}) "
-    "SELECT touched.site, touched.device, touched.boot_id FROM touched WHERE EXISTS ("
-    "SELECT 1 FROM events WHERE events.site = touched.site AND events.device = touched.device"
-    " AND events.boot_id = touched.boot_id AND events.clock_synced = false)"
-)
+#: New synchronised answers looked up per re-timing query (4 parameters each; SQLite allows 32766).
+_ANSWERS_PER_QUERY: Final = 500
+#: The entries of ix_events_boot_mono just before a new answer, within its boot,
+#: newest first. PostgreSQL: a row-value range on exactly the index's columns,
+#: which no other index serves, so it searches this index even without
+#: statistics (with equalities it may pick (site, device, ts_utc) and read every
+#: answer of the device). SQLite: equalities and a range on mono_ms (it would
+#: bound a row-value range by its prefix only, reading every later answer).
+_BEFORE: Final = {
+    "postgresql": (
+        "FROM events AS before WHERE (before.site, before.device, before.boot_id, before.mono_ms)"
+        " < (new.site, new.device, new.boot_id, new.mono_ms)"
+        " AND (before.site, before.device, before.boot_id, before.mono_ms) > (new.site, new.device, new.boot_id, -1)"
+        " ORDER BY before.site DESC, before.device DESC, before.boot_id DESC, before.mono_ms DESC"
+    ),
+    "sqlite": (
+        "FROM events AS before WHERE before.site = new.site AND before.device = new.device"
+        " AND before.boot_id = new.boot_id AND before.mono_ms < new.mono_ms ORDER BY before.mono_ms DESC"
+    ),
+}
+#: For each new synchronised answer (a VALUES list): 1 when one of the two
+#: answers right before it in its boot is unsynchronised or the two share a
+#: millisecond (which of them comes first in the index is then arbitrary), else
+#: 0. One index search per answer. See _retime.
+_BEFORE_NEW: Final = {
+    dialect: "WITH new (site, device, boot_id, mono_ms) AS (VALUES {}) SELECT new.site, new.device, new.boot_id, ("
+    "SELECT CASE WHEN min(CASE WHEN two.synced THEN 1 ELSE 0 END) = 0"
+    " OR (count(*) = 2 AND min(two.mono_ms) = max(two.mono_ms)) THEN 1 ELSE 0 END"
+    f" FROM (SELECT before.mono_ms AS mono_ms, before.clock_synced AS synced {before} LIMIT 2) AS two"
+    ") AS suspect FROM new"
+    for dialect, before in _BEFORE.items()
+}
 
 metadata = sa.MetaData()
 
@@ -506,29 +529,31 @@ def _retime(conn: Connection, new_rows: list[dict[str, Any]]) -> None:
     ``clock_synced`` false is placed at ``anchor.ts - (anchor.mono_ms -
     mono_ms)``, where the anchor is the boot's first synchronised answer after
     it (the nearest, so the least monotonic-clock drift). Without such an
-    anchor it stays at its receipt time. Re-run whenever a batch brings a new
-    answer of the boot, so earlier answers are re-timed when the synchronised
-    one arrives later, in any order.
+    anchor it stays at its receipt time. Re-run for a boot whenever a batch
+    brings an answer that can change a placement, so earlier answers are
+    re-timed when the synchronised one arrives later, in any order.
     """
-    boots = {(r["site"], r["device"], r["boot_id"]) for r in new_rows}
-    if not boots:
-        return
-    # Almost always every clock is synchronised: one indexed query per batch finds
-    # the few boots that have unsynchronised answers at all, and only those are
-    # re-timed (otherwise each batch would re-read every answer of every boot it
-    # touches). EXISTS over a VALUES list: each boot is one search of the
-    # (site, device, boot_id, mono_ms) index, on SQLite and PostgreSQL alike
-    # (clock_synced is not in the index, so a boot without unsynchronised
-    # answers still costs a look at each of its rows).
-    unsynced_boots: set[tuple[str, str, str]] = set()
-    ordered = sorted(boots)
-    for start in range(0, len(ordered), _BOOTS_PER_QUERY):
-        chunk = ordered[start:start + _BOOTS_PER_QUERY]
-        found = conn.execute(sa.text(_UNSYNCED_BOOTS.format(", ".join(
-            f"(:s{i}, :d{i}, :b{i})" for i in range(len(chunk))))),
-            {f"{k}{i}": v for i, boot in enumerate(chunk) for k, v in zip("sdb", boot, strict=True)})
-        unsynced_boots.update((r.site, r.device, r.boot_id) for r in found)
-    for site, device, boot_id in sorted(unsynced_boots):
+    # A boot is re-timed when the batch brings one of its unsynchronised answers
+    # (to place it), or a synchronised one right after an unsynchronised answer:
+    # only then can a new anchor be nearer than the one an earlier answer has
+    # (every batch leaves each unsynchronised answer at its nearest anchor, in
+    # the same transaction). Almost always every clock is synchronised, so one
+    # query per batch looks at the answer just before each new synchronised one:
+    # a few index entries per answer, whatever the size of the boot (asking
+    # "does this boot have unsynchronised answers at all" reads every answer of
+    # the boot, as clock_synced is in no index). To stay exact when two answers
+    # share a millisecond, it looks at the two answers before, and re-times the
+    # boot when either is unsynchronised or they tie (re-timing more is harmless).
+    to_retime = {(r["site"], r["device"], r["boot_id"]) for r in new_rows if r["clock_synced"] is not True}
+    after = sorted({(r["site"], r["device"], r["boot_id"], r["mono_ms"]) for r in new_rows
+                    if r["clock_synced"] is True and (r["site"], r["device"], r["boot_id"]) not in to_retime})
+    for start in range(0, len(after), _ANSWERS_PER_QUERY):
+        chunk = after[start:start + _ANSWERS_PER_QUERY]
+        found = conn.execute(sa.text(_BEFORE_NEW[conn.dialect.name].format(", ".join(
+            f"(:s{i}, :d{i}, :b{i}, CAST(:m{i} AS BIGINT))" for i in range(len(chunk))))),
+            {f"{k}{i}": v for i, answer in enumerate(chunk) for k, v in zip("sdbm", answer, strict=True)})
+        to_retime.update((r.site, r.device, r.boot_id) for r in found if r.suspect)
+    for site, device, boot_id in sorted(to_retime):
         same_boot = sa.and_(events.c.site == site, events.c.device == device, events.c.boot_id == boot_id)
         anchors = conn.execute(
             sa.select(events.c.mono_ms, events.c.ts_utc)
