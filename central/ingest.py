@@ -42,6 +42,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
@@ -63,6 +64,8 @@ log = logging.getLogger("deskpulse.central.ingest")
 RECEIPT_MAX_ITEMS: Final = int(protocol.schema("receipt")["maxItems"])
 #: A rejection's reason is cut to this many characters (receipt.v1.json).
 RECEIPT_MAX_REASON: Final = 500
+_PLAIN_ITEM: Final = frozenset({"id", "outcome"})
+_PLAIN_ITEM_OVERHEAD: Final = len('{"id":"","outcome":""}')
 
 #: Database errors worth retrying (server down, lock timeout, disk full) rather
 #: than blaming the batch's data.
@@ -315,7 +318,7 @@ class Collector:
             return
         assert client is not None
         for (site, device), items in receipts.items():
-            topic = protocol.receipt_topic(site, device)
+            topic = _receipt_topic(site, device)
             for payload in receipt_payloads(items):
                 client.publish(topic, payload, qos=1)
 
@@ -521,7 +524,7 @@ def receipt_payloads(items: Iterable[dict[str, str]]) -> Iterator[bytes]:
     chunk: list[dict[str, str]] = []
     size = 0
     for item in items:
-        n = len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()) + 1  # the comma
+        n = _item_size(item) + 1  # the comma
         if chunk and (len(chunk) >= RECEIPT_MAX_ITEMS or size + n > limit):
             yield protocol.encode("receipt", chunk)
             chunk, size = [], 0
@@ -529,6 +532,24 @@ def receipt_payloads(items: Iterable[dict[str, str]]) -> Iterator[bytes]:
         size += n
     if chunk:
         yield protocol.encode("receipt", chunk)
+
+
+#: protocol.receipt_topic, remembered per device (it checks both slugs every time).
+_receipt_topic: Final = lru_cache(maxsize=4096)(protocol.receipt_topic)
+
+
+def _item_size(item: dict[str, str]) -> int:
+    """Bytes of one receipt item as :func:`sync.protocol.encode` writes it (compact, UTF-8)."""
+    if item.keys() == _PLAIN_ITEM:  # almost every item: a UUID and an outcome, nothing to escape
+        id_, outcome = item["id"], item["outcome"]
+        if _plain(id_) and _plain(outcome):
+            return _PLAIN_ITEM_OVERHEAD + len(id_) + len(outcome)
+    return len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def _plain(text: str) -> bool:
+    """True if JSON writes ``text`` as itself between quotes (printable ASCII, no quote or backslash)."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

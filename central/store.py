@@ -147,9 +147,12 @@ _INSERTED: Final = tuple(c.name for c in events.columns if c.name != "ingest_id"
 
 
 def _array_type(column: sa.Column[Any]) -> str:
-    if isinstance(column.type, sa.String):  # text[]: the column's own length is checked on insert
-        return "TEXT[]"
-    return f"{column.type.compile(dialect=postgresql.dialect())}[]"
+    # String: text[], the column's own length is checked by the INSERT.
+    for kind, name in ((sa.String, "TEXT"), (sa.SmallInteger, "SMALLINT"), (sa.BigInteger, "BIGINT"),
+                       (sa.Boolean, "BOOLEAN"), (sa.DateTime, "TIMESTAMP WITH TIME ZONE")):
+        if isinstance(column.type, kind):
+            return f"{name}[]"
+    raise TypeError(f"no array type for events.{column.name}")  # a new column: add its type here
 
 
 #: PostgreSQL: a whole batch as one array per column (see Store._insert_rows).
@@ -200,13 +203,16 @@ def event_time(event: Mapping[str, Any]) -> datetime:
         raise ValueError(f"feedback payload invalid at ts: {ts!r} is not a real date and time") from None
 
 
+#: (column, protocol field, stored as JSON?) of the columns copied from an event, in table order.
+_COPIED: Final = tuple((c.name, _RENAMED.get(c.name, c.name), c.name in _JSON_FIELDS) for c in events.columns
+                       if c.name not in _OWN_COLUMNS)
+#: json.dumps(value, separators=(",", ":")), without building an encoder per call.
+_compact_json: Final = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _row(event: Mapping[str, Any], received_at: datetime) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for column in events.columns:
-        if column.name in _OWN_COLUMNS:
-            continue
-        value = event[_RENAMED.get(column.name, column.name)]
-        row[column.name] = json.dumps(value, separators=(",", ":")) if column.name in _JSON_FIELDS else value
+    row: dict[str, Any] = {name: _compact_json(event[field]) if as_json else event[field]
+                           for name, field, as_json in _COPIED}
     device_time = event_time(event)  # checked for every event: a bad ts fails before the batch
     synced = event["clock_synced"] is True
     row["ts_utc"] = device_time if synced else received_at
