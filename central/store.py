@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
@@ -61,18 +62,31 @@ _BEFORE: Final = {
         " AND before.boot_id = new.boot_id AND before.mono_ms < new.mono_ms ORDER BY before.mono_ms DESC"
     ),
 }
-#: For each new synchronised answer (a VALUES list): 1 when one of the two
-#: answers right before it in its boot is unsynchronised or the two share a
-#: millisecond (which of them comes first in the index is then arbitrary), else
-#: 0. One index search per answer. See _retime.
+#: For each new synchronised answer (``new``): 1 when one of the two answers
+#: right before it in its boot is unsynchronised or the two share a millisecond
+#: (which of them comes first in the index is then arbitrary), else 0. One index
+#: search per answer. See _retime.
 _BEFORE_NEW: Final = {
-    dialect: "WITH new (site, device, boot_id, mono_ms) AS (VALUES {}) SELECT new.site, new.device, new.boot_id, ("
+    dialect: "SELECT new.site, new.device, new.boot_id, ("
     "SELECT CASE WHEN min(CASE WHEN two.synced THEN 1 ELSE 0 END) = 0"
     " OR (count(*) = 2 AND min(two.mono_ms) = max(two.mono_ms)) THEN 1 ELSE 0 END"
     f" FROM (SELECT before.mono_ms AS mono_ms, before.clock_synced AS synced {before} LIMIT 2) AS two"
     ") AS suspect FROM new"
     for dialect, before in _BEFORE.items()
 }
+#: PostgreSQL: the new answers as four arrays (a short, constant text psycopg parses once).
+_PG_BEFORE_NEW: Final = sa.text(
+    "WITH new (site, device, boot_id, mono_ms) AS (SELECT * FROM unnest(CAST(:sites AS TEXT[]),"
+    " CAST(:devices AS TEXT[]), CAST(:boots AS TEXT[]), CAST(:monos AS BIGINT[]))) " + _BEFORE_NEW["postgresql"]
+)
+
+
+@lru_cache(maxsize=8)
+def _sqlite_before_new(n: int) -> str:
+    """SQLite: the new answers as a VALUES list of ``n`` rows (qmark parameters; sqlite3 caches the statement)."""
+    values = ", ".join(["(?, ?, ?, CAST(? AS BIGINT))"] * n)
+    return f"WITH new (site, device, boot_id, mono_ms) AS (VALUES {values}) {_BEFORE_NEW['sqlite']}"
+
 
 metadata = sa.MetaData()
 
@@ -555,9 +569,13 @@ def _retime(conn: Connection, new_rows: list[dict[str, Any]]) -> None:
                     if r["clock_synced"] is True and (r["site"], r["device"], r["boot_id"]) not in to_retime})
     for start in range(0, len(after), _ANSWERS_PER_QUERY):
         chunk = after[start:start + _ANSWERS_PER_QUERY]
-        found = conn.execute(sa.text(_BEFORE_NEW[conn.dialect.name].format(", ".join(
-            f"(:s{i}, :d{i}, :b{i}, CAST(:m{i} AS BIGINT))" for i in range(len(chunk))))),
-            {f"{k}{i}": v for i, answer in enumerate(chunk) for k, v in zip("sdbm", answer, strict=True)})
+        if conn.dialect.name == "postgresql":
+            columns = [list(column) for column in zip(*chunk, strict=True)]
+            found = conn.execute(_PG_BEFORE_NEW, dict(zip(("sites", "devices", "boots", "monos"), columns,
+                                                          strict=True)))
+        else:
+            found = conn.exec_driver_sql(_sqlite_before_new(len(chunk)),
+                                         tuple(value for answer in chunk for value in answer))
         to_retime.update((r.site, r.device, r.boot_id) for r in found if r.suspect)
     for site, device, boot_id in sorted(to_retime):
         same_boot = sa.and_(events.c.site == site, events.c.device == device, events.c.boot_id == boot_id)
