@@ -18,10 +18,38 @@ from typing import Any
 
 
 @cache
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """Compile a schema ``pattern`` with JSON Schema's (ECMA-262) meaning of ``$``.
+
+    In a JSON Schema pattern (no multiline flag) ``$`` matches only at the very
+    end of the string; Python's ``$`` also matches before a final ``"\\n"``, so
+    ``"<uuid>\\n"`` would pass ``^...$``. Every ``$`` outside a character class
+    and not escaped becomes ``\\Z``; the result is used with ``search``, as the
+    JSON Schema ``pattern`` keyword is unanchored.
+    """
+    out: list[str] = []
+    in_class = escaped = False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "$":
+            out.append(r"\Z")
+            continue
+        out.append(char)
+    return re.compile("".join(out))
+
+
+@cache
 def _defs() -> dict[str, re.Pattern[str]]:
     doc = json.loads((resources.files("sync") / "schema" / "feedback.v1.json").read_text("utf-8"))
-    patterns = {name: re.compile(d["pattern"]) for name, d in doc["$defs"].items() if "pattern" in d}
-    patterns["lang"] = re.compile(doc["properties"]["lang"]["pattern"])
+    patterns = {name: compile_pattern(d["pattern"]) for name, d in doc["$defs"].items() if "pattern" in d}
+    patterns["lang"] = compile_pattern(doc["properties"]["lang"]["pattern"])
     return patterns
 
 
@@ -37,7 +65,7 @@ def _int(value: Any, lo: int, hi: int) -> bool:
 
 
 def _matches(value: Any, name: str) -> bool:
-    # jsonschema's "pattern" is re.search with the schema's (anchored) pattern: the same here.
+    # The strict validator's "pattern" is search with compile_pattern's ($ = end of string): the same here.
     return type(value) is str and _defs()[name].search(value) is not None
 
 

@@ -5,8 +5,12 @@ same JSON Schemas (kept in ``sync/schema/``) and agree on every topic name.
 
 Decoding is deliberately stricter than :func:`json.loads`: payloads must be
 UTF-8, at most a size limit, free of duplicate keys and of ``NaN``/``Infinity``
-or numbers that overflow a float, and an ``integer`` in a schema accepts only a
-JSON integer literal (``3.0`` and ``true`` are not ratings).
+or numbers that overflow a float, and nested at most :data:`MAX_DEPTH` levels.
+Validation is stricter than plain jsonschema too: an ``integer`` in a schema
+accepts only a JSON integer literal (``3.0`` and ``true`` are not ratings), an
+``enum`` or ``const`` matches only a value of the same JSON type (``5.0`` is not
+the scale ``5``), and a ``pattern``'s ``$`` is the end of the string (Python's
+``$`` alone would also accept a trailing newline).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
+from itertools import accumulate
 from typing import Any, Final, Literal
 
 import jsonschema
@@ -43,6 +49,11 @@ MAX_PAYLOAD: Final[dict[str, int]] = {
     "alert": 8 * 1024,
     "central-status": 4 * 1024,
 }
+
+#: Deepest nesting of arrays and objects a payload may have (the schemas need 4).
+#: Refused before parsing, so neither the JSON parser nor jsonschema (whose
+#: messages repr the value recursively) ever meets Python's recursion limit.
+MAX_DEPTH: Final = 32
 
 SLUG_RE: Final = re.compile(r"^[a-z0-9-]{1,64}$")
 
@@ -153,8 +164,70 @@ def _is_strict_integer(checker: object, instance: object) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, list | tuple):
+        return "array"
+    return type(value).__name__
+
+
+def _strict_equal(one: Any, two: Any) -> bool:
+    """JSON equality that also compares types: ``5.0`` is not ``5``, ``true`` is not ``1``."""
+    kind = _json_type(one)
+    if kind != _json_type(two):
+        return False
+    if kind == "array":
+        return len(one) == len(two) and all(map(_strict_equal, one, two))
+    if kind == "object":
+        return bool(one.keys() == two.keys()) and all(_strict_equal(v, two[k]) for k, v in one.items())
+    return bool(one == two)
+
+
+_NOTHING: Final = object()
+
+
+def _same_number(one: Any, two: Any) -> bool:
+    """Equal numbers of different types (``5.0`` and ``5``): plain jsonschema would accept them."""
+    numbers = ("integer", "number")
+    return _json_type(one) in numbers and _json_type(two) in numbers and bool(one == two)
+
+
+def _strict_enum(validator: Any, enums: list[Any], instance: Any, schema: Any) -> Iterator[Any]:
+    if not any(_strict_equal(each, instance) for each in enums):
+        alike = next((each for each in enums if _same_number(each, instance)), _NOTHING)
+        hint = "" if alike is _NOTHING else f" ({_json_type(instance)}, not {_json_type(alike)})"
+        yield jsonschema.ValidationError(f"{instance!r} is not one of {enums!r}{hint}")
+
+
+def _strict_const(validator: Any, const: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    if not _strict_equal(instance, const):
+        hint = f" ({_json_type(instance)}, not {_json_type(const)})" if _same_number(instance, const) else ""
+        yield jsonschema.ValidationError(f"{const!r} was expected, not {instance!r}{hint}")
+
+
+def _full_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    # JSON Schema's "$" is the end of the string; Python's also matches before a final "\n".
+    if validator.is_type(instance, "string") and not _fastcheck.compile_pattern(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 _STRICT_TYPES = Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_integer)
-_StrictValidator = jsonschema.validators.extend(Draft202012Validator, type_checker=_STRICT_TYPES)
+_StrictValidator = jsonschema.validators.extend(
+    Draft202012Validator,
+    validators={"enum": _strict_enum, "const": _strict_const, "pattern": _full_pattern},
+    type_checker=_STRICT_TYPES,
+)
 
 
 @cache
@@ -181,11 +254,12 @@ def validate(kind: Kind, payload: Any) -> None:
         ProtocolError: naming the first offending field and why.
     """
     fast = _fastcheck.FAST.get(kind)
-    error = None if fast is not None and fast(payload) else (
-        jsonschema.exceptions.best_match(validator(kind).iter_errors(payload)))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise ProtocolError(f"{kind} payload invalid at {where}: {_short(error.message)}")
+    if fast is None or not fast(payload):
+        if _deeper_than(payload, MAX_DEPTH):  # jsonschema would recurse (and repr) through all of it
+            raise ProtocolError(f"{kind} payload is nested too deeply (more than {MAX_DEPTH} levels)")
+        error = jsonschema.exceptions.best_match(validator(kind).iter_errors(payload))
+        if error is not None:
+            raise ProtocolError(f"{kind} payload invalid at {_explain(error)}")
     # The schema's pattern checks the shape of a timestamp, not that the day exists.
     if isinstance(payload, dict) and isinstance(payload.get("ts"), str):
         try:
@@ -198,6 +272,35 @@ def validate(kind: Kind, payload: Any) -> None:
 
 def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _short_middle(text: str, limit: int) -> str:
+    """Cut ``text`` in the middle: its start says what, its end usually says why."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) * 2 // 3
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head):]
+
+
+#: Longest repr of an offending value kept in a reason, and longest reason part.
+_VALUE_REPR = 60
+_WHERE_LIMIT = 60
+_MESSAGE_LIMIT = 200
+
+
+def _explain(error: jsonschema.ValidationError) -> str:
+    """``<where>: <message>`` for an error, at most about 270 characters.
+
+    jsonschema's messages start with the repr of the offending value, which may
+    be the whole payload; cutting the message's end would cut the explanation
+    ("is not of type 'object'"). The value's repr is shortened instead.
+    """
+    where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+    message = error.message
+    shown = repr(error.instance)
+    if len(shown) > _VALUE_REPR and shown in message:
+        message = message.replace(shown, _short(shown, _VALUE_REPR))
+    return f"{_short_middle(where, _WHERE_LIMIT)}: {_short_middle(message, _MESSAGE_LIMIT)}"
 
 
 # --------------------------------------------------------------------------- codec
@@ -223,6 +326,44 @@ def _finite_float(text: str) -> float:
     return value
 
 
+#: A JSON string, escapes included; its closing quote is optional so that the
+#: pattern never fails (a failed match would be retried at every later quote).
+#: Once strings are removed, brackets are structure.
+_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.S)
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP: Final = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _nested_deeper_than(text: str, limit: int) -> bool:
+    """Whether the JSON ``text`` opens more than ``limit`` arrays/objects at once.
+
+    Brackets inside strings do not count. No recursion and no Python loop per
+    character: strings and everything but brackets are removed by regular
+    expressions, then the depth is a running sum.
+    """
+    if text.count("[") + text.count("{") <= limit:  # every feedback event: nothing more to do
+        return False
+    brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > limit
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether a decoded value nests arrays/objects more than ``limit`` deep (iteratively)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth == limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def loads(raw: bytes | bytearray, *, limit: int) -> Any:
     """Decode one JSON payload strictly.
 
@@ -232,7 +373,8 @@ def loads(raw: bytes | bytearray, *, limit: int) -> Any:
 
     Raises:
         ProtocolError: too large, not UTF-8, not JSON, duplicate keys,
-            NaN/Infinity, overflowing numbers or absurd nesting.
+            NaN/Infinity, overflowing numbers or nested more than
+            :data:`MAX_DEPTH` levels.
     """
     if len(raw) > limit:
         raise ProtocolError(f"payload of {len(raw)} bytes exceeds the limit of {limit} bytes")
@@ -240,6 +382,8 @@ def loads(raw: bytes | bytearray, *, limit: int) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"payload is not UTF-8 (byte {exc.start})") from None
+    if _nested_deeper_than(text, MAX_DEPTH):
+        raise ProtocolError(f"payload is nested too deeply (more than {MAX_DEPTH} levels)")
     try:
         return json.loads(
             text,

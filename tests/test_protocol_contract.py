@@ -131,6 +131,141 @@ def test_uuid7_is_time_ordered_and_valid() -> None:
         protocol.validate("feedback", valid_event(id=id_))
 
 
+# --- full-string patterns, strictly typed enums and consts, nesting, readable reasons ----
+
+_UUID7 = "019ab3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b"
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("id", _UUID7 + "\n"),
+    ("epoch", "5b0c7a4e-2f1d-4c3b-9a8e-7d6c5b4a3f2e\n"),
+    ("boot_id", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\n"),
+    ("lang", "de\n"),
+    ("lang", "de-CH\n"),
+    ("site", "airport-t1\n"),
+    ("device", "baggage-1\n"),
+    ("ts", "2026-11-23T09:41:07.123Z\n"),
+    ("reasons", ["waiting-time\n"]),
+])
+def test_a_trailing_newline_does_not_pass_a_pattern(field: str, value: object) -> None:
+    from sync._fastcheck import feedback_ok
+
+    event = valid_event(**{field: value})
+    assert not feedback_ok(event)
+    assert not protocol.validator("feedback").is_valid(event)
+    with pytest.raises(ProtocolError, match=f"invalid at {field}.*does not match"):
+        protocol.decode("feedback", json.dumps(event).encode())
+
+
+def test_a_trailing_newline_does_not_pass_a_pattern_anywhere() -> None:
+    with pytest.raises(ProtocolError, match="texts|question"):
+        protocol.validate("config", {"schema": 1, "version": 1, "scale": 5, "question": {"en\n": "Hi?"}})
+    with pytest.raises(ProtocolError, match="key"):
+        protocol.validate("alert", {**json.loads(dict(EXAMPLES)["alert"]), "key": "a\n"})
+    with pytest.raises(ProtocolError, match="id"):
+        protocol.validate("receipt", [{"id": _UUID7 + "\n", "outcome": "stored"}])
+
+
+@pytest.mark.parametrize(("pattern", "text", "matches"), [
+    ("^a$", "a", True), ("^a$", "a\n", False), ("^a$", "\na", False),
+    ("a$", "ba", True),  # unanchored at the start, as JSON Schema's "pattern" is
+    (r"^a\$$", "a$", True), (r"^a\$$", "a$\n", False),  # an escaped $ is a dollar sign
+    ("^[$]$", "$", True), ("^[a$]+$", "a$a", True), ("^[a$]+$", "a\n", False),  # a $ in a class too
+    ("^(a|b$)", "b\n", False), ("^(a|b$)", "a\n", True),
+])
+def test_schema_patterns_end_at_the_end_of_the_string(pattern: str, text: str, matches: bool) -> None:
+    from sync._fastcheck import compile_pattern
+
+    assert (compile_pattern(pattern).search(text) is not None) is matches
+
+
+@pytest.mark.parametrize(("field", "literal"), [
+    ("scale", b"5.0"), ("scale", b"5e0"), ("scale", b"4.0"), ("scale", b"3.0"), ("scale", b"true"),
+    ("schema", b"1.0"), ("schema", b"1e0"), ("schema", b"true"),
+])
+def test_an_enum_or_const_takes_only_its_own_type(field: str, literal: bytes) -> None:
+    from sync._fastcheck import feedback_ok
+
+    raw = json.dumps({**valid_event(rating=1), field: "__x__"}).encode().replace(b'"__x__"', literal)
+    assert not feedback_ok(json.loads(raw))
+    with pytest.raises(ProtocolError, match=field) as caught:
+        protocol.decode("feedback", raw)
+    if literal != b"true":
+        assert "number, not integer" in str(caught.value)
+
+
+def test_enums_and_consts_are_strict_in_every_payload() -> None:
+    config = json.loads(dict(EXAMPLES)["config"])
+    with pytest.raises(ProtocolError, match="scale"):
+        protocol.validate("config", {**config, "scale": 4.0})
+    with pytest.raises(ProtocolError, match="schema"):
+        protocol.validate("config", {**config, "schema": 1.0})
+    with pytest.raises(ProtocolError, match="schema"):
+        protocol.validate("central-status", {"schema": True, "state": "online"})
+    with pytest.raises(ProtocolError, match="schema"):
+        protocol.validate("status", {"schema": 1.0, "site": "s", "device": "d", "state": "offline"})
+    protocol.validate("config", {**config, "scale": 4, "schema": 1})
+
+
+def _nested(depth: int, inner: object = "x") -> bytes:
+    return b"[" * depth + json.dumps(inner).encode() + b"]" * depth
+
+
+@pytest.mark.parametrize("depth", [33, 100, 976, 977, 2000, 3000])
+def test_nesting_deeper_than_the_limit_is_refused_before_parsing(depth: int) -> None:
+    assert protocol.MAX_DEPTH == 32
+    raw = json.dumps(valid_event(reasons="__x__")).encode().replace(b'"__x__"', _nested(depth - 1))
+    with pytest.raises(ProtocolError, match="nested too deeply \\(more than 32 levels\\)"):
+        protocol.decode("feedback", raw)
+    with pytest.raises(ProtocolError, match="nested too deeply"):
+        protocol.loads(_nested(depth), limit=10**6)
+
+
+def test_nesting_up_to_the_limit_is_parsed_and_brackets_in_strings_do_not_count() -> None:
+    assert protocol.loads(_nested(31), limit=10**6) is not None  # 32 levels: the array of "x" is one
+    assert protocol.loads(b"{" + b'"a":{' * 31 + b"}" * 32, limit=10**6) is not None
+    assert protocol.loads(_nested(3, "[" * 500 + "{" * 500), limit=10**6) is not None
+    assert protocol.loads(_nested(3, '\\"' + "[" * 500), limit=10**6) is not None  # escaped quotes
+    with pytest.raises(ProtocolError, match="feedback payload invalid at reasons/0: "):
+        protocol.decode("feedback", json.dumps(valid_event(reasons="__x__")).encode()
+                        .replace(b'"__x__"', _nested(30)))  # 32 levels with the event: the schema says no
+
+
+def test_validating_a_deep_object_raises_protocol_error_not_recursion_error() -> None:
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    for kind, payload in [("feedback", valid_event(reasons=deep)), ("status", deep),
+                          ("config", {"schema": 1, "version": 1, "scale": 5, "question": {"en": deep}})]:
+        with pytest.raises(ProtocolError, match="nested too deeply"):
+            protocol.validate(kind, payload)  # type: ignore[arg-type]
+        with pytest.raises(ProtocolError, match="nested too deeply"):
+            protocol.encode(kind, payload)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("kind", "payload", "says"), [
+    ("feedback", [valid_event()], ("invalid at (top level)", "is not of type 'object'")),
+    ("feedback", valid_event(reasons=["x" * 5000]), ("invalid at reasons/0", "does not match")),
+    ("feedback", valid_event(lang="e" * 3000), ("invalid at lang", "does not match")),
+    ("feedback", valid_event(rating=[list(range(2000))]), ("invalid at rating", "is not of type 'integer'")),
+    ("feedback", valid_event(reasons=["a"] * 3000), ("invalid at reasons", "is too long")),
+    ("feedback", valid_event(**{"x" * 3000: 1}), ("Additional properties", "was unexpected")),
+    ("feedback", valid_event(scale=7.0 + 10**300), ("invalid at scale", "is not one of")),
+    ("status", {"schema": 1, "site": "s", "device": "d", "state": "online",
+                "health": {"alarms": [{"code": "x", "message": "m" * 4000}]}},
+     ("invalid at health/alarms/0/message", "is too long")),
+    ("receipt", [{"id": _UUID7, "outcome": "stored"}] * 1001, ("invalid at (top level)", "is too long")),
+])
+def test_a_reason_says_what_is_wrong_however_long_the_value(kind: str, payload: object,
+                                                             says: tuple[str, ...]) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        protocol.validate(kind, payload)  # type: ignore[arg-type]
+    reason = str(caught.value)
+    assert len(reason) <= 300, reason
+    for part in says:
+        assert part in reason, reason
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=600) | st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -172,11 +307,27 @@ def test_a_timestamp_of_the_right_shape_but_no_such_time_is_refused(ts: str) -> 
 
 _JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-10, 10**16) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([1.0, 3.0, 4.0, 5.0, 1, 3, 4, 5, True])
     | st.text(max_size=70) | st.sampled_from(["touch", "button", "test", "rapid_repeat", "en", "de-CH",
-                                              "a\n", "stored", "rejected", "duplicate"]),
+                                              "a\n", "en\n", "de-CH\n", "touch\n", "stored", "rejected",
+                                              "duplicate", "stored\n"]),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=6,
 )
+
+
+def _near(value: object, how: str) -> object:
+    if how == "newline" and isinstance(value, str):
+        return value + "\n"
+    if how == "newline" and isinstance(value, list):
+        return [*value, "waiting-time\n"]
+    if how == "float" and type(value) is int:
+        return float(value)
+    if how == "bool" and type(value) is int and value in (0, 1):
+        return bool(value)
+    if how == "nest":
+        return [value]
+    return value
 
 
 @settings(max_examples=400, deadline=None)
@@ -189,12 +340,36 @@ def test_the_fast_feedback_check_never_accepts_what_the_schema_refuses(data) -> 
     assert feedback_ok(event)  # the fast path is really taken for valid events
     for _ in range(data.draw(st.integers(1, 3))):
         key = data.draw(st.sampled_from([*event, "extra"]))
-        if data.draw(st.booleans()) and key in event:
+        how = data.draw(st.sampled_from(["drop", "replace", "near"]))
+        if how == "drop" and key in event:
             del event[key]
+        elif how == "near" and key in event:  # almost the valid value: what plain jsonschema let through
+            event[key] = _near(event[key], data.draw(st.sampled_from(["newline", "float", "bool", "nest"])))
         else:
             event[key] = data.draw(_JSON_VALUES)
     if feedback_ok(event):
         assert protocol.validator("feedback").is_valid(event), event
+
+
+@settings(max_examples=300, deadline=None)
+@given(field=st.sampled_from(["id", "epoch", "boot_id", "site", "device", "ts", "lang"]),
+       text=st.text(max_size=40) | st.sampled_from(["\n", "a\n", "en\n"]), newline=st.booleans())
+def test_patterns_match_the_whole_string_in_both_checks(field: str, text: str, newline: bool) -> None:
+    """A pattern field's value is accepted exactly when the schema's pattern matches all of it."""
+    from sync._fastcheck import feedback_ok
+    from tests.support.events import feedback_event
+
+    event = feedback_event(site="airport-t1", device="baggage-1")
+    value = (event[field] if newline else text) + ("\n" if newline else "")
+    event[field] = value
+    defs = protocol.schema("feedback")["$defs"]
+    pattern = (protocol.schema("feedback")["properties"]["lang"]["pattern"] if field == "lang" else
+               defs[{"id": "uuid7", "epoch": "uuid", "boot_id": "uuid", "site": "slug", "device": "slug",
+                     "ts": "timestamp"}[field]]["pattern"])
+    whole = re.fullmatch(pattern.removeprefix("^").removesuffix("$"), value) is not None
+    assert protocol.validator("feedback").is_valid(event) is whole
+    if feedback_ok(event):
+        assert whole
 
 
 @settings(max_examples=300, deadline=None)
