@@ -442,7 +442,7 @@ class Collector:
         try:
             try:
                 status = decode_status(topic, raw)
-            except ValueError as exc:  # ProtocolError included
+            except Exception as exc:  # ProtocolError, or a decoder bug: dead-letter it, never drop it
                 self.stats.statuses_refused += 1
                 log.warning("refused a status on %s: %s", topic, exc)
                 self.store.dead_letter(topic, str(exc), raw)
