@@ -82,6 +82,14 @@ _PG_BEFORE_NEW: Final = sa.text(
 
 
 @lru_cache(maxsize=8)
+def _sqlite_insert(n: int) -> str:
+    """SQLite: ``INSERT … VALUES`` of ``n`` rows ``ON CONFLICT (id) DO NOTHING RETURNING id`` (qmark)."""
+    row = "(" + ", ".join(["?"] * len(_INSERTED)) + ")"
+    return (f"INSERT INTO events ({', '.join(_INSERTED)}) VALUES {', '.join([row] * n)}"
+            " ON CONFLICT (id) DO NOTHING RETURNING id")
+
+
+@lru_cache(maxsize=8)
 def _sqlite_before_new(n: int) -> str:
     """SQLite: the new answers as a VALUES list of ``n`` rows (qmark parameters; sqlite3 caches the statement)."""
     values = ", ".join(["(?, ?, ?, CAST(? AS BIGINT))"] * n)
@@ -268,6 +276,7 @@ class Store:
         self.url = url
         self.engine: Engine = _make_engine(engine_url(url))
         self.dialect: str = self.engine.dialect.name
+        self._binds: list[tuple[str, Any]] | None = None
 
     def __repr__(self) -> str:
         return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
@@ -411,9 +420,27 @@ class Store:
             # own assignment casts still refuse a value too long for its column.
             params = {f"c{i}": [row[name] for row in rows] for i, name in enumerate(_INSERTED)}
             return set(conn.execute(_PG_INSERT, params).scalars())
-        stmt = sqlite.insert(events).on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
-        # executemany: SQLAlchemy pages it into multi-row INSERTs ("insertmanyvalues").
-        return set(conn.execute(stmt, rows).scalars())
+        # SQLite: multi-row INSERTs of the same few sizes, written here rather
+        # than by SQLAlchemy's "insertmanyvalues" (which rebuilds the text and
+        # its parameters in Python for every batch); sqlite3 keeps each prepared.
+        # The values go through the columns' own SQLAlchemy bind processors
+        # (DateTime as text, Boolean as 0/1), so the rows are exactly as before.
+        binds = self._sqlite_binds()
+        per = max(1, min(500, conn.dialect.insertmanyvalues_max_parameters // len(binds)))
+        stored: set[str] = set()
+        for start in range(0, len(rows), per):
+            chunk = rows[start:start + per]
+            values = tuple(row[name] if bind is None else bind(row[name]) for row in chunk for name, bind in binds)
+            stored.update(r[0] for r in conn.exec_driver_sql(_sqlite_insert(len(chunk)), values))
+        return stored
+
+    def _sqlite_binds(self) -> list[tuple[str, Any]]:
+        """(column, its bind processor or None) for every inserted column, on this engine's dialect."""
+        if self._binds is None:
+            dialect = self.engine.dialect
+            self._binds = [(name, events.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+                           for name in _INSERTED]
+        return self._binds
 
     def dead_letter(self, topic: str, reason: str, raw: bytes, *, conn: Connection | None = None) -> None:
         """Keep a refused payload with the reason, for people to look at."""
