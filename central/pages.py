@@ -418,13 +418,13 @@ def _site_choices(config: CentralConfig, desks: list[dict[str, Any]], f: Filters
         found.setdefault(f.site, {})
         if f.device:
             found[f.site].setdefault(f.device, f.device)
-    out = []
-    for slug in found:
+    out: list[dict[str, Any]] = []
+    for slug, desk_names in found.items():
         site = config.site(slug)
+        desks = [{"slug": k, "name": v} for k, v in desk_names.items()]
         out.append({"slug": slug, "name": site.name, "timezone": site.timezone,
-                    "desks": sorted(({"slug": k, "name": v} for k, v in found[slug].items()),
-                                    key=lambda d: d["name"].lower())})
-    return sorted(out, key=lambda s: s["name"].lower())
+                    "desks": sorted(desks, key=lambda d: d["name"].lower())})
+    return sorted(out, key=lambda s: str(s["name"]).lower())
 
 
 def _scope_words(site_name: str | None, desk_name: str | None) -> str:

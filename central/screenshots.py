@@ -128,8 +128,8 @@ def seed(store: Store, config: CentralConfig, *, now: datetime | None = None, da
                     })
     # Stored in time order across desks, as a live fleet would send them (the feed follows ingest order).
     batch.sort(key=lambda e: e["ts"])
-    for at in range(0, len(batch), 500):
-        store.insert_events(batch[at:at + 500])
+    for first in range(0, len(batch), 500):
+        store.insert_events(batch[first:first + 500])
     stored = len(batch)
     for (site_slug, desk) in _HABITS:
         offline = (site_slug, desk) == ("nyc-5th", "pharmacy")

@@ -112,10 +112,14 @@ def test_a_new_answer_appears_live_and_the_numbers_follow(store: Store, web: Web
     page.goto(web.url + "/?site=north")
     page.wait_for_selector("#live.on")
     assert feed_ids(page) == []
+    # The page notes (on the machine's clock) when the row appears, so the delay measured is the
+    # store -> stream -> page path alone, not this test's polling of the browser.
+    page.evaluate("""() => { window.rowAt = new Promise((done) => new MutationObserver((_, seen) => {
+        seen.disconnect(); done(Date.now()); }).observe(document.getElementById('feed'), {childList: true})); }""")
     put(store, datetime.now(UTC), 5, reasons=[])
-    started = time.monotonic()
-    page.wait_for_selector("#feed tr[data-id]")
-    assert time.monotonic() - started < 1.0  # stored -> on the page within a second
+    stored_at = time.time() * 1000
+    shown_at = page.evaluate("window.rowAt")
+    assert shown_at - stored_at < 1000, f"shown {shown_at - stored_at:.0f} ms after it was stored"
     row = page.locator("#feed tr").first.inner_text()
     assert "Desk Alpha" in row and "Very good" in row
     for rating in (1, 3, 4, 5):

@@ -194,6 +194,7 @@
   function connect() {
     const url = new URL(baseUrl);
     if (lastId) url.searchParams.set("after", lastId); else url.searchParams.delete("after");
+    if (!live || !live.className) setLive("", "connecting…");
     source = new EventSource(url.toString());
     source.onopen = () => {
       backoff = 1000;
