@@ -20,7 +20,8 @@ is the median of ``--runs``:
   migrated and subscribed before the clock starts (the bench waits for its
   retained ``_central/status`` to say ``online``, published right after the
   subscription). Time: the first publish to the moment the bench, polling
-  ``count(*)`` of ``events`` every 10 ms on its own connection, sees every
+  the largest ``ingest_id`` every 10 ms on its own connection (one index
+  lookup; ``count(*)`` confirms once that reaches the count), sees every
   event committed. The collector still acknowledges each message only after
   its commit and sends one receipt per device per batch; nobody subscribes to
   the receipts (the broker acks and drops them), so this measures the store
@@ -77,10 +78,10 @@ def make_payloads(count: int, sites: int, devices: int) -> list[tuple[str, bytes
     return out
 
 
-def publisher(broker: Mosquitto, window: int) -> tuple[mqtt.Client, list[int], list[str]]:
-    """A raw paho QoS 1 publisher; also follows the retained ``_central/status``."""
+def publisher(broker: Mosquitto, window: int) -> tuple[mqtt.Client, list[int], list[Any]]:
+    """A raw paho QoS 1 publisher; also follows ``_central/status`` ([last state, "online" messages seen])."""
     acked = [0]
-    central_state = [""]
+    central_state: list[Any] = ["", 0]
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:8]}",
                          protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(window)
@@ -90,6 +91,7 @@ def publisher(broker: Mosquitto, window: int) -> tuple[mqtt.Client, list[int], l
     def on_message(c: mqtt.Client, u: object, m: mqtt.MQTTMessage) -> None:
         try:
             central_state[0] = json.loads(m.payload)["state"] if m.payload else ""
+            central_state[1] += central_state[0] == "online"
         except (ValueError, KeyError, TypeError):
             central_state[0] = ""
 
@@ -183,43 +185,57 @@ class Scratch:
             self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
-def collector_run(broker: Mosquitto, client: mqtt.Client, acked: list[int], central_state: list[str],
-                  payloads: list[tuple[str, bytes]], db: Scratch, folder: Path, batch: dict[str, int]) -> float:
-    """Seconds from the first publish until ``deskpulse-central`` (own process) has committed every event."""
+def collector_run(broker: Mosquitto, client: mqtt.Client, acked: list[int], central_state: list[Any],
+                  payloads: list[tuple[str, bytes]], db: Scratch, folder: Path, batch: dict[str, int],
+                  collectors: int = 1) -> float:
+    """Seconds from the first publish until ``collectors`` ``deskpulse-central`` processes have committed every event."""
     from central.store import Store
 
-    # Forget the last run's retained status, so that "online" below is this collector's.
+    # Forget the last run's retained status, so that "online" below is these collectors'.
     client.publish(protocol.CENTRAL_STATUS_TOPIC, b"", qos=1, retain=True)
     deadline = time.monotonic() + 5
     while central_state[0] and time.monotonic() < deadline:
         client.loop(0.05)
-    config = folder / f"{db.name}.toml"
+    central_state[1] = 0
     ingest = "".join(f"{k} = {v}\n" for k, v in batch.items())
-    config.write_text(f'[broker]\nurl = "{broker.url}"\nclient_id = "bench-central"\n'
-                      f'[database]\nurl = "{db.url}"\n[web]\nbind = "127.0.0.1:{free_port()}"\n'
-                      + (f"[ingest]\n{ingest}" if ingest else ""))
-    proc = subprocess.Popen([sys.executable, "-m", "central.cli", "--config", str(config), "--log-level", "warning"],
-                            stdout=subprocess.DEVNULL)
+    procs = []
+    for i in range(collectors):
+        config = folder / f"{db.name}-{i}.toml"
+        config.write_text(f'[broker]\nurl = "{broker.url}"\nclient_id = "bench-central-{i}"\n'
+                          f'[database]\nurl = "{db.url}"\n[web]\nbind = "127.0.0.1:{free_port()}"\n'
+                          + (f"[ingest]\n{ingest}" if ingest else ""))
+        procs.append(subprocess.Popen([sys.executable, "-m", "central.cli", "--config", str(config),
+                                       "--log-level", "warning"], stdout=subprocess.DEVNULL))
     store = Store(db.url)
     try:
         deadline = time.monotonic() + 60
-        while central_state[0] != "online":  # announced right after it subscribed
-            if proc.poll() is not None or time.monotonic() > deadline:
+        while central_state[1] < collectors:  # each announces "online" right after it subscribed
+            if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
                 raise RuntimeError("deskpulse-central did not start collecting")
             client.loop(0.05)
         want = len(payloads)
-        elapsed = publish_all(client, acked, payloads, lambda: store.count_events() >= want)
+
+        def finished() -> bool:
+            # max(ingest_id) is one index lookup where count(*) reads every row,
+            # which every 10 ms would take CPU from the collector being measured.
+            # Ids can skip values (PostgreSQL's sequence), never repeat: confirm
+            # with count(*) only once the largest id says all could be in.
+            return store.last_ingest_id() >= want and store.count_events() >= want
+
+        elapsed = publish_all(client, acked, payloads, finished)
         if store.count_events() != want:
             raise RuntimeError(f"stored {store.count_events()} events, expected {want}")
         return float(elapsed)
     finally:
         store.close()
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,11 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None, help="collector's ingest.batch_size (default: "
                         "central's own default)")
     parser.add_argument("--batch-ms", type=int, default=None, help="collector's ingest.batch_ms (default: central's)")
+    parser.add_argument("--collectors", type=int, default=1, help="deskpulse-central processes on the shared "
+                        "subscription, all writing to the same database (default 1)")
     parser.add_argument("--dir", type=Path, default=Path(__file__).resolve().parent / ".work",
                         help="work folder on a real file system for SQLite (default bench/.work)")
     args = parser.parse_args(argv)
     if not 1 <= args.count <= 100_000:
         parser.error("--count must be between 1 and 100000")
+    if not 1 <= args.collectors <= 8:
+        parser.error("--collectors must be between 1 and 8")
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     batch = {k: v for k, v in (("batch_size", args.batch_size), ("batch_ms", args.batch_ms)) if v is not None}
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -267,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                     db = Scratch(kind, work, args.pg_url, f"{uuid.uuid4().hex[:8]}_{run}")
                     try:
                         results[kind].append(collector_run(broker, client, acked, central_state, payloads, db,
-                                                           work, batch))
+                                                           work, batch, args.collectors))
                     finally:
                         db.drop()
                 print(f"  {kind:10s} {args.count / results[kind][-1]:8.0f} /s", file=sys.stderr, flush=True)
@@ -280,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         return float(args.count / statistics.median(results[key]))
 
     print(f"events per run: {args.count} from {args.devices} devices on {args.sites} sites, publisher window "
-          f"{args.window}, runs: {args.runs} (median), batching: {batch or 'central defaults'}")
+          f"{args.window}, runs: {args.runs} (median), batching: {batch or 'central defaults'}, "
+          f"collectors: {args.collectors}")
     print(f"raw QoS 1 publisher -> idle subscriber: {rate('raw'):8.0f} msg/s")
     for b in backends:
         print(f"collector, stored in {b:10s}:        {rate(b):8.0f} events/s   ratio {rate(b) / rate('raw'):.2f}"
