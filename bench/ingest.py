@@ -188,7 +188,7 @@ class Scratch:
 def collector_run(broker: Mosquitto, client: mqtt.Client, acked: list[int], central_state: list[Any],
                   payloads: list[tuple[str, bytes]], db: Scratch, folder: Path, batch: dict[str, int],
                   collectors: int = 1) -> float:
-    """Seconds from the first publish until ``collectors`` ``deskpulse-central`` processes have committed every event."""
+    """Seconds from the first publish until the ``collectors`` processes have committed every event."""
     from central.store import Store
 
     # Forget the last run's retained status, so that "online" below is these collectors'.
