@@ -269,6 +269,14 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.collectors <= 8:
         parser.error("--collectors must be between 1 and 8")
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    if "postgresql" in backends:
+        import psycopg
+
+        try:
+            psycopg.connect(args.pg_url, connect_timeout=5).close()
+        except psycopg.Error as exc:
+            parser.error(f"cannot reach PostgreSQL at {args.pg_url} ({' '.join(str(exc).split())}); "
+                         "pass --pg-url, or --backend sqlite")
     batch = {k: v for k, v in (("batch_size", args.batch_size), ("batch_ms", args.batch_ms)) if v is not None}
     args.dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=args.dir))
