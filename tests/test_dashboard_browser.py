@@ -25,6 +25,8 @@ import pytest
 from central.store import Store
 from sync.devbroker import free_port
 from tests.support.browser import chromium, chromium_path
+from tests.support.events import feedback_event
+from tests.test_central_health import status
 from tests.test_dashboard import NOON, TV_TOKEN, make_app, make_config, put
 
 pytestmark = pytest.mark.skipif(chromium_path() is None,
@@ -262,10 +264,23 @@ def test_the_overview_fits_the_screen_and_works_from_the_keyboard(store: Store, 
                                                                   size: tuple[int, int]) -> None:
     for r in (1, 2, 3, 4, 5, 5):
         put(store, datetime.now(UTC), r, reasons=["wait_time"] if r < 3 else [], device="ab"[r % 2])
+    # A kiosk in trouble, as wide as the health table gets: no name in the
+    # configuration (its slug shows), a backlog, an error, a gap.
+    store.record_status(status("pharmacy-counter", "offline", site="north", backlog=12345,
+                               last_error="broker unreachable"))
+    epoch = "0190a0a0-0000-7000-8000-000000000001"
+    store.insert_events([feedback_event("north", "pharmacy-counter", seq=seq, epoch=epoch) for seq in (1, 5)])
     page.set_viewport_size({"width": size[0], "height": size[1]})
     page.goto(web.url + "/")
     page.wait_for_selector("#live.on")
     assert page.evaluate("document.documentElement.scrollWidth") <= size[0], "the page scrolls sideways"
+    # Tables must fit their card too: a scrolling box hides columns (only the
+    # trend chart and the heatmap scroll sideways on a phone, by design).
+    hidden = page.evaluate("""[...document.querySelectorAll('.scroll')]
+        .filter(box => box.querySelector('table.data') && box.scrollWidth > box.clientWidth + 1)
+        .map(box => box.closest('section').id)""")
+    assert page.locator("table.fleet").count() == 1
+    assert hidden == [], f"tables cut off at {size[0]} px: {hidden}"
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip"
     page.keyboard.press("Tab")
