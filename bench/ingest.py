@@ -51,6 +51,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.sync_drain import SUBSCRIBER  # the idle paho subscriber both benches compare with
 from sync import protocol
 from sync.devbroker import Mosquitto, free_port
 
@@ -120,25 +121,6 @@ def publish_all(client: mqtt.Client, acked: list[int], payloads: list[tuple[str,
             next_poll = now + 0.01
             if acked[0] >= len(payloads) and finished():
                 return time.perf_counter() - start
-
-
-SUBSCRIBER = """
-import sys, paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-host, port, want, topic = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-count = [0]
-def on_message(c, u, m):
-    count[0] += 1
-    if count[0] == want:
-        print("done", flush=True)
-def on_subscribe(c, u, mid, reasons, p):
-    print("ready", flush=True)
-sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-idle-sub", protocol=mqtt.MQTTv5)
-sub.on_message, sub.on_subscribe = on_message, on_subscribe
-sub.connect(host, port)
-sub.subscribe(topic, qos=1)
-sub.loop_forever()
-"""
 
 
 def raw_run(broker: Mosquitto, client: mqtt.Client, acked: list[int], payloads: list[tuple[str, bytes]]) -> float:

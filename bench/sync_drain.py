@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     def rate(key: str) -> float:
-        return args.count / statistics.median(results[key])
+        return float(args.count / statistics.median(results[key]))
 
     print(f"answers per run: {args.count}, in-flight window: {args.window}, runs: {args.runs} (median)")
     print(f"raw paho QoS 1 publish:          {rate('raw'):9.0f} msg/s")

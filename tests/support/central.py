@@ -19,6 +19,8 @@ from typing import Any
 
 from sync.devbroker import Mosquitto, free_port
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 class CentralProcess:
     """One central (collector + web) process with its own SQLite file."""
@@ -33,13 +35,19 @@ class CentralProcess:
         self.log_path = self.workdir / "central.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def entry(self) -> list[str]:
+        """The module ``python -m`` runs, and any arguments of its own before central's options."""
+        return ["central.cli"]
+
+    def command(self) -> list[str]:
+        """The command line that runs this central."""
+        return [sys.executable, "-m", *self.entry(), "--broker", self.broker.url, "--db", self.db_url,
+                "--bind", f"127.0.0.1:{self.port}"]
+
     def start(self, timeout: float = 30.0) -> CentralProcess:
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "central.cli", "--broker", self.broker.url, "--db", self.db_url,
-             "--bind", f"127.0.0.1:{self.port}"],
-            stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, cwd=REPO,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

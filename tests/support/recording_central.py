@@ -13,16 +13,10 @@ leaves out at most that one batch; it never lists an id it did not commit.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import threading
-import time
-from pathlib import Path
 
 from tests.support.central import CentralProcess
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class RecordingCentral(CentralProcess):
@@ -32,22 +26,8 @@ class RecordingCentral(CentralProcess):
         super().__init__(*args, **kwargs)
         self.record_path = self.workdir / "stored.log"
 
-    def start(self, timeout: float = 30.0) -> RecordingCentral:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.recording_central", str(self.record_path),
-             "--broker", self.broker.url, "--db", self.db_url, "--bind", f"127.0.0.1:{self.port}"],
-            stdout=log, stderr=log, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"central exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-            if self.health() is not None and "online" in self.central_state():
-                return self
-            time.sleep(0.1)
-        raise RuntimeError(f"central did not come up in {timeout}s:\n{self.log()[-3000:]}")
+    def entry(self) -> list[str]:
+        return ["tests.support.recording_central", str(self.record_path)]
 
     def stored_ids(self) -> list[str]:
         """The ids this process committed as new, in order; a torn last line is left out."""
