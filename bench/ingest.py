@@ -1,4 +1,4 @@
-"""Benchmark: events/s one central collector *stores*, against raw QoS 1 delivery.
+"""Benchmark: events/s central's collector(s) *store*, against raw QoS 1 delivery.
 
 Every run publishes the same pre-encoded, valid feedback payloads (``--devices``
 kiosks spread over ``--sites`` sites, each on its own correct topic
@@ -45,6 +45,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,10 +80,18 @@ def make_payloads(count: int, sites: int, devices: int) -> list[tuple[str, bytes
     return out
 
 
-def publisher(broker: Mosquitto, window: int) -> tuple[mqtt.Client, list[int], list[Any]]:
-    """A raw paho QoS 1 publisher; also follows ``_central/status`` ([last state, "online" messages seen])."""
+@dataclass
+class CentralWatch:
+    """What ``_central/status`` said last, and how many ``online`` announcements came since ``online`` was reset."""
+
+    state: str = ""
+    online: int = 0
+
+
+def publisher(broker: Mosquitto, window: int) -> tuple[mqtt.Client, list[int], CentralWatch]:
+    """A raw paho QoS 1 publisher; also follows ``_central/status``."""
     acked = [0]
-    central_state: list[Any] = ["", 0]
+    central_state = CentralWatch()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:8]}",
                          protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(window)
@@ -91,10 +100,10 @@ def publisher(broker: Mosquitto, window: int) -> tuple[mqtt.Client, list[int], l
 
     def on_message(c: mqtt.Client, u: object, m: mqtt.MQTTMessage) -> None:
         try:
-            central_state[0] = json.loads(m.payload)["state"] if m.payload else ""
-            central_state[1] += central_state[0] == "online"
+            central_state.state = json.loads(m.payload)["state"] if m.payload else ""
+            central_state.online += central_state.state == "online"
         except (ValueError, KeyError, TypeError):
-            central_state[0] = ""
+            central_state.state = ""
 
     client.on_message = on_message
     client.connect(broker.host, broker.port)
@@ -167,7 +176,7 @@ class Scratch:
             self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
-def collector_run(broker: Mosquitto, client: mqtt.Client, acked: list[int], central_state: list[Any],
+def collector_run(broker: Mosquitto, client: mqtt.Client, acked: list[int], central_state: CentralWatch,
                   payloads: list[tuple[str, bytes]], db: Scratch, folder: Path, batch: dict[str, int],
                   collectors: int = 1) -> float:
     """Seconds from the first publish until the ``collectors`` processes have committed every event."""
@@ -176,9 +185,9 @@ def collector_run(broker: Mosquitto, client: mqtt.Client, acked: list[int], cent
     # Forget the last run's retained status, so that "online" below is these collectors'.
     client.publish(protocol.CENTRAL_STATUS_TOPIC, b"", qos=1, retain=True)
     deadline = time.monotonic() + 5
-    while central_state[0] and time.monotonic() < deadline:
+    while central_state.state and time.monotonic() < deadline:
         client.loop(0.05)
-    central_state[1] = 0
+    central_state.online = 0
     ingest = "".join(f"{k} = {v}\n" for k, v in batch.items())
     procs = []
     for i in range(collectors):
@@ -191,7 +200,7 @@ def collector_run(broker: Mosquitto, client: mqtt.Client, acked: list[int], cent
     store = Store(db.url)
     try:
         deadline = time.monotonic() + 60
-        while central_state[1] < collectors:  # each announces "online" right after it subscribed
+        while central_state.online < collectors:  # each announces "online" right after it subscribed
             if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
                 raise RuntimeError("deskpulse-central did not start collecting")
             client.loop(0.05)
@@ -223,7 +232,8 @@ def collector_run(broker: Mosquitto, client: mqtt.Client, acked: list[int], cent
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.ingest",
-        description="Stored events/s of one deskpulse-central process (its own process, as deployed) on "
+        description="Stored events/s of one deskpulse-central process (its own process, as deployed; "
+        "--collectors for more) on "
         "SQLite and on PostgreSQL, against raw QoS 1 delivery of the same pre-encoded feedback payloads to an "
         "idle paho subscriber, from a raw paho publisher through a private Mosquitto on loopback. Runs are "
         "interleaved; each figure is the median of --runs. Goal: ratio >= 0.7.",

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from sync.devbroker import Mosquitto, free_port
 
@@ -44,7 +44,7 @@ class CentralProcess:
         return [sys.executable, "-m", *self.entry(), "--broker", self.broker.url, "--db", self.db_url,
                 "--bind", f"127.0.0.1:{self.port}"]
 
-    def start(self, timeout: float = 30.0) -> CentralProcess:
+    def start(self, timeout: float = 30.0) -> Self:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, cwd=REPO,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
