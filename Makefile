@@ -37,17 +37,20 @@ deps: ## Install system packages that are missing (Mosquitto, Chromium)
 	  fi
 
 demo: venv deps ## Run the demo: private Mosquitto, central and a kiosk window (DEMO_ARGS=--headless for no window)
-	$(PY) -m device.demo $(DEMO_ARGS)
+	$(PY) -m dev.demo $(DEMO_ARGS)
 
-test: venv deps ## Run the whole test suite
+test: venv deps ## Run ruff, strict mypy and the whole test suite
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 screenshots: venv deps ## Save PNGs of the kiosk screens and the dashboard to docs/img/
 	$(PY) -m device.cli screenshot --all --out docs/img
-	$(PY) -m central.screenshots --out docs/img
+	$(PY) -m dev.dashboard_screenshots --out docs/img
 
-lint: venv ## ruff and mypy
-	$(PY) -m ruff check . && $(PY) -m mypy sync
+lint: venv ## ruff and strict mypy (make test runs them first)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 clean: ## Remove the venv and caches
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -29,7 +30,7 @@ from device.config import from_dict  # noqa: E402
 from device.kiosk import Kiosk  # noqa: E402
 
 
-def measure(fn, seconds: float) -> tuple[float, float]:
+def measure(fn: Callable[[float], object], seconds: float) -> tuple[float, float]:
     """CPU seconds and wall seconds ``fn`` used while looping for ``seconds``."""
     cpu0, wall0 = time.process_time(), time.monotonic()
     fn(wall0 + seconds)

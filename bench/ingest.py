@@ -4,7 +4,7 @@ Every run publishes the same pre-encoded, valid feedback payloads (``--devices``
 kiosks spread over ``--sites`` sites, each on its own correct topic
 ``deskpulse/v1/<site>/<device>/feedback``, seq counting from 1 per device,
 clock synchronised) with one raw paho publisher at QoS 1 (``--window``
-messages in flight) to a private Mosquitto (``sync.devbroker``, no
+messages in flight) to a private Mosquitto (``dev.broker``, no
 persistence, loopback only). Two kinds of run are interleaved, and each rate
 is the median of ``--runs``:
 
@@ -53,8 +53,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.sync_drain import SUBSCRIBER  # the idle paho subscriber both benches compare with
+from dev.broker import Mosquitto, free_port
 from sync import protocol
-from sync.devbroker import Mosquitto, free_port
 
 GROUP = "deskpulse-central"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -29,9 +29,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from dev.broker import Mosquitto, free_port
 from sync import protocol
 from sync.broker import BrokerSettings
-from sync.devbroker import Mosquitto, free_port
 from sync.outbox import Outbox
 from sync.sender import Sender, SenderSettings
 

@@ -19,8 +19,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from central.cli import main
 from central.config import from_dict, load
 from central.store import Store
+from dev.broker import free_port
 from sync import protocol
-from sync.devbroker import free_port
 from sync.errors import ConfigError
 from tests.support.broker import Mosquitto
 from tests.support.wait import wait_for

@@ -145,7 +145,7 @@ def test_a_collector_that_dies_is_marked_offline_by_its_will(broker, store, tmp_
     import subprocess
     import sys
 
-    from sync.devbroker import free_port
+    from dev.broker import free_port
 
     proc = subprocess.Popen([sys.executable, "-m", "central.cli", "--broker", broker.url,
                              "--db", f"sqlite:///{tmp_path / 'c2.sqlite3'}", "--bind", f"127.0.0.1:{free_port()}"],

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from central.store import Store
-from sync.devbroker import free_port
+from dev.broker import free_port
 from tests.support.browser import chromium, chromium_path
 from tests.support.events import feedback_event
 from tests.test_central_health import status

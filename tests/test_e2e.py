@@ -20,9 +20,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from dev.broker import free_port
 from device.kiosk import make_sender
 from sync import protocol
-from sync.devbroker import free_port
 from sync.outbox import State
 from tests.support.broker import Mosquitto
 from tests.support.central import CentralProcess
@@ -141,7 +141,7 @@ def test_kiosk_killed_after_the_thank_you_still_delivers(broker, central, tmp_pa
 
 def test_make_demo_runs_and_central_shows_the_taps(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "device.demo", "--headless", "--script", "5,3,1", "--fresh",
+        [sys.executable, "-m", "dev.demo", "--headless", "--script", "5,3,1", "--fresh",
          "--dir", str(tmp_path / "demo"), "--port", str(free_port()), "--exit-when-stored", "3",
          "--timeout", "120"],
         capture_output=True, text=True, timeout=180,

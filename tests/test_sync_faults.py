@@ -195,7 +195,7 @@ def test_collector_killed_at_a_fault_point_loses_and_doubles_nothing(broker, kio
     import json
     import urllib.request
 
-    from sync.devbroker import free_port
+    from dev.broker import free_port
 
     workdir = tmp_path / "central"
     workdir.mkdir()

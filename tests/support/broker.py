@@ -1,5 +1,5 @@
-"""The test suite's broker: a real Mosquitto the test starts itself (see sync.devbroker)."""
+"""The test suite's broker: a real Mosquitto the test starts itself (see dev.broker)."""
 
-from sync.devbroker import Mosquitto, find_mosquitto, free_port
+from dev.broker import Mosquitto, find_mosquitto, free_port
 
 __all__ = ["Mosquitto", "find_mosquitto", "free_port"]

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Self
 
-from sync.devbroker import Mosquitto, free_port
+from dev.broker import Mosquitto, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

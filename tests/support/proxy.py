@@ -11,7 +11,7 @@ import select
 import socket
 import threading
 
-from sync.devbroker import free_port
+from dev.broker import free_port
 
 
 class BlackholeProxy:

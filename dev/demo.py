@@ -1,7 +1,7 @@
 """``make demo``: a private Mosquitto, central and a kiosk on this machine.
 
-    python -m device.demo                 # kiosk in a window (needs a desktop)
-    python -m device.demo --headless      # no window: taps a scripted set of answers
+    python -m dev.demo                 # kiosk in a window (needs a desktop)
+    python -m dev.demo --headless      # no window: taps a scripted set of answers
 
 Everything lives under ``.demo/`` (broker, central's SQLite file, the kiosk's
 outbox); ``--fresh`` starts from empty. Ctrl-C stops all three processes.
@@ -19,7 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from sync.devbroker import Mosquitto, find_mosquitto, free_port
+from dev.broker import Mosquitto, find_mosquitto, free_port
 
 DEFAULT_SCRIPT = "5,4,5,3,2,5,4,1,5,4"
 
@@ -30,7 +30,7 @@ class DemoError(Exception):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m device.demo",
+        prog="python -m dev.demo",
         description="Run the whole DeskPulse path on this machine: a private Mosquitto on a free "
         "loopback port, deskpulse-central with a SQLite file, and a kiosk. Prints the "
         "dashboard's URL; Ctrl-C stops everything.",
@@ -195,7 +195,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m device.demo``."""
+    """Entry point of ``python -m dev.demo``."""
     args = _parser().parse_args(argv)
     demo = Demo(args)
     signal.signal(signal.SIGTERM, _interrupt)

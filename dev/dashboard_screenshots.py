@@ -1,4 +1,4 @@
-"""Screenshots of the staff dashboard over a realistic demo store: ``python -m central.screenshots``.
+"""Screenshots of the staff dashboard over a realistic demo store: ``python -m dev.dashboard_screenshots``.
 
 Seeds a fresh SQLite store with five weeks of answers from three sites in three
 time zones (London, New York, Tokyo), seven desks with their own habits, follow-up
@@ -6,8 +6,8 @@ reasons, flagged answers (repeat presses, an installer's test taps), kiosk statu
 (one offline with a backlog) and a gap; serves central's web app on a free port
 and photographs the overview and a wall TV in Debian's Chromium.
 
-    python -m central.screenshots --out docs/img
-    python -m central.screenshots --serve       # keep it running to look around
+    python -m dev.dashboard_screenshots --out docs/img
+    python -m dev.dashboard_screenshots --serve       # keep it running to look around
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def serving(store: Store, config: CentralConfig) -> Iterator[str]:
     """Central's web app over ``store`` on a free loopback port; yields its base URL."""
     import uvicorn
 
-    from sync.devbroker import free_port
+    from dev.broker import free_port
 
     app = _app(store, config)
     port = free_port()
@@ -192,8 +192,7 @@ def _app(store: Store, config: CentralConfig) -> Any:
 
 def shoot(base_url: str, out: Path) -> list[Path]:
     """Photograph the overview at 1366×768 and 1920×1080 and the wall TV at 1920×1080."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.support.browser import chromium
+    from dev.browser import chromium
 
     out.mkdir(parents=True, exist_ok=True)
     saved: list[Path] = []
@@ -217,7 +216,7 @@ def shoot(base_url: str, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m central.screenshots", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m dev.dashboard_screenshots", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("docs/img"), help="folder for the PNGs (docs/img)")
     parser.add_argument("--serve", action="store_true", help="print the URL and keep serving until Ctrl-C")
     args = parser.parse_args(argv)
