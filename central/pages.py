@@ -31,6 +31,8 @@ from fastapi.templating import Jinja2Templates
 from central import __version__
 from central.feed import Feed
 from central.store import Store
+from display import palette, texts
+from display.palette import face_colour, mood
 
 if TYPE_CHECKING:
     from central.config import CentralConfig
@@ -45,27 +47,10 @@ MAX_RANGE_DAYS: Final = 400
 _EARLIEST: Final = date(2000, 1, 1)
 _LATEST: Final = date(2100, 12, 31)
 
-#: The kiosk's own face colours (Okabe–Ito), worst first, per scale: the same as
-#: ``display.screens.PALETTES`` (central does not import display/; a test compares them).
-FACE_COLOURS: Final[dict[int, tuple[str, ...]]] = {
-    3: ("#d55e00", "#f0e442", "#009e73"),
-    4: ("#d55e00", "#e69f00", "#56b4e9", "#009e73"),
-    5: ("#d55e00", "#e69f00", "#f0e442", "#56b4e9", "#009e73"),
-}
-
-#: The kiosk's English words for each rating, worst first (``device/texts.py``, label_<scale>_<n>).
-RATING_WORDS: Final[dict[int, tuple[str, ...]]] = {
-    3: ("Poor", "Okay", "Good"),
-    4: ("Very poor", "Poor", "Good", "Very good"),
-    5: ("Very poor", "Poor", "Okay", "Good", "Very good"),
-}
-
-#: The kiosk's English words for the follow-up reasons (``device/texts.py``, reason_<key>).
-REASON_WORDS: Final[dict[str, str]] = {
-    "wait_time": "Waiting time", "friendliness": "Friendliness", "expertise": "Expertise",
-    "information": "Information", "outcome": "Result", "opening_hours": "Opening hours",
-    "accessibility": "Accessibility", "other": "Something else",
-}
+#: The kiosk's face colours and English words, from the kiosk's own definitions.
+FACE_COLOURS: Final = palette.FACE_COLOURS
+RATING_WORDS: Final[dict[int, tuple[str, ...]]] = {scale: texts.labels("en", scale) for scale in FACE_COLOURS}
+REASON_WORDS: Final[dict[str, str]] = {key: texts.reason("en", key) for key in texts.REASONS}
 
 WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -80,17 +65,6 @@ def rating_words(rating: int, scale: int) -> str:
     """The kiosk's word for a rating ("Good"), or "rating/scale" for an unknown scale."""
     words = RATING_WORDS.get(scale)
     return words[rating - 1] if words and 1 <= rating <= len(words) else f"{rating}/{scale}"
-
-
-def face_colour(rating: int, scale: int) -> str:
-    """The kiosk's face colour for a rating (grey for an unknown scale)."""
-    colours = FACE_COLOURS.get(scale)
-    return colours[rating - 1] if colours and 1 <= rating <= len(colours) else "#9a9a9a"
-
-
-def mood(rating: int, scale: int) -> float:
-    """-1 for the worst rating, +1 for the best (the kiosk's ``display.screens.mood``)."""
-    return -1 + 2 * (rating - 1) / (scale - 1) if scale > 1 else 0.0
 
 
 def reason_words(key: str) -> str:

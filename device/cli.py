@@ -11,7 +11,7 @@ from pathlib import Path
 from device import __version__
 from device.config import DEFAULT_PATH, KioskConfig, load
 from device.screenshot import SCREENS
-from device.texts import LANGUAGES
+from display.texts import LANGUAGES
 from sync.errors import DeskPulseError
 
 EPILOG = """\

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from device import texts
+from display import texts
 from sync.broker import BrokerSettings
 from sync.configfile import BROKER_KEYS, TableReader, read_broker, read_toml, type_name
 from sync.protocol import SLUG_RE

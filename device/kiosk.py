@@ -33,7 +33,7 @@ from typing import Any
 
 import pygame
 
-from device import __version__, facts, remote, sdnotify, texts
+from device import __version__, facts, remote, sdnotify
 from device.config import KioskConfig
 from device.flow import (
     ChooseLanguage,
@@ -54,6 +54,7 @@ from device.held import HeldAnswer, already_stored
 from device.remote import CustomTexts
 from device.script import TapScript
 from device.staff import StaffMode
+from display import texts
 from display.layout import Geometry
 from display.screens import Display
 from display.view import (

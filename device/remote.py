@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from device import texts
 from device.flow import FlowSettings
+from display import texts
 
 #: (text key, language) -> text central sent.
 CustomTexts = dict[tuple[str, str], str]

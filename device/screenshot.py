@@ -6,9 +6,9 @@ import argparse
 import os
 from pathlib import Path
 
-from device import texts
 from device.config import SurveyConfig
 from device.flow import FlowSettings, FlowState
+from display import texts
 
 # Physical sizes of the panels we ship layouts for (active area, landscape).
 PANEL_MM = {

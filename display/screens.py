@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pygame
 
+from display import palette, texts
 from display.layout import (
     MIN_TARGET_MM,
     FollowUpLayout,
@@ -25,6 +26,7 @@ from display.layout import (
     list_layout,
     rating_layout,
 )
+from display.palette import mood
 from display.view import (
     Action,
     FollowUpView,
@@ -44,12 +46,9 @@ BUTTON = (255, 255, 255)  # chips and buttons: INK on it is 17:1
 BUTTON_EDGE = (118, 118, 118)  # 3:1 against BACKGROUND (a non-text boundary)
 CHOSEN_INK = (255, 255, 255)  # text on RING: 6.9:1
 MIN_TEXT_PX = 10
-VERMILLION, ORANGE, YELLOW, SKY, GREEN = (213, 94, 0), (230, 159, 0), (240, 228, 66), (86, 180, 233), (0, 158, 115)
-PALETTES = {
-    3: (VERMILLION, YELLOW, GREEN),
-    4: (VERMILLION, ORANGE, SKY, GREEN),
-    5: (VERMILLION, ORANGE, YELLOW, SKY, GREEN),
-}
+ORANGE, GREEN = palette.rgb(palette.ORANGE), palette.rgb(palette.GREEN)
+#: The face colours as RGB, worst first, per scale (defined once in :mod:`display.palette`).
+PALETTES = {scale: tuple(palette.rgb(c) for c in colours) for scale, colours in palette.FACE_COLOURS.items()}
 
 # DejaVu Sans ships inside the package (Latin, Greek, Cyrillic; its licence is
 # display/fonts/LICENSE-DejaVu.txt), so every language has its glyphs anywhere.
@@ -162,11 +161,6 @@ def draw_face(surface: pygame.Surface, box: Rect, mood: float, color: tuple[int,
         y = cy + 0.36 * r + mood * 0.2 * r * (1 - t * t) - mood * 0.1 * r
         pygame.draw.aacircle(surface, INK, (int(x), int(y)), thick // 2 + 1)
         pygame.draw.circle(surface, INK, (int(x), int(y)), thick // 2)
-
-
-def mood(rating: int, scale: int) -> float:
-    """-1 for the worst rating, +1 for the best."""
-    return -1 + 2 * (rating - 1) / (scale - 1)
 
 
 def draw_button(surface: pygame.Surface, box: Rect, *, chosen: bool = False) -> None:
@@ -369,7 +363,8 @@ class Display:
         for (key, value), (kb, vb) in zip(view.lines, boxes, strict=False):
             self._text(canvas, key, kb, MUTED, max_lines=1, align="left", max_size=size)
             self._text(canvas, value, vb, INK, max_lines=1, align="left", max_size=size)
-        labels = ("Test mode: on" if view.test_mode else "Test mode: off", "Close", "Quit kiosk")
+        labels = (texts.staff("test_mode_on" if view.test_mode else "test_mode_off"), texts.staff("close"),
+                  texts.staff("quit"))
         size = min([int(buttons[0].h * 0.3), _cap(canvas, 0.05)]
                    + [fit_text(label, _inset(box))[0] for box, label in zip(buttons, labels, strict=True)])
         for box, label, (kind, _) in zip(buttons, labels, STATUS_ACTIONS, strict=True):
@@ -404,7 +399,7 @@ class Display:
 
 PIN_KEYS: tuple[Action, ...] = (
     *(("digit", d) for d in (1, 2, 3, 4, 5, 6, 7, 8, 9)), ("pin_back", None), ("digit", 0), ("pin_ok", None))
-PIN_LABELS = {"pin_back": "←", "pin_ok": "OK"}
+PIN_LABELS = {"pin_back": "←", "pin_ok": texts.staff("pin_ok")}
 STATUS_ACTIONS: tuple[Action, ...] = (("test_mode", None), ("close", None), ("quit", None))
 
 

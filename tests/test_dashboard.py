@@ -248,19 +248,6 @@ def test_flagged_answers_are_shown_marked_and_mixed_scales_are_said(store: Store
     assert "5-point scale · 5 counted answers · 2 more on other scales" in html
 
 
-def test_the_dashboard_uses_the_kiosks_colours_and_words() -> None:
-    from device import texts
-    from display.screens import PALETTES
-
-    for scale, colours in PALETTES.items():
-        assert pages.FACE_COLOURS[scale] == tuple("#{:02x}{:02x}{:02x}".format(*c) for c in colours)
-        assert pages.RATING_WORDS[scale] == tuple(texts.TEXTS["en"][f"label_{scale}_{r}"]
-                                                  for r in range(1, scale + 1))
-    assert set(pages.REASON_WORDS) == set(texts.REASONS)
-    for key, words in pages.REASON_WORDS.items():
-        assert texts.TEXTS["en"][f"reason_{key}"] == words
-
-
 def test_the_page_has_labels_and_text_alternatives(seeded: Store) -> None:
     html = page(TestClient(make_app(seeded, make_config())), **{"from": "2026-11-10", "to": "2026-11-11"})
     for control in re.findall(r'<(?:select|input)[^>]*id="([^"]+)"', html):

@@ -9,10 +9,10 @@ import os
 import pygame
 import pytest
 
-from device import texts
 from device.flow import FlowSettings, FlowState
 from device.kiosk import view_for
 from device.screenshot import PANEL_MM, SCREENS, render, view_of
+from display import texts
 from display.layout import MIN_TARGET_MM, Geometry
 from display.screens import Display
 from display.view import FollowUpView, View

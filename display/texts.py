@@ -1,4 +1,4 @@
-"""Customer-facing text, per language. Every word a customer reads comes from here.
+"""The kiosk's text, per language. Every word a customer or staff member reads comes from here.
 
 Each language has every key (a test checks it), so nothing falls back to
 English in front of a customer. Reason keys (``reason_<key>``) are the slugs
@@ -144,6 +144,33 @@ TEXTS: dict[str, dict[str, str]] = {
 
 #: The languages shipped, in the order the language screen lists them.
 LANGUAGES = tuple(TEXTS)
+
+
+#: The staff screens' words (PIN pad, status screen). Staff screens are English only for
+#: now; the keys are here so a translation is a table away, not a code change.
+STAFF_TEXTS: dict[str, str] = {
+    "pin_title": "Staff PIN",
+    "pin_ok": "OK",
+    "test_mode_on": "Test mode: on",
+    "test_mode_off": "Test mode: off",
+    "close": "Close",
+    "quit": "Quit kiosk",
+    "status_title": "DeskPulse {site}/{device}",
+    "line_identity": "Site / device",
+    "line_version": "Version",
+    "line_broker": "Broker",
+    "line_backlog": "Backlog",
+    "line_last_sync": "Last sync",
+    "line_today": "Answers today",
+    "line_ip": "IP address",
+    "line_test_mode": "Test mode",
+    "line_sender": "Sender",
+}
+
+
+def staff(key: str, **values: object) -> str:
+    """A staff screen's text, with ``{name}`` fields filled from ``values``."""
+    return STAFF_TEXTS[key].format(**values) if values else STAFF_TEXTS[key]
 
 
 def text(lang: str, key: str) -> str:
