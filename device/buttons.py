@@ -170,8 +170,6 @@ def build(config: GpioConfig, on_press: Callable[[int], None], *,
 
 def post_press(rating: int) -> None:
     """Hand a button press to the pygame loop (safe from any thread)."""
-    import pygame
+    from device.events import post_tap
 
-    from device.kiosk import TAP_EVENT
-
-    pygame.event.post(pygame.event.Event(TAP_EVENT, rating=rating, source="button"))
+    post_tap(rating, "button")

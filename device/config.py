@@ -78,6 +78,8 @@ class SyncConfig:
     max_inflight: int = 100
     retention_days: float = 7.0
     max_outbox_mb: float = 500.0
+    #: A sender failing this long stops the kiosk feeding systemd's watchdog (systemd restarts it).
+    sender_down_limit_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,12 +159,13 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
     staff = StaffConfig(pin_hash=pin_hash)
 
     sy = TableReader(source, tables["sync"], "sync.",
-                     {"resend_after_s", "max_inflight", "retention_days", "max_outbox_mb"})
+                     {"resend_after_s", "max_inflight", "retention_days", "max_outbox_mb", "sender_down_limit_s"})
     sync = SyncConfig(
         resend_after_s=sy.number("resend_after_s", 30.0, 0.5, 86400),
         max_inflight=int(sy.number("max_inflight", 100, 1, 65535)),
         retention_days=sy.number("retention_days", 7.0, 0, 3650),
         max_outbox_mb=sy.number("max_outbox_mb", 500.0, 1, 1_000_000),
+        sender_down_limit_s=sy.number("sender_down_limit_s", 300.0, 1, 86400),
     )
     return KioskConfig(site=site, device=name, data_dir=data_dir, broker=broker,
                        screen=screen, survey=survey, sync=sync, gpio=gpio, staff=staff, source=source)

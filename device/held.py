@@ -5,14 +5,15 @@ A rating that asks "why?" is stored in the outbox only when the follow-up ends
 the answer as it would be stored without a reason, written atomically and
 fsync'd. At start the kiosk stores a held answer it finds, unless the outbox
 already has it (the kiosk died between the commit and removing the file): the
-pair (``boot_id``, ``mono_ms``) names one tap.
+pair (``boot_id``, ``mono_ms``) names one tap (:meth:`sync.outbox.Outbox.has_tap`).
+If the outbox cannot say, the file stays for the next start: storing on a guess
+could count one tap twice under two ids, which central cannot see.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -52,17 +53,3 @@ class HeldAnswer:
     def clear(self) -> None:
         """Forget the held answer (it is in the outbox now)."""
         self.path.unlink(missing_ok=True)
-
-
-def already_stored(outbox_path: Path, answer: dict[str, Any]) -> bool:
-    """Whether the outbox already holds the answer of this tap (same boot and monotonic time)."""
-    try:
-        with sqlite3.connect(f"file:{outbox_path}?mode=ro", uri=True, timeout=5) as conn:
-            row = conn.execute(
-                "SELECT 1 FROM outbox WHERE json_extract(CAST(payload AS TEXT), '$.boot_id') = :boot"
-                " AND json_extract(CAST(payload AS TEXT), '$.mono_ms') = :mono LIMIT 1",
-                {"boot": answer.get("boot_id"), "mono": answer.get("mono_ms")},
-            ).fetchone()
-    except sqlite3.Error:
-        return False
-    return row is not None

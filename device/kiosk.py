@@ -22,7 +22,6 @@ import logging
 import os
 import signal
 import socket
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -33,13 +32,12 @@ from typing import Any
 
 import pygame
 
-from device import __version__, facts, remote, sdnotify
+from device import __version__, events, facts, remote, sdnotify
 from device.config import KioskConfig
 from device.flow import (
     ChooseLanguage,
     Flow,
     FlowSettings,
-    FlowState,
     Input,
     OpenLanguages,
     Reason,
@@ -50,26 +48,20 @@ from device.flow import (
     Tap,
     Tick,
 )
-from device.held import HeldAnswer, already_stored
+from device.held import HeldAnswer
 from device.remote import CustomTexts
 from device.script import TapScript
 from device.staff import StaffMode
-from display import texts
+from device.views import StatusFacts, pin_view, status_view, view_for
 from display.layout import Geometry
 from display.screens import Display
 from display.view import (
     Action,
-    FollowUpView,
-    LanguageView,
-    MessageView,
-    PinView,
-    RatingView,
-    StatusView,
     View,
 )
 from sync import protocol
 from sync.errors import DeskPulseError
-from sync.outbox import Outbox
+from sync.outbox import Outbox, Stats
 from sync.sender import Sender, SenderSettings
 from sync.survey import SurveyConfigs
 
@@ -79,12 +71,6 @@ log = logging.getLogger("deskpulse.kiosk")
 BLOCKING_WAIT_DRIVERS = frozenset({"x11", "wayland", "windows", "cocoa"})
 #: How often the loop looks for events on the other drivers (KMSDRM on a Pi, dummy).
 POLL_S = 0.02
-
-#: Posted by scripted taps and by gpiozero button callbacks (``rating``, ``source``).
-TAP_EVENT = pygame.event.custom_type()
-#: Posted by the sender's thread when a new remote survey configuration is in force (``config``).
-CONFIG_EVENT = pygame.event.custom_type()
-
 
 def flow_settings(config: KioskConfig) -> FlowSettings:
     """The flow's settings from the kiosk configuration."""
@@ -99,48 +85,6 @@ def flow_settings(config: KioskConfig) -> FlowSettings:
         reasons=sv.reasons,
         follow_up_s=sv.follow_up_s,
         inactivity_s=sv.inactivity_s,
-    )
-
-
-def view_for(state: FlowState, settings: FlowSettings, custom: CustomTexts | None = None) -> View:
-    """The screen the customer sees in ``state`` (all text translated).
-
-    ``custom`` holds texts from a remote survey configuration; they replace the
-    built-in ones where given.
-    """
-    lang = state.lang
-    custom = custom or {}
-
-    def t(key: str) -> str:
-        return custom.get((key, lang)) or texts.text(lang, key)
-
-    if state.screen == "thanks":
-        return MessageView(texts.text(lang, "thanks"), texts.text(lang, "thanks_body"), "thanks")
-    if state.screen == "sorry":
-        return MessageView(texts.text(lang, "sorry"), texts.text(lang, "sorry_body"), "sorry")
-    if state.screen == "followup":
-        return FollowUpView(
-            title=t("follow_up"),
-            reasons=tuple((k, t(f"reason_{k}")) for k in settings.reasons),
-            skip=texts.text(lang, "skip"),
-            rating=state.pressed or 1,
-            scale=settings.scale,
-            chosen=state.reason,
-            note=texts.text(lang, "anonymous"),
-        )
-    if state.screen == "language":
-        return LanguageView(
-            title=texts.text(lang, "choose_lang"),
-            options=tuple((code, texts.text(code, "lang_name")) for code in settings.languages),
-            current=lang,
-        )
-    return RatingView(
-        question=t("question"),
-        labels=texts.labels(lang, settings.scale),
-        note=texts.text(lang, "anonymous"),
-        pressed=state.pressed,
-        hint=texts.text(lang, "invite") if state.screen == "attract" else "",
-        lang_button=texts.text(lang, "lang_name") if len(settings.languages) > 1 else "",
     )
 
 
@@ -194,6 +138,7 @@ class Kiosk:
         self._shown: View | None = None
         self._last_id: str | None = None
         self.running = True
+        self._starving = False  # the watchdog is not fed: the sender is down past its limit
         self.answers = 0
         self._blocking_wait = pygame.display.get_init() and pygame.display.get_driver() in BLOCKING_WAIT_DRIVERS
         kept = SurveyConfigs(config.data_dir / "survey-config.json").current
@@ -205,10 +150,9 @@ class Kiosk:
     @property
     def view(self) -> View:
         if self.staff.screen == "pin":
-            return PinView("Staff PIN", len(self.staff.digits), self.staff.message)
+            return pin_view(len(self.staff.digits), self.staff.message)
         if self.staff.screen == "status":
-            return StatusView(f"DeskPulse {self.config.site}/{self.config.device}", self.status_lines(),
-                              self.staff.test_mode)
+            return status_view(self.status_facts())
         return view_for(self.flow.state, self.settings, self.custom_texts)
 
     def redraw(self, force: bool = False) -> bool:
@@ -234,9 +178,9 @@ class Kiosk:
             # SDL also turns each touch into a mouse click: count it once.
             if event.button == 1 and not getattr(event, "touch", False):
                 self.tap_at(event.pos, "touch")
-        elif event.type == TAP_EVENT:
+        elif event.type == events.TAP_EVENT:
             self.tap(event.rating, event.source)
-        elif event.type == CONFIG_EVENT:
+        elif event.type == events.CONFIG_EVENT:
             self.apply_config(event.config)
         elif event.type == pygame.QUIT or (event.type == pygame.KEYDOWN and event.key == pygame.K_ESCAPE):
             # In kiosk mode nothing leaves without the PIN: these open the PIN pad.
@@ -341,16 +285,27 @@ class Kiosk:
             log.error("held rating not kept on disk (it stays in memory): %s", exc)
 
     def _recover_held(self) -> None:
+        """Store the rating an interrupted follow-up held, unless the outbox has it already.
+
+        When the outbox cannot say (or the write fails), the file stays for the
+        next start and an alarm says so: storing on a guess could count one tap
+        twice under two ids.
+        """
         answer = self.held.load()
         if answer is None:
             return
         try:
-            if not already_stored(self.config.outbox_path, answer):
+            if self.outbox.has_tap(answer.get("boot_id"), answer.get("mono_ms")):
+                log.info("the rating held by an interrupted follow-up is stored already")
+            else:
                 record = self.outbox.append(answer)
                 log.warning("stored the rating held by an interrupted follow-up: %s", record.id)
             self.held.clear()
         except (DeskPulseError, OSError) as exc:
-            log.error("a held rating could not be stored yet: %s", exc)
+            log.error("the rating held by an interrupted follow-up stays in %s for the next start: %s",
+                      self.held.path, exc)
+            if self.sender is not None:
+                self.sender.set_alarm("held-answer", f"a held rating could not be stored yet: {exc}")
 
     def _save(self, effect: Save) -> None:
         answer = self._answer(effect)
@@ -390,40 +345,23 @@ class Kiosk:
 
     # ------------------------------------------------------------------ staff
 
-    def status_lines(self) -> tuple[tuple[str, str], ...]:
-        """The staff status screen's facts (read from the sender and the outbox)."""
+    def status_facts(self) -> StatusFacts:
+        """What the staff status screen shows, read now from the sender's snapshot and the outbox."""
         now = time.time()
-        lines = [("Site / device", f"{self.config.site} / {self.config.device}"),
-                 ("Version", __version__)]
-        sender = self.sender
-        if sender is None:
-            lines.append(("Broker", "not started"))
-        else:
-            st = sender.status
-            state = "connected" if st.connected else f"not connected ({st.last_error or 'trying'})"
-            lines.append(("Broker", f"{state}; central {'up' if st.central_online else 'not seen'}"))
+        stats: Stats | str
         try:
             stats = self.outbox.stats()
-            oldest = stats.oldest_unconfirmed_at
-            age = "" if oldest is None else f", oldest {_age(now - oldest)}"
-            lines.append(("Backlog", f"{stats.backlog} unconfirmed{age}"))
-            last = stats.last_confirmed_at
-            lines.append(("Last sync", "never" if last is None else f"{_age(now - last)} ago"))
-        except (DeskPulseError, sqlite3.Error) as exc:
-            lines.append(("Backlog", f"unknown: {exc}"))
-        lines.append(("Answers today", str(self._today_count())))
-        lines.append(("IP address", ip_address()))
-        lines.append(("Test mode", "on: answers are flagged test" if self.staff.test_mode else "off"))
-        return tuple(lines)
-
-    def _today_count(self) -> int | str:
+        except DeskPulseError as exc:
+            stats = str(exc)
         midnight = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-        try:  # read-only: the outbox's rows keep their creation time (see sync/outbox.py)
-            with sqlite3.connect(f"file:{self.config.outbox_path}?mode=ro", uri=True, timeout=1) as conn:
-                return int(conn.execute("SELECT count(*) FROM outbox WHERE created_at >= ?",
-                                        (midnight,)).fetchone()[0])
-        except sqlite3.Error:
-            return "?"
+        today: int | str
+        try:
+            today = self.outbox.count_since(midnight)
+        except DeskPulseError:
+            today = "?"
+        return StatusFacts(site=self.config.site, device=self.config.device, version=__version__,
+                           sender=None if self.sender is None else self.sender.status, outbox=stats, today=today,
+                           ip=ip_address(), test_mode=self.staff.test_mode, now=now)
 
     # ------------------------------------------------------------------ loop
 
@@ -478,10 +416,31 @@ class Kiosk:
                     self.step(max_wait_ms=100)
                 else:
                     self.step()
-                sdnotify.notify("WATCHDOG=1")  # a hung loop stops feeding the watchdog
+                if self.healthy():
+                    sdnotify.notify("WATCHDOG=1")  # a hung loop stops feeding the watchdog
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def healthy(self) -> bool:
+        """Whether to feed systemd's watchdog: the loop runs (it calls this) and the sender works.
+
+        A sender failing for longer than ``sync.sender_down_limit_s`` stops the
+        feeding, so systemd restarts the whole kiosk (answers wait in the outbox).
+        """
+        if self.sender is None:
+            return True
+        down = self.sender.down_for()
+        limit = self.config.sync.sender_down_limit_s
+        if down <= limit:
+            self._starving = False
+            return True
+        if not self._starving:
+            self._starving = True
+            log.error("the sender has been failing for %s (limit %.0f s): no longer feeding the watchdog, "
+                      "so systemd restarts the kiosk", "ever since it stopped" if down == float("inf")
+                      else f"{down:.0f} s", limit)
+        return False
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.running = False
@@ -501,15 +460,6 @@ class Kiosk:
         if self._witness is not None:
             self._witness.close()
             self._witness = None
-
-
-def _age(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h"
 
 
 def ip_address() -> str:
@@ -537,13 +487,5 @@ def make_sender(config: KioskConfig) -> Sender:
         ),
         version=__version__,
         health=lambda: {"clock_synced": facts.clock_synced(), "undervoltage": facts.undervoltage()},
-        on_config=post_config,
+        on_config=events.post_config,
     )
-
-
-def post_config(config: dict[str, Any]) -> None:
-    """Hand a new survey configuration to the kiosk loop (called on the sender's thread).
-
-    Only an event is posted (thread-safe); the loop owns the flow and applies it.
-    """
-    pygame.event.post(pygame.event.Event(CONFIG_EVENT, config=config))

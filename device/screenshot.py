@@ -6,9 +6,13 @@ import argparse
 import os
 from pathlib import Path
 
+from device import __version__
 from device.config import SurveyConfig
 from device.flow import FlowSettings, FlowState
+from device.views import StatusFacts, pin_view, status_view, view_for
 from display import texts
+from sync.outbox import Stats
+from sync.sender import SenderStatus
 
 # Physical sizes of the panels we ship layouts for (active area, landscape).
 PANEL_MM = {
@@ -48,17 +52,16 @@ def settings_for(scale: int, lang: str) -> FlowSettings:
 
 def view_of(screen: str, lang: str, scale: int) -> object:
     """The view model of a named screen."""
-    from device.kiosk import view_for
-    from display.view import PinView, StatusView
-
     if screen == "pin":
-        return PinView("Staff PIN", 2, "")
+        return pin_view(2, "")
     if screen == "status":
-        return StatusView("DeskPulse hotel-berlin/front-desk", (
-            ("Site / device", "hotel-berlin / front-desk"), ("Version", "0.1.0"),
-            ("Broker", "connected; central up"), ("Backlog", "3 unconfirmed, oldest 12 s"),
-            ("Last sync", "4 s ago"), ("Answers today", "57"), ("IP address", "192.168.1.23"),
-            ("Test mode", "off")), test_mode=False)
+        now = 1_795_000_000.0
+        return status_view(StatusFacts(
+            site="hotel-berlin", device="front-desk", version=__version__,
+            sender=SenderStatus(connected=True, central_online=True),
+            outbox=Stats(pending=1, sent=2, confirmed=54, rejected=0, oldest_unconfirmed_at=now - 12,
+                         last_confirmed_at=now - 4),
+            today=57, ip="192.168.1.23", test_mode=False, now=now))
     state = STATES[screen]
     return view_for(FlowState(state.screen, lang, state.pressed), settings_for(scale, lang))
 

@@ -165,6 +165,7 @@ STAFF_TEXTS: dict[str, str] = {
     "line_ip": "IP address",
     "line_test_mode": "Test mode",
     "line_sender": "Sender",
+    "line_alarms": "Alarms",
 }
 
 

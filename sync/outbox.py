@@ -482,12 +482,17 @@ class Outbox:
         return None if row is None else _record(row)
 
     def stats(self) -> Stats:
-        """Counts per state and the ages the health report shows."""
-        counts = {State(r[0]): r[1] for r in self._conn.execute(
-            "SELECT state, count(*) FROM outbox GROUP BY state")}
-        oldest = self._conn.execute(
-            "SELECT min(created_at) FROM outbox WHERE state <= 1").fetchone()[0]
-        last = self._conn.execute("SELECT max(done_at) FROM outbox WHERE state = 2").fetchone()[0]
+        """Counts per state and the ages the health report shows.
+
+        Raises:
+            OutboxError: the database could not be read.
+        """
+        with self._reading("read the outbox's counts"):
+            counts = {State(r[0]): r[1] for r in self._conn.execute(
+                "SELECT state, count(*) FROM outbox GROUP BY state")}
+            oldest = self._conn.execute(
+                "SELECT min(created_at) FROM outbox WHERE state <= 1").fetchone()[0]
+            last = self._conn.execute("SELECT max(done_at) FROM outbox WHERE state = 2").fetchone()[0]
         return Stats(
             pending=counts.get(State.PENDING, 0),
             sent=counts.get(State.SENT, 0),
@@ -496,6 +501,42 @@ class Outbox:
             oldest_unconfirmed_at=oldest,
             last_confirmed_at=last,
         )
+
+    def count_since(self, since: float) -> int:
+        """How many answers were stored at or after ``since`` (unix seconds; rows keep their creation time).
+
+        Raises:
+            OutboxError: the database could not be read.
+        """
+        with self._reading("count today's answers"):
+            row = self._conn.execute("SELECT count(*) FROM outbox WHERE created_at >= :since",
+                                     {"since": since}).fetchone()
+        return int(row[0])
+
+    def has_tap(self, boot_id: object, mono_ms: object) -> bool:
+        """Whether an answer of this tap (same ``boot_id`` and ``mono_ms``) is stored already.
+
+        Pruned rows are gone: this only answers for the retention period, which is
+        all a held answer found at start needs.
+
+        Raises:
+            OutboxError: the database could not be read; the caller cannot tell, so
+                it must not store the answer again on a guess.
+        """
+        with self._reading("look for a held answer"):
+            row = self._conn.execute(
+                "SELECT 1 FROM outbox WHERE json_extract(CAST(payload AS TEXT), '$.boot_id') = :boot"
+                " AND json_extract(CAST(payload AS TEXT), '$.mono_ms') = :mono LIMIT 1",
+                {"boot": boot_id, "mono": mono_ms},
+            ).fetchone()
+        return row is not None
+
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot {what} in {self.path}: {exc}") from exc
 
     def integrity_ok(self) -> bool:
         """``PRAGMA integrity_check`` says ok."""

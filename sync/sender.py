@@ -2,7 +2,19 @@
 
 The thread drives ``client.loop()`` itself, so every paho callback runs on it
 and no lock guards the client. Other threads only call :meth:`Sender.notify`
-(a new answer is waiting) and :meth:`Sender.stop`.
+(a new answer is waiting), :meth:`Sender.set_alarm` (a message the thread
+picks up), :meth:`Sender.stop`, and read :attr:`Sender.status`, an immutable
+snapshot the thread replaces whenever something changed.
+
+The thread supervises itself: an unexpected exception ends one *session*
+(outbox connection and paho client), never the thread. The session is started
+anew after a backoff, the restarts are counted, a ``sender-restarting`` alarm
+is raised (in the retained status and on the staff screen) until a new session
+has run well for ``recovered_after_s``, and :meth:`Sender.down_for` tells the
+kiosk how long the sender has been failing, so it can stop feeding systemd's
+watchdog past a limit. Rows a failed session had in flight are still PENDING or
+SENT in the outbox: the next session publishes them again and central
+deduplicates.
 
 Delivery contract (see docs/protocol.md):
 
@@ -18,6 +30,8 @@ Delivery contract (see docs/protocol.md):
 from __future__ import annotations
 
 import logging
+import math
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -50,11 +64,42 @@ class SenderSettings:
     status_every_s: float = 60.0
     prune_after_s: float = 7 * 24 * 3600.0
     flush_every_s: float = 0.05
+    #: First wait before a failed session is started again (doubles, with jitter, up to ``restart_cap_s``).
+    restart_base_s: float = 1.0
+    restart_cap_s: float = 30.0
+    #: A restarted session that runs this long without failing clears ``sender-restarting``.
+    recovered_after_s: float = 60.0
 
 
-@dataclass
+#: The alarm raised while the sender's loop is failing and being restarted.
+RESTARTING_ALARM = "sender-restarting"
+
+
+@dataclass(frozen=True, slots=True)
 class SenderStatus:
-    """What the sender knows right now (read by the kiosk's staff screen)."""
+    """A snapshot of what the sender knows (read by the kiosk's loop and staff screen).
+
+    The sender thread builds a new one whenever something changed and swaps it
+    in whole, so a reader never sees half of an update.
+    """
+
+    connected: bool = False
+    central_online: bool = False
+    last_error: str | None = None
+    published: int = 0
+    acked: int = 0
+    confirmed: int = 0
+    #: Health alarms as (code, message): the kiosk's own and the sender's.
+    alarms: tuple[tuple[str, str], ...] = ()
+    #: Sessions that ended on an unexpected exception since the sender started.
+    restarts: int = 0
+    #: Monotonic time of the first failure not yet followed by ``recovered_after_s`` of good running.
+    failing_since: float | None = None
+
+
+@dataclass(slots=True)
+class _Live:
+    """The sender thread's own, mutable copy of :class:`SenderStatus`."""
 
     connected: bool = False
     central_online: bool = False
@@ -63,6 +108,12 @@ class SenderStatus:
     acked: int = 0
     confirmed: int = 0
     alarms: dict[str, str] = field(default_factory=dict)
+    restarts: int = 0
+    failing_since: float | None = None
+
+    def snapshot(self) -> SenderStatus:
+        return SenderStatus(self.connected, self.central_online, self.last_error, self.published, self.acked,
+                            self.confirmed, tuple(self.alarms.items()), self.restarts, self.failing_since)
 
 
 class Sender:
@@ -76,6 +127,7 @@ class Sender:
         settings: tuning.
         version: software version reported in status.
         health: optional callable adding fields to the health report.
+        on_config: called on the sender thread with each newly applied survey configuration.
     """
 
     def __init__(
@@ -97,19 +149,21 @@ class Sender:
         self.settings = settings
         self.version = version
         self.health = health
-        #: Called on the sender thread with each newly applied survey configuration.
         self.on_config = on_config
         self.surveys = SurveyConfigs(self.outbox_path.parent / "survey-config.json")
-        self.status = SenderStatus()
+        self._status = SenderStatus()
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._alarm_lock = threading.Lock()
-        self._freed = False  # a PUBACK made room in the in-flight window since the last fill
-        self._cursor = 0  # highest seq published from PENDING on this connection
-        self._status_due = False
+        #: Alarms raised or cleared by other threads, picked up by the sender thread.
+        self._alarm_requests: queue.SimpleQueue[tuple[str, str | None]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._started_mono = time.monotonic()
         # Owned by the sender thread only:
+        self._live = _Live()
+        self._freed = False  # a PUBACK made room in the in-flight window since the last fill
+        self._cursor = 0  # highest seq published from PENDING on this connection
+        self._status_due = False
+        self._session_started = 0.0  # monotonic start of the current session
         self._inflight: dict[int, str] = {}  # paho mid -> event id
         self._inflight_ids: set[str] = set()
         self._acked: list[str] = []
@@ -119,6 +173,11 @@ class Sender:
         self._last_fill = 0.0  # monotonic time of the last outbox query
 
     # ------------------------------------------------------------------ control
+
+    @property
+    def status(self) -> SenderStatus:
+        """The latest snapshot of the sender's state. Thread-safe (an immutable value)."""
+        return self._status
 
     def start(self) -> Sender:
         """Start the sender thread."""
@@ -135,18 +194,27 @@ class Sender:
         """Raise (or, with ``message=None``, clear) a health alarm. Thread-safe.
 
         The kiosk uses it for what only it can see, e.g. an answer it could not
-        save; the next status report carries it, sent at once.
+        save; the sender thread picks it up at once and the next status report,
+        sent at once, carries it.
         """
-        with self._alarm_lock:
-            if message is None:
-                if self.status.alarms.pop(code, None) is None:
-                    return
-            elif self.status.alarms.get(code) == message:
-                return
-            else:
-                self.status.alarms[code] = message[:500]
-        self._status_due = True
+        self._alarm_requests.put((code, None if message is None else message[:500]))
         self._wake.set()
+
+    def down_for(self, now: float | None = None) -> float:
+        """Seconds the sender has been failing (0.0 while it works). Thread-safe.
+
+        Failing means: its loop ended on an unexpected exception and has not run
+        well for ``recovered_after_s`` since, or its thread is gone although
+        nobody stopped it (``math.inf``). The kiosk stops feeding systemd's
+        watchdog when this passes its limit, so systemd restarts the kiosk.
+        """
+        thread = self._thread
+        if thread is not None and not thread.is_alive() and not self._stop.is_set():
+            return math.inf
+        since = self._status.failing_since
+        if since is None:
+            return 0.0
+        return max(0.0, (time.monotonic() if now is None else now) - since)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Publish offline status, disconnect and join. Safe to call twice."""
@@ -164,6 +232,66 @@ class Sender:
 
     # ------------------------------------------------------------------ thread
 
+    def _snapshot(self) -> None:
+        """Publish the thread's state to readers (one reference swap)."""
+        self._status = self._live.snapshot()
+
+    def _take_alarm_requests(self) -> None:
+        while True:
+            try:
+                code, message = self._alarm_requests.get_nowait()
+            except queue.Empty:
+                return
+            alarms = self._live.alarms
+            if message is None:
+                if alarms.pop(code, None) is None:
+                    continue
+            elif alarms.get(code) == message:
+                continue
+            else:
+                alarms[code] = message
+            self._status_due = True
+
+    def _run(self) -> None:
+        """The thread: run sessions until stopped; a failed one is restarted after a backoff."""
+        while not self._stop.is_set():
+            try:
+                self._session()
+            except Exception as exc:  # never let the sender die, nor fail silently
+                self._failed(exc)
+                self._stop.wait(backoff_delay(self._live.restarts - 1, base=self.settings.restart_base_s,
+                                              cap=self.settings.restart_cap_s))
+            else:
+                return
+
+    def _failed(self, exc: Exception) -> None:
+        live = self._live
+        live.restarts += 1
+        live.connected = False
+        live.central_online = False
+        if live.failing_since is None:
+            live.failing_since = time.monotonic()
+        what = f"{type(exc).__name__}: {exc}"[:300]
+        log.error("sender loop failed (restart %d); starting it again", live.restarts, exc_info=exc)
+        live.alarms[RESTARTING_ALARM] = f"the sender's loop failed {live.restarts} times, last: {what}"
+        live.last_error = f"sender loop failed: {what}"
+        self._status_due = True
+        self._take_alarm_requests()
+        self._snapshot()
+
+    def _recovered(self, now: float) -> None:
+        """A restarted session has run without failing for long enough: clear the alarm.
+
+        Connected or not: a broker that cannot be reached is reported as such
+        (``last_error``), not as a failing sender.
+        """
+        live = self._live
+        if live.failing_since is not None and now - self._session_started >= self.settings.recovered_after_s:
+            log.info("sender running again after %d restarts", live.restarts)
+            live.failing_since = None
+            live.alarms.pop(RESTARTING_ALARM, None)
+            self._status_due = True
+
     def _open_outbox(self) -> Outbox | None:
         attempt = 0
         while not self._stop.is_set():
@@ -172,36 +300,59 @@ class Sender:
                               max_bytes=self.settings.max_outbox_bytes)
             except OutboxError as exc:
                 self._error(f"sender cannot open the outbox: {exc}")
+                self._take_alarm_requests()
+                self._snapshot()
                 self._stop.wait(backoff_delay(attempt, cap=30.0))
                 attempt += 1
         return None
 
-    def _run(self) -> None:
+    def _session(self) -> None:
+        """One outbox connection and one paho client, until stopped or an exception ends them."""
+        self._session_started = time.monotonic()
+        self._inflight.clear()
+        self._inflight_ids.clear()
+        self._acked.clear()
+        self._receipts.clear()
+        self._cursor = 0
         outbox = self._open_outbox()
         if outbox is None:
             return
         client = self._client()
         attempt = 0
+        clean = False
         try:
             while not self._stop.is_set():
-                if not self.status.connected:
-                    if not self._connect(client):
+                self._take_alarm_requests()
+                self._recovered(time.monotonic())
+                if not self._live.connected:
+                    connected = self._connect(client)
+                    self._snapshot()
+                    if not connected:
                         self._stop.wait(backoff_delay(attempt))
                         attempt += 1
                         continue
                     attempt = 0
                 self._pump(client, outbox)
-            if self.status.connected:
+                self._snapshot()
+            if self._live.connected:
                 self._publish_status(client, outbox, online=False)
                 client.loop(0.2)
                 client.disconnect()
                 client.loop(0.2)
-        except Exception:  # never let the sender die silently
-            log.exception("sender thread failed")
-            self.status.last_error = "sender thread failed; see the journal"
+            clean = True
         finally:
-            self._flush(outbox)
-            outbox.close()
+            try:
+                self._flush(outbox)  # PUBACKs and receipts already seen are kept
+            except Exception:
+                if clean:
+                    raise
+                log.exception("recording PUBACKs and receipts after a failure failed too")
+            finally:
+                outbox.close()
+                if not clean:
+                    _drop(client)
+            self._live.connected = False
+            self._snapshot()
 
     def _client(self) -> mqtt.Client:
         client = make_client(f"{self.site}.{self.device}", self.broker)
@@ -231,12 +382,12 @@ class Sender:
             return False
         # Wait for CONNACK (bounded) so a refused login is reported, not retried blindly.
         deadline = time.monotonic() + 10
-        while not self.status.connected and time.monotonic() < deadline:
+        while not self._live.connected and time.monotonic() < deadline:
             if client.loop(0.1) != mqtt.MQTT_ERR_SUCCESS:
                 return False
             if self._refused:
                 return False
-        return self.status.connected
+        return self._live.connected
 
     def _pump(self, client: mqtt.Client, outbox: Outbox) -> None:
         """One round: fill the in-flight window, run the network, flush batches."""
@@ -244,8 +395,8 @@ class Sender:
         # While answers are in flight, turn fast to batch PUBACKs promptly; when
         # idle, wait longer in select() so an idle kiosk costs almost nothing.
         rc = client.loop(self.settings.flush_every_s if self._inflight else 0.1)
-        if rc != mqtt.MQTT_ERR_SUCCESS and self.status.connected:
-            self.status.connected = False
+        if rc != mqtt.MQTT_ERR_SUCCESS and self._live.connected:
+            self._live.connected = False
             self._error(f"connection to {self.broker.url} lost ({mqtt.error_string(rc)})")
         self._flush(outbox)
         now = time.monotonic()
@@ -269,7 +420,7 @@ class Sender:
         # connection), so a refill reads only new rows, not the whole window
         # again; re-sends are looked for once a second.
         resend_after = None
-        if self.status.central_online and now - self._last_fill >= 1.0:
+        if self._live.central_online and now - self._last_fill >= 1.0:
             resend_after = self.settings.resend_after_s
             self._last_fill = now
         records = outbox.due(room + len(self._inflight_ids), after_seq=self._cursor, resend_after=resend_after)
@@ -290,7 +441,7 @@ class Sender:
             log.debug("published %s (seq %d, %s) as mid %d", record.id, record.seq, record.state.name, info.mid)
             if record.state is State.PENDING:
                 self._cursor = max(self._cursor, record.seq)
-            self.status.published += 1
+            self._live.published += 1
             room -= 1
             if room <= 0:
                 break
@@ -302,12 +453,12 @@ class Sender:
             acked, self._acked = self._acked, []
             moved = outbox.mark_sent(acked)
             log.debug("PUBACKs for %s recorded; %d rows moved", acked, moved)
-            self.status.acked += len(acked)
+            self._live.acked += len(acked)
         if self._receipts:
             receipts, self._receipts = self._receipts, []
             settled = outbox.settle(receipts)
             log.debug("receipts %s applied; %d rows settled", receipts, settled)
-            self.status.confirmed += settled
+            self._live.confirmed += settled
 
     def _publish_status(self, client: mqtt.Client, outbox: Outbox, *, online: bool) -> None:
         self._next_status = time.monotonic() + self.settings.status_every_s
@@ -335,14 +486,13 @@ class Sender:
                 "epoch": outbox.epoch,
                 "uptime_s": round(time.monotonic() - self._started_mono, 1),
                 "disk_free_bytes": disk_free_bytes(self.outbox_path.parent),
-                "last_error": self.status.last_error,
+                "last_error": self._live.last_error,
             }
             if self.surveys.current is not None:
                 health["survey"] = self.surveys.current["version"]
             health["config_error"] = self.surveys.error
             alarms = outbox.alarms()
-            with self._alarm_lock:
-                alarms += [{"code": c, "message": m} for c, m in self.status.alarms.items()]
+            alarms += [{"code": c, "message": m} for c, m in self._live.alarms.items()]
             free = health["disk_free_bytes"]
             if free is not None and free < self.settings.disk_low_bytes:
                 alarms.append({"code": "disk-low", "message": f"only {free / 1e6:.1f} MB free on the outbox's disk"})
@@ -373,9 +523,9 @@ class Sender:
             self._status_due = True  # say at once which survey runs, or why one was refused
 
     def _error(self, message: str) -> None:
-        if message != self.status.last_error:
+        if message != self._live.last_error:
             log.warning("%s", message)
-        self.status.last_error = message
+        self._live.last_error = message
 
     # ------------------------------------------------------------------ callbacks (sender thread)
 
@@ -387,8 +537,8 @@ class Sender:
             self._error(f"broker {self.broker.url} refused the connection: {reason}")
             return
         self._refused = False
-        self.status.connected = True
-        self.status.last_error = None
+        self._live.connected = True
+        self._live.last_error = None
         log.info("connected to %s as %s.%s", self.broker.url, self.site, self.device)
         # Messages paho had in flight on the old connection are forgotten here:
         # their rows are still PENDING or SENT in the outbox and will be
@@ -410,8 +560,8 @@ class Sender:
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
     ) -> None:
-        self.status.connected = False
-        self.status.central_online = False
+        self._live.connected = False
+        self._live.central_online = False
         # After a refused CONNECT the refusal is the news, not the disconnect that follows.
         if not self._stop.is_set() and not self._refused:
             self._error(f"disconnected from {self.broker.url}: {reason}")
@@ -441,10 +591,10 @@ class Sender:
             if message.topic == protocol.CENTRAL_STATUS_TOPIC:
                 status = protocol.decode("central-status", message.payload)
                 online = status["state"] == "online"
-                if online != self.status.central_online:
+                if online != self._live.central_online:
                     log.info("central is %s", status["state"])
-                self.status.central_online = online
-                if self.status.central_online:
+                self._live.central_online = online
+                if self._live.central_online:
                     self._wake.set()
                 return
             receipt = protocol.decode("receipt", message.payload)
@@ -455,3 +605,13 @@ class Sender:
             self._receipts.append((item["id"], item["outcome"], item.get("reason")))
             if item["outcome"] == "rejected":
                 log.error("central rejected answer %s: %s", item["id"], item.get("reason"))
+
+
+def _drop(client: mqtt.Client) -> None:
+    """Close a failed session's connection without a DISCONNECT (the broker sends our will)."""
+    sock = client.socket()
+    if sock is not None:
+        try:
+            sock.close()
+        except OSError:
+            pass

@@ -12,7 +12,7 @@ import pytest
 
 from device.buttons import Debouncer, Lights, RatingButtons, build, post_press
 from device.config import GpioConfig
-from device.kiosk import TAP_EVENT
+from device.events import TAP_EVENT
 from display.view import FollowUpView, MessageView
 from sync import protocol
 from sync.errors import ConfigError

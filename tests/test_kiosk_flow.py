@@ -194,6 +194,25 @@ def test_a_held_rating_already_stored_is_not_stored_twice(kiosk_config) -> None:
         assert not held.exists()
 
 
+def test_a_held_rating_stays_held_when_the_outbox_cannot_say_whether_it_is_stored(kiosk_config) -> None:
+    """Storing on a guess could count one tap twice under two ids: keep the file, store it later."""
+    config = kiosk_config()
+    held = config.data_dir / "held-answer.json"
+    k = HeadlessKiosk(config)
+    k.tap_rating(2, follow_up=None)
+    crash(k)
+    with sqlite3.connect(config.outbox_path) as conn:  # a damaged row: the tap look-up cannot read it
+        conn.execute("INSERT INTO outbox (seq, id, payload, created_at) VALUES (999, 'damaged', x'7b7b', 0)")
+    with HeadlessKiosk(config) as again:
+        assert held.exists(), "the held rating is kept for the next start"
+        assert [r["id"] for r in again.kiosk.outbox._conn.execute("SELECT id FROM outbox")] == ["damaged"]
+    with sqlite3.connect(config.outbox_path) as conn:  # repaired
+        conn.execute("DELETE FROM outbox WHERE id = 'damaged'")
+    with HeadlessKiosk(config) as fixed:
+        assert [(e["rating"], e["reasons"]) for e in stored(fixed)] == [(2, [])]
+        assert not held.exists()
+
+
 @pytest.mark.parametrize("scale", [3, 4])
 @pytest.mark.parametrize("rotation", [0, 90, 180, 270])
 def test_every_face_of_smaller_scales_records_its_rating(kiosk_config, scale, rotation) -> None:

@@ -6,7 +6,8 @@ import sqlite3
 
 import pygame
 
-from device.kiosk import CONFIG_EVENT, make_sender
+from device.events import CONFIG_EVENT
+from device.kiosk import make_sender
 from display.view import FollowUpView, RatingView
 from sync import protocol
 from sync.survey import SurveyConfigs

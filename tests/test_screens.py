@@ -10,8 +10,8 @@ import pygame
 import pytest
 
 from device.flow import FlowSettings, FlowState
-from device.kiosk import view_for
 from device.screenshot import PANEL_MM, SCREENS, render, view_of
+from device.views import view_for
 from display import texts
 from display.layout import MIN_TARGET_MM, Geometry
 from display.screens import Display

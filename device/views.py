@@ -1,0 +1,124 @@
+"""What each screen shows, as a pure function of the kiosk's state: no pygame, no I/O.
+
+The kiosk loop (:mod:`device.kiosk`) and the screenshot command
+(:mod:`device.screenshot`) both build their views here, so a screenshot is the
+screen a customer or staff member sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from device.flow import FlowSettings, FlowState
+from device.remote import CustomTexts
+from display import texts
+from display.view import FollowUpView, LanguageView, MessageView, PinView, RatingView, StatusView, View
+from sync.outbox import Stats
+from sync.sender import SenderStatus
+
+
+def view_for(state: FlowState, settings: FlowSettings, custom: CustomTexts | None = None) -> View:
+    """The screen the customer sees in ``state`` (all text translated).
+
+    ``custom`` holds texts from a remote survey configuration; they replace the
+    built-in ones where given.
+    """
+    lang = state.lang
+    custom = custom or {}
+
+    def t(key: str) -> str:
+        return custom.get((key, lang)) or texts.text(lang, key)
+
+    if state.screen == "thanks":
+        return MessageView(texts.text(lang, "thanks"), texts.text(lang, "thanks_body"), "thanks")
+    if state.screen == "sorry":
+        return MessageView(texts.text(lang, "sorry"), texts.text(lang, "sorry_body"), "sorry")
+    if state.screen == "followup":
+        return FollowUpView(
+            title=t("follow_up"),
+            reasons=tuple((k, t(f"reason_{k}")) for k in settings.reasons),
+            skip=texts.text(lang, "skip"),
+            rating=state.pressed or 1,
+            scale=settings.scale,
+            chosen=state.reason,
+            note=texts.text(lang, "anonymous"),
+        )
+    if state.screen == "language":
+        return LanguageView(
+            title=texts.text(lang, "choose_lang"),
+            options=tuple((code, texts.text(code, "lang_name")) for code in settings.languages),
+            current=lang,
+        )
+    return RatingView(
+        question=t("question"),
+        labels=texts.labels(lang, settings.scale),
+        note=texts.text(lang, "anonymous"),
+        pressed=state.pressed,
+        hint=texts.text(lang, "invite") if state.screen == "attract" else "",
+        lang_button=texts.text(lang, "lang_name") if len(settings.languages) > 1 else "",
+    )
+
+
+def pin_view(entered: int, message: str) -> PinView:
+    """The staff PIN pad with ``entered`` digits typed so far."""
+    return PinView(texts.staff("pin_title"), entered, message)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusFacts:
+    """What the staff status screen reports, gathered by the kiosk loop."""
+
+    site: str
+    device: str
+    version: str
+    #: The sender's latest snapshot; None when the kiosk runs without one.
+    sender: SenderStatus | None
+    #: The outbox's counts, or why they could not be read.
+    outbox: Stats | str
+    #: Answers stored today, or "?" when the outbox could not say.
+    today: int | str
+    ip: str
+    test_mode: bool
+    #: Unix time now (ages are shown relative to it).
+    now: float
+
+
+def status_view(facts: StatusFacts) -> StatusView:
+    """The staff status screen: identity, broker, sender health, backlog, today, test mode."""
+    t = texts.staff
+    lines = [(t("line_identity"), f"{facts.site} / {facts.device}"), (t("line_version"), facts.version)]
+    st = facts.sender
+    if st is None:
+        lines.append((t("line_broker"), "not started"))
+    else:
+        state = "connected" if st.connected else f"not connected ({st.last_error or 'trying'})"
+        lines.append((t("line_broker"), f"{state}; central {'up' if st.central_online else 'not seen'}"))
+        if st.failing_since is not None:
+            lines.append((t("line_sender"), f"restarting ({st.restarts} failures; see the journal)"))
+        elif st.restarts:
+            lines.append((t("line_sender"), f"running ({st.restarts} restarts since start)"))
+        alarms = [code for code, _ in st.alarms]
+        if alarms:
+            lines.append((t("line_alarms"), ", ".join(alarms)))
+    if isinstance(facts.outbox, str):
+        lines.append((t("line_backlog"), f"unknown: {facts.outbox}"))
+    else:
+        stats = facts.outbox
+        oldest = stats.oldest_unconfirmed_at
+        age = "" if oldest is None else f", oldest {_age(facts.now - oldest)}"
+        lines.append((t("line_backlog"), f"{stats.backlog} unconfirmed{age}"))
+        last = stats.last_confirmed_at
+        lines.append((t("line_last_sync"), "never" if last is None else f"{_age(facts.now - last)} ago"))
+    lines.append((t("line_today"), str(facts.today)))
+    lines.append((t("line_ip"), facts.ip))
+    lines.append((t("line_test_mode"), "on: answers are flagged test" if facts.test_mode else "off"))
+    return StatusView(t("status_title", site=facts.site, device=facts.device), tuple(lines), facts.test_mode)
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h"
