@@ -91,7 +91,12 @@ def status_view(facts: StatusFacts) -> StatusView:
     if st is None:
         lines.append((t("line_broker"), "not started"))
     else:
-        state = "connected" if st.connected else f"not connected ({st.last_error or 'trying'})"
+        if st.connected:
+            state = "connected"
+        elif st.failing_since is not None or not st.last_error:  # the Sender line says why
+            state = "not connected"
+        else:
+            state = f"not connected: {_short(st.last_error)}"
         lines.append((t("line_broker"), f"{state}; central {'up' if st.central_online else 'not seen'}"))
         if st.failing_since is not None:
             lines.append((t("line_sender"), f"restarting ({st.restarts} failures; see the journal)"))
@@ -113,6 +118,11 @@ def status_view(facts: StatusFacts) -> StatusView:
     lines.append((t("line_ip"), facts.ip))
     lines.append((t("line_test_mode"), "on: answers are flagged test" if facts.test_mode else "off"))
     return StatusView(t("status_title", site=facts.site, device=facts.device), tuple(lines), facts.test_mode)
+
+
+def _short(text: str, limit: int = 64) -> str:
+    """A message cut to fit a status line (the journal has it whole)."""
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
 
 
 def _age(seconds: float) -> str:

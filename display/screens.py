@@ -352,17 +352,19 @@ class Display:
         bottom = buttons[0].y - f.gap
         n = max(1, len(view.lines))
         line_h = (bottom - top) // n
-        key_w = int((f.w - 2 * f.margin) * (0.3 if not f.portrait else 0.4))
+        key_w = int((f.w - 2 * f.margin) * (0.3 if not f.portrait else 0.36))
         boxes = [(Rect(f.margin, top + i * line_h, key_w, line_h),
                   Rect(f.margin + key_w + f.gap, top + i * line_h, f.w - 2 * f.margin - key_w - f.gap, line_h))
                  for i in range(n)]
         # One size for every line (the largest at which all fit): a table, not a ransom note.
+        # A value may wrap (an error message; three lines on a tall portrait panel), a name may not.
+        wrap = 3 if f.portrait else 2
         size = min([max(MIN_TEXT_PX, min(int(line_h * 0.6), _cap(canvas, 0.045)))]
-                   + [fit_text(t, b, max_lines=1)[0] for (k, v), (kb, vb) in zip(view.lines, boxes, strict=False)
-                      for t, b in ((k, kb), (v, vb))])
+                   + [fit_text(t, b, max_lines=n)[0] for (k, v), (kb, vb) in zip(view.lines, boxes, strict=False)
+                      for t, b, n in ((k, kb, 1), (v, vb, wrap))])
         for (key, value), (kb, vb) in zip(view.lines, boxes, strict=False):
             self._text(canvas, key, kb, MUTED, max_lines=1, align="left", max_size=size)
-            self._text(canvas, value, vb, INK, max_lines=1, align="left", max_size=size)
+            self._text(canvas, value, vb, INK, max_lines=wrap, align="left", max_size=size)
         labels = (texts.staff("test_mode_on" if view.test_mode else "test_mode_off"), texts.staff("close"),
                   texts.staff("quit"))
         size = min([int(buttons[0].h * 0.3), _cap(canvas, 0.05)]
