@@ -68,6 +68,8 @@ class StaffConfig:
     """Staff mode: the PIN's hash (``deskpulse-kiosk hash-pin`` makes one); None: no staff mode."""
 
     pin_hash: str | None = None
+    #: Test mode ends by itself after this many minutes.
+    test_mode_minutes: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +150,7 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
 
     survey = _survey(TableReader(source, tables["survey"], "survey.", set(SURVEY_KEYS)))
     gpio = _gpio(TableReader(source, tables["gpio"], "gpio.", set(GPIO_KEYS)), survey.scale)
-    st = TableReader(source, tables["staff"], "staff.", {"pin_hash"})
+    st = TableReader(source, tables["staff"], "staff.", {"pin_hash", "test_mode_minutes"})
     pin_hash = st.get("pin_hash", str, None)
     if pin_hash is not None:
         from device.staff import check_hash_format
@@ -156,7 +158,7 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
         problem = check_hash_format(pin_hash)
         if problem:
             raise st.fail("pin_hash", problem)
-    staff = StaffConfig(pin_hash=pin_hash)
+    staff = StaffConfig(pin_hash=pin_hash, test_mode_minutes=st.number("test_mode_minutes", 15.0, 1, 24 * 60))
 
     sy = TableReader(source, tables["sync"], "sync.",
                      {"resend_after_s", "max_inflight", "retention_days", "max_outbox_mb", "sender_down_limit_s"})

@@ -19,13 +19,14 @@ stops: the rating is held in memory meanwhile, never dropped.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -53,6 +54,7 @@ from device.remote import CustomTexts
 from device.script import TapScript
 from device.staff import StaffMode
 from device.views import StatusFacts, pin_view, status_view, view_for
+from display import texts
 from display.layout import Geometry
 from display.screens import Display
 from display.view import (
@@ -129,13 +131,13 @@ class Kiosk:
         self.survey_version = 0
         self._pending_config: dict[str, Any] | None = None
 
-        self.staff = StaffMode(config.staff.pin_hash)
+        self.staff = StaffMode(config.staff.pin_hash, test_mode_s=config.staff.test_mode_minutes * 60)
         self.outbox = Outbox(config.outbox_path, config.site, config.device)
         self.held = HeldAnswer(config.data_dir / "held-answer.json")
         self._held_answer: dict[str, Any] | None = None
         self._recover_held()
         self._witness = open(witness, "a", encoding="utf-8") if witness else None
-        self._shown: View | None = None
+        self._shown: tuple[View, str] | None = None
         self._last_id: str | None = None
         self.running = True
         self._starving = False  # the watchdog is not fed: the sender is down past its limit
@@ -155,14 +157,21 @@ class Kiosk:
             return status_view(self.status_facts())
         return view_for(self.flow.state, self.settings, self.custom_texts)
 
+    @property
+    def band(self) -> str:
+        """The band across the top of every screen: test mode and when it ends; "" for none."""
+        if not self.staff.test_mode:
+            return ""
+        return texts.staff("test_band", minutes=math.ceil(self.staff.test_mode_left(self.clock()) / 60))
+
     def redraw(self, force: bool = False) -> bool:
         """Draw the current view if it changed since the last frame."""
-        view = self.view
-        if view == self._shown and not force:
+        view, band = self.view, self.band
+        if (view, band) == self._shown and not force:
             return False
-        self.display.render(view)
+        self.display.render(view, band)
         self.flip()
-        self._shown = view
+        self._shown = (view, band)
         if self.lights is not None:
             self.lights.show(thanks=self.flow.state.screen == "thanks")
         return True
@@ -222,7 +231,7 @@ class Kiosk:
                 self.running = False
                 return
             self.staff.key(kind, value, now)
-            self.flow.test_mode = self.staff.test_mode
+            self._follow_test_mode()
             self.redraw()
             return
         if kind == "corner":
@@ -345,6 +354,22 @@ class Kiosk:
 
     # ------------------------------------------------------------------ staff
 
+    def _follow_test_mode(self) -> None:
+        """Staff switched test mode, or its time ran out: flag answers accordingly and say so in status."""
+        on = self.staff.test_mode
+        if on == self.flow.test_mode:
+            return
+        self.flow.test_mode = on
+        if on:
+            ends = datetime.now().astimezone() + timedelta(seconds=self.staff.test_mode_left(self.clock()))
+            log.warning("test mode on until %s: answers are flagged test", ends.strftime("%H:%M"))
+            message: str | None = f"test mode is on until {ends.strftime('%H:%M')}: answers are flagged test"
+        else:
+            log.warning("test mode off: answers count again")
+            message = None
+        if self.sender is not None:
+            self.sender.set_alarm("test-mode", message)
+
     def status_facts(self) -> StatusFacts:
         """What the staff status screen shows, read now from the sender's snapshot and the outbox."""
         now = time.time()
@@ -361,7 +386,8 @@ class Kiosk:
             today = "?"
         return StatusFacts(site=self.config.site, device=self.config.device, version=__version__,
                            sender=None if self.sender is None else self.sender.status, outbox=stats, today=today,
-                           ip=ip_address(), test_mode=self.staff.test_mode, now=now)
+                           ip=ip_address(), test_mode=self.staff.test_mode,
+                           test_mode_left_s=self.staff.test_mode_left(self.clock()), now=now)
 
     # ------------------------------------------------------------------ loop
 
@@ -377,6 +403,7 @@ class Kiosk:
             for more in pygame.event.get():
                 self.handle(more)
         self.staff.tick(self.clock())
+        self._follow_test_mode()
         self.apply(Tick())
         if self._pending_config is not None and self.flow.state.screen == "attract":
             self.apply_config(self._pending_config)

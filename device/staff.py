@@ -24,6 +24,7 @@ FREE_TRIES = 3
 LOCK_S = 30.0
 MAX_LOCK_S = 900.0
 IDLE_S = 60.0  # the staff screens close by themselves after this
+TEST_MODE_S = 15 * 60.0  # test mode ends by itself after this (default)
 MAX_PIN_DIGITS = 12
 ITERATIONS = 200_000
 _HASH_RE = re.compile(r"^pbkdf2_sha256\$(\d{4,7})\$([0-9a-f]{16,64})\$([0-9a-f]{64})$")
@@ -62,14 +63,17 @@ class StaffMode:
 
     Args:
         pin_hash: the configured hash; None disables staff mode (the gesture does nothing).
+        test_mode_s: test mode ends by itself this long after staff switched it on.
     """
 
-    def __init__(self, pin_hash: str | None) -> None:
+    def __init__(self, pin_hash: str | None, *, test_mode_s: float = TEST_MODE_S) -> None:
         self.pin_hash = pin_hash
+        self.test_mode_s = test_mode_s
         self.screen: StaffScreen | None = None
         self.digits = ""
         self.message = ""
-        self.test_mode = False
+        #: Monotonic time test mode ends (None: off).
+        self.test_mode_until: float | None = None
         self.wrong = 0
         self.locked_until = 0.0
         self.last_input = 0.0
@@ -78,6 +82,15 @@ class StaffMode:
     @property
     def enabled(self) -> bool:
         return self.pin_hash is not None
+
+    @property
+    def test_mode(self) -> bool:
+        """Whether answers are flagged ``test`` now."""
+        return self.test_mode_until is not None
+
+    def test_mode_left(self, now: float) -> float:
+        """Seconds until test mode ends by itself (0.0 when it is off)."""
+        return 0.0 if self.test_mode_until is None else max(0.0, self.test_mode_until - now)
 
     def corner_tap(self, now: float) -> bool:
         """A tap on the hidden corner; True when the gesture is complete (the PIN pad opens)."""
@@ -120,7 +133,7 @@ class StaffMode:
                 self._try(now)
         elif self.screen == "status":
             if kind == "test_mode":
-                self.test_mode = not self.test_mode
+                self.test_mode_until = None if self.test_mode else now + self.test_mode_s
             elif kind == "close":
                 self.close()
 
@@ -141,10 +154,14 @@ class StaffMode:
             self.message = "wrong PIN"
 
     def tick(self, now: float) -> None:
-        """Close the staff screens after :data:`IDLE_S` without input."""
+        """Close the staff screens after :data:`IDLE_S` without input; end test mode when its time is up."""
         if self.screen is not None and now - self.last_input >= IDLE_S:
             self.close()
+        if self.test_mode_until is not None and now >= self.test_mode_until:
+            self.test_mode_until = None
 
     def deadline(self) -> float | None:
-        """When :meth:`tick` may change something (None: nothing open)."""
-        return None if self.screen is None else self.last_input + IDLE_S
+        """When :meth:`tick` may change something (None: nothing open, test mode off)."""
+        times = [t for t in (None if self.screen is None else self.last_input + IDLE_S, self.test_mode_until)
+                 if t is not None]
+        return min(times) if times else None

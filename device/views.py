@@ -7,6 +7,7 @@ screen a customer or staff member sees.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from device.flow import FlowSettings, FlowState
@@ -81,6 +82,8 @@ class StatusFacts:
     test_mode: bool
     #: Unix time now (ages are shown relative to it).
     now: float
+    #: Seconds until test mode ends by itself.
+    test_mode_left_s: float = 0.0
 
 
 def status_view(facts: StatusFacts) -> StatusView:
@@ -116,7 +119,9 @@ def status_view(facts: StatusFacts) -> StatusView:
         lines.append((t("line_last_sync"), "never" if last is None else f"{_age(facts.now - last)} ago"))
     lines.append((t("line_today"), str(facts.today)))
     lines.append((t("line_ip"), facts.ip))
-    lines.append((t("line_test_mode"), "on: answers are flagged test" if facts.test_mode else "off"))
+    left = math.ceil(facts.test_mode_left_s / 60)
+    lines.append((t("line_test_mode"),
+                  f"on: answers are flagged test, ends in {left} min" if facts.test_mode else "off"))
     return StatusView(t("status_title", site=facts.site, device=facts.device), tuple(lines), facts.test_mode)
 
 

@@ -146,8 +146,6 @@ def rating_layout(geometry: Geometry, scale: int, *, hint: bool = False, lang_bu
     hint_h = max(int(h * (0.07 if not f.portrait else 0.04)), int(5 * ppm)) if hint else 0
     note_h = max(int(h * 0.08), int(5 * ppm))
     band_h = max(note_h, f.min_target) if lang_button else note_h
-    question = Rect(margin, margin, w - 2 * margin, question_h)
-    hint_rect = Rect(margin, question.y + question_h, w - 2 * margin, hint_h) if hint else None
     band_y = h - margin - band_h
     lang = None
     note = Rect(margin, band_y, w - 2 * margin, band_h)
@@ -159,6 +157,15 @@ def rating_layout(geometry: Geometry, scale: int, *, hint: bool = False, lang_bu
         if f.portrait:  # too narrow beside the button: the note gets a row of its own
             note = Rect(margin, band_y - gap - note_h, w - 2 * margin, note_h)
             area_end = note.y - gap
+    if f.portrait:  # the faces' rows come first: short of height (a band above), the texts give some
+        short = scale * f.min_target + gap * (scale - 1) - (area_end - margin - question_h - hint_h - gap)
+        if short > 0 and hint:
+            give = min(short, max(0, hint_h - int(4 * ppm)))
+            hint_h, short = hint_h - give, short - give
+        if short > 0:
+            question_h -= min(short, max(0, question_h - int(7 * ppm)))
+    question = Rect(margin, margin, w - 2 * margin, question_h)
+    hint_rect = Rect(margin, question.y + question_h, w - 2 * margin, hint_h) if hint else None
     top = question.y + question_h + hint_h + gap
     area_h = area_end - top
     area_w = w - 2 * margin
@@ -188,6 +195,13 @@ def rating_layout(geometry: Geometry, scale: int, *, hint: bool = False, lang_bu
             labels.append(Rect(x, top + area_h - label_h, cell_w, label_h))
             targets.append(target)
     return RatingLayout(question, tuple(faces), tuple(targets), tuple(labels), note, hint_rect, lang)
+
+
+def _enough_cols(area: Rect, n: int, cols: int, f: Frame) -> int:
+    """``cols``, or more while the rows would be lower than a target may be (a band took height)."""
+    while cols < n and (area.h - f.gap * (math.ceil(n / cols) - 1)) // math.ceil(n / cols) < f.min_target:
+        cols += 1
+    return cols
 
 
 def _grid(area: Rect, n: int, cols: int, gap: int) -> list[Rect]:
@@ -237,7 +251,7 @@ def follow_up_layout(geometry: Geometry, n: int) -> FollowUpLayout:
         cols = 1 if n <= 4 else 2
     else:
         cols = n if n <= 3 else (2 if n == 4 else math.ceil(n / 2))
-    return FollowUpLayout(face, title, tuple(_grid(area, n, cols, gap)), skip, note)
+    return FollowUpLayout(face, title, tuple(_grid(area, n, _enough_cols(area, n, cols, f), gap)), skip, note)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,5 +272,5 @@ def list_layout(geometry: Geometry, n: int, *, title_share: float = 0.18, cols: 
     top = margin + title_h + gap
     area = Rect(margin, top, w - 2 * margin, h - margin - top)
     if cols is None:
-        cols = (1 if n <= 4 else 2) if f.portrait else min(n, 3)
+        cols = _enough_cols(area, n, (1 if n <= 4 else 2) if f.portrait else min(n, 3), f)
     return ListLayout(title, tuple(_grid(area, n, cols, gap)))

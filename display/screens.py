@@ -47,6 +47,7 @@ BUTTON_EDGE = (118, 118, 118)  # 3:1 against BACKGROUND (a non-text boundary)
 CHOSEN_INK = (255, 255, 255)  # text on RING: 6.9:1
 MIN_TEXT_PX = 10
 ORANGE, GREEN = palette.rgb(palette.ORANGE), palette.rgb(palette.GREEN)
+BAND = palette.rgb(palette.YELLOW)  # the test-mode band: INK on it is 13:1
 #: The face colours as RGB, worst first, per scale (defined once in :mod:`display.palette`).
 PALETTES = {scale: tuple(palette.rgb(c) for c in colours) for scale, colours in palette.FACE_COLOURS.items()}
 
@@ -195,29 +196,45 @@ class Display:
             raise ValueError(f"surface is {target.get_size()} but geometry says {geometry.size}")
         self.target = target
         self.geometry = geometry
-        self._canvas = target if geometry.rotation == 0 else pygame.Surface(geometry.logical_size)
+        self._full = target if geometry.rotation == 0 else pygame.Surface(geometry.logical_size)
         self.texts: list[TextFit] = []  # every text of the last frame (layout checks)
+        #: The band's text on every screen while it shows (e.g. test mode); "" for none.
+        self.band = ""
+        self._show_band(False)
+
+    def _show_band(self, on: bool) -> None:
+        """Lay screens out below a band across the top (on) or over the whole panel (off).
+
+        Screens are laid out on a rotation-free geometry of the area they get, so
+        every target keeps its millimetres under the band too; touches are shifted back.
+        """
+        lw, lh = self.geometry.logical_size
+        mm_w, mm_h = self.geometry.mm if self.geometry.rotation in (0, 180) else self.geometry.mm[::-1]
+        top = band_height(self.geometry) if on else 0
+        self._top = top
+        self._lay = Geometry((lw, lh - top), (mm_w, mm_h * (lh - top) / lh), 0)
+        self._canvas = self._full.subsurface((0, top, lw, lh - top)) if top else self._full
 
     # ------------------------------------------------------------------ layout and hits
 
     def layout(self, view: RatingView) -> RatingLayout:
         """The rating screen's layout for this panel (cached)."""
-        return _rating_layout(self.geometry, view.scale, bool(view.hint), bool(view.lang_button))
+        return _rating_layout(self._lay, view.scale, bool(view.hint), bool(view.lang_button))
 
     def actions(self, view: View) -> tuple[tuple[Rect, Action], ...]:
         """Every touch target of ``view`` with what it does, in logical pixels."""
         if isinstance(view, RatingView):
             return self.layout(view).actions
         if isinstance(view, FollowUpView):
-            return _follow_up_layout(self.geometry, len(view.reasons)).actions(tuple(k for k, _ in view.reasons))
+            return _follow_up_layout(self._lay, len(view.reasons)).actions(tuple(k for k, _ in view.reasons))
         if isinstance(view, LanguageView):
-            lay = _list_layout(self.geometry, len(view.options), None)
+            lay = _list_layout(self._lay, len(view.options), None)
             return tuple((r, ("lang", code)) for r, (code, _) in zip(lay.buttons, view.options, strict=True))
         if isinstance(view, PinView):
-            lay = _pin_layout(self.geometry)
+            lay = _pin_layout(self._lay)
             return tuple((r, key) for r, key in zip(lay.buttons, PIN_KEYS, strict=True))
         if isinstance(view, StatusView):
-            return tuple((r, a) for r, a in zip(_status_buttons(self.geometry), STATUS_ACTIONS, strict=True)
+            return tuple((r, a) for r, a in zip(_status_buttons(self._lay), STATUS_ACTIONS, strict=True)
                          if view.can_quit or a[0] != "quit")
         return ()
 
@@ -229,8 +246,9 @@ class Display:
     def hit(self, view: View, point: tuple[float, float]) -> Action | None:
         """What a touch at panel ``point`` does on ``view`` (None: nothing)."""
         logical = self.geometry.to_logical(point)
+        content = (logical[0], logical[1] - self._top)
         for rect, action in self.actions(view):
-            if rect.contains(logical):
+            if rect.contains(content):
                 return action
         if self.corner().contains(logical):
             return ("corner", None)
@@ -245,7 +263,7 @@ class Display:
             if not rects:
                 raise LookupError(f"no target {action} on {type(view).__name__}")
             point = rects[0].center
-        x, y = self.geometry.to_physical(point)
+        x, y = self.geometry.to_physical((point[0], point[1] + self._top))
         return (int(x), int(y))
 
     def target_center(self, view: RatingView, rating: int) -> tuple[int, int]:
@@ -254,11 +272,21 @@ class Display:
 
     # ------------------------------------------------------------------ drawing
 
-    def render(self, view: View) -> None:
-        """Draw ``view`` onto the target surface (the caller flips the display)."""
-        canvas = self._canvas
-        canvas.fill(BACKGROUND)
+    def render(self, view: View, band: str = "") -> None:
+        """Draw ``view`` onto the target surface (the caller flips the display).
+
+        Args:
+            view: the screen.
+            band: a message across the top of the screen, above the view (test mode); "" for none.
+        """
+        if bool(band) != bool(self.band):
+            self._show_band(bool(band))
+        self.band = band
+        self._full.fill(BACKGROUND)
         self.texts = []
+        if band:
+            self._band(band)
+        canvas = self._canvas
         if isinstance(view, RatingView):
             self._rating(canvas, view)
         elif isinstance(view, FollowUpView):
@@ -271,8 +299,24 @@ class Display:
             self._status(canvas, view)
         else:
             self._message(canvas, view)
-        if canvas is not self.target:
-            self.target.blit(pygame.transform.rotate(canvas, -self.geometry.rotation), (0, 0))
+        if self._full is not self.target:
+            self.target.blit(pygame.transform.rotate(self._full, -self.geometry.rotation), (0, 0))
+
+    def _band(self, text: str) -> None:
+        """Hazard stripes and a message across the top: not mistakable for part of the survey."""
+        w, h = self._full.get_width(), self._top
+        self._full.fill(BAND, (0, 0, w, h))
+        stripe = max(6, h // 3)
+        ends = min(2 * h, w // 12)  # striped ends, the rest carries the text
+        for x0 in (0, w - ends):
+            clip = self._full.get_clip()
+            self._full.set_clip((x0, 0, ends, h))
+            for x in range(x0 - h, x0 + ends + h, 2 * stripe):
+                pygame.draw.polygon(self._full, INK, [(x, h), (x + stripe, h), (x + stripe + h, 0), (x + h, 0)])
+            self._full.set_clip(clip)
+        pad = max(4, h // 8)
+        self._text(self._full, text, Rect(ends + pad, pad // 2, w - 2 * ends - 2 * pad, h - pad), INK, bold=True,
+                   max_lines=2)
 
     def _text(self, canvas: pygame.Surface, text: str, box: Rect, color: tuple[int, int, int], **kw: object) -> None:
         draw_text(canvas, text, box, color, log=self.texts, **kw)  # type: ignore[arg-type]
@@ -305,7 +349,7 @@ class Display:
                        max_size=min(int(lay.lang.h * 0.4), _cap(canvas, 0.05)))
 
     def _follow_up(self, canvas: pygame.Surface, view: FollowUpView) -> None:
-        lay = _follow_up_layout(self.geometry, len(view.reasons))
+        lay = _follow_up_layout(self._lay, len(view.reasons))
         draw_face(canvas, lay.face, mood(view.rating, view.scale), PALETTES[view.scale][view.rating - 1], True)
         self._text(canvas, view.title, lay.title, INK, bold=True, align="left")
         size = min(fit_text(label, _inset(box), bold=True)[0] for (_, label), box in zip(view.reasons, lay.chips,
@@ -322,7 +366,7 @@ class Display:
                        max_size=max(MIN_TEXT_PX, min(int(lay.note.h * 0.6), _cap(canvas, 0.045))))
 
     def _languages(self, canvas: pygame.Surface, view: LanguageView) -> None:
-        lay = _list_layout(self.geometry, len(view.options), None)
+        lay = _list_layout(self._lay, len(view.options), None)
         self._text(canvas, view.title, lay.title, INK, bold=True, max_size=_cap(canvas, 0.08))
         size = min(fit_text(name, _inset(box))[0] for (_, name), box in zip(view.options, lay.buttons, strict=True))
         size = min(size, int(min(b.h for b in lay.buttons) * 0.35), _cap(canvas, 0.07))
@@ -332,7 +376,7 @@ class Display:
             self._text(canvas, name, _inset(box), CHOSEN_INK if chosen else INK, max_lines=1, max_size=size)
 
     def _pin(self, canvas: pygame.Surface, view: PinView) -> None:
-        lay = _pin_layout(self.geometry)
+        lay = _pin_layout(self._lay)
         title = view.title + "  " + "● " * view.entered if view.entered else view.title
         if view.message:
             title = f"{title} — {view.message}"
@@ -344,8 +388,8 @@ class Display:
             self._text(canvas, label, _inset(box), INK, max_lines=1, max_size=size, bold=kind == "pin_ok")
 
     def _status(self, canvas: pygame.Surface, view: StatusView) -> None:
-        f = Frame.of(self.geometry)
-        buttons = _status_buttons(self.geometry)
+        f = Frame.of(self._lay)
+        buttons = _status_buttons(self._lay)
         title = Rect(f.margin, f.margin, f.w - 2 * f.margin, max(f.min_target // 2, int(f.h * 0.08)))
         self._text(canvas, view.title, title, INK, bold=True, align="left")
         top = title.y + title.h + f.gap
@@ -434,6 +478,11 @@ def _list_layout(geometry: Geometry, n: int, cols: int | None) -> ListLayout:
 def _pin_layout(geometry: Geometry) -> ListLayout:
     portrait = Frame.of(geometry).portrait
     return _list_layout(geometry, len(PIN_KEYS), 3 if portrait else 6)
+
+
+def band_height(geometry: Geometry) -> int:
+    """The height of the band across the top: 8 mm, at least 7 % of the screen's height."""
+    return max(int(7 * geometry.px_per_mm), int(geometry.logical_size[1] * 0.06))
 
 
 @lru_cache(maxsize=8)

@@ -166,6 +166,7 @@ STAFF_TEXTS: dict[str, str] = {
     "line_test_mode": "Test mode",
     "line_sender": "Sender",
     "line_alarms": "Alarms",
+    "test_band": "TEST MODE · answers are flagged test · ends in {minutes} min",
 }
 
 

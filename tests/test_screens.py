@@ -14,15 +14,18 @@ from device.screenshot import PANEL_MM, SCREENS, render, view_of
 from device.views import view_for
 from display import texts
 from display.layout import MIN_TARGET_MM, Geometry
-from display.screens import Display
+from display.screens import Display, band_height
 from display.view import FollowUpView, View
 
 SIZES = list(PANEL_MM)
 MIN_TEXT_MM = 2.5  # font size (about 1.8 mm capitals): readable at arm's length
 
 
-def check(display: Display, view: View) -> None:
-    display.render(view)
+BAND = texts.staff("test_band", minutes=15)
+
+
+def check(display: Display, view: View, band: str = "") -> None:
+    display.render(view, band)
     w, h = display.geometry.logical_size
     ppm = display.geometry.px_per_mm
     bad = [t for t in display.texts if not t.fits]
@@ -31,6 +34,9 @@ def check(display: Display, view: View) -> None:
     assert not small, f"text under {MIN_TEXT_MM} mm: {small}"
     for t in display.texts:
         assert t.box.x >= 0 and t.box.y >= 0 and t.box.x + t.box.w <= w and t.box.y + t.box.h <= h
+    if band:
+        assert display.texts[0].text == band, "the band is drawn"
+        h -= band_height(display.geometry)  # targets are laid out below it
     targets = [rect for rect, _ in display.actions(view)]
     for i, rect in enumerate(targets):
         assert min(rect.w, rect.h) / ppm >= MIN_TARGET_MM - 0.01, f"{rect} is under 15 mm"
@@ -52,9 +58,10 @@ def pg():
 @pytest.mark.parametrize("lang", texts.LANGUAGES)
 def test_every_screen_fits(pg, size, rotation, lang) -> None:
     display = Display(pygame.Surface(size), Geometry(size, PANEL_MM[size], rotation))
-    for screen in SCREENS:
-        for scale in (3, 4, 5) if screen in ("attract", "rating", "pressed") else (5,):
-            check(display, view_of(screen, lang, scale))  # type: ignore[arg-type]
+    for band in ("", BAND):  # with the test-mode band across the top too
+        for screen in SCREENS:
+            for scale in (3, 4, 5) if screen in ("attract", "rating", "pressed") else (5,):
+                check(display, view_of(screen, lang, scale), band)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
@@ -106,6 +113,6 @@ def test_text_contrast_is_at_least_4_5(pg) -> None:
         return (hi + 0.05) / (lo + 0.05)
 
     pairs = [(s.INK, s.BACKGROUND), (s.MUTED, s.BACKGROUND), (s.RING, s.BACKGROUND), (s.INK, s.BUTTON),
-             (s.CHOSEN_INK, s.RING)]
+             (s.CHOSEN_INK, s.RING), (s.INK, s.BAND)]
     for fg, bg in pairs:
         assert contrast(fg, bg) >= 4.5, (fg, bg)

@@ -8,9 +8,7 @@ exception raised inside the sender's own thread, the way a bug would.
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +18,6 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pygame
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -32,6 +29,7 @@ from sync.outbox import Outbox, State
 from sync.sender import RESTARTING_ALARM, Sender, SenderSettings
 from tests.support.broker import Mosquitto
 from tests.support.central import CentralProcess
+from tests.support.status import StatusWatcher
 from tests.support.wait import wait_for
 
 SITE, DEVICE = "test-site", "desk-1"
@@ -41,35 +39,6 @@ def answer(rating: int) -> dict[str, Any]:
     return {"ts": protocol.utc_timestamp(), "clock_synced": True, "boot_id": str(uuid.uuid4()),
             "mono_ms": 1000, "rating": rating, "scale": 5, "reasons": [], "lang": "en",
             "source": "touch", "survey": 0, "flags": []}
-
-
-class StatusWatcher:
-    """Collects the device's retained status reports, as central's health view would."""
-
-    def __init__(self, broker: Mosquitto) -> None:
-        self.reports: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="status-watcher", protocol=mqtt.MQTTv5)
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *args: subscribed.set()
-        self.client.connect(broker.host, broker.port)
-        self.client.subscribe(protocol.status_topic(SITE, DEVICE), qos=1)
-        self.client.loop_start()
-        assert subscribed.wait(10), "no SUBACK for the status topic"
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        with self.lock:
-            self.reports.append(json.loads(message.payload))
-
-    def alarms(self) -> list[set[str]]:
-        """The alarm codes of each online report so far, oldest first."""
-        with self.lock:
-            return [{a["code"] for a in r["health"]["alarms"]} for r in self.reports if r["state"] == "online"]
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def fail_on_puback(sender: Sender, *, after: int, times: int) -> list[int]:
@@ -97,7 +66,7 @@ def test_a_failing_sender_loop_restarts_and_delivers_every_answer_exactly_once(
     outbox_path = tmp_path / "kiosk" / "outbox.sqlite3"
     with Outbox(outbox_path, SITE, DEVICE) as box:
         ids = [box.append(answer(1 + i % 5)).id for i in range(60)]
-    watcher = StatusWatcher(broker)
+    watcher = StatusWatcher(broker, SITE, DEVICE)
     sender = Sender(outbox_path, SITE, DEVICE, BrokerSettings(broker.host, broker.port, keepalive=5),
                     SenderSettings(max_inflight=10, resend_after_s=1.0, restart_base_s=0.2, restart_cap_s=0.5,
                                    recovered_after_s=2.0),
