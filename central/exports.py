@@ -19,9 +19,10 @@ from typing import Any, Final
 from fastapi import FastAPI, Query
 from fastapi.responses import StreamingResponse
 
-from central import queries, scores
+from central import reads, scores
 from central.config import CentralConfig, SiteConfig
 from central.store import Store
+from sync import protocol
 
 ANSWER_COLUMNS: Final = (
     "ingest_id", "id", "site", "site_name", "device", "desk_name", "local_time", "local_date", "timezone",
@@ -70,16 +71,15 @@ def answer_rows(store: Store, config: CentralConfig, *, site: str | None = None,
     flagged_too = config.dashboard.include_flagged if include_flagged is None else include_flagged
     since, until = _window(config, start, end, now)
     ranges: dict[str, scores.DateRange] = {}
-    for event in queries.iter_events(store, site=site, device=device, since=since, until=until):
+    for event in reads.iter_events(store, site=site, device=device, since=since, until=until):
         site_cfg = config.site(event["site"])
         if event["site"] not in ranges:
             ranges[event["site"]] = scores.date_range(site_cfg, start, end, now)
-        placed = datetime.fromisoformat(event["placed_at"].replace("Z", "+00:00"))
-        local = placed.astimezone(site_cfg.tz)
+        local = protocol.parse_timestamp(event["placed_at"]).astimezone(site_cfg.tz)
         if local.date() not in ranges[event["site"]]:
             continue
-        flagged = not queries.EXCLUDED_FLAGS.isdisjoint(event["flags"])
-        score = round(100 * (event["rating"] - 1) / (event["scale"] - 1), 2)
+        flagged = reads.is_flagged(event["flags"])
+        score = scores.index_of({(event["rating"], event["scale"]): 1})  # this one answer's score
         yield [
             event["ingest_id"], event["id"], event["site"], site_cfg.name, event["device"],
             site_cfg.desk(event["device"]).name, local.isoformat(timespec="seconds"), local.date().isoformat(),
@@ -99,7 +99,7 @@ def aggregate_rows(store: Store, config: CentralConfig, *, site: str | None = No
     ranges: dict[str, scores.DateRange] = {}
     groups: dict[tuple[date, str, str], dict[str, Any]] = defaultdict(
         lambda: {"total": 0, "flagged": 0, "tally": scores.Tally(), "ratings": defaultdict(lambda: [0] * 6)})
-    for b in queries.buckets(store, site=site, device=device, since=since, until=until):
+    for b in reads.buckets(store, site=site, device=device, since=since, until=until):
         site_cfg = config.site(b.site)
         if b.site not in ranges:
             ranges[b.site] = scores.date_range(site_cfg, start, end, now)

@@ -28,11 +28,12 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from central import __version__
+from central import __version__, reads
 from central.feed import Feed
 from central.store import Store
 from display import palette, texts
 from display.palette import face_colour, mood
+from sync import protocol
 
 if TYPE_CHECKING:
     from central.config import CentralConfig
@@ -178,24 +179,18 @@ def _include_flagged(config: CentralConfig, f: Filters) -> bool:
 
 def fleet(store: Store, config: CentralConfig, *, site: str | None, device: str | None,
           now: datetime) -> dict[str, Any]:
-    """Every device's health (the data of ``GET /api/devices``) with a summary."""
-    known: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in store.device_rows(site):
-        known[(row["site"], row["device"])] = {**row, "missing": 0}
-    for gap in store.gaps(site, device):
-        key = (gap["site"], gap["device"])
-        entry = known.setdefault(key, {"site": key[0], "device": key[1], "state": None, "last_seen": None,
-                                       "backlog": None, "clock_synced": None, "last_error": None,
-                                       "config_error": None, "version": None, "missing": 0})
-        entry["missing"] += gap["last"] - gap["first"] + 1
+    """Every device's health (:func:`central.reads.device_health`, as ``GET /api/devices``) with a summary.
+
+    Each row adds ``missing`` (answers in its gaps), its names and when it was last seen, in words.
+    """
     rows = []
-    for (s, d), row in sorted(known.items()):
-        if device is not None and d != device:
-            continue
-        site_config = config.site(s)
-        desk = site_config.desks.get(d)
-        seen = _parse_utc(row["last_seen"])
-        rows.append({**row, "name": desk.name if desk else d, "site_name": site_config.name,
+    for row in reads.device_health(store, site, device):
+        site_config = config.site(row["site"])
+        desk = site_config.desks.get(row["device"])
+        seen = protocol.parse_timestamp(row["last_seen"]) if row["last_seen"] else None
+        missing = sum(gap["last"] - gap["first"] + 1 for gap in row["gaps"])
+        rows.append({**row, "missing": missing, "name": desk.name if desk else row["device"],
+                     "site_name": site_config.name,
                      "seen_local": _local(seen, site_config.tz) if seen else None,
                      "seen_ago": _ago(now - seen) if seen else None})
     online = sum(1 for r in rows if r["state"] == "online")
@@ -222,8 +217,7 @@ def feed_row(event: dict[str, Any], config: CentralConfig, today: date | None = 
     """What a feed row shows for one stored answer (times in its site's zone)."""
     site = config.site(event["site"])
     desk = site.desks.get(event["device"])
-    placed = _parse_utc(event.get("placed_at") or event["ts"]) or datetime.now(UTC)
-    local = placed.astimezone(site.tz)
+    local = protocol.parse_timestamp(event.get("placed_at") or event["ts"]).astimezone(site.tz)
     same_day = today is not None and local.date() == today
     return {
         "id": event["ingest_id"],
@@ -236,16 +230,6 @@ def feed_row(event: dict[str, Any], config: CentralConfig, today: date | None = 
         "iso": local.isoformat(timespec="seconds"),
         "time": local.strftime("%H:%M") if same_day else local.strftime("%a %d %b, %H:%M"),
     }
-
-
-def _parse_utc(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _local(moment: datetime, tz: ZoneInfo) -> str:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
-from central import queries
+from central import reads
 from central.config import CentralConfig, SiteConfig
 from central.store import Store
 
@@ -158,7 +158,7 @@ def aggregate(
     widest = date_range(SiteConfig(slug="-", name="UTC"), start, end, now)
     lo = datetime.combine(widest.start - timedelta(days=1), time.min, UTC) - _ZONE_SLACK
     hi = datetime.combine(widest.end + timedelta(days=2), time.min, UTC) + _ZONE_SLACK
-    rows = queries.buckets(store, site=site, device=device, since=lo, until=hi)
+    rows = reads.buckets(store, site=site, device=device, since=lo, until=hi)
 
     total = flagged = 0
     overall = Tally()
@@ -200,7 +200,7 @@ def aggregate(
     today = Tally()
     today_total = today_flagged = 0
     today_scales: dict[int, Counter[int]] = defaultdict(Counter)
-    for b in queries.buckets(store, site=site, device=device, since=now - timedelta(days=2),
+    for b in reads.buckets(store, site=site, device=device, since=now - timedelta(days=2),
                              until=now + timedelta(days=1)):
         tz = config.site(b.site).tz
         if b.start.astimezone(tz).date() != now.astimezone(tz).date():
@@ -215,7 +215,7 @@ def aggregate(
         today_scales[b.scale][b.rating] += b.count
 
     # Desks that have no answers in range are compared too: configured ones and ones with a status.
-    for site_slug, device_slug in queries.desks(store, site):
+    for site_slug, device_slug in reads.desks(store, site):
         if device is None or device_slug == device:
             desk(site_slug, device_slug)
     for site_cfg in config.sites.values():

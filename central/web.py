@@ -29,7 +29,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from central import __version__, auth, exports, pages, queries, scores
+from central import __version__, auth, exports, pages, reads, scores
 from central.config import CentralConfig
 from central.feed import Cursor, Feed
 from central.store import Store
@@ -253,7 +253,7 @@ def create_app(
     @app.get("/healthz", response_model=Health)
     def healthz() -> dict[str, Any]:
         """Liveness: the store answers, and how many events it holds."""
-        return {"ok": True, "events": store.count_events()}
+        return {"ok": True, "events": reads.count_events(store)}
 
     @app.get("/api/events", response_model=list[FeedbackEvent])
     def api_events(
@@ -268,7 +268,7 @@ def create_app(
         flagged: bool = Query(True, description="include answers flagged rapid_repeat or test"),
     ) -> list[dict[str, Any]]:
         """Stored feedback events in ingest order; page with ``after`` = the last ``ingest_id`` seen."""
-        return queries.events(store, site=site, device=device, since=since, until=until, after=after,
+        return reads.events(store, site=site, device=device, since=since, until=until, after=after,
                               limit=limit, include_flagged=flagged)
 
     @app.get("/api/aggregates", response_model=Aggregates)
@@ -291,18 +291,7 @@ def create_app(
         site: str | None = Query(None, pattern=r"^[a-z0-9-]{1,64}$", description="only this site"),
     ) -> list[dict[str, Any]]:
         """Every device with a status or a missing seq range: its health and its gaps."""
-        known: dict[tuple[str, str], dict[str, Any]] = {}
-        for row in store.device_rows(site):
-            known[(row["site"], row["device"])] = {**row, "gaps": []}
-        for gap in store.gaps(site):
-            key = (gap["site"], gap["device"])
-            if key not in known:  # answers with holes but no status yet
-                known[key] = {"site": key[0], "device": key[1], "state": None, "last_seen": None,
-                              "status_ts": None, "version": None, "backlog": None, "oldest_pending_age_s": None,
-                              "clock_synced": None, "last_error": None, "config_error": None, "health": None,
-                              "gaps": []}
-            known[key]["gaps"].append({"epoch": gap["epoch"], "first": gap["first"], "last": gap["last"]})
-        return [known[k] for k in sorted(known)]
+        return reads.device_health(store, site)
 
     @app.get(
         "/api/stream",

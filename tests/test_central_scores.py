@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from central import config as central_config
-from central import queries
+from central import reads
 from central.scores import Tally, aggregate, index_of
 from central.store import Store
 from sync import protocol
@@ -194,14 +194,14 @@ def test_event_filters(store) -> None:
     put(store, t, 4, site="akl", device="desk-1")
     put(store, t + timedelta(hours=1), 3, site="akl", device="desk-2", flags=["test"])
     put(store, t + timedelta(hours=2), 2, site="ppg", device="desk-1")
-    assert [e["rating"] for e in queries.events(store, site="akl")] == [4, 3]
-    assert [e["rating"] for e in queries.events(store, device="desk-1")] == [4, 2]
-    assert [e["rating"] for e in queries.events(store, since=t + timedelta(minutes=30))] == [3, 2]
-    assert [e["rating"] for e in queries.events(store, until=t + timedelta(hours=1))] == [4]
-    assert [e["rating"] for e in queries.events(store, include_flagged=False)] == [4, 2]
-    first = queries.events(store, limit=1)
-    assert [e["rating"] for e in queries.events(store, after=first[0]["ingest_id"])] == [3, 2]
-    assert [e["rating"] for e in queries.iter_events(store, page=1)] == [4, 3, 2]
+    assert [e["rating"] for e in reads.events(store, site="akl")] == [4, 3]
+    assert [e["rating"] for e in reads.events(store, device="desk-1")] == [4, 2]
+    assert [e["rating"] for e in reads.events(store, since=t + timedelta(minutes=30))] == [3, 2]
+    assert [e["rating"] for e in reads.events(store, until=t + timedelta(hours=1))] == [4]
+    assert [e["rating"] for e in reads.events(store, include_flagged=False)] == [4, 2]
+    first = reads.events(store, limit=1)
+    assert [e["rating"] for e in reads.events(store, after=first[0]["ingest_id"])] == [3, 2]
+    assert [e["rating"] for e in reads.iter_events(store, page=1)] == [4, 3, 2]
 
 
 def test_ranges_are_bounded(store) -> None:
