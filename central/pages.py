@@ -9,14 +9,14 @@ numbers (``/partials/…``) when an answer arrives. All numbers come from
 and how to show it. Dates and times are the site's own (its time zone).
 
 The filters live in the URL (``site``, ``device``, ``from``, ``to``,
-``flagged``), so a view is a bookmark and the form is a plain GET form.
+``flagged``), so a view is a bookmark and the form is a plain GET form. They
+are checked by :mod:`central.filters`, as the JSON API and the exports check
+them; a value refused there is named in a notice and left out here.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -28,8 +28,9 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from central import __version__, reads
+from central import __version__, filters, reads, scores
 from central.feed import Feed
+from central.filters import Filters
 from central.store import Store
 from display import palette, texts
 from display.palette import face_colour, mood
@@ -39,14 +40,6 @@ if TYPE_CHECKING:
     from central.config import CentralConfig
 
 TEMPLATES: Final = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
-
-_SLUG: Final = re.compile(r"^[a-z0-9-]{1,64}$")
-
-#: The longest date range one view may ask for (a year and a bit).
-MAX_RANGE_DAYS: Final = 400
-#: Dates a filter may name.
-_EARLIEST: Final = date(2000, 1, 1)
-_LATEST: Final = date(2100, 12, 31)
 
 #: The kiosk's face colours and English words, from the kiosk's own definitions.
 FACE_COLOURS: Final = palette.FACE_COLOURS
@@ -91,85 +84,9 @@ def fmt_index(index: float | None) -> str:
     return "–" if index is None else str(int(math.floor(index + 0.5)))
 
 
-# --------------------------------------------------------------------------- filters
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """What the overview shows, from the URL's query (every value checked)."""
-
-    site: str | None = None
-    device: str | None = None
-    start: date | None = None
-    end: date | None = None
-    flagged: bool | None = None  # None: the configured default
-    problems: tuple[str, ...] = ()
-
-    @classmethod
-    def from_query(cls, query: Any) -> Filters:
-        """Read ``site``, ``device``, ``from``, ``to`` and ``flagged``; a bad value is dropped with a note."""
-        problems: list[str] = []
-
-        def slug(name: str) -> str | None:
-            value = (query.get(name) or "").strip()
-            if not value:
-                return None
-            if not _SLUG.match(value):
-                problems.append(f"{name} {value!r} is not a site or desk name; it was ignored")
-                return None
-            return value
-
-        def day(name: str) -> date | None:
-            value = (query.get(name) or "").strip()
-            if not value:
-                return None
-            try:
-                day = date.fromisoformat(value)
-            except ValueError:
-                problems.append(f"{name} {value!r} is not a date (YYYY-MM-DD); it was ignored")
-                return None
-            if not _EARLIEST <= day <= _LATEST:
-                problems.append(f"{name} {value} is out of range ({_EARLIEST.year} to {_LATEST.year}); it was ignored")
-                return None
-            return day
-
-        start, end = day("from"), day("to")
-        if start and end and start > end:
-            problems.append("“from” was after “to”; they were swapped")
-            start, end = end, start
-        last = end or datetime.now(UTC).date() + timedelta(days=1)  # without "to": up to today at every site
-        if start and (last - start).days >= MAX_RANGE_DAYS:
-            problems.append(f"at most {MAX_RANGE_DAYS} days at once; “from” was moved")
-            start = last - timedelta(days=MAX_RANGE_DAYS - 1)
-        flags = query.getlist("flagged") if hasattr(query, "getlist") else [query.get("flagged")]
-        flags = [f for f in flags if f is not None]
-        flagged = None if not flags else flags[-1] in ("1", "on", "true", "yes")
-        return cls(slug("site"), slug("device"), start, end, flagged, tuple(problems))
-
-    def params(self, **override: Any) -> dict[str, str]:
-        """The query parameters of this view (only those set), with ``override`` applied."""
-        values: dict[str, Any] = {"site": self.site, "device": self.device, "from": self.start,
-                                  "to": self.end, "flagged": self.flagged}
-        values.update(override)
-        out: dict[str, str] = {}
-        for key, value in values.items():
-            if value is None or value == "":
-                continue
-            if isinstance(value, bool):
-                out[key] = "1" if value else "0"
-            else:
-                out[key] = value.isoformat() if isinstance(value, date) else str(value)
-        return out
-
-    def query(self, **override: Any) -> str:
-        """``params`` as a query string (no leading ``?``)."""
-        return urlencode(self.params(**override))
-
-
 # --------------------------------------------------------------------------- reading
 
 def _aggregate(store: Store, config: CentralConfig, **kw: Any) -> dict[str, Any]:
-    from central import scores
-
     return scores.aggregate(store, config, **kw)
 
 
@@ -460,9 +377,10 @@ def install(app: FastAPI, store: Store, config: CentralConfig) -> None:
     """
 
     def overview_page(request: Request, partial: bool) -> HTMLResponse:
-        f = Filters.from_query(request.query_params)
         now = datetime.now(UTC)
+        f, refused = filters.parse({name: request.query_params.get(name) for name in filters.NAMES}, now)
         ctx = overview_context(store, config, f, now=now)
+        ctx["problems"] = [f"{exc}; “{exc.name}” was ignored" for exc in refused]
         if not partial:
             events, cursor = recent_feed(store, config, site=f.site, device=f.device, limit=FEED_ROWS, now=now)
             today = now.date()
@@ -519,5 +437,5 @@ def _site_today(config: CentralConfig, site: str, now: datetime) -> date:
     return now.astimezone(config.site(site).tz).date()
 
 
-__all__ = ["FACE_COLOURS", "REASON_WORDS", "RATING_WORDS", "Filters", "install", "overview_context",
+__all__ = ["FACE_COLOURS", "REASON_WORDS", "RATING_WORDS", "install", "overview_context",
            "rating_words", "tv_context"]

@@ -17,29 +17,29 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
-from datetime import date
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import anyio.to_thread
-from fastapi import FastAPI, Header, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from central import __version__, auth, exports, pages, reads, scores
+from central import __version__, auth, deps, exports, pages, reads, scores
 from central.config import CentralConfig
 from central.feed import Cursor, Feed
+from central.filters import Filters
 from central.store import Store
+from sync import protocol
 
 log = logging.getLogger("deskpulse.central.web")
 
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
 
-#: Query parameters the pages, the API and the exports share.
-SLUG_PATTERN: Final = r"^[a-z0-9-]{1,64}$"
+#: A site or desk in a query: the protocol's slug.
+SLUG_PATTERN: Final = protocol.SLUG_PATTERN
 
 #: How many events one read of the stream or one page of the API returns at most.
 STREAM_PAGE: Final = 200
@@ -197,19 +197,6 @@ def sse_event(event: dict[str, Any], cursor: Cursor | str | None = None, kind: s
     return f"id: {ident}\nevent: {kind}\ndata: {data}\n\n"
 
 
-def query_error(name: str, message: str) -> RequestValidationError:
-    """A 422 in FastAPI's own shape (what the OpenAPI description promises), naming a query parameter."""
-    return RequestValidationError([{"loc": ("query", name), "msg": message, "type": "value_error"}])
-
-
-def check_range(start: date | None, end: date | None) -> None:
-    """Raises a 422 naming ``from`` or ``to`` for a range the scores refuse (:func:`scores.check_range`)."""
-    try:
-        scores.check_range(start, end)
-    except scores.RangeError as exc:
-        raise query_error(exc.name, str(exc)) from None
-
-
 def create_app(
     store: Store,
     config: CentralConfig | None = None,
@@ -272,23 +259,14 @@ def create_app(
                               limit=limit, include_flagged=flagged)
 
     @app.get("/api/aggregates", response_model=Aggregates)
-    def api_aggregates(
-        site: str | None = Query(None, pattern=SLUG_PATTERN, description="only this site"),
-        device: str | None = Query(None, pattern=SLUG_PATTERN, description="only this desk"),
-        from_: date | None = Query(None, alias="from", description="first local date, YYYY-MM-DD "
-                                                                     "(default: 29 days before `to`)"),
-        to: date | None = Query(None, description="last local date, YYYY-MM-DD (default: today at the site)"),
-        flagged: bool | None = Query(None, description="count flagged answers too (default: the config's "
-                                                       "dashboard.include_flagged, false)"),
-    ) -> dict[str, Any]:
+    def api_aggregates(f: Filters = Depends(deps.dashboard_filters)) -> dict[str, Any]:
         """Index, counts, shares, reasons, trend, heatmap and desks for a site, desk and local date range."""
-        check_range(from_, to)
-        return scores.aggregate(store, config, site=site, device=device, start=from_, end=to,
-                                include_flagged=flagged)
+        return scores.aggregate(store, config, site=f.site, device=f.device, start=f.start, end=f.end,
+                                include_flagged=f.flagged)
 
     @app.get("/api/devices", response_model=list[DeviceHealth])
     def api_devices(
-        site: str | None = Query(None, pattern=r"^[a-z0-9-]{1,64}$", description="only this site"),
+        site: str | None = Query(None, pattern=SLUG_PATTERN, description="only this site"),
     ) -> list[dict[str, Any]]:
         """Every device with a status or a missing seq range: its health and its gaps."""
         return reads.device_health(store, site)

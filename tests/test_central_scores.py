@@ -205,13 +205,13 @@ def test_event_filters(store) -> None:
 
 
 def test_ranges_are_bounded(store) -> None:
-    from central.scores import RangeError
+    from central.filters import FilterError
 
     now = datetime(2026, 11, 23, tzinfo=UTC)
-    with pytest.raises(RangeError, match="longer than 732 days") as err:
+    with pytest.raises(FilterError, match="longer than 732 days") as err:
         aggregate(store, cfg(), start=date(2020, 1, 1), now=now)  # to today: too long
     assert err.value.name == "from"
-    with pytest.raises(RangeError, match="outside"):
+    with pytest.raises(FilterError, match="out of range"):
         aggregate(store, cfg(), start=date(9999, 12, 30), end=date(9999, 12, 31), now=now)
     agg = aggregate(store, cfg(), start=date(2025, 1, 1), end=date(2026, 12, 31), now=now)  # 730 days: fine
     assert len(agg["days"]) == 730 and agg["total"] == 0
