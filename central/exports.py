@@ -16,12 +16,12 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
-from central import reads, scores
+from central import deps, reads, scores
 from central.config import CentralConfig
-from central.deps import dashboard_filters
+from central.deps import WebState
 from central.filters import DateRange, Filters
 from central.store import Store
 from sync import protocol
@@ -121,31 +121,36 @@ def aggregate_rows(store: Store, config: CentralConfig, *, site: str | None = No
     return rows
 
 
-def install(app: FastAPI, store: Store, config: CentralConfig) -> None:
-    """``GET /export/answers.csv`` and ``GET /export/aggregates.csv``."""
+router = APIRouter()
 
-    def filename(kind: str, f: Filters) -> str:
-        parts = ["deskpulse", kind, f.site or "all-sites", f.device or "",
-                 f"{f.start or ''}_{f.end or 'today'}" if f.start or f.end else "last-30-days"]
-        return "-".join(p for p in parts if p) + ".csv"
 
-    def respond(lines: Iterator[str], name: str) -> StreamingResponse:
-        return StreamingResponse(lines, media_type="text/csv; charset=utf-8",
-                                 headers={"Content-Disposition": f'attachment; filename="{name}"',
-                                          "Cache-Control": "no-store"})
+def _filename(kind: str, f: Filters) -> str:
+    parts = ["deskpulse", kind, f.site or "all-sites", f.device or "",
+             f"{f.start or ''}_{f.end or 'today'}" if f.start or f.end else "last-30-days"]
+    return "-".join(p for p in parts if p) + ".csv"
 
-    @app.get("/export/answers.csv", response_class=StreamingResponse,
-             responses={200: {"content": {"text/csv": {}}, "description": "one row per answer"}})
-    def export_answers(f: Filters = Depends(dashboard_filters)) -> StreamingResponse:
-        """Every answer in range with its flags (flagged ones included, marked in `counted`), as CSV."""
-        rows = answer_rows(store, config, site=f.site, device=f.device, start=f.start, end=f.end,
-                           include_flagged=f.flagged)
-        return respond(_csv_lines(ANSWER_COLUMNS, rows), filename("answers", f))
 
-    @app.get("/export/aggregates.csv", response_class=StreamingResponse,
-             responses={200: {"content": {"text/csv": {}}, "description": "one row per day and desk"}})
-    def export_aggregates(f: Filters = Depends(dashboard_filters)) -> StreamingResponse:
-        """Per local day and desk: answers, counted, flagged, index and the count of each rating, as CSV."""
-        rows = aggregate_rows(store, config, site=f.site, device=f.device, start=f.start, end=f.end,
-                              include_flagged=f.flagged)
-        return respond(_csv_lines(AGGREGATE_COLUMNS, rows), filename("aggregates", f))
+def _respond(lines: Iterator[str], name: str) -> StreamingResponse:
+    return StreamingResponse(lines, media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                      "Cache-Control": "no-store"})
+
+
+@router.get("/export/answers.csv", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}, "description": "one row per answer"}})
+def export_answers(f: Filters = Depends(deps.dashboard_filters),
+                   web: WebState = Depends(deps.web_state)) -> StreamingResponse:
+    """Every answer in range with its flags (flagged ones included, marked in `counted`), as CSV."""
+    rows = answer_rows(web.store, web.config, site=f.site, device=f.device, start=f.start, end=f.end,
+                       include_flagged=f.flagged)
+    return _respond(_csv_lines(ANSWER_COLUMNS, rows), _filename("answers", f))
+
+
+@router.get("/export/aggregates.csv", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}, "description": "one row per day and desk"}})
+def export_aggregates(f: Filters = Depends(deps.dashboard_filters),
+                      web: WebState = Depends(deps.web_state)) -> StreamingResponse:
+    """Per local day and desk: answers, counted, flagged, index and the count of each rating, as CSV."""
+    rows = aggregate_rows(web.store, web.config, site=f.site, device=f.device, start=f.start, end=f.end,
+                          include_flagged=f.flagged)
+    return _respond(_csv_lines(AGGREGATE_COLUMNS, rows), _filename("aggregates", f))

@@ -19,25 +19,24 @@ from __future__ import annotations
 import math
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import anyio.to_thread
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
-from central import __version__, filters, reads, scores
+from central import __version__, deps, filters, reads, scores, stream
+from central.config import CentralConfig, DisplayToken
+from central.deps import WebState
 from central.feed import Feed
 from central.filters import Filters
 from central.store import Store
 from display import palette, texts
 from display.palette import face_colour, mood
 from sync import protocol
-
-if TYPE_CHECKING:
-    from central.config import CentralConfig
 
 TEMPLATES: Final = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
 
@@ -308,7 +307,8 @@ def _scope_words(site_name: str | None, desk_name: str | None) -> str:
     return desk_name or site_name or "All sites"
 
 
-def tv_context(store: Store, config: CentralConfig, display: Any, *, now: datetime | None = None) -> dict[str, Any]:
+def tv_context(store: Store, config: CentralConfig, display: DisplayToken, *,
+               now: datetime | None = None) -> dict[str, Any]:
     """What the wall TV shows for one display token: today at its site or desk."""
     now = now or datetime.now(UTC)
     site = config.site(display.site)
@@ -367,67 +367,73 @@ TEMPLATES.env.globals.update(_globals())
 TEMPLATES.env.filters.update(dayrange=_dayrange, dayname=_dayname)
 
 
-def install(app: FastAPI, store: Store, config: CentralConfig) -> None:
-    """Register the dashboard's HTML routes on ``app`` (none of them in the OpenAPI description).
+#: The dashboard's HTML routes (none of them in the OpenAPI description); central.web.create_app mounts ``static/``.
+router = APIRouter(include_in_schema=False)
 
-    Args:
-        app: the web app (central.web.create_app makes it and mounts ``static/``).
-        store: the store to read.
-        config: sites, desks, dashboard settings and display tokens.
-    """
 
-    def overview_page(request: Request, partial: bool) -> HTMLResponse:
-        now = datetime.now(UTC)
-        f, refused = filters.parse({name: request.query_params.get(name) for name in filters.NAMES}, now)
-        ctx = overview_context(store, config, f, now=now)
-        ctx["problems"] = [f"{exc}; “{exc.name}” was ignored" for exc in refused]
-        if not partial:
-            events, cursor = recent_feed(store, config, site=f.site, device=f.device, limit=FEED_ROWS, now=now)
-            today = now.date()
-            ctx["feed"] = [feed_row(e, config, today=_site_today(config, e["site"], now) or today)
-                           for e in events]
-            ctx["cursor"] = cursor
-            ctx["stream_url"] = "/api/stream?" + urlencode(
-                {k: v for k, v in {"site": f.site, "device": f.device, "after": cursor}.items() if v})
-        name = "_overview_parts.html" if partial else "overview.html"
-        return TEMPLATES.TemplateResponse(request, name, ctx, headers={"Cache-Control": "no-store"})
+def _overview_page(request: Request, web: WebState, partial: bool) -> HTMLResponse:
+    store, config = web.store, web.config
+    now = datetime.now(UTC)
+    f, refused = filters.parse({name: request.query_params.get(name) for name in filters.NAMES}, now)
+    ctx = overview_context(store, config, f, now=now)
+    ctx["problems"] = [f"{exc}; “{exc.name}” was ignored" for exc in refused]
+    if not partial:
+        events, cursor = recent_feed(store, config, site=f.site, device=f.device, limit=FEED_ROWS, now=now)
+        today = now.date()
+        ctx["feed"] = [feed_row(e, config, today=_site_today(config, e["site"], now) or today) for e in events]
+        ctx["cursor"] = cursor
+        ctx["stream_url"] = "/api/stream?" + urlencode(
+            {k: v for k, v in {"site": f.site, "device": f.device, "after": cursor}.items() if v})
+    name = "_overview_parts.html" if partial else "overview.html"
+    return TEMPLATES.TemplateResponse(request, name, ctx, headers={"Cache-Control": "no-store"})
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def overview(request: Request) -> HTMLResponse:
-        return await anyio.to_thread.run_sync(overview_page, request, False)
 
-    @app.get("/partials/overview", response_class=HTMLResponse, include_in_schema=False)
-    async def overview_parts(request: Request) -> HTMLResponse:
-        return await anyio.to_thread.run_sync(overview_page, request, True)
+@router.get("/", response_class=HTMLResponse)
+async def overview(request: Request, web: WebState = Depends(deps.web_state)) -> HTMLResponse:
+    """The overview for the filters in the URL."""
+    return await anyio.to_thread.run_sync(_overview_page, request, web, False)
 
-    def display_for(token: str) -> Any:
-        display = config.dashboard.display_token(token)
-        if display is None:
-            raise HTTPException(status_code=404, detail="Not Found")
-        return display
 
-    def tv_page(request: Request, token: str, partial: bool) -> HTMLResponse:
-        ctx = tv_context(store, config, display_for(token))
-        ctx["token"] = token
-        ctx["stream_url"] = f"/tv/{token}/stream?" + urlencode({"after": ctx["cursor"]})
-        name = "_tv_parts.html" if partial else "tv.html"
-        return TEMPLATES.TemplateResponse(request, name, ctx, headers=_TV_HEADERS)
+@router.get("/partials/overview", response_class=HTMLResponse)
+async def overview_parts(request: Request, web: WebState = Depends(deps.web_state)) -> HTMLResponse:
+    """The overview's numbers alone, for the page's script to swap in."""
+    return await anyio.to_thread.run_sync(_overview_page, request, web, True)
 
-    @app.get("/tv/{token}", response_class=HTMLResponse, include_in_schema=False)
-    async def tv(request: Request, token: str) -> HTMLResponse:
-        return await anyio.to_thread.run_sync(tv_page, request, token, False)
 
-    @app.get("/tv/{token}/partial", response_class=HTMLResponse, include_in_schema=False)
-    async def tv_parts(request: Request, token: str) -> HTMLResponse:
-        return await anyio.to_thread.run_sync(tv_page, request, token, True)
+def _display_for(config: CentralConfig, token: str) -> DisplayToken:
+    display = config.dashboard.display_token(token)
+    if display is None:
+        raise HTTPException(status_code=404, detail="Not Found")
+    return display
 
-    @app.get("/tv/{token}/stream", include_in_schema=False)
-    async def tv_stream(request: Request, token: str) -> Any:
-        """The TV's live feed: /api/stream for its site or desk only, reached with its token."""
-        display = display_for(token)
-        resume = request.headers.get("last-event-id") or request.query_params.get("after")
-        feed = Feed(store, config, site=display.site, device=display.device)
-        return await request.app.state.feed_response(request, feed, resume)
+
+def _tv_page(request: Request, web: WebState, token: str, partial: bool) -> HTMLResponse:
+    ctx = tv_context(web.store, web.config, _display_for(web.config, token))
+    ctx["token"] = token
+    ctx["stream_url"] = f"/tv/{token}/stream?" + urlencode({"after": ctx["cursor"]})
+    name = "_tv_parts.html" if partial else "tv.html"
+    return TEMPLATES.TemplateResponse(request, name, ctx, headers=_TV_HEADERS)
+
+
+@router.get("/tv/{token}", response_class=HTMLResponse)
+async def tv(request: Request, token: str, web: WebState = Depends(deps.web_state)) -> HTMLResponse:
+    """The wall-TV view of a display token."""
+    return await anyio.to_thread.run_sync(_tv_page, request, web, token, False)
+
+
+@router.get("/tv/{token}/partial", response_class=HTMLResponse)
+async def tv_parts(request: Request, token: str, web: WebState = Depends(deps.web_state)) -> HTMLResponse:
+    """The wall-TV's numbers alone, for its script to swap in."""
+    return await anyio.to_thread.run_sync(_tv_page, request, web, token, True)
+
+
+@router.get("/tv/{token}/stream")
+async def tv_stream(request: Request, token: str, web: WebState = Depends(deps.web_state)) -> StreamingResponse:
+    """The TV's live feed: /api/stream for its site or desk only, reached with its token."""
+    display = _display_for(web.config, token)
+    resume = request.headers.get("last-event-id") or request.query_params.get("after")
+    feed = Feed(web.store, web.config, site=display.site, device=display.device)
+    return await stream.feed_response(request, feed, resume, web)
 
 
 _TV_HEADERS: Final = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
@@ -437,5 +443,5 @@ def _site_today(config: CentralConfig, site: str, now: datetime) -> date:
     return now.astimezone(config.site(site).tz).date()
 
 
-__all__ = ["FACE_COLOURS", "REASON_WORDS", "RATING_WORDS", "install", "overview_context",
-           "rating_words", "tv_context"]
+__all__ = ["FACE_COLOURS", "REASON_WORDS", "RATING_WORDS", "overview_context", "rating_words", "router",
+           "tv_context"]

@@ -62,7 +62,7 @@ class Web:
 
     def stop(self) -> None:
         if self.server is not None:
-            self.app.state.shutdown.set()  # ends open streams: browsers see the connection drop
+            self.app.state.web.shutdown.set()  # ends open streams: browsers see the connection drop
             self.server.should_exit = True
             assert self.thread is not None
             self.thread.join(10)
