@@ -123,3 +123,24 @@ def test_the_rules_would_see_a_forbidden_import(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     names = set(imported(pkg / "bad.py"))
     assert {"dev.broker", "sync", "sync.good"} <= names
+
+
+def test_the_architecture_table_says_what_each_central_module_imports() -> None:
+    """docs/architecture.md's table of central's modules lists every module, and each imports only what it says."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    section = text.split("## Central's modules", 1)[1].split("\n## ", 1)[0]
+    allowed: dict[str, set[str]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`") and cells[0] != "module":
+            name = cells[0].strip("`").removesuffix(".py").removesuffix("/")
+            allowed[name] = {w.strip().split(" ")[0].strip("`") for w in cells[2].split(",")} - {"—", ""}
+    graph = central_graph()
+    listed = {name.removeprefix("central.").split(".")[0] for name in graph if name != "central"}
+    assert listed == set(allowed), "modules missing from or extra in the table"
+    for name, targets in graph.items():
+        short = name.removeprefix("central.").split(".")[0]
+        if name == "central":
+            continue
+        used = {t.removeprefix("central.") for t in targets if t != "central"}
+        assert used <= allowed[short], f"{name} imports {sorted(used - allowed[short])}, not in the table"
