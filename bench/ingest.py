@@ -53,6 +53,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.sync_drain import SUBSCRIBER  # the idle paho subscriber both benches compare with
+from central import reads
 from dev.broker import Mosquitto, free_port
 from sync import protocol
 
@@ -211,11 +212,11 @@ def collector_run(broker: Mosquitto, client: mqtt.Client, acked: list[int], cent
             # which every 10 ms would take CPU from the collector being measured.
             # Ids can skip values (PostgreSQL's sequence), never repeat: confirm
             # with count(*) only once the largest id says all could be in.
-            return store.last_ingest_id() >= want and store.count_events() >= want
+            return reads.last_ingest_id(store) >= want and reads.count_events(store) >= want
 
         elapsed = publish_all(client, acked, payloads, finished)
-        if store.count_events() != want:
-            raise RuntimeError(f"stored {store.count_events()} events, expected {want}")
+        if reads.count_events(store) != want:
+            raise RuntimeError(f"stored {reads.count_events(store)} events, expected {want}")
         return float(elapsed)
     finally:
         store.close()

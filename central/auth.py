@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, quote
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from central.config import DashboardConfig
@@ -148,7 +148,7 @@ class Auth:
 
 
 def install(app: FastAPI, dashboard: DashboardConfig) -> Auth:
-    """Guard ``app``: the middleware, ``/login`` and ``/logout``."""
+    """Guard ``app``: the middleware in front of every route, and ``app.state.auth`` for :data:`router`."""
     auth = Auth(dashboard)
     app.state.auth = auth
 
@@ -167,34 +167,49 @@ def install(app: FastAPI, dashboard: DashboardConfig) -> Auth:
         return JSONResponse({"detail": "sign in first (POST /login)"}, status_code=401,
                             headers={"WWW-Authenticate": 'Cookie realm="DeskPulse"'})
 
-    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
-    def login_form(request: Request, next: str = "/") -> Response:
-        if not auth.enabled:
-            return RedirectResponse(_safe_next(next), status_code=303)
-        return HTMLResponse(_login_page(_safe_next(next)))
-
-    @app.post("/login", response_class=HTMLResponse, include_in_schema=False)
-    async def login(request: Request) -> Response:
-        form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
-        name = (form.get("name") or [""])[0].strip()
-        password = (form.get("password") or [""])[0]
-        target = _safe_next((form.get("next") or ["/"])[0])
-        client = request.client.host if request.client else "?"
-        ok, reason = await _to_thread(auth.check, name, password, client)
-        if not ok:
-            return HTMLResponse(_login_page(target, name=name, error=reason), status_code=401)
-        response = RedirectResponse(target, status_code=303)
-        response.set_cookie(COOKIE, auth.session(name), max_age=SESSION_S, httponly=True, samesite="lax",
-                            secure=request.url.scheme == "https", path="/")
-        return response
-
-    @app.post("/logout", include_in_schema=False)
-    def logout() -> Response:
-        response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(COOKIE, path="/")
-        return response
-
     return auth
+
+
+def _auth(request: Request) -> Auth:
+    auth: Auth = request.app.state.auth  # set by install()
+    return auth
+
+
+#: ``/login`` and ``/logout`` (not in the OpenAPI description).
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(next: str = "/", auth: Auth = Depends(_auth)) -> Response:
+    """The sign-in form (or straight on when no accounts are configured)."""
+    if not auth.enabled:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return HTMLResponse(_login_page(_safe_next(next)))
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request, auth: Auth = Depends(_auth)) -> Response:
+    """Check a name and password; on success set the session cookie and go on to ``next``."""
+    form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+    name = (form.get("name") or [""])[0].strip()
+    password = (form.get("password") or [""])[0]
+    target = _safe_next((form.get("next") or ["/"])[0])
+    client = request.client.host if request.client else "?"
+    ok, reason = await _to_thread(auth.check, name, password, client)
+    if not ok:
+        return HTMLResponse(_login_page(target, name=name, error=reason), status_code=401)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(COOKIE, auth.session(name), max_age=SESSION_S, httponly=True, samesite="lax",
+                        secure=request.url.scheme == "https", path="/")
+    return response
+
+
+@router.post("/logout")
+def logout() -> Response:
+    """End the session: the cookie is deleted."""
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
 
 
 async def _to_thread(fn: Callable[..., tuple[bool, str]], *args: str) -> tuple[bool, str]:

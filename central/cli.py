@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from central import __version__
 from central.config import DEFAULT_PATH, CentralConfig, load
+from central.faults import Faults
 from sync.errors import DeskPulseError
 
 if TYPE_CHECKING:
@@ -76,7 +77,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--bind", metavar="HOST:PORT", help="the web server's address (default 127.0.0.1:8080)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                         help="how much to log on stderr (default: info)")
+    # For DeskPulse's own crash tests only (tests/test_sync_faults.py): SIGKILL central at a named
+    # point (central/faults.py). Left out of --help so nobody arms it by accident.
+    parser.add_argument("--fault-point", type=_faults, default=None, metavar="NAME[:N]", help=argparse.SUPPRESS)
     return parser
+
+
+def _faults(spec: str) -> Faults:
+    try:
+        return Faults.parse(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _config(args: argparse.Namespace) -> CentralConfig:
@@ -122,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         store.close()
         return 0
     try:
-        return serve(config, store, log_level=args.log_level)
+        return serve(config, store, log_level=args.log_level, faults=args.fault_point)
     finally:
         store.close()
 
@@ -149,11 +160,17 @@ def _secret(command: str) -> int:
     return 0
 
 
-def serve(config: CentralConfig, store: Store, *, log_level: str = "info") -> int:
+def serve(config: CentralConfig, store: Store, *, log_level: str = "info", faults: Faults | None = None) -> int:
     """Run the web server and the collector until SIGTERM or Ctrl-C.
 
     The collector starts once the web server listens, so central announces
     itself online only when its dashboard answers too.
+
+    Args:
+        config: central's configuration.
+        store: the migrated store.
+        log_level: uvicorn's log level.
+        faults: fault points armed for a crash test (``--fault-point``); None in production.
 
     Returns:
         0 after a clean stop; 1 when the web server could not start or died.
@@ -191,7 +208,9 @@ def serve(config: CentralConfig, store: Store, *, log_level: str = "info") -> in
                         "(docs/configuration.md)", config.dashboard_url)
         log.info("dashboard at %s; database %s; broker %s", config.dashboard_url, config.safe_database_url,
                  config.broker.url)
-        collector = Collector(config, store).start()
+        if faults:
+            log.warning("fault points armed (a test option): %r; central will SIGKILL itself there", faults)
+        collector = Collector(config, store, faults=faults).start()
         while not stop.wait(0.5):
             if not web.is_alive():
                 print("deskpulse-central: the web server stopped unexpectedly", file=sys.stderr)

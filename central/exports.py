@@ -13,15 +13,18 @@ import csv
 import io
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from typing import Any, Final
 
-from fastapi import FastAPI, Query
+from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
-from central import queries, scores
-from central.config import CentralConfig, SiteConfig
+from central import deps, reads, scores
+from central.config import CentralConfig
+from central.deps import WebState
+from central.filters import DateRange, Filters
 from central.store import Store
+from sync import protocol
 
 ANSWER_COLUMNS: Final = (
     "ingest_id", "id", "site", "site_name", "device", "desk_name", "local_time", "local_date", "timezone",
@@ -32,7 +35,6 @@ AGGREGATE_COLUMNS: Final = (
     "date", "site", "site_name", "device", "desk_name", "timezone", "answers", "counted", "flagged", "index",
     "scale", "rating_1", "rating_2", "rating_3", "rating_4", "rating_5",
 )
-_SLUG: Final = r"^[a-z0-9-]{1,64}$"
 
 
 def _cell(value: Any) -> Any:
@@ -54,32 +56,23 @@ def _csv_lines(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> Iterator
     yield buffer.getvalue()
 
 
-def _window(config: CentralConfig, start: date | None, end: date | None,
-            now: datetime) -> tuple[datetime, datetime]:
-    widest = scores.date_range(SiteConfig(slug="-", name="UTC"), start, end, now)
-    slack = timedelta(hours=14)
-    return (datetime.combine(widest.start - timedelta(days=1), time.min, UTC) - slack,
-            datetime.combine(widest.end + timedelta(days=2), time.min, UTC) + slack)
-
-
 def answer_rows(store: Store, config: CentralConfig, *, site: str | None = None, device: str | None = None,
                 start: date | None = None, end: date | None = None, include_flagged: bool | None = None,
                 now: datetime | None = None) -> Iterator[list[Any]]:
     """One row per stored answer in range (local dates at its site), in ingest order."""
     now = now or datetime.now(UTC)
     flagged_too = config.dashboard.include_flagged if include_flagged is None else include_flagged
-    since, until = _window(config, start, end, now)
-    ranges: dict[str, scores.DateRange] = {}
-    for event in queries.iter_events(store, site=site, device=device, since=since, until=until):
+    since, until = scores.utc_window(start, end, now)
+    ranges: dict[str, DateRange] = {}
+    for event in reads.iter_events(store, site=site, device=device, since=since, until=until):
         site_cfg = config.site(event["site"])
         if event["site"] not in ranges:
-            ranges[event["site"]] = scores.date_range(site_cfg, start, end, now)
-        placed = datetime.fromisoformat(event["placed_at"].replace("Z", "+00:00"))
-        local = placed.astimezone(site_cfg.tz)
+            ranges[event["site"]] = scores.site_range(site_cfg, start, end, now)
+        local = protocol.parse_timestamp(event["placed_at"]).astimezone(site_cfg.tz)
         if local.date() not in ranges[event["site"]]:
             continue
-        flagged = not queries.EXCLUDED_FLAGS.isdisjoint(event["flags"])
-        score = round(100 * (event["rating"] - 1) / (event["scale"] - 1), 2)
+        flagged = reads.is_flagged(event["flags"])
+        score = scores.index_of({(event["rating"], event["scale"]): 1})  # this one answer's score
         yield [
             event["ingest_id"], event["id"], event["site"], site_cfg.name, event["device"],
             site_cfg.desk(event["device"]).name, local.isoformat(timespec="seconds"), local.date().isoformat(),
@@ -95,14 +88,14 @@ def aggregate_rows(store: Store, config: CentralConfig, *, site: str | None = No
     """One row per (local date, site, desk) with answers in range: counts, index and ratings."""
     now = now or datetime.now(UTC)
     flagged_too = config.dashboard.include_flagged if include_flagged is None else include_flagged
-    since, until = _window(config, start, end, now)
-    ranges: dict[str, scores.DateRange] = {}
+    since, until = scores.utc_window(start, end, now)
+    ranges: dict[str, DateRange] = {}
     groups: dict[tuple[date, str, str], dict[str, Any]] = defaultdict(
         lambda: {"total": 0, "flagged": 0, "tally": scores.Tally(), "ratings": defaultdict(lambda: [0] * 6)})
-    for b in queries.buckets(store, site=site, device=device, since=since, until=until):
+    for b in reads.buckets(store, site=site, device=device, since=since, until=until):
         site_cfg = config.site(b.site)
         if b.site not in ranges:
-            ranges[b.site] = scores.date_range(site_cfg, start, end, now)
+            ranges[b.site] = scores.site_range(site_cfg, start, end, now)
         day = b.start.astimezone(site_cfg.tz).date()
         if day not in ranges[b.site]:
             continue
@@ -118,7 +111,7 @@ def aggregate_rows(store: Store, config: CentralConfig, *, site: str | None = No
     for (day, site_slug, device_slug), g in sorted(groups.items()):
         site_cfg = config.site(site_slug)
         by_scale: dict[int, list[int]] = g["ratings"]
-        scale = max(by_scale, key=lambda s: (sum(by_scale[s]), s)) if by_scale else None
+        scale = scores.main_scale({s: sum(counts) for s, counts in by_scale.items()})
         counts = by_scale[scale][1:scale + 1] if scale else []
         rows.append([
             day.isoformat(), site_slug, site_cfg.name, device_slug, site_cfg.desk(device_slug).name,
@@ -128,46 +121,36 @@ def aggregate_rows(store: Store, config: CentralConfig, *, site: str | None = No
     return rows
 
 
-def install(app: FastAPI, store: Store, config: CentralConfig) -> None:
-    """``GET /export/answers.csv`` and ``GET /export/aggregates.csv``."""
+router = APIRouter()
 
-    def filters(site: str | None, device: str | None, start: date | None, end: date | None,
-                flagged: bool | None) -> dict[str, Any]:
-        from central.web import check_range
 
-        check_range(start, end)
-        return {"site": site, "device": device, "start": start, "end": end, "include_flagged": flagged}
+def _filename(kind: str, f: Filters) -> str:
+    parts = ["deskpulse", kind, f.site or "all-sites", f.device or "",
+             f"{f.start or ''}_{f.end or 'today'}" if f.start or f.end else "last-30-days"]
+    return "-".join(p for p in parts if p) + ".csv"
 
-    def filename(kind: str, f: dict[str, Any]) -> str:
-        parts = ["deskpulse", kind, f["site"] or "all-sites", f["device"] or "",
-                 f"{f['start'] or ''}_{f['end'] or 'today'}" if f["start"] or f["end"] else "last-30-days"]
-        return "-".join(p for p in parts if p) + ".csv"
 
-    def respond(lines: Iterator[str], name: str) -> StreamingResponse:
-        return StreamingResponse(lines, media_type="text/csv; charset=utf-8",
-                                 headers={"Content-Disposition": f'attachment; filename="{name}"',
-                                          "Cache-Control": "no-store"})
+def _respond(lines: Iterator[str], name: str) -> StreamingResponse:
+    return StreamingResponse(lines, media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                      "Cache-Control": "no-store"})
 
-    @app.get("/export/answers.csv", response_class=StreamingResponse,
-             responses={200: {"content": {"text/csv": {}}, "description": "one row per answer"}})
-    def export_answers(
-        site: str | None = Query(None, pattern=_SLUG), device: str | None = Query(None, pattern=_SLUG),
-        from_: date | None = Query(None, alias="from", description="first local date, YYYY-MM-DD"),
-        to: date | None = Query(None, description="last local date, YYYY-MM-DD"),
-        flagged: bool | None = Query(None, description="whether flagged answers count (the `counted` column)"),
-    ) -> StreamingResponse:
-        """Every answer in range with its flags (flagged ones included, marked in `counted`), as CSV."""
-        f = filters(site, device, from_, to, flagged)
-        return respond(_csv_lines(ANSWER_COLUMNS, answer_rows(store, config, **f)), filename("answers", f))
 
-    @app.get("/export/aggregates.csv", response_class=StreamingResponse,
-             responses={200: {"content": {"text/csv": {}}, "description": "one row per day and desk"}})
-    def export_aggregates(
-        site: str | None = Query(None, pattern=_SLUG), device: str | None = Query(None, pattern=_SLUG),
-        from_: date | None = Query(None, alias="from", description="first local date, YYYY-MM-DD"),
-        to: date | None = Query(None, description="last local date, YYYY-MM-DD"),
-        flagged: bool | None = Query(None, description="count flagged answers too"),
-    ) -> StreamingResponse:
-        """Per local day and desk: answers, counted, flagged, index and the count of each rating, as CSV."""
-        f = filters(site, device, from_, to, flagged)
-        return respond(_csv_lines(AGGREGATE_COLUMNS, aggregate_rows(store, config, **f)), filename("aggregates", f))
+@router.get("/export/answers.csv", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}, "description": "one row per answer"}})
+def export_answers(f: Filters = Depends(deps.dashboard_filters),
+                   web: WebState = Depends(deps.web_state)) -> StreamingResponse:
+    """Every answer in range with its flags (flagged ones included, marked in `counted`), as CSV."""
+    rows = answer_rows(web.store, web.config, site=f.site, device=f.device, start=f.start, end=f.end,
+                       include_flagged=f.flagged)
+    return _respond(_csv_lines(ANSWER_COLUMNS, rows), _filename("answers", f))
+
+
+@router.get("/export/aggregates.csv", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}, "description": "one row per day and desk"}})
+def export_aggregates(f: Filters = Depends(deps.dashboard_filters),
+                      web: WebState = Depends(deps.web_state)) -> StreamingResponse:
+    """Per local day and desk: answers, counted, flagged, index and the count of each rating, as CSV."""
+    rows = aggregate_rows(web.store, web.config, site=f.site, device=f.device, start=f.start, end=f.end,
+                          include_flagged=f.flagged)
+    return _respond(_csv_lines(AGGREGATE_COLUMNS, rows), _filename("aggregates", f))

@@ -21,16 +21,14 @@ minutes up to ``D``. Each part only grows, so nothing is sent twice or skipped
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.sql.elements import ColumnElement
-
+from central import reads
 from central.config import CentralConfig, DeskConfig
-from central.store import Store, _event, events
+from central.store import Store
+from sync import protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,35 +96,17 @@ class Feed:
     def mode(self, site: str, device: str) -> DeskConfig:
         return self.config.site(site).desk(device)
 
-    # ----------------------------------------------------------------- queries
-    def _scope(self) -> list[ColumnElement[bool]]:
-        clauses: list[ColumnElement[bool]] = []
-        if self.site is not None:
-            clauses.append(events.c.site == self.site)
-        if self.device is not None:
-            clauses.append(events.c.device == self.device)
-        return clauses
-
-    @staticmethod
-    def _among(desks: Iterable[tuple[str, str]]) -> ColumnElement[bool]:
-        return sa.or_(sa.false(), *(sa.and_(events.c.site == s, events.c.device == d) for s, d in desks))
-
-    def _not_held(self) -> ColumnElement[bool]:
-        return sa.not_(self._among([d for desks in self.delays.values() for d in desks]))
+    def _held(self, now: datetime) -> list[tuple[list[reads.Desk], datetime]]:
+        """Each delay's desks with the latest receipt time an answer of theirs may have to be shown now."""
+        return [(desks, now - timedelta(minutes=minutes)) for minutes, desks in self.delays.items()]
 
     def start(self, now: datetime | None = None) -> Cursor:
         """The cursor of "now": the next answer stored (or released from a delay) will be sent."""
         now = now or datetime.now(UTC)
-        with self.store.engine.connect() as conn:
-            live = conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.ingest_id), 0))).scalar_one()
-            parts = []
-            for minutes, desks in self.delays.items():
-                upto = conn.execute(
-                    sa.select(sa.func.coalesce(sa.func.max(events.c.ingest_id), 0))
-                    .where(self._among(desks), events.c.received_at <= now - timedelta(minutes=minutes))
-                ).scalar_one()
-                parts.append((minutes, int(upto)))
-        return Cursor(int(live), tuple(parts))
+        live = reads.last_ingest_id(self.store)
+        parts = [(minutes, reads.last_ingest_id(self.store, among=desks, received_before=cutoff))
+                 for (minutes, _), (desks, cutoff) in zip(self.delays.items(), self._held(now), strict=True)]
+        return Cursor(live, tuple(parts))
 
     def recent(self, limit: int = 50, now: datetime | None = None) -> tuple[list[dict[str, Any]], Cursor]:
         """The newest answers a viewer may see now, newest first, and the cursor to go on from.
@@ -137,14 +117,9 @@ class Feed:
         """
         now = now or datetime.now(UTC)
         cursor = self.start(now)
-        visible = [self._not_held()]
-        for minutes, desks in self.delays.items():
-            visible.append(sa.and_(self._among(desks), events.c.received_at <= now - timedelta(minutes=minutes)))
-        stmt = (sa.select(events)
-                .where(*self._scope(), sa.not_(self._among(self.aggregated)), sa.or_(*visible))
-                .order_by(events.c.ingest_id.desc()).limit(limit))
-        with self.store.engine.connect() as conn:
-            return [_event(r) for r in conn.execute(stmt)], cursor
+        rows = reads.recent(self.store, limit, site=self.site, device=self.device, hide=self.aggregated,
+                            hold=self._held(now))
+        return rows, cursor
 
     def poll(self, cursor: Cursor, limit: int = 200,
              now: datetime | None = None) -> tuple[list[Item], Cursor]:
@@ -156,54 +131,42 @@ class Feed:
         now = now or datetime.now(UTC)
         out: list[Item] = []
         ticks: set[tuple[str, str]] = set()
-        with self.store.engine.connect() as conn:
-            # Read the newest id first: ids become visible in order (central/store.py), so every
-            # answer up to it is committed, and the query below, made later, sees all of them.
-            newest = int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.ingest_id), 0))).scalar_one())
-            rows = conn.execute(
-                sa.select(events).where(events.c.ingest_id > cursor.live, *self._scope(), self._not_held())
-                .order_by(events.c.ingest_id).limit(limit)).all()
-            for row in rows:
-                event = _event(row)
-                key = (event["site"], event["device"])
-                if key in self.aggregated:
-                    ticks.add(key)
-                else:
-                    out.append(Item("feedback", event, Cursor(event["ingest_id"], cursor.delayed)))
-            if len(rows) == limit:
-                live = int(rows[-1].ingest_id)  # more to read: go on from the last one next time
-            else:  # everything of ours up to `newest` was read (rows of other desks included)
-                live = max(cursor.live, newest, int(rows[-1].ingest_id) if rows else 0)
-            parts = dict(cursor.delayed)
-            for minutes in list(parts):
-                if minutes not in self.delays:
-                    del parts[minutes]  # a delay no longer configured
-            for minutes, desks in self.delays.items():
-                upto = cursor.part(minutes)
-                if upto is None:  # a delay added since the cursor was made: start it at "now"
-                    parts[minutes] = self._released_upto(conn, desks, minutes, now)
-                    continue
-                released = conn.execute(
-                    sa.select(events).where(events.c.ingest_id > upto, *self._scope(), self._among(desks))
-                    .order_by(events.c.ingest_id).limit(limit)).all()
-                for row in released:
-                    if _aware(row.received_at) > now - timedelta(minutes=minutes):
-                        break  # not yet; later ones are younger still
-                    upto = parts[minutes] = int(row.ingest_id)
-                    out.append(Item("feedback", _event(row), Cursor(live, tuple(sorted(parts.items())))))
+        held = [desk for desks in self.delays.values() for desk in desks]
+        # Read the newest id first: ids become visible in order (central/store.py), so every
+        # answer up to it is committed, and the query below, made later, sees all of them.
+        newest = reads.last_ingest_id(self.store)
+        rows = reads.events(self.store, site=self.site, device=self.device, after=cursor.live, limit=limit,
+                            without=held)
+        for event in rows:
+            key = (event["site"], event["device"])
+            if key in self.aggregated:
+                ticks.add(key)
+            else:
+                out.append(Item("feedback", event, Cursor(event["ingest_id"], cursor.delayed)))
+        if len(rows) == limit:
+            live = int(rows[-1]["ingest_id"])  # more to read: go on from the last one next time
+        else:  # everything of ours up to `newest` was read (rows of other desks included)
+            live = max(cursor.live, newest, int(rows[-1]["ingest_id"]) if rows else 0)
+        parts = dict(cursor.delayed)
+        for minutes in list(parts):
+            if minutes not in self.delays:
+                del parts[minutes]  # a delay no longer configured
+        for minutes, desks in self.delays.items():
+            cutoff = now - timedelta(minutes=minutes)
+            upto = cursor.part(minutes)
+            if upto is None:  # a delay added since the cursor was made: start it at "now"
+                parts[minutes] = reads.last_ingest_id(self.store, among=desks, received_before=cutoff)
+                continue
+            released = reads.events(self.store, site=self.site, device=self.device, after=upto, limit=limit,
+                                    only=desks)
+            for event in released:
+                if protocol.parse_timestamp(event["received_at"]) > cutoff:
+                    break  # not yet; later ones are younger still
+                upto = parts[minutes] = int(event["ingest_id"])
+                out.append(Item("feedback", event, Cursor(live, tuple(sorted(parts.items())))))
         final = Cursor(live, tuple(sorted(parts.items())))
         for site, device in sorted(ticks):
             out.append(Item("tick", {"site": site, "device": device}, final))
         if out and out[-1].kind == "feedback" and out[-1].cursor.live != live:
             out[-1] = Item("feedback", out[-1].data, final)  # the last live one also covers the rows it skipped
         return out, final
-
-    def _released_upto(self, conn: sa.Connection, desks: list[tuple[str, str]], minutes: int,
-                       now: datetime) -> int:
-        return int(conn.execute(
-            sa.select(sa.func.coalesce(sa.func.max(events.c.ingest_id), 0))
-            .where(self._among(desks), events.c.received_at <= now - timedelta(minutes=minutes))).scalar_one())
-
-
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -51,8 +51,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import exc as sa_exc
 
-from central import __version__, faults
+from central import __version__
 from central.config import CentralConfig
+from central.faults import Faults
 from central.store import DeadLetter, Store, event_time
 from sync import protocol
 from sync.broker import backoff_delay, make_client
@@ -113,12 +114,16 @@ class Collector:
         config: central's configuration (broker, client id, group, batching).
         store: a migrated store.
         version: the software version announced in ``_central/status``.
+        faults: fault points to die at, for the crash tests (default: none;
+            :mod:`central.faults`).
     """
 
-    def __init__(self, config: CentralConfig, store: Store, *, version: str = __version__) -> None:
+    def __init__(self, config: CentralConfig, store: Store, *, version: str = __version__,
+                 faults: Faults | None = None) -> None:
         self.config = config
         self.store = store
         self.version = version
+        self.faults = faults or Faults()
         self.stats = CollectorStats()
         self._stop = threading.Event()
         self._subscribed = threading.Event()
@@ -277,7 +282,7 @@ class Collector:
     def _flush(self, client: mqtt.Client | None) -> None:
         """Commit the batch, then ack its messages, then send receipts (``client`` None: commit only)."""
         batch = self._batch
-        faults.point("after-receive")
+        self.faults.point("after-receive")
         outcomes = self._commit(batch)
         if outcomes is None:
             return  # the database is unavailable: keep the batch, ack nothing, retry later
@@ -286,13 +291,13 @@ class Collector:
         self._retry_at = 0.0
         self.stats.batches += 1
         live = client is not None and self.stats.connected
-        faults.point("after-commit")
+        self.faults.point("after-commit")
         if live:
             assert client is not None
             for p in batch:
                 if p.gen == self._gen:
                     client.ack(p.mid, p.qos)
-            faults.point("after-ack", before=client.loop_write)
+            self.faults.point("after-ack", before=client.loop_write)
         receipts: dict[tuple[str, str], list[dict[str, str]]] = {}
         told: set[str] = set()
         for p in batch:

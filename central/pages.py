@@ -9,43 +9,36 @@ numbers (``/partials/…``) when an answer arrives. All numbers come from
 and how to show it. Dates and times are the site's own (its time zone).
 
 The filters live in the URL (``site``, ``device``, ``from``, ``to``,
-``flagged``), so a view is a bookmark and the form is a plain GET form.
+``flagged``), so a view is a bookmark and the form is a plain GET form. They
+are checked by :mod:`central.filters`, as the JSON API and the exports check
+them; a value refused there is named in a notice and left out here.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import anyio.to_thread
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
-from central import __version__
+from central import __version__, deps, filters, reads, scores, stream
+from central.config import CentralConfig, DisplayToken
+from central.deps import WebState
 from central.feed import Feed
+from central.filters import Filters
 from central.store import Store
 from display import palette, texts
 from display.palette import face_colour, mood
-
-if TYPE_CHECKING:
-    from central.config import CentralConfig
+from sync import protocol
 
 TEMPLATES: Final = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
-
-_SLUG: Final = re.compile(r"^[a-z0-9-]{1,64}$")
-
-#: The longest date range one view may ask for (a year and a bit).
-MAX_RANGE_DAYS: Final = 400
-#: Dates a filter may name.
-_EARLIEST: Final = date(2000, 1, 1)
-_LATEST: Final = date(2100, 12, 31)
 
 #: The kiosk's face colours and English words, from the kiosk's own definitions.
 FACE_COLOURS: Final = palette.FACE_COLOURS
@@ -90,85 +83,9 @@ def fmt_index(index: float | None) -> str:
     return "–" if index is None else str(int(math.floor(index + 0.5)))
 
 
-# --------------------------------------------------------------------------- filters
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """What the overview shows, from the URL's query (every value checked)."""
-
-    site: str | None = None
-    device: str | None = None
-    start: date | None = None
-    end: date | None = None
-    flagged: bool | None = None  # None: the configured default
-    problems: tuple[str, ...] = ()
-
-    @classmethod
-    def from_query(cls, query: Any) -> Filters:
-        """Read ``site``, ``device``, ``from``, ``to`` and ``flagged``; a bad value is dropped with a note."""
-        problems: list[str] = []
-
-        def slug(name: str) -> str | None:
-            value = (query.get(name) or "").strip()
-            if not value:
-                return None
-            if not _SLUG.match(value):
-                problems.append(f"{name} {value!r} is not a site or desk name; it was ignored")
-                return None
-            return value
-
-        def day(name: str) -> date | None:
-            value = (query.get(name) or "").strip()
-            if not value:
-                return None
-            try:
-                day = date.fromisoformat(value)
-            except ValueError:
-                problems.append(f"{name} {value!r} is not a date (YYYY-MM-DD); it was ignored")
-                return None
-            if not _EARLIEST <= day <= _LATEST:
-                problems.append(f"{name} {value} is out of range ({_EARLIEST.year} to {_LATEST.year}); it was ignored")
-                return None
-            return day
-
-        start, end = day("from"), day("to")
-        if start and end and start > end:
-            problems.append("“from” was after “to”; they were swapped")
-            start, end = end, start
-        last = end or datetime.now(UTC).date() + timedelta(days=1)  # without "to": up to today at every site
-        if start and (last - start).days >= MAX_RANGE_DAYS:
-            problems.append(f"at most {MAX_RANGE_DAYS} days at once; “from” was moved")
-            start = last - timedelta(days=MAX_RANGE_DAYS - 1)
-        flags = query.getlist("flagged") if hasattr(query, "getlist") else [query.get("flagged")]
-        flags = [f for f in flags if f is not None]
-        flagged = None if not flags else flags[-1] in ("1", "on", "true", "yes")
-        return cls(slug("site"), slug("device"), start, end, flagged, tuple(problems))
-
-    def params(self, **override: Any) -> dict[str, str]:
-        """The query parameters of this view (only those set), with ``override`` applied."""
-        values: dict[str, Any] = {"site": self.site, "device": self.device, "from": self.start,
-                                  "to": self.end, "flagged": self.flagged}
-        values.update(override)
-        out: dict[str, str] = {}
-        for key, value in values.items():
-            if value is None or value == "":
-                continue
-            if isinstance(value, bool):
-                out[key] = "1" if value else "0"
-            else:
-                out[key] = value.isoformat() if isinstance(value, date) else str(value)
-        return out
-
-    def query(self, **override: Any) -> str:
-        """``params`` as a query string (no leading ``?``)."""
-        return urlencode(self.params(**override))
-
-
 # --------------------------------------------------------------------------- reading
 
 def _aggregate(store: Store, config: CentralConfig, **kw: Any) -> dict[str, Any]:
-    from central import scores
-
     return scores.aggregate(store, config, **kw)
 
 
@@ -178,24 +95,18 @@ def _include_flagged(config: CentralConfig, f: Filters) -> bool:
 
 def fleet(store: Store, config: CentralConfig, *, site: str | None, device: str | None,
           now: datetime) -> dict[str, Any]:
-    """Every device's health (the data of ``GET /api/devices``) with a summary."""
-    known: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in store.device_rows(site):
-        known[(row["site"], row["device"])] = {**row, "missing": 0}
-    for gap in store.gaps(site, device):
-        key = (gap["site"], gap["device"])
-        entry = known.setdefault(key, {"site": key[0], "device": key[1], "state": None, "last_seen": None,
-                                       "backlog": None, "clock_synced": None, "last_error": None,
-                                       "config_error": None, "version": None, "missing": 0})
-        entry["missing"] += gap["last"] - gap["first"] + 1
+    """Every device's health (:func:`central.reads.device_health`, as ``GET /api/devices``) with a summary.
+
+    Each row adds ``missing`` (answers in its gaps), its names and when it was last seen, in words.
+    """
     rows = []
-    for (s, d), row in sorted(known.items()):
-        if device is not None and d != device:
-            continue
-        site_config = config.site(s)
-        desk = site_config.desks.get(d)
-        seen = _parse_utc(row["last_seen"])
-        rows.append({**row, "name": desk.name if desk else d, "site_name": site_config.name,
+    for row in reads.device_health(store, site, device):
+        site_config = config.site(row["site"])
+        desk = site_config.desks.get(row["device"])
+        seen = protocol.parse_timestamp(row["last_seen"]) if row["last_seen"] else None
+        missing = sum(gap["last"] - gap["first"] + 1 for gap in row["gaps"])
+        rows.append({**row, "missing": missing, "name": desk.name if desk else row["device"],
+                     "site_name": site_config.name,
                      "seen_local": _local(seen, site_config.tz) if seen else None,
                      "seen_ago": _ago(now - seen) if seen else None})
     online = sum(1 for r in rows if r["state"] == "online")
@@ -222,8 +133,7 @@ def feed_row(event: dict[str, Any], config: CentralConfig, today: date | None = 
     """What a feed row shows for one stored answer (times in its site's zone)."""
     site = config.site(event["site"])
     desk = site.desks.get(event["device"])
-    placed = _parse_utc(event.get("placed_at") or event["ts"]) or datetime.now(UTC)
-    local = placed.astimezone(site.tz)
+    local = protocol.parse_timestamp(event.get("placed_at") or event["ts"]).astimezone(site.tz)
     same_day = today is not None and local.date() == today
     return {
         "id": event["ingest_id"],
@@ -236,16 +146,6 @@ def feed_row(event: dict[str, Any], config: CentralConfig, today: date | None = 
         "iso": local.isoformat(timespec="seconds"),
         "time": local.strftime("%H:%M") if same_day else local.strftime("%a %d %b, %H:%M"),
     }
-
-
-def _parse_utc(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _local(moment: datetime, tz: ZoneInfo) -> str:
@@ -407,7 +307,8 @@ def _scope_words(site_name: str | None, desk_name: str | None) -> str:
     return desk_name or site_name or "All sites"
 
 
-def tv_context(store: Store, config: CentralConfig, display: Any, *, now: datetime | None = None) -> dict[str, Any]:
+def tv_context(store: Store, config: CentralConfig, display: DisplayToken, *,
+               now: datetime | None = None) -> dict[str, Any]:
     """What the wall TV shows for one display token: today at its site or desk."""
     now = now or datetime.now(UTC)
     site = config.site(display.site)
@@ -466,66 +367,73 @@ TEMPLATES.env.globals.update(_globals())
 TEMPLATES.env.filters.update(dayrange=_dayrange, dayname=_dayname)
 
 
-def install(app: FastAPI, store: Store, config: CentralConfig) -> None:
-    """Register the dashboard's HTML routes on ``app`` (none of them in the OpenAPI description).
+#: The dashboard's HTML routes (none of them in the OpenAPI description); central.web.create_app mounts ``static/``.
+router = APIRouter(include_in_schema=False)
 
-    Args:
-        app: the web app (central.web.create_app makes it and mounts ``static/``).
-        store: the store to read.
-        config: sites, desks, dashboard settings and display tokens.
-    """
 
-    def overview_page(request: Request, partial: bool) -> HTMLResponse:
-        f = Filters.from_query(request.query_params)
-        now = datetime.now(UTC)
-        ctx = overview_context(store, config, f, now=now)
-        if not partial:
-            events, cursor = recent_feed(store, config, site=f.site, device=f.device, limit=FEED_ROWS, now=now)
-            today = now.date()
-            ctx["feed"] = [feed_row(e, config, today=_site_today(config, e["site"], now) or today)
-                           for e in events]
-            ctx["cursor"] = cursor
-            ctx["stream_url"] = "/api/stream?" + urlencode(
-                {k: v for k, v in {"site": f.site, "device": f.device, "after": cursor}.items() if v})
-        name = "_overview_parts.html" if partial else "overview.html"
-        return TEMPLATES.TemplateResponse(request, name, ctx, headers={"Cache-Control": "no-store"})
+def _overview_page(request: Request, web: WebState, partial: bool) -> HTMLResponse:
+    store, config = web.store, web.config
+    now = datetime.now(UTC)
+    f, refused = filters.parse({name: request.query_params.get(name) for name in filters.NAMES}, now)
+    ctx = overview_context(store, config, f, now=now)
+    ctx["problems"] = [f"{exc}; “{exc.name}” was ignored" for exc in refused]
+    if not partial:
+        events, cursor = recent_feed(store, config, site=f.site, device=f.device, limit=FEED_ROWS, now=now)
+        today = now.date()
+        ctx["feed"] = [feed_row(e, config, today=_site_today(config, e["site"], now) or today) for e in events]
+        ctx["cursor"] = cursor
+        ctx["stream_url"] = "/api/stream?" + urlencode(
+            {k: v for k, v in {"site": f.site, "device": f.device, "after": cursor}.items() if v})
+    name = "_overview_parts.html" if partial else "overview.html"
+    return TEMPLATES.TemplateResponse(request, name, ctx, headers={"Cache-Control": "no-store"})
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def overview(request: Request) -> HTMLResponse:
-        return await anyio.to_thread.run_sync(overview_page, request, False)
 
-    @app.get("/partials/overview", response_class=HTMLResponse, include_in_schema=False)
-    async def overview_parts(request: Request) -> HTMLResponse:
-        return await anyio.to_thread.run_sync(overview_page, request, True)
+@router.get("/", response_class=HTMLResponse)
+async def overview(request: Request, web: WebState = Depends(deps.web_state)) -> HTMLResponse:
+    """The overview for the filters in the URL."""
+    return await anyio.to_thread.run_sync(_overview_page, request, web, False)
 
-    def display_for(token: str) -> Any:
-        display = config.dashboard.display_token(token)
-        if display is None:
-            raise HTTPException(status_code=404, detail="Not Found")
-        return display
 
-    def tv_page(request: Request, token: str, partial: bool) -> HTMLResponse:
-        ctx = tv_context(store, config, display_for(token))
-        ctx["token"] = token
-        ctx["stream_url"] = f"/tv/{token}/stream?" + urlencode({"after": ctx["cursor"]})
-        name = "_tv_parts.html" if partial else "tv.html"
-        return TEMPLATES.TemplateResponse(request, name, ctx, headers=_TV_HEADERS)
+@router.get("/partials/overview", response_class=HTMLResponse)
+async def overview_parts(request: Request, web: WebState = Depends(deps.web_state)) -> HTMLResponse:
+    """The overview's numbers alone, for the page's script to swap in."""
+    return await anyio.to_thread.run_sync(_overview_page, request, web, True)
 
-    @app.get("/tv/{token}", response_class=HTMLResponse, include_in_schema=False)
-    async def tv(request: Request, token: str) -> HTMLResponse:
-        return await anyio.to_thread.run_sync(tv_page, request, token, False)
 
-    @app.get("/tv/{token}/partial", response_class=HTMLResponse, include_in_schema=False)
-    async def tv_parts(request: Request, token: str) -> HTMLResponse:
-        return await anyio.to_thread.run_sync(tv_page, request, token, True)
+def _display_for(config: CentralConfig, token: str) -> DisplayToken:
+    display = config.dashboard.display_token(token)
+    if display is None:
+        raise HTTPException(status_code=404, detail="Not Found")
+    return display
 
-    @app.get("/tv/{token}/stream", include_in_schema=False)
-    async def tv_stream(request: Request, token: str) -> Any:
-        """The TV's live feed: /api/stream for its site or desk only, reached with its token."""
-        display = display_for(token)
-        resume = request.headers.get("last-event-id") or request.query_params.get("after")
-        feed = Feed(store, config, site=display.site, device=display.device)
-        return await request.app.state.feed_response(request, feed, resume)
+
+def _tv_page(request: Request, web: WebState, token: str, partial: bool) -> HTMLResponse:
+    ctx = tv_context(web.store, web.config, _display_for(web.config, token))
+    ctx["token"] = token
+    ctx["stream_url"] = f"/tv/{token}/stream?" + urlencode({"after": ctx["cursor"]})
+    name = "_tv_parts.html" if partial else "tv.html"
+    return TEMPLATES.TemplateResponse(request, name, ctx, headers=_TV_HEADERS)
+
+
+@router.get("/tv/{token}", response_class=HTMLResponse)
+async def tv(request: Request, token: str, web: WebState = Depends(deps.web_state)) -> HTMLResponse:
+    """The wall-TV view of a display token."""
+    return await anyio.to_thread.run_sync(_tv_page, request, web, token, False)
+
+
+@router.get("/tv/{token}/partial", response_class=HTMLResponse)
+async def tv_parts(request: Request, token: str, web: WebState = Depends(deps.web_state)) -> HTMLResponse:
+    """The wall-TV's numbers alone, for its script to swap in."""
+    return await anyio.to_thread.run_sync(_tv_page, request, web, token, True)
+
+
+@router.get("/tv/{token}/stream")
+async def tv_stream(request: Request, token: str, web: WebState = Depends(deps.web_state)) -> StreamingResponse:
+    """The TV's live feed: /api/stream for its site or desk only, reached with its token."""
+    display = _display_for(web.config, token)
+    resume = request.headers.get("last-event-id") or request.query_params.get("after")
+    feed = Feed(web.store, web.config, site=display.site, device=display.device)
+    return await stream.feed_response(request, feed, resume, web)
 
 
 _TV_HEADERS: Final = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
@@ -535,5 +443,5 @@ def _site_today(config: CentralConfig, site: str, now: datetime) -> date:
     return now.astimezone(config.site(site).tz).date()
 
 
-__all__ = ["FACE_COLOURS", "REASON_WORDS", "RATING_WORDS", "Filters", "install", "overview_context",
-           "rating_words", "tv_context"]
+__all__ = ["FACE_COLOURS", "REASON_WORDS", "RATING_WORDS", "overview_context", "rating_words", "router",
+           "tv_context"]

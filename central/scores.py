@@ -18,6 +18,7 @@ scale, best to worst, give (126·1 + 60·⅔ + 16·⅓ + 17·0) / 219 × 100 = 7
   (``placed_at``: the device's synchronised clock, or re-timed; docs/central.md).
 - **Date range**: ``start`` and ``end`` are local dates, both included. Left
   out, the range is the 30 days ending today, today being each site's own.
+  The limits of a range are :mod:`central.filters`'.
 - **Opening hours**: the heatmap shows the hours a site is open (and any
   other hour that has answers, marked closed); the trend marks closed days.
   Answers given outside opening hours still count.
@@ -31,45 +32,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
-from central import queries
+from central import reads
 from central.config import CentralConfig, SiteConfig
+from central.filters import DateRange, check_range, date_range
 from central.store import Store
 
 INDEX_FORMULA: Final = "index = 100 × mean((rating − 1) / (scale − 1)) over counted answers"
 
-#: Days in the default date range (ending today).
-DEFAULT_DAYS: Final = 30
-#: The longest date range one request may ask for (two years and a day or two).
-MAX_DAYS: Final = 732
-#: Dates a range may start or end on.
-EARLIEST: Final = date(1970, 1, 1)
-LATEST: Final = date(9000, 12, 31)
-
-
-class RangeError(ValueError):
-    """A date range that cannot be used; ``name`` is the parameter to blame (``from`` or ``to``)."""
-
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(message)
-        self.name = name
-
-
-def check_range(start: date | None, end: date | None, now: datetime | None = None) -> None:
-    """Refuse a range that ends before it starts, lies outside 1970–9000 or spans more than 732 days.
-
-    Raises:
-        RangeError: naming ``from`` or ``to``.
-    """
-    for name, day in (("from", start), ("to", end)):
-        if day is not None and not EARLIEST <= day <= LATEST:
-            raise RangeError(name, f"{day} is outside {EARLIEST} to {LATEST}")
-    if start is not None and end is not None and end < start:
-        raise RangeError("to", f"the date range ends ({end}) before it starts ({start})")
-    span = date_range(SiteConfig(slug="-", name="UTC"), start, end, now or datetime.now(UTC))
-    if (span.end - span.start).days + 1 > MAX_DAYS:
-        raise RangeError("from" if end is not None or start is not None else "to",
-                         f"the date range {span.start} to {span.end} is longer than {MAX_DAYS} days; "
-                         "ask for less at a time")
 #: How far from UTC a local date can begin or end (UTC−12 to UTC+14).
 _ZONE_SLACK: Final = timedelta(hours=14)
 
@@ -106,25 +75,21 @@ def index_of(counts: Mapping[tuple[int, int], int] | Iterable[tuple[int, int, in
     return tally.index(min_answers)
 
 
-@dataclass(frozen=True, slots=True)
-class DateRange:
-    """Local dates ``start`` to ``end``, both included."""
-
-    start: date
-    end: date
-
-    def __contains__(self, day: object) -> bool:
-        return isinstance(day, date) and self.start <= day <= self.end
+def site_range(site: SiteConfig, start: date | None, end: date | None, now: datetime) -> DateRange:
+    """The filter's range at one site: the given dates, else the 30 days ending today there."""
+    return date_range(start, end, now.astimezone(site.tz).date())
 
 
-def date_range(site: SiteConfig, start: date | None, end: date | None, now: datetime) -> DateRange:
-    """The range for one site: the given dates, else the 30 days ending today at that site."""
-    today = now.astimezone(site.tz).date()
-    if end is None:
-        end = today if start is None or start <= today else start + timedelta(days=DEFAULT_DAYS - 1)
-    if start is None:
-        start = end - timedelta(days=DEFAULT_DAYS - 1)
-    return DateRange(start, end)
+def utc_window(start: date | None, end: date | None, now: datetime) -> tuple[datetime, datetime]:
+    """The widest UTC window [since, until) any site's local range can fall in (each answer is then placed exactly)."""
+    widest = date_range(start, end, now.astimezone(UTC).date())
+    return (datetime.combine(widest.start - timedelta(days=1), time.min, UTC) - _ZONE_SLACK,
+            datetime.combine(widest.end + timedelta(days=2), time.min, UTC) + _ZONE_SLACK)
+
+
+def main_scale(answers: Mapping[int, int]) -> int | None:
+    """The scale most answers used (the larger on a tie), from ``{scale: answers}``; None without any."""
+    return max(answers, key=lambda s: (answers[s], s)) if answers else None
 
 
 def aggregate(
@@ -138,27 +103,63 @@ def aggregate(
     include_flagged: bool | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Every number the dashboard shows for one filter (see the module docstring for the rules).
+    """Every number the dashboard shows for one filter: read (:mod:`central.reads`), then :func:`summarise`.
 
     Raises:
-        RangeError: see :func:`check_range`.
+        FilterError: the range cannot be used (:func:`central.filters.check_range`).
     """
     now = (now or datetime.now(UTC)).astimezone(UTC)
     check_range(start, end, now)
+    since, until = utc_window(start, end, now)
+    return summarise(
+        config,
+        in_range=reads.buckets(store, site=site, device=device, since=since, until=until),
+        around_today=reads.buckets(store, site=site, device=device, since=now - timedelta(days=2),
+                                   until=now + timedelta(days=1)),
+        known_desks=reads.desks(store, site),
+        site=site, device=device, start=start, end=end, include_flagged=include_flagged, now=now,
+    )
+
+
+def summarise(
+    config: CentralConfig,
+    *,
+    in_range: Iterable[reads.Bucket],
+    around_today: Iterable[reads.Bucket],
+    known_desks: Iterable[reads.Desk],
+    site: str | None,
+    device: str | None,
+    start: date | None,
+    end: date | None,
+    include_flagged: bool | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """Every number the dashboard shows for one filter, from counted answers (see the module docstring).
+
+    Args:
+        config: sites (time zones, hours, desks) and the dashboard's settings.
+        in_range: answers counted in the filter's UTC window (:func:`utc_window`).
+        around_today: answers counted from two days before ``now`` to a day after it.
+        known_desks: every (site, desk) that has sent an answer or a status.
+        site: the filter's site, or None.
+        device: the filter's desk, or None.
+        start: the filter's first local date, or None.
+        end: the filter's last local date, or None.
+        include_flagged: count flagged answers too (None: the configured default).
+        now: the moment "today" is taken from.
+    """
+    now = now.astimezone(UTC)
     flagged_too = config.dashboard.include_flagged if include_flagged is None else include_flagged
     minimum = config.dashboard.min_answers
     ranges: dict[str, DateRange] = {}
 
     def range_of(slug: str) -> DateRange:
         if slug not in ranges:
-            ranges[slug] = date_range(config.site(slug), start, end, now)
+            ranges[slug] = site_range(config.site(slug), start, end, now)
         return ranges[slug]
 
-    # The widest UTC window any site's local range can fall in; each bucket is then placed exactly.
-    widest = date_range(SiteConfig(slug="-", name="UTC"), start, end, now)
-    lo = datetime.combine(widest.start - timedelta(days=1), time.min, UTC) - _ZONE_SLACK
-    hi = datetime.combine(widest.end + timedelta(days=2), time.min, UTC) + _ZONE_SLACK
-    rows = queries.buckets(store, site=site, device=device, since=lo, until=hi)
+    widest = date_range(start, end, now.date())
+    rows = in_range
 
     total = flagged = 0
     overall = Tally()
@@ -200,8 +201,7 @@ def aggregate(
     today = Tally()
     today_total = today_flagged = 0
     today_scales: dict[int, Counter[int]] = defaultdict(Counter)
-    for b in queries.buckets(store, site=site, device=device, since=now - timedelta(days=2),
-                             until=now + timedelta(days=1)):
+    for b in around_today:
         tz = config.site(b.site).tz
         if b.start.astimezone(tz).date() != now.astimezone(tz).date():
             continue
@@ -215,7 +215,7 @@ def aggregate(
         today_scales[b.scale][b.rating] += b.count
 
     # Desks that have no answers in range are compared too: configured ones and ones with a status.
-    for site_slug, device_slug in queries.desks(store, site):
+    for site_slug, device_slug in known_desks:
         if device is None or device_slug == device:
             desk(site_slug, device_slug)
     for site_cfg in config.sites.values():
@@ -230,8 +230,8 @@ def aggregate(
     first = min((r.start for r in ranges.values()), default=widest.start)
     last = max((r.end for r in ranges.values()), default=widest.end)
 
-    scale = _main_scale(by_scale)
-    today_scale = _main_scale(today_scales)
+    scale = main_scale({s: sum(c.values()) for s, c in by_scale.items()})
+    today_scale = main_scale({s: sum(c.values()) for s, c in today_scales.items()})
     return {
         "formula": INDEX_FORMULA,
         "min_answers": minimum,
@@ -264,11 +264,6 @@ def aggregate(
             for (s, d), v in sorted(desks.items())
         ],
     }
-
-
-def _main_scale(by_scale: Mapping[int, Counter[int]]) -> int | None:
-    """The scale most answers used (the larger on a tie)."""
-    return max(by_scale, key=lambda s: (sum(by_scale[s].values()), s)) if by_scale else None
 
 
 def _ratings(by_scale: Mapping[int, Counter[int]], scale: int | None) -> list[int]:

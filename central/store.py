@@ -1,4 +1,4 @@
-"""Central's store: every feedback event once, with a monotonic ingest id.
+"""Central's store, the write side: every feedback event once, with a monotonic ingest id.
 
 SQLAlchemy Core over SQLite (the default, zero setup) or PostgreSQL with
 psycopg 3 (at scale). The schema is created and upgraded by Alembic
@@ -6,9 +6,9 @@ migrations (``central/migrations``), never by ``create_all``; the tables below
 mirror the newest migration and are what queries are built from
 (``tests/test_central_store.py`` checks that the two agree).
 
-Rows come back as plain dicts: the protocol's fields as the device sent them
-(``reasons`` and ``flags`` decoded back to lists), plus ``ingest_id`` and
-``received_at`` (ISO 8601 UTC).
+This module owns the engine, the migrations, the transactions and what the
+collector writes (answers with their re-timing, dead letters, device status).
+Every read the web app makes is in :mod:`central.reads`.
 """
 
 from __future__ import annotations
@@ -185,9 +185,9 @@ _PG_INSERT: Final = sa.text(
 )
 
 #: Event fields stored as JSON text.
-_JSON_FIELDS: Final = ("reasons", "flags")
+JSON_FIELDS: Final = ("reasons", "flags")
 #: The protocol field each renamed column holds.
-_RENAMED: Final = {"schema_version": "schema"}
+RENAMED: Final = {"schema_version": "schema"}
 #: Columns that are ours, not the protocol's (never copied from an event).
 _OWN_COLUMNS: Final = frozenset({"ingest_id", "ts_utc", "received_at", "time_source"})
 
@@ -226,7 +226,7 @@ def event_time(event: Mapping[str, Any]) -> datetime:
 
 
 #: (column, protocol field, stored as JSON?) of the columns copied from an event, in table order.
-_COPIED: Final = tuple((c.name, _RENAMED.get(c.name, c.name), c.name in _JSON_FIELDS) for c in events.columns
+_COPIED: Final = tuple((c.name, RENAMED.get(c.name, c.name), c.name in JSON_FIELDS) for c in events.columns
                        if c.name not in _OWN_COLUMNS)
 #: json.dumps(value, separators=(",", ":")), without building an encoder per call.
 _compact_json: Final = json.JSONEncoder(separators=(",", ":")).encode
@@ -243,27 +243,13 @@ def _row(event: Mapping[str, Any], received_at: datetime) -> dict[str, Any]:
     return row
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes (we always store UTC); PostgreSQL aware ones.
+def utc(value: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite hands back naive ones; we always store UTC)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _event(row: sa.Row[Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in row._mapping.items():
-        if name == "ts_utc":
-            out["placed_at"] = protocol.utc_timestamp(_utc(value))
-            continue
-        if name in _JSON_FIELDS:
-            value = json.loads(value)
-        elif name == "received_at":
-            value = protocol.utc_timestamp(_utc(value))
-        out[_RENAMED.get(name, name)] = value
-    return out
-
-
 class Store:
-    """The database the collectors write and the dashboard reads.
+    """The database the collectors write and the dashboard reads (through :mod:`central.reads`).
 
     Thread-safe: every method takes its own pooled connection.
 
@@ -486,88 +472,6 @@ class Store:
         updates = {k: v for k, v in values.items() if k not in ("site", "device")}
         conn.execute(insert.values(values).on_conflict_do_update(index_elements=["site", "device"], set_=updates))
 
-    # ------------------------------------------------------------------ reading
-
-    def gaps(self, site: str | None = None, device: str | None = None) -> list[dict[str, Any]]:
-        """Missing seq ranges per (site, device, epoch): answers a device numbered but central lacks.
-
-        ``seq`` is gap-free from 1 per (device, epoch), so every hole below the
-        highest stored seq is an answer not (yet) received: ``{site, device,
-        epoch, first, last}`` with both ends missing. Answers after the highest
-        stored seq cannot be seen from here (the device's status backlog says).
-        """
-        prev = sa.func.lag(events.c.seq).over(
-            partition_by=(events.c.site, events.c.device, events.c.epoch), order_by=events.c.seq)
-        inner = sa.select(events.c.site, events.c.device, events.c.epoch, events.c.seq, prev.label("prev"))
-        if site is not None:
-            inner = inner.where(events.c.site == site)
-        if device is not None:
-            inner = inner.where(events.c.device == device)
-        sub = inner.subquery()
-        previous = sa.func.coalesce(sub.c.prev, 0)  # the first stored seq of an epoch: a hole from 1
-        stmt = (sa.select(sub.c.site, sub.c.device, sub.c.epoch, (previous + 1).label("first"),
-                          (sub.c.seq - 1).label("last"))
-                .where(sub.c.seq - previous > 1)
-                .order_by(sub.c.site, sub.c.device, sub.c.epoch, sub.c.seq))
-        with self.engine.connect() as conn:
-            return [{**dict(r._mapping), "first": int(r.first), "last": int(r.last)} for r in conn.execute(stmt)]
-
-    def device_rows(self, site: str | None = None) -> list[dict[str, Any]]:
-        """Every device's health, by site and device; ``health`` and ``config_error`` decoded."""
-        stmt = sa.select(devices).order_by(devices.c.site, devices.c.device)
-        if site is not None:
-            stmt = stmt.where(devices.c.site == site)
-        with self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(stmt)]
-        for row in rows:
-            row["last_seen"] = protocol.utc_timestamp(_utc(row["last_seen"]))
-            for name in ("health", "config_error"):
-                row[name] = None if row[name] is None else json.loads(row[name])
-        return rows
-
-    def count_events(self) -> int:
-        """How many events are stored."""
-        with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())
-
-    def last_ingest_id(self) -> int:
-        """The largest ingest id so far (0 when empty): where a live feed starts."""
-        with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.ingest_id), 0))).scalar_one())
-
-    def get_event(self, id_: str) -> dict[str, Any] | None:
-        """One event by its id, or None."""
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(events).where(events.c.id == id_)).first()
-        return None if row is None else _event(row)
-
-    def events_after(self, ingest_id: int, limit: int = 100) -> list[dict[str, Any]]:
-        """Events with a larger ingest id, oldest first (the live feed's and the API's cursor)."""
-        stmt = sa.select(events).where(events.c.ingest_id > ingest_id).order_by(events.c.ingest_id).limit(limit)
-        with self.engine.connect() as conn:
-            return [_event(r) for r in conn.execute(stmt)]
-
-    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The newest events, newest first."""
-        stmt = sa.select(events).order_by(events.c.ingest_id.desc()).limit(limit)
-        with self.engine.connect() as conn:
-            return [_event(r) for r in conn.execute(stmt)]
-
-    def count_dead_letters(self) -> int:
-        """How many refused payloads are kept."""
-        with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(dead_letters)).scalar_one())
-
-    def dead_letter_rows(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The newest dead letters, newest first: ``dead_id``, ``received_at``, ``topic``, ``reason``, ``raw``."""
-        stmt = sa.select(dead_letters).order_by(dead_letters.c.dead_id.desc()).limit(limit)
-        with self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(stmt)]
-        for row in rows:
-            row["received_at"] = protocol.utc_timestamp(_utc(row["received_at"]))
-            row["raw"] = bytes(row["raw"])
-        return rows
-
 
 def _retime(conn: Connection, new_rows: list[dict[str, Any]]) -> None:
     """Place answers recorded before the device's clock was set (docs/central.md, "Time").
@@ -624,8 +528,8 @@ def _retime(conn: Connection, new_rows: list[dict[str, Any]]) -> None:
             if at == len(monos):
                 continue  # no synchronised answer after it (yet): keeps its receipt time
             anchor = anchors[at]
-            placed = _utc(anchor.ts_utc) - timedelta(milliseconds=anchor.mono_ms - row.mono_ms)
-            if row.time_source != "retimed" or _utc(row.ts_utc) != placed:
+            placed = utc(anchor.ts_utc) - timedelta(milliseconds=anchor.mono_ms - row.mono_ms)
+            if row.time_source != "retimed" or utc(row.ts_utc) != placed:
                 updates.append({"b_ingest_id": row.ingest_id, "b_ts_utc": placed})
         if updates:
             conn.execute(

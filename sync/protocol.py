@@ -55,7 +55,9 @@ MAX_PAYLOAD: Final[dict[str, int]] = {
 #: messages repr the value recursively) ever meets Python's recursion limit.
 MAX_DEPTH: Final = 32
 
-SLUG_RE: Final = re.compile(r"^[a-z0-9-]{1,64}$")
+#: A site or device slug, as a pattern string (for web frameworks' query patterns) and compiled.
+SLUG_PATTERN: Final = r"^[a-z0-9-]{1,64}$"
+SLUG_RE: Final = re.compile(SLUG_PATTERN)
 
 Kind = Literal["feedback", "status", "config", "receipt", "alert", "central-status"]
 KINDS: Final[tuple[Kind, ...]] = ("feedback", "status", "config", "receipt", "alert", "central-status")

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from central import auth as central_auth
 from central import config as central_config
+from central import reads
 from central.store import Store
 from central.web import create_app
 from sync import protocol
@@ -102,7 +103,7 @@ def test_csv_exports_match_the_store(store: Store) -> None:
     assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/csv")
     assert 'filename="deskpulse-answers-akl-2026-11-18_2026-11-18.csv"' in reply.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(reply.text)))
-    stored = {e["id"]: e for e in store.events_after(0, 100)}
+    stored = {e["id"]: e for e in reads.events(store, after=0, limit=100)}
     assert len(rows) == 7 and {r["id"] for r in rows} <= set(stored)
     for row in rows:
         event = stored[row["id"]]

@@ -35,6 +35,29 @@ def test_help_explains_the_options_with_examples(capsys: pytest.CaptureFixture[s
         assert word in text
 
 
+def test_fault_points_are_armed_only_by_the_hidden_test_option(capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    from central.faults import Faults
+    from central.ingest import Collector
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0 and "--fault-point" not in capsys.readouterr().out  # not for production: not offered
+    with pytest.raises(SystemExit) as exc:
+        main(["--fault-point", "after-lunch"])
+    assert exc.value.code == 2 and "after-receive, after-commit, after-ack" in capsys.readouterr().err
+    monkeypatch.setenv("DESKPULSE_FAULT_POINT", "after-receive")  # the old way arms nothing
+    with Store(f"sqlite:///{tmp_path / 'central.sqlite3'}") as store:
+        assert not Collector(from_dict({}), store).faults
+    armed = Faults.parse("after-commit:2")
+    armed.point("after-receive")  # another point: nothing happens
+    armed.point("after-commit")  # the first time of two: still alive, one to go
+    assert repr(armed) == "Faults({'after-commit': 1})"
+    with pytest.raises(ValueError, match="whole number"):
+        Faults.parse("after-ack:x")
+
+
 def test_check_config_names_the_file_and_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "central.toml"
     path.write_text('[ingest]\nbatch_size = "lots"\n')

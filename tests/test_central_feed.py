@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from central import config as central_config
+from central import reads
 from central.feed import Cursor, Feed
 from central.store import Store
 from tests.support.events import feedback_event
@@ -117,7 +118,7 @@ def test_resuming_from_any_item_misses_and_doubles_nothing(store, limit) -> None
         if first.kind == "feedback":
             got.append(first.data["id"])
         cursor = first.cursor
-    late = [e["id"] for e in store.events_after(0, 1000) if e["device"] == "late"]
+    late = [e["id"] for e in reads.events(store, after=0, limit=1000) if e["device"] == "late"]
     assert sorted(got) == sorted(expected_live + late) and len(got) == len(set(got))
 
 

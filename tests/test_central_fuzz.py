@@ -45,6 +45,7 @@ from central.ingest import RECEIPT_MAX_REASON, Collector
 from central.store import MAX_DEAD_LETTER_BYTES, Store, dead_letters
 from sync import protocol
 from tests.support.broker import Mosquitto
+from tests.support.central_rows import get_event
 from tests.support.events import feedback_event, raw
 from tests.support.wait import wait_for
 
@@ -165,7 +166,7 @@ def store_valid_event(rig: Rig, device: Device) -> None:
     device.publish(protocol.encode("feedback", good))
     wait_for(lambda: device.outcomes(good["id"]), timeout=TIMEOUT, what="the valid event's receipt")
     assert [r["outcome"] for r in device.outcomes(good["id"])] == ["stored"]
-    stored = rig.store.get_event(good["id"])
+    stored = get_event(rig.store, good["id"])
     assert stored is not None and all(stored[k] == v for k, v in good.items())
 
 
@@ -322,7 +323,7 @@ def test_a_bad_payload_is_dead_lettered_with_its_reason_and_ingest_goes_on(rig: 
             assert part.lower() in reason.lower(), f"reason {reason!r} does not say {part!r}"
         if len(payload) > MAX_DEAD_LETTER_BYTES:
             assert f"cut to {MAX_DEAD_LETTER_BYTES} of {len(payload)} bytes" in reason
-    assert rig.store.get_event(event["id"]) is None
+    assert get_event(rig.store, event["id"]) is None
     assert rig.collector.stats.rejected - rejected_before == COPIES
     if case.receipt:
         wait_for(lambda: len(device.outcomes(event["id"])) >= COPIES, timeout=TIMEOUT, what="rejected receipts")
@@ -501,20 +502,20 @@ def test_mutated_events_are_stored_as_sent_or_dead_lettered_once(rig: Rig, fuzz_
         sent_id = event["id"]
 
     def settled() -> bool:
-        return bool(rig.letters_with_raw(kept)) or (type(sent_id) is str and rig.store.get_event(sent_id) is not None)
+        return bool(rig.letters_with_raw(kept)) or (type(sent_id) is str and get_event(rig.store, sent_id) is not None)
 
     wait_for(settled, timeout=TIMEOUT, what=f"the fate of {mutation.describe}")
     reasons = rig.letters_with_raw(kept)
     if mutation.expect is not None:
         assert len(reasons) == 1, f"{mutation.describe}: {len(reasons)} dead letters"
         assert mutation.expect.lower() in reasons[0].lower(), f"{mutation.describe}: reason {reasons[0]!r}"
-        assert rig.store.get_event(event["id"]) is None
+        assert get_event(rig.store, event["id"]) is None
     else:
         body = json.loads(payload) if not reasons else None
         if body is None:
             assert len(reasons) == 1 and reasons[0], f"{mutation.describe}: {reasons}"
         else:  # the change left a valid event: stored exactly as sent, once
-            stored = rig.store.get_event(body["id"])
+            stored = get_event(rig.store, body["id"])
             assert stored is not None and all(stored[k] == v for k, v in body.items()), mutation.describe
     rig.alive()
 
@@ -526,5 +527,5 @@ def test_the_module_leaves_the_collector_acking(rig: Rig, device: Device) -> Non
     for e in events:
         device.publish(protocol.encode("feedback", e))
     wait_for(lambda: all(device.outcomes(e["id"]) for e in events), timeout=TIMEOUT, what="every receipt")
-    assert all(rig.store.get_event(e["id"]) is not None for e in events)
+    assert all(get_event(rig.store, e["id"]) is not None for e in events)
     rig.alive()

@@ -15,11 +15,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from central import reads
 from central.config import from_dict
 from central.ingest import Collector
 from central.store import Store
 from sync import protocol
 from tests.support.broker import Mosquitto
+from tests.support.central_rows import dead_letter_rows, get_event
 from tests.support.events import feedback_event, raw
 from tests.support.wait import wait_for
 
@@ -77,7 +79,7 @@ def until(value: Callable[[], T | None], timeout: float = 10.0, what: str = "con
 
 
 def health_of(store: Store, device: str) -> dict[str, Any] | None:
-    return next((r for r in store.device_rows() if r["device"] == device), None)
+    return next((r for r in reads.device_rows(store) if r["device"] == device), None)
 
 
 def test_a_retained_status_sent_before_central_started_becomes_the_devices_health(
@@ -139,7 +141,7 @@ def test_an_invalid_status_is_dead_lettered_and_ingest_goes_on(
     try:
         topic = protocol.status_topic(SITE, topic_device)
         publish(client, topic, payload, retain=False)
-        letters = until(lambda: store.dead_letter_rows(), what=f"the {name} status dead-lettered")
+        letters = until(lambda: dead_letter_rows(store), what=f"the {name} status dead-lettered")
         assert letters[0]["topic"] == topic and letters[0]["raw"] == payload
         assert reason.lower() in letters[0]["reason"].lower(), letters[0]["reason"]
         assert health_of(store, topic_device) is None and health_of(store, "desk-9") is None
@@ -147,7 +149,7 @@ def test_an_invalid_status_is_dead_lettered_and_ingest_goes_on(
         publish(client, topic, json.dumps(status(topic_device, backlog=1)).encode(), retain=False)
         event = feedback_event(device=topic_device)
         publish(client, protocol.feedback_topic(SITE, topic_device), raw(event), retain=False)
-        wait_for(lambda: store.get_event(event["id"]), what="the next valid answer stored")
+        wait_for(lambda: get_event(store, event["id"]), what="the next valid answer stored")
         wait_for(lambda: health_of(store, topic_device), what="the next valid status kept")
         assert collector.stats.statuses_refused == 1
     finally:
@@ -164,7 +166,7 @@ def test_two_collectors_keep_one_row_per_device(broker: Mosquitto, store: Store)
             publish(client, protocol.status_topic(SITE, "desk-4"),
                     json.dumps(status("desk-4", backlog=backlog)).encode())
         wait_for(lambda: first.stats.statuses >= 3 and second.stats.statuses >= 3, what="both collectors")
-        rows = [r for r in store.device_rows() if r["device"] == "desk-4"]
+        rows = [r for r in reads.device_rows(store) if r["device"] == "desk-4"]
         assert len(rows) == 1 and rows[0]["backlog"] == 3
     finally:
         first.stop()

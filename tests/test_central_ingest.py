@@ -11,11 +11,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from central import reads
 from central.config import from_dict
 from central.ingest import Collector
 from central.store import Store
 from sync import protocol
 from tests.support.broker import Mosquitto
+from tests.support.central_rows import dead_letter_rows, get_event
 from tests.support.events import feedback_event
 from tests.support.wait import wait_for
 
@@ -91,8 +93,8 @@ def test_an_event_is_stored_and_confirmed_and_replays_are_duplicates(collector, 
         device.publish(raw)
     wait_for(lambda: len(device.outcomes(event["id"])) == 4, what="three more receipts")
     assert device.outcomes(event["id"]) == ["stored", "duplicate", "duplicate", "duplicate"]
-    assert store.count_events() == 1
-    assert store.get_event(event["id"])["rating"] == event["rating"]
+    assert reads.count_events(store) == 1
+    assert get_event(store, event["id"])["rating"] == event["rating"]
 
 
 @pytest.mark.parametrize(("name", "mangle"), [
@@ -112,10 +114,10 @@ def test_invalid_payloads_are_dead_lettered_and_the_next_event_is_stored(
     good = feedback_event(seq=2)
     device.publish(protocol.encode("feedback", good))
     wait_for(lambda: device.outcomes(good["id"]) == ["stored"], what="the valid event after the bad one")
-    (row,) = store.dead_letter_rows()
+    (row,) = dead_letter_rows(store)
     assert row["reason"] and row["topic"] == protocol.feedback_topic(SITE, DEVICE)
     assert row["raw"] == mangle(bad) if name != "not json" else row["raw"] == b"{nope"
-    assert store.get_event(bad["id"]) is None
+    assert get_event(store, bad["id"]) is None
     assert collector.stats.rejected == 1
 
 

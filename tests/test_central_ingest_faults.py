@@ -17,11 +17,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from central import reads
 from central.config import CentralConfig, from_dict
 from central.ingest import Collector, receipt_payloads
 from central.store import Store
 from sync import protocol
 from tests.support.broker import Mosquitto
+from tests.support.central_rows import dead_letter_rows, get_event
 from tests.support.events import feedback_event, raw
 from tests.support.wait import wait_for
 
@@ -98,9 +100,9 @@ def test_an_impossible_date_is_rejected_and_does_not_spoil_its_batch(collector, 
     device.publish(protocol.encode("feedback", good))
     wait_for(lambda: device.outcomes(good["id"]) == ["stored"], what="the good event's receipt")
     wait_for(lambda: device.outcomes(bad["id"]) == ["rejected"], what="the bad event's rejection")
-    (letter,) = store.dead_letter_rows()
+    (letter,) = dead_letter_rows(store)
     assert "ts" in letter["reason"]
-    assert store.count_events() == 1
+    assert reads.count_events(store) == 1
 
 
 def test_a_database_outage_confirms_nothing_until_the_commit(collector, store, device, db_path) -> None:
@@ -113,7 +115,7 @@ def test_a_database_outage_confirms_nothing_until_the_commit(collector, store, d
     with sqlite3.connect(db_path) as db:
         db.execute("ALTER TABLE events_away RENAME TO events")
     wait_for(lambda: device.outcomes(event["id"]) == ["stored"], what="the receipt after the retry")
-    assert store.count_events() == 1
+    assert reads.count_events(store) == 1
     assert collector.stats.connected
 
 
@@ -129,7 +131,7 @@ def test_when_one_of_two_collectors_stops_central_stays_online(broker: Mosquitto
         wait_for(lambda: watcher.central[-1] == "online", what="the second collector's online")
         event = feedback_event()
         watcher.client.publish(protocol.feedback_topic(SITE, DEVICE), protocol.encode("feedback", event), qos=1)
-        wait_for(lambda: store.get_event(event["id"]) is not None, what="the survivor to store")
+        wait_for(lambda: get_event(store, event["id"]) is not None, what="the survivor to store")
     finally:
         first.stop()
         second.stop()

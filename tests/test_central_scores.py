@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from central import config as central_config
-from central import queries
+from central import reads
 from central.scores import Tally, aggregate, index_of
 from central.store import Store
 from sync import protocol
@@ -194,24 +194,24 @@ def test_event_filters(store) -> None:
     put(store, t, 4, site="akl", device="desk-1")
     put(store, t + timedelta(hours=1), 3, site="akl", device="desk-2", flags=["test"])
     put(store, t + timedelta(hours=2), 2, site="ppg", device="desk-1")
-    assert [e["rating"] for e in queries.events(store, site="akl")] == [4, 3]
-    assert [e["rating"] for e in queries.events(store, device="desk-1")] == [4, 2]
-    assert [e["rating"] for e in queries.events(store, since=t + timedelta(minutes=30))] == [3, 2]
-    assert [e["rating"] for e in queries.events(store, until=t + timedelta(hours=1))] == [4]
-    assert [e["rating"] for e in queries.events(store, include_flagged=False)] == [4, 2]
-    first = queries.events(store, limit=1)
-    assert [e["rating"] for e in queries.events(store, after=first[0]["ingest_id"])] == [3, 2]
-    assert [e["rating"] for e in queries.iter_events(store, page=1)] == [4, 3, 2]
+    assert [e["rating"] for e in reads.events(store, site="akl")] == [4, 3]
+    assert [e["rating"] for e in reads.events(store, device="desk-1")] == [4, 2]
+    assert [e["rating"] for e in reads.events(store, since=t + timedelta(minutes=30))] == [3, 2]
+    assert [e["rating"] for e in reads.events(store, until=t + timedelta(hours=1))] == [4]
+    assert [e["rating"] for e in reads.events(store, include_flagged=False)] == [4, 2]
+    first = reads.events(store, limit=1)
+    assert [e["rating"] for e in reads.events(store, after=first[0]["ingest_id"])] == [3, 2]
+    assert [e["rating"] for e in reads.iter_events(store, page=1)] == [4, 3, 2]
 
 
 def test_ranges_are_bounded(store) -> None:
-    from central.scores import RangeError
+    from central.filters import FilterError
 
     now = datetime(2026, 11, 23, tzinfo=UTC)
-    with pytest.raises(RangeError, match="longer than 732 days") as err:
+    with pytest.raises(FilterError, match="longer than 732 days") as err:
         aggregate(store, cfg(), start=date(2020, 1, 1), now=now)  # to today: too long
     assert err.value.name == "from"
-    with pytest.raises(RangeError, match="outside"):
+    with pytest.raises(FilterError, match="out of range"):
         aggregate(store, cfg(), start=date(9999, 12, 30), end=date(9999, 12, 31), now=now)
     agg = aggregate(store, cfg(), start=date(2025, 1, 1), end=date(2026, 12, 31), now=now)  # 730 days: fine
     assert len(agg["days"]) == 730 and agg["total"] == 0

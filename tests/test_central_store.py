@@ -19,8 +19,10 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from central import reads
 from central.store import MAX_DEAD_LETTER_BYTES, DeadLetter, Store, metadata
 from sync import protocol
+from tests.support.central_rows import count_dead_letters, dead_letter_rows, get_event
 from tests.support.events import feedback_event
 
 #: The newest migration.
@@ -47,7 +49,7 @@ def test_migrate_creates_the_tables_through_alembic(store_url: str) -> None:
 def test_migrate_twice_is_a_no_op(store: Store) -> None:
     store.insert_events([feedback_event()])
     assert store.migrate() == HEAD
-    assert store.count_events() == 1
+    assert reads.count_events(store) == 1
 
 
 def test_the_migration_matches_the_tables_the_queries_use(store: Store) -> None:
@@ -59,19 +61,19 @@ def test_the_migration_matches_the_tables_the_queries_use(store: Store) -> None:
 def test_an_event_comes_back_as_it_was_sent(store: Store) -> None:
     event = feedback_event(reasons=["waiting-time", "friendliness"], flags=["test"], rating=2, scale=3)
     assert store.insert_events([event]) == {event["id"]: "stored"}
-    stored = store.get_event(event["id"])
+    stored = get_event(store, event["id"])
     assert stored is not None
     assert {k: stored[k] for k in event} == event
     assert stored["ingest_id"] >= 1
     assert protocol.parse_timestamp(stored["received_at"]).tzinfo is not None
-    assert store.get_event(protocol.uuid7()) is None
+    assert get_event(store, protocol.uuid7()) is None
 
 
 def test_the_same_event_twice_is_stored_once(store: Store) -> None:
     event = feedback_event()
     assert store.insert_events([event]) == {event["id"]: "stored"}
     assert store.insert_events([event]) == {event["id"]: "duplicate"}
-    assert store.count_events() == 1
+    assert reads.count_events(store) == 1
 
 
 def test_a_batch_mixes_new_and_duplicate_events(store: Store) -> None:
@@ -82,14 +84,14 @@ def test_a_batch_mixes_new_and_duplicate_events(store: Store) -> None:
     outcomes = store.insert_events(batch)
     assert outcomes == {old[0]["id"]: "duplicate", old[1]["id"]: "duplicate",
                         new[0]["id"]: "stored", new[1]["id"]: "stored", new[2]["id"]: "stored"}
-    assert store.count_events() == 6
+    assert reads.count_events(store) == 6
 
 
 def test_a_large_batch_commits_in_one_call(store: Store) -> None:
     batch = [feedback_event(seq=i) for i in range(1, 2501)]  # more rows than one INSERT's parameters
     outcomes = store.insert_events(batch)
     assert set(outcomes.values()) == {"stored"}
-    assert store.count_events() == 2500
+    assert reads.count_events(store) == 2500
 
 
 def test_ingest_ids_are_monotonic_and_page_with_events_after(store: Store) -> None:
@@ -98,14 +100,14 @@ def test_ingest_ids_are_monotonic_and_page_with_events_after(store: Store) -> No
         event = feedback_event(seq=i)
         store.insert_events([event])
         ids.append(event["id"])
-    rows = store.events_after(0, limit=100)
+    rows = reads.events(store, after=0, limit=100)
     assert [r["id"] for r in rows] == ids
     ingest_ids = [r["ingest_id"] for r in rows]
     assert ingest_ids == sorted(ingest_ids) and len(set(ingest_ids)) == len(ingest_ids)
-    assert [r["id"] for r in store.events_after(ingest_ids[2], limit=2)] == ids[3:5]
-    assert store.events_after(ingest_ids[-1]) == []
-    assert store.last_ingest_id() == ingest_ids[-1]
-    assert [r["id"] for r in store.recent(3)] == ids[::-1][:3]
+    assert [r["id"] for r in reads.events(store, after=ingest_ids[2], limit=2)] == ids[3:5]
+    assert reads.events(store, after=ingest_ids[-1]) == []
+    assert reads.last_ingest_id(store) == ingest_ids[-1]
+    assert [r["id"] for r in reads.recent(store, 3)] == ids[::-1][:3]
 
 
 def test_concurrent_writers_get_distinct_ids_and_no_duplicates(store: Store) -> None:
@@ -125,29 +127,29 @@ def test_concurrent_writers_get_distinct_ids_and_no_duplicates(store: Store) -> 
         t.join(10)
     stored = [id_ for r in results for id_, outcome in r.items() if outcome == "stored"]
     assert sorted(stored) == sorted(e["id"] for e in shared)  # each stored exactly once
-    assert store.count_events() == 40
+    assert reads.count_events(store) == 40
 
 
 def test_a_dead_letter_keeps_the_raw_bytes_and_the_reason(store: Store) -> None:
     raw = b'{"rating": true, "\xff": 1}'
     store.dead_letter("deskpulse/v1/test-site/desk-1/feedback", "feedback payload invalid at rating", raw)
-    (letter,) = store.dead_letter_rows()
+    (letter,) = dead_letter_rows(store)
     assert letter["raw"] == raw
     assert letter["reason"] == "feedback payload invalid at rating"
     assert letter["topic"] == "deskpulse/v1/test-site/desk-1/feedback"
-    assert store.count_dead_letters() == 1
+    assert count_dead_letters(store) == 1
 
 
 def test_dead_letters_commit_with_the_events_of_their_batch(store: Store) -> None:
     event = feedback_event()
     outcomes = store.insert_events([event], dead=[DeadLetter("t/x", "bad", b"\x00\x01")])
     assert outcomes == {event["id"]: "stored"}
-    assert store.count_dead_letters() == 1 and store.count_events() == 1
+    assert count_dead_letters(store) == 1 and reads.count_events(store) == 1
 
 
 def test_a_huge_dead_letter_is_cut(store: Store) -> None:
     store.dead_letter("t", "too big", b"x" * (MAX_DEAD_LETTER_BYTES + 10))
-    (letter,) = store.dead_letter_rows()
+    (letter,) = dead_letter_rows(store)
     assert len(letter["raw"]) == MAX_DEAD_LETTER_BYTES
     assert "cut" in letter["reason"]
 
@@ -156,7 +158,7 @@ def test_an_impossible_date_is_refused_before_anything_is_written(store: Store) 
     good, bad = feedback_event(), feedback_event(ts="2026-13-45T09:41:07Z", check=False)
     with pytest.raises(ValueError, match="ts"):
         store.insert_events([good, bad])
-    assert store.count_events() == 0
+    assert reads.count_events(store) == 0
 
 
 def test_a_sqlite_store_creates_its_folder(tmp_path: Path) -> None:
@@ -202,10 +204,10 @@ def test_an_existing_database_at_0001_is_upgraded_in_place_with_its_data(store_u
 
     with Store(store_url) as store:  # a new process, as after a software update
         assert store.migrate() == HEAD
-        assert store.count_events() == len(old_events)
-        assert store.count_dead_letters() == 1
+        assert reads.count_events(store) == len(old_events)
+        assert count_dead_letters(store) == 1
         for event in old_events:
-            stored = store.get_event(event["id"])
+            stored = get_event(store, event["id"])
             assert stored is not None
             assert {k: stored[k] for k in event} == event  # every field as it was sent
             assert stored["ingest_id"] == before[event["id"]]  # ingest ids unchanged
@@ -215,17 +217,17 @@ def test_an_existing_database_at_0001_is_upgraded_in_place_with_its_data(store_u
         # The upgraded database keeps working: new ids come after the old ones, duplicates are refused.
         new = feedback_event(seq=52)
         assert store.insert_events([new, old_events[0]]) == {new["id"]: "stored", old_events[0]["id"]: "duplicate"}
-        stored_new = store.get_event(new["id"])
+        stored_new = get_event(store, new["id"])
         assert stored_new is not None and stored_new["ingest_id"] > max(before.values())
         store.record_status({"schema": 1, "site": "test-site", "device": "desk-1", "state": "offline"})
-        assert [d["state"] for d in store.device_rows()] == ["offline"]
+        assert [d["state"] for d in reads.device_rows(store)] == ["offline"]
 
 
 # ---------------------------------------------------------------- time
 
 
 def _placed(store: Store, id_: str) -> tuple[str, datetime]:
-    row = store.get_event(id_)
+    row = get_event(store, id_)
     assert row is not None
     return row["time_source"], protocol.parse_timestamp(row["placed_at"])
 
@@ -245,7 +247,7 @@ def test_an_unsynchronised_answer_alone_is_placed_at_receipt_and_marked(store: S
     source, placed = _placed(store, event["id"])
     assert source == "received"
     assert before - timedelta(seconds=1) <= placed <= datetime.now(UTC) + timedelta(seconds=1)
-    stored = store.get_event(event["id"])
+    stored = get_event(store, event["id"])
     assert stored is not None and stored["ts"] == "1970-01-01T00:02:03Z"  # the device's ts is kept
 
 
@@ -298,7 +300,7 @@ def test_gaps_are_the_missing_seq_ranges_per_device_and_epoch(store: Store) -> N
     batch += [feedback_event(device="desk-1", epoch=e2, seq=s) for s in (3, 4)]  # a new epoch, 1-2 missing
     batch += [feedback_event(device="desk-2", seq=s, epoch=e1) for s in (1, 2, 3)]  # same epoch text, other desk
     store.insert_events(batch)
-    gaps = store.gaps()
+    gaps = reads.gaps(store)
     expected = [{"epoch": e1, "first": 3, "last": 4}, {"epoch": e1, "first": 7, "last": 8},
                 {"epoch": e2, "first": 1, "last": 2}]
     got = [{k: g[k] for k in ("epoch", "first", "last")} for g in gaps]
@@ -307,7 +309,7 @@ def test_gaps_are_the_missing_seq_ranges_per_device_and_epoch(store: Store) -> N
 
     assert sorted(got, key=order) == sorted(expected, key=order)
     assert {(g["site"], g["device"]) for g in gaps} == {("test-site", "desk-1")}
-    assert store.gaps(device="desk-2") == []
+    assert reads.gaps(store, device="desk-2") == []
     # The missing answers arrive (resent): the gaps close.
     store.insert_events([feedback_event(device="desk-1", epoch=e1, seq=s) for s in (3, 4, 7, 8)])
-    assert [(g["first"], g["last"]) for g in store.gaps(device="desk-1")] == [(1, 2)]
+    assert [(g["first"], g["last"]) for g in reads.gaps(store, device="desk-1")] == [(1, 2)]

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from central import reads
 from central.store import Store
 from central.web import create_app
 from sync import protocol
@@ -33,7 +34,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def events(store: Store) -> list[dict[str, Any]]:
     batch = [feedback_event(device=f"desk-{i}", seq=i, rating=1 + i % 5) for i in range(1, 6)]
     store.insert_events(batch)
-    return store.events_after(0)
+    return reads.events(store, after=0)
 
 
 def client_for(store: Store, **options: Any) -> TestClient:

@@ -171,11 +171,11 @@ def test_bad_filter_values_are_reported_not_fatal(seeded: Store) -> None:
     client = TestClient(make_app(seeded, make_config()))
     html = page(client, site="No Such!", **{"from": "10/11/2026", "to": "2026-11-11"})
     assert "is not a site or desk name" in html and "is not a date" in html
-    html = page(client, **{"from": "2026-11-11", "to": "2026-11-10"})
-    assert "they were swapped" in html
-    assert 'name="from" value="2026-11-10"' in html
-    html = page(client, **{"from": "2001-01-01"})  # no end given: up to today, at most 400 days
-    assert "at most 400 days at once" in html
+    html = page(client, **{"from": "2026-11-11", "to": "2026-11-10"})  # reversed: refused, as the API does
+    assert "before it starts" in html and "“to” was ignored" in html
+    assert 'name="from" value="2026-11-11"' in html and 'name="to" value=""' in html
+    html = page(client, **{"from": "2001-01-01"})  # no end given: up to today, at most 732 days
+    assert "longer than 732 days" in html and "“from” was ignored" in html
     html = page(client, **{"from": "2026-11-01", "to": "9999-12-31"})
     assert "is out of range" in html
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from central import reads
 from central.store import Store
 from dev.broker import free_port
 from tests.support.browser import chromium, chromium_path
@@ -61,7 +62,7 @@ class Web:
 
     def stop(self) -> None:
         if self.server is not None:
-            self.app.state.shutdown.set()  # ends open streams: browsers see the connection drop
+            self.app.state.web.shutdown.set()  # ends open streams: browsers see the connection drop
             self.server.should_exit = True
             assert self.thread is not None
             self.thread.join(10)
@@ -106,7 +107,7 @@ def feed_ids(page: Any, selector: str = "#feed [data-id]") -> list[str]:
 
 
 def stored_ids(store: Store, site: str | None = None) -> list[str]:
-    return [str(e["ingest_id"]) for e in store.recent(1000) if site is None or e["site"] == site]
+    return [str(e["ingest_id"]) for e in reads.recent(store, 1000) if site is None or e["site"] == site]
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)

@@ -202,8 +202,8 @@ def test_collector_killed_at_a_fault_point_loses_and_doubles_nothing(broker, kio
     port = free_port()
     faulty = subprocess.Popen(
         [sys.executable, "-m", "central.cli", "--broker", broker.url, "--db",
-         f"sqlite:///{workdir / 'central.sqlite3'}", "--bind", f"127.0.0.1:{port}"],
-        env={**os.environ, "DESKPULSE_FAULT_POINT": point}, stdout=subprocess.DEVNULL,
+         f"sqlite:///{workdir / 'central.sqlite3'}", "--bind", f"127.0.0.1:{port}", "--fault-point", point],
+        stdout=subprocess.DEVNULL,
         stderr=open(tmp_path / "faulty.log", "wb"))
 
     def up() -> bool:

@@ -1,0 +1,332 @@
+"""Central's read side: every query of the answers and device health that central serves.
+
+The write side (schema, migrations, transactions, the collector's inserts)
+is :mod:`central.store`; this module only reads. The JSON API, the pages, the
+CSV exports, the live feed (:mod:`central.feed`) and the scores
+(:mod:`central.scores`) all read through the functions here.
+
+Rows come back as plain dicts: the protocol's fields as the device sent them
+(``reasons`` and ``flags`` decoded back to lists), plus ``ingest_id``,
+``received_at`` and ``placed_at`` (ISO 8601 UTC) and ``time_source``.
+
+Kinds of read:
+
+- answers by filter (:func:`events`, :func:`iter_events`, :func:`recent`),
+  paged by ingest id, and where a live feed stands (:func:`last_ingest_id`);
+- :func:`buckets` — answers counted per (site, desk, quarter hour, rating,
+  scale, flags, reasons). Every time zone in use today is a whole number of
+  quarter hours from UTC, so a quarter-hour bucket lies in one local hour of
+  any site: the scores place buckets in each site's time zone in Python, with
+  the database doing the counting;
+- device health (:func:`device_rows`, :func:`gaps`, and both together:
+  :func:`device_health`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from central.store import JSON_FIELDS, RENAMED, Store, utc
+from central.store import devices as devices_table
+from central.store import events as events_table
+from sync import protocol
+
+#: Seconds in a bucket: a quarter hour.
+BUCKET_S: Final = 900
+
+#: Flags that keep an answer out of the scores unless asked for (they are still stored and shown).
+EXCLUDED_FLAGS: Final = frozenset({"rapid_repeat", "test"})
+
+#: A desk: (site, device).
+Desk = tuple[str, str]
+
+
+def is_flagged(flags: Iterable[str]) -> bool:
+    """Whether these flags keep an answer out of the scores by default."""
+    return not EXCLUDED_FLAGS.isdisjoint(flags)
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """``count`` answers of one desk in the quarter hour from ``start`` (UTC) with the same answer."""
+
+    site: str
+    device: str
+    start: datetime
+    rating: int
+    scale: int
+    flags: tuple[str, ...]
+    reasons: tuple[str, ...]
+    count: int
+
+    @property
+    def flagged(self) -> bool:
+        """Whether a flag keeps these answers out of the scores by default."""
+        return is_flagged(self.flags)
+
+
+def event_row(row: sa.Row[Any]) -> dict[str, Any]:
+    """A row of ``events`` as the API shows it (the one row-to-record function)."""
+    out: dict[str, Any] = {}
+    for name, value in row._mapping.items():
+        if name == "ts_utc":
+            out["placed_at"] = protocol.utc_timestamp(utc(value))
+            continue
+        if name in JSON_FIELDS:
+            value = json.loads(value)
+        elif name == "received_at":
+            value = protocol.utc_timestamp(utc(value))
+        out[RENAMED.get(name, name)] = value
+    return out
+
+
+# --------------------------------------------------------------------------- answers
+
+def _where(site: str | None = None, device: str | None = None, since: datetime | None = None,
+           until: datetime | None = None) -> list[ColumnElement[bool]]:
+    clauses: list[ColumnElement[bool]] = []
+    if site is not None:
+        clauses.append(events_table.c.site == site)
+    if device is not None:
+        clauses.append(events_table.c.device == device)
+    if since is not None:
+        clauses.append(events_table.c.ts_utc >= since.astimezone(UTC))
+    if until is not None:
+        clauses.append(events_table.c.ts_utc < until.astimezone(UTC))
+    return clauses
+
+
+def _among(desks: Iterable[Desk]) -> ColumnElement[bool]:
+    return sa.or_(sa.false(), *(sa.and_(events_table.c.site == s, events_table.c.device == d) for s, d in desks))
+
+
+def _not_flagged() -> ColumnElement[bool]:
+    # flags is JSON text written by us: '["rapid_repeat","test"]'; a flag is a quoted word in it.
+    return sa.and_(*(events_table.c.flags.not_like(f'%"{flag}"%') for flag in sorted(EXCLUDED_FLAGS)))
+
+
+def events(
+    store: Store,
+    *,
+    site: str | None = None,
+    device: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: int = 0,
+    limit: int = 100,
+    include_flagged: bool = True,
+    only: Collection[Desk] | None = None,
+    without: Collection[Desk] = (),
+) -> list[dict[str, Any]]:
+    """Stored answers placed in ``[since, until)``, in ingest order after ``after``, at most ``limit``.
+
+    Args:
+        store: the store to read.
+        site: only this site's answers.
+        device: only this desk's answers.
+        since: placed at or after this moment.
+        until: placed before this moment.
+        after: only answers with a larger ingest id (the API's and the feed's cursor).
+        limit: at most this many.
+        include_flagged: False leaves out answers flagged ``rapid_repeat`` or ``test``.
+        only: only answers of these desks (the live feed's delayed desks).
+        without: no answers of these desks.
+    """
+    clauses = _where(site, device, since, until)
+    if not include_flagged:
+        clauses.append(_not_flagged())
+    if only is not None:
+        clauses.append(_among(only))
+    if without:
+        clauses.append(sa.not_(_among(without)))
+    stmt = (sa.select(events_table).where(events_table.c.ingest_id > after, *clauses)
+            .order_by(events_table.c.ingest_id).limit(limit))
+    with store.engine.connect() as conn:
+        return [event_row(r) for r in conn.execute(stmt)]
+
+
+def iter_events(store: Store, *, page: int = 1000, **filters: Any) -> Iterator[dict[str, Any]]:
+    """Every answer matching ``filters`` (as :func:`events` takes them), read a page at a time."""
+    after = 0
+    while True:
+        rows = events(store, after=after, limit=page, **filters)
+        yield from rows
+        if len(rows) < page:
+            return
+        after = rows[-1]["ingest_id"]
+
+
+def recent(
+    store: Store,
+    limit: int = 50,
+    *,
+    site: str | None = None,
+    device: str | None = None,
+    hide: Collection[Desk] = (),
+    hold: Sequence[tuple[Collection[Desk], datetime]] = (),
+) -> list[dict[str, Any]]:
+    """The newest answers, newest first.
+
+    Args:
+        store: the store to read.
+        limit: at most this many.
+        site: only this site's answers.
+        device: only this desk's answers.
+        hide: no answers of these desks (the feed's aggregated desks).
+        hold: ``(desks, cutoff)`` pairs: answers of these desks only if
+            central received them at or before ``cutoff`` (delayed desks).
+    """
+    held = [desk for desks, _ in hold for desk in desks]
+    received = events_table.c.received_at
+    visible = [sa.not_(_among(held)),
+               *(sa.and_(_among(desks), received <= cutoff.astimezone(UTC)) for desks, cutoff in hold)]
+    stmt = (sa.select(events_table).where(*_where(site, device), sa.not_(_among(hide)), sa.or_(*visible))
+            .order_by(events_table.c.ingest_id.desc()).limit(limit))
+    with store.engine.connect() as conn:
+        return [event_row(r) for r in conn.execute(stmt)]
+
+
+def last_ingest_id(store: Store, *, among: Collection[Desk] | None = None,
+                   received_before: datetime | None = None) -> int:
+    """The largest ingest id (0 when none): where a live feed starts.
+
+    Args:
+        store: the store to read.
+        among: only answers of these desks.
+        received_before: only answers central received at or before this moment.
+    """
+    stmt = sa.select(sa.func.coalesce(sa.func.max(events_table.c.ingest_id), 0))
+    if among is not None:
+        stmt = stmt.where(_among(among))
+    if received_before is not None:
+        stmt = stmt.where(events_table.c.received_at <= received_before.astimezone(UTC))
+    with store.engine.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+def count_events(store: Store) -> int:
+    """How many events are stored."""
+    with store.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(events_table)).scalar_one())
+
+
+# --------------------------------------------------------------------------- counts for the scores
+
+def _bucket_expr(dialect: str) -> ColumnElement[Any]:
+    if dialect == "sqlite":
+        seconds: ColumnElement[Any] = sa.cast(sa.func.strftime("%s", events_table.c.ts_utc), sa.Integer)
+        return seconds // BUCKET_S
+    return sa.cast(sa.func.floor(sa.extract("epoch", events_table.c.ts_utc) / BUCKET_S), sa.BigInteger)
+
+
+def buckets(
+    store: Store,
+    *,
+    site: str | None = None,
+    device: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[Bucket]:
+    """Answers placed in ``[since, until)`` counted per desk, quarter hour and answer."""
+    bucket = _bucket_expr(store.dialect).label("bucket")
+    t = events_table.c
+    keys = (t.site, t.device, bucket, t.rating, t.scale, t.flags, t.reasons)
+    stmt = (sa.select(*keys, sa.func.count().label("n"))
+            .where(*_where(site, device, since, until))
+            .group_by(*keys))
+    with store.engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return [Bucket(site=r.site, device=r.device, start=datetime.fromtimestamp(int(r.bucket) * BUCKET_S, UTC),
+                   rating=int(r.rating), scale=int(r.scale), flags=_words(r.flags), reasons=_words(r.reasons),
+                   count=int(r.n)) for r in rows]
+
+
+def desks(store: Store, site: str | None = None) -> list[Desk]:
+    """Every (site, desk) that has sent an answer or a status."""
+    found: set[Desk] = set()
+    with store.engine.connect() as conn:
+        for table in (events_table, devices_table):
+            stmt = sa.select(table.c.site, table.c.device).distinct()
+            if site is not None:
+                stmt = stmt.where(table.c.site == site)
+            found.update((r.site, r.device) for r in conn.execute(stmt))
+    return sorted(found)
+
+
+def _words(text: str) -> tuple[str, ...]:
+    value: Iterable[Any] = json.loads(text) if text else ()
+    return tuple(str(v) for v in value)
+
+
+# --------------------------------------------------------------------------- device health
+
+def gaps(store: Store, site: str | None = None, device: str | None = None) -> list[dict[str, Any]]:
+    """Missing seq ranges per (site, device, epoch): answers a device numbered but central lacks.
+
+    ``seq`` is gap-free from 1 per (device, epoch), so every hole below the
+    highest stored seq is an answer not (yet) received: ``{site, device,
+    epoch, first, last}`` with both ends missing. Answers after the highest
+    stored seq cannot be seen from here (the device's status backlog says).
+    """
+    t = events_table.c
+    prev = sa.func.lag(t.seq).over(partition_by=(t.site, t.device, t.epoch), order_by=t.seq)
+    inner = sa.select(t.site, t.device, t.epoch, t.seq, prev.label("prev"))
+    if site is not None:
+        inner = inner.where(t.site == site)
+    if device is not None:
+        inner = inner.where(t.device == device)
+    sub = inner.subquery()
+    previous = sa.func.coalesce(sub.c.prev, 0)  # the first stored seq of an epoch: a hole from 1
+    stmt = (sa.select(sub.c.site, sub.c.device, sub.c.epoch, (previous + 1).label("first"),
+                      (sub.c.seq - 1).label("last"))
+            .where(sub.c.seq - previous > 1)
+            .order_by(sub.c.site, sub.c.device, sub.c.epoch, sub.c.seq))
+    with store.engine.connect() as conn:
+        return [{**dict(r._mapping), "first": int(r.first), "last": int(r.last)} for r in conn.execute(stmt)]
+
+
+def device_rows(store: Store, site: str | None = None) -> list[dict[str, Any]]:
+    """Every device's latest status, by site and device; ``health`` and ``config_error`` decoded."""
+    stmt = sa.select(devices_table).order_by(devices_table.c.site, devices_table.c.device)
+    if site is not None:
+        stmt = stmt.where(devices_table.c.site == site)
+    with store.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(stmt)]
+    for row in rows:
+        row["last_seen"] = protocol.utc_timestamp(utc(row["last_seen"]))
+        for name in ("health", "config_error"):
+            row[name] = None if row[name] is None else json.loads(row[name])
+    return rows
+
+
+#: A device known only from the gaps in its answers (no status yet).
+_NO_STATUS: Final[dict[str, Any]] = {
+    "state": None, "last_seen": None, "status_ts": None, "version": None, "backlog": None,
+    "oldest_pending_age_s": None, "clock_synced": None, "last_error": None, "config_error": None, "health": None,
+}
+
+
+def device_health(store: Store, site: str | None = None, device: str | None = None) -> list[dict[str, Any]]:
+    """Fleet health: every device with a status or a missing seq range, by site and device.
+
+    Each row is :func:`device_rows`'s (all None for a device that sent answers
+    with holes but no status yet) plus ``gaps``: its ``{epoch, first, last}``
+    missing ranges (:func:`gaps`). What ``GET /api/devices`` answers and the
+    dashboard's kiosk health shows.
+    """
+    known: dict[Desk, dict[str, Any]] = {}
+    for row in device_rows(store, site):
+        if device is None or row["device"] == device:
+            known[(row["site"], row["device"])] = {**row, "gaps": []}
+    for gap in gaps(store, site, device):
+        key = (gap["site"], gap["device"])
+        entry = known.setdefault(key, {"site": key[0], "device": key[1], **_NO_STATUS, "gaps": []})
+        entry["gaps"].append({"epoch": gap["epoch"], "first": gap["first"], "last": gap["last"]})
+    return [known[k] for k in sorted(known)]
