@@ -3,21 +3,13 @@ languages, timers, kiosk mode. Time is a test clock; nothing sleeps."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import pygame
 import pytest
 
 from display.view import FollowUpView, LanguageView, MessageView, PinView, RatingView
-from sync import protocol
-from tests.support.kiosk import HeadlessKiosk
+from tests.support.kiosk import HeadlessKiosk, stored
 
 SIZES = [((800, 480), (154, 86)), ((720, 1280), (88, 155)), ((1024, 600), (154, 86)), ((1920, 1080), (477, 268))]
-
-
-def stored(k: HeadlessKiosk) -> list[dict]:
-    rows = sqlite3.connect(k.kiosk.config.outbox_path).execute("SELECT payload FROM outbox ORDER BY seq")
-    return [protocol.decode("feedback", r[0]) for r in rows]
 
 
 @pytest.fixture
@@ -49,7 +41,7 @@ def test_the_chosen_reason_shows_before_the_write_and_thanks_after(kiosk: Headle
     flip = kiosk.kiosk.flip
 
     def spy() -> None:
-        rows = sqlite3.connect(kiosk.kiosk.config.outbox_path).execute("SELECT count(*) FROM outbox").fetchone()[0]
+        rows = len(stored(kiosk))
         view = kiosk.kiosk.view
         seen.append((type(view).__name__, getattr(view, "chosen", None), rows))
         flip()
@@ -81,8 +73,7 @@ def test_closing_the_kiosk_during_the_follow_up_stores_the_rating(kiosk_config) 
     config = kiosk_config()
     with HeadlessKiosk(config) as k:
         k.tap_rating(1, follow_up=None)
-    rows = sqlite3.connect(config.outbox_path).execute("SELECT payload FROM outbox").fetchall()
-    assert [protocol.decode("feedback", r[0])["rating"] for r in rows] == [1]
+    assert [e["rating"] for e in stored(config.outbox_path)] == [1]
 
 
 def test_follow_up_ratings_are_configurable(kiosk_config) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pygame
 
 from device.kiosk import CONFIG_EVENT, make_sender
@@ -11,7 +9,7 @@ from display.view import FollowUpView, RatingView
 from sync import protocol
 from sync.survey import SurveyConfigs
 from tests.support.broker import Mosquitto
-from tests.support.kiosk import HeadlessKiosk
+from tests.support.kiosk import HeadlessKiosk, stored
 from tests.support.wait import wait_for
 
 CONFIG = {
@@ -22,11 +20,6 @@ CONFIG = {
                 {"key": "queue", "label": {"en": "The queue"}}],
     "languages": ["en", "de", "it"], "default_lang": "en", "thank_you_s": 2,
 }
-
-
-def stored(k: HeadlessKiosk) -> list[dict]:
-    rows = sqlite3.connect(k.kiosk.config.outbox_path).execute("SELECT payload FROM outbox ORDER BY seq")
-    return [protocol.decode("feedback", r[0]) for r in rows]
 
 
 def test_a_config_applies_when_idle_and_answers_carry_its_version(kiosk_config) -> None:

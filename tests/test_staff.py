@@ -3,23 +3,15 @@ the status screen and test mode."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from device.staff import FREE_TRIES, GESTURE_TAPS, LOCK_S, StaffMode, hash_pin, pin_matches
 from display.view import PinView, RatingView, StatusView
-from sync import protocol
 from sync.errors import ConfigError
-from tests.support.kiosk import HeadlessKiosk
+from tests.support.kiosk import HeadlessKiosk, stored
 
 PIN = "2468"
 HASH = hash_pin(PIN, iterations=1000)
-
-
-def stored(k: HeadlessKiosk) -> list[dict]:
-    rows = sqlite3.connect(k.kiosk.config.outbox_path).execute("SELECT payload FROM outbox ORDER BY seq")
-    return [protocol.decode("feedback", r[0]) for r in rows]
 
 
 @pytest.fixture
