@@ -54,7 +54,7 @@ def collector(secured: Mosquitto, tmp_path: Path) -> Iterator[Collector]:
                                         "password_file": str(secret_file(tmp_path, "deskpulse-central")),
                                         "client_id": "central-1"}})
     with Collector(config, store) as c:
-        wait_for(lambda: c.stats.connected, what="central to log in")
+        assert c.wait_subscribed(10), "central did not log in and subscribe"
         yield c
     store.close()
 
