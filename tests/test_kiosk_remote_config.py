@@ -10,6 +10,7 @@ from sync import protocol
 from sync.survey import SurveyConfigs
 from tests.support.broker import Mosquitto
 from tests.support.kiosk import HeadlessKiosk, stored
+from tests.support.mqtt_client import MqttClient
 from tests.support.wait import wait_for
 
 CONFIG = {
@@ -60,16 +61,8 @@ def test_a_config_arriving_mid_answer_waits_for_the_attract_screen(kiosk_config)
 
 def test_a_retained_config_reaches_the_screen_through_the_broker_and_survives_a_restart(
         broker: Mosquitto, kiosk_config) -> None:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    central = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="central", protocol=mqtt.MQTTv5)
-    central.connect(broker.host, broker.port)
-    central.loop_start()
-    central.publish(protocol.site_config_topic("test-site"), protocol.encode("config", CONFIG),
-                    qos=1, retain=True).wait_for_publish(5)
-    central.loop_stop()
-    central.disconnect()
+    with MqttClient(broker, "central") as central:
+        central.publish(protocol.site_config_topic("test-site"), protocol.encode("config", CONFIG), retain=True)
     config = kiosk_config(broker.url)
     with HeadlessKiosk(config, sender=make_sender(config).start()) as k:
         wait_for(lambda: (k.pump(), k.kiosk.settings.scale == 4)[1], what="the kiosk to run survey 9")
