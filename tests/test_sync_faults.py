@@ -112,8 +112,8 @@ def test_kiosk_killed_at_random_moments_over_50_restarts_loses_nothing(broker, c
     script = ",".join(str(1 + n % 5) for n in range(100))
     for _ in range(50):
         kiosk = start_kiosk(config, log, "--script", script, "--witness", str(witness))
-        # Fault timing, not a wait: SIGKILL at a random moment of starting, answering, writing, sending.
-        time.sleep(rng.uniform(0.5, 2.2))
+        # SIGKILL at a random moment: while starting, answering, writing, sending.
+        time.sleep(rng.uniform(0.5, 2.2))  # fault timing (a random kill moment), not waiting for anything
         kiosk.send_signal(signal.SIGKILL)
         kiosk.wait(10)
     thanked = witnessed(witness)
