@@ -1,7 +1,8 @@
 """Fuzzing central's ingest through a real Mosquitto (issue 5, "Central ingest").
 
-Every payload goes the whole way: a raw paho client publishes it (QoS 1) on a
-feedback topic, Mosquitto hands it to a real :class:`central.ingest.Collector`
+Every payload goes the whole way: a fake device (tests/support/mqtt_client.py)
+publishes it (QoS 1) on a feedback topic, Mosquitto hands it to a real
+:class:`central.ingest.Collector`
 through the shared subscription, and the collector writes a real SQLite file
 or PostgreSQL database (``DESKPULSE_TEST_PG_URL``). For each bad payload:
 

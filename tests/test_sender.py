@@ -1,4 +1,4 @@
-"""The sender against a real Mosquitto, with a small raw-paho peer playing central.
+"""The sender against a real Mosquitto, with a small peer playing central.
 
 The peer is a real MQTT client on the wire (not a mock): it subscribes to
 feedback, answers with receipts and publishes the retained ``_central/status``.
