@@ -2,9 +2,8 @@
 
 Every payload goes the whole way: a fake device (tests/support/mqtt_client.py)
 publishes it (QoS 1) on a feedback topic, Mosquitto hands it to a real
-:class:`central.ingest.Collector`
-through the shared subscription, and the collector writes a real SQLite file
-or PostgreSQL database (``DESKPULSE_TEST_PG_URL``). For each bad payload:
+:class:`central.ingest.Collector` through the shared subscription, and the
+collector writes a real SQLite file or PostgreSQL database (``DESKPULSE_TEST_PG_URL``). For each bad payload:
 
 * the collector does not crash: its thread is alive, it is connected, and it
   still acknowledges. The collector announces a Receive Maximum of 20, so the
