@@ -154,7 +154,7 @@ class MqttClient:
     def subscribe(self, *filters: str, check: bool = True) -> list[int]:
         """Subscribe (QoS 1) and wait for the SUBACK; returns its reason codes (all granted, with ``check``)."""
         rc, mid = self.client.subscribe([(f, 1) for f in filters])
-        assert rc == mqtt.MQTT_ERR_SUCCESS, f"subscribe failed: {mqtt.error_string(rc)}"
+        assert rc == mqtt.MQTT_ERR_SUCCESS and mid is not None, f"subscribe failed: {mqtt.error_string(rc)}"
         codes = self._ack("sub", mid, f"the SUBACK for {list(filters)}")
         if check:
             assert all(c < 0x80 for c in codes), f"the broker refused a subscription to {list(filters)}: {codes}"
