@@ -4,7 +4,6 @@ do not bounce by themselves); time is a test clock."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 
 import pygame
@@ -14,16 +13,10 @@ from device.buttons import Debouncer, Lights, RatingButtons, build, post_press
 from device.config import GpioConfig
 from device.events import TAP_EVENT
 from display.view import FollowUpView, MessageView
-from sync import protocol
 from sync.errors import ConfigError
-from tests.support.kiosk import HeadlessKiosk
+from tests.support.kiosk import HeadlessKiosk, stored
 
 PINS = (17, 27, 22, 23, 24)
-
-
-def stored(k: HeadlessKiosk) -> list[dict]:
-    rows = sqlite3.connect(k.kiosk.config.outbox_path).execute("SELECT payload FROM outbox ORDER BY seq")
-    return [protocol.decode("feedback", r[0]) for r in rows]
 
 
 def press(factory, pin: int, bounces: int = 0) -> None:

@@ -8,13 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from central.cli import main
 from central.config import from_dict, load
@@ -23,6 +20,7 @@ from dev.broker import free_port
 from sync import protocol
 from sync.errors import ConfigError
 from tests.support.broker import Mosquitto
+from tests.support.mqtt_client import retained
 from tests.support.wait import wait_for
 
 
@@ -143,16 +141,8 @@ def _start(broker: Mosquitto, tmp_path: Path, port: int) -> subprocess.Popen[str
 
 def retained_central_state(broker: Mosquitto) -> str | None:
     """What the retained ``_central/status`` says right now (None: nothing retained)."""
-    got: list[bytes] = []
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.on_message = lambda c, u, m: got.append(m.payload)
-    client.connect(broker.host, broker.port)
-    client.subscribe(protocol.CENTRAL_STATUS_TOPIC, qos=1)
-    deadline = time.monotonic() + 1.0
-    while not got and time.monotonic() < deadline:
-        client.loop(0.05)
-    client.disconnect()
-    return str(json.loads(got[-1])["state"]) if got else None
+    got = retained(broker, protocol.CENTRAL_STATUS_TOPIC)
+    return str(json.loads(got)["state"]) if got is not None else None
 
 
 def test_run_prints_the_dashboard_url_when_ready_and_stops_on_sigterm(broker: Mosquitto, tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
 """Fuzzing central's ingest through a real Mosquitto (issue 5, "Central ingest").
 
-Every payload goes the whole way: a raw paho client publishes it (QoS 1) on a
-feedback topic, Mosquitto hands it to a real :class:`central.ingest.Collector`
-through the shared subscription, and the collector writes a real SQLite file
-or PostgreSQL database (``DESKPULSE_TEST_PG_URL``). For each bad payload:
+Every payload goes the whole way: a fake device (tests/support/mqtt_client.py)
+publishes it (QoS 1) on a feedback topic, Mosquitto hands it to a real
+:class:`central.ingest.Collector` through the shared subscription, and the
+collector writes a real SQLite file or PostgreSQL database (``DESKPULSE_TEST_PG_URL``). For each bad payload:
 
 * the collector does not crash: its thread is alive, it is connected, and it
   still acknowledges. The collector announces a Receive Maximum of 20, so the
@@ -26,19 +26,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from paho.mqtt.enums import CallbackAPIVersion
 
 from central.config import from_dict
 from central.ingest import RECEIPT_MAX_REASON, Collector
@@ -47,6 +44,7 @@ from sync import protocol
 from tests.support.broker import Mosquitto
 from tests.support.central_rows import get_event
 from tests.support.events import feedback_event, raw
+from tests.support.mqtt_client import FakeDevice
 from tests.support.wait import wait_for
 
 SITE = "fuzz-site"
@@ -117,55 +115,18 @@ def rig(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             broker.kill()
 
 
-class Device:
-    """A raw paho client publishing as one device and collecting its receipts."""
-
-    def __init__(self, broker: Mosquitto, device: str) -> None:
-        self.device = device
-        self.topic = protocol.feedback_topic(SITE, device)
-        self.receipts: list[dict[str, str]] = []
-        self.lock = threading.Lock()
-        self.subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{SITE}.{device}", protocol=mqtt.MQTTv5)
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: self.subscribed.set()
-        self.client.connect(broker.host, broker.port, keepalive=10)
-        self.client.subscribe(protocol.receipt_topic(SITE, device), qos=1)
-        self.client.loop_start()
-        assert self.subscribed.wait(5), "the device did not subscribe to its receipts"
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        items = protocol.decode("receipt", message.payload)
-        with self.lock:
-            self.receipts.extend(items)
-
-    def publish(self, payload: bytes, topic: str | None = None) -> None:
-        info = self.client.publish(topic or self.topic, payload, qos=1)
-        info.wait_for_publish(TIMEOUT)
-        assert info.is_published(), "the broker did not acknowledge a publish"
-
-    def outcomes(self, id_: str) -> list[dict[str, str]]:
-        with self.lock:
-            return [r for r in self.receipts if r["id"] == id_]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 @pytest.fixture
-def device(rig: Rig) -> Iterator[Device]:
-    d = Device(rig.broker, f"fuzz-{uuid.uuid4().hex[:10]}")
-    yield d
-    d.close()
+def device(rig: Rig) -> Iterator[FakeDevice]:
+    with FakeDevice(rig.broker, f"fuzz-{uuid.uuid4().hex[:10]}", site=SITE) as d:
+        yield d
 
 
-def store_valid_event(rig: Rig, device: Device) -> None:
+def store_valid_event(rig: Rig, device: FakeDevice) -> None:
     """Publish a valid event and wait for its ``stored`` receipt (the collector still works)."""
     good = feedback_event(SITE, device.device, seq=1)
-    device.publish(protocol.encode("feedback", good))
+    device.send(protocol.encode("feedback", good))
     wait_for(lambda: device.outcomes(good["id"]), timeout=TIMEOUT, what="the valid event's receipt")
-    assert [r["outcome"] for r in device.outcomes(good["id"])] == ["stored"]
+    assert device.outcomes(good["id"]) == ["stored"]
     stored = get_event(rig.store, good["id"])
     assert stored is not None and all(stored[k] == v for k, v in good.items())
 
@@ -301,7 +262,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, id=name) for name in CASES])
-def test_a_bad_payload_is_dead_lettered_with_its_reason_and_ingest_goes_on(rig: Rig, device: Device,
+def test_a_bad_payload_is_dead_lettered_with_its_reason_and_ingest_goes_on(rig: Rig, device: FakeDevice,
                                                                           name: str) -> None:
     case = CASES[name]
     rig.alive()
@@ -310,7 +271,7 @@ def test_a_bad_payload_is_dead_lettered_with_its_reason_and_ingest_goes_on(rig: 
     topic = case.topic(device.device) if case.topic else device.topic
     rejected_before = rig.collector.stats.rejected
     for _ in range(COPIES):
-        device.publish(payload, topic)
+        device.send(payload, topic)
     store_valid_event(rig, device)  # published after the copies: the collector acked them all
     wait_for(lambda: len(rig.letters(topic)) >= COPIES, timeout=TIMEOUT, what="every copy dead-lettered")
 
@@ -327,7 +288,7 @@ def test_a_bad_payload_is_dead_lettered_with_its_reason_and_ingest_goes_on(rig: 
     assert rig.collector.stats.rejected - rejected_before == COPIES
     if case.receipt:
         wait_for(lambda: len(device.outcomes(event["id"])) >= COPIES, timeout=TIMEOUT, what="rejected receipts")
-        receipts = device.outcomes(event["id"])
+        receipts = device.receipts_for(event["id"])
         assert len(receipts) == COPIES
         assert {r["outcome"] for r in receipts} == {"rejected"}
         assert {r["reason"] for r in receipts} == {letters[0][0][:RECEIPT_MAX_REASON]}
@@ -335,14 +296,14 @@ def test_a_bad_payload_is_dead_lettered_with_its_reason_and_ingest_goes_on(rig: 
 
 
 @pytest.mark.parametrize("depth", [pytest.param(d, id=f"depth-{d}") for d in (100, 976, 990)])
-def test_a_deeply_nested_status_is_dead_lettered_not_dropped(rig: Rig, device: Device, depth: int) -> None:
+def test_a_deeply_nested_status_is_dead_lettered_not_dropped(rig: Rig, device: FakeDevice, depth: int) -> None:
     """A status goes through its own handler: refused, it must be dead-lettered too, never acked and dropped
     (976 levels once raised RecursionError from jsonschema's messages, which that handler did not catch)."""
     rig.alive()
     topic = protocol.status_topic(SITE, device.device)
     status = {"schema": 1, "site": SITE, "device": device.device, "state": "online", "version": "__v__"}
     payload = raw(status).replace(b'"__v__"', b"[" * depth + b"]" * depth)
-    device.publish(payload, topic)
+    device.send(payload, topic)
     wait_for(lambda: rig.letters(topic), timeout=TIMEOUT, what="the status dead-lettered")
     store_valid_event(rig, device)
     letters = rig.letters(topic)
@@ -477,23 +438,22 @@ def mutations(draw: st.DrawFn) -> Mutation:
 
 
 @pytest.fixture
-def fuzz_device(rig: Rig) -> Iterator[Device]:
-    d = Device(rig.broker, f"fuzz-h-{uuid.uuid4().hex[:8]}")
-    yield d
-    d.close()
+def fuzz_device(rig: Rig) -> Iterator[FakeDevice]:
+    with FakeDevice(rig.broker, f"fuzz-h-{uuid.uuid4().hex[:8]}", site=SITE) as d:
+        yield d
 
 
 @pytest.mark.slow
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                 HealthCheck.function_scoped_fixture])
 @given(mutation=mutations())
-def test_mutated_events_are_stored_as_sent_or_dead_lettered_once(rig: Rig, fuzz_device: Device,
+def test_mutated_events_are_stored_as_sent_or_dead_lettered_once(rig: Rig, fuzz_device: FakeDevice,
                                                                  mutation: Mutation) -> None:
     device = fuzz_device
     rig.alive()
     event = feedback_event(SITE, device.device, seq=1)
     payload = mutation.apply(event)
-    device.publish(payload)
+    device.send(payload)
     store_valid_event(rig, device)
     kept = payload[:MAX_DEAD_LETTER_BYTES]
     try:
@@ -520,12 +480,12 @@ def test_mutated_events_are_stored_as_sent_or_dead_lettered_once(rig: Rig, fuzz_
     rig.alive()
 
 
-def test_the_module_leaves_the_collector_acking(rig: Rig, device: Device) -> None:
+def test_the_module_leaves_the_collector_acking(rig: Rig, device: FakeDevice) -> None:
     """More valid events than the Receive Maximum, after everything above: all stored."""
     rig.alive()
     events = [feedback_event(SITE, device.device, seq=n) for n in range(1, COPIES * 2)]
     for e in events:
-        device.publish(protocol.encode("feedback", e))
+        device.send(protocol.encode("feedback", e))
     wait_for(lambda: all(device.outcomes(e["id"]) for e in events), timeout=TIMEOUT, what="every receipt")
     assert all(get_event(rig.store, e["id"]) is not None for e in events)
     rig.alive()

@@ -6,14 +6,10 @@ Runs on SQLite, and on PostgreSQL when DESKPULSE_TEST_PG_URL is set.
 from __future__ import annotations
 
 import json
-import socket
-import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from central import reads
 from central.config import from_dict
@@ -23,10 +19,10 @@ from sync import protocol
 from tests.support.broker import Mosquitto
 from tests.support.central_rows import dead_letter_rows, get_event
 from tests.support.events import feedback_event, raw
-from tests.support.wait import wait_for
+from tests.support.mqtt_client import FakeDevice
+from tests.support.wait import until, wait_for
 
 SITE = "test-site"
-T = TypeVar("T")
 
 
 def status(device: str, state: str = "online", *, site: str = SITE, **health: Any) -> dict[str, Any]:
@@ -37,20 +33,6 @@ def status(device: str, state: str = "online", *, site: str = SITE, **health: An
         body["health"] = health
     protocol.validate("status", body)
     return body
-
-
-def device_client(broker: Mosquitto, device: str, *, will: bool = False) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{SITE}.{device}", protocol=mqtt.MQTTv5)
-    if will:
-        offline = json.dumps({"schema": 1, "site": SITE, "device": device, "state": "offline"})
-        client.will_set(protocol.status_topic(SITE, device), offline, qos=1, retain=True)
-    client.connect(broker.host, broker.port, keepalive=5)
-    client.loop_start()
-    return client
-
-
-def publish(client: mqtt.Client, topic: str, payload: bytes, *, retain: bool = True) -> None:
-    client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
 
 
 @pytest.fixture
@@ -64,18 +46,8 @@ def start_collector(broker: Mosquitto, store: Store, client_id: str = "collector
     config = from_dict({"broker": {"url": broker.url, "keepalive": 5, "client_id": client_id},
                         "ingest": {"batch_ms": 20}})
     collector = Collector(config, store).start()
-    wait_for(lambda: collector.wait_subscribed(0.1), what="the collector to subscribe")
+    assert collector.wait_subscribed(10), "the collector did not subscribe"
     return collector
-
-
-def until(value: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:
-    """Poll ``value`` until it is truthy and return it; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if got := value():
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def health_of(store: Store, device: str) -> dict[str, Any] | None:
@@ -84,10 +56,10 @@ def health_of(store: Store, device: str) -> dict[str, Any] | None:
 
 def test_a_retained_status_sent_before_central_started_becomes_the_devices_health(
         broker: Mosquitto, store: Store) -> None:
-    client = device_client(broker, "desk-1")
+    client = FakeDevice(broker, "desk-1")
     health = {"backlog": 7, "oldest_pending_age_s": 42.5, "clock_synced": False, "last_error": "broker refused",
               "config_error": {"version": 3, "reason": "scale 7 is not 3, 4 or 5"}, "epoch": protocol.uuid7()}
-    publish(client, protocol.status_topic(SITE, "desk-1"), json.dumps(status("desk-1", **health)).encode())
+    client.publish(client.status_topic, json.dumps(status("desk-1", **health)).encode(), retain=True)
     collector = start_collector(broker, store)  # retained: a plain subscription gets it at once
     try:
         row = until(lambda: health_of(store, "desk-1"), what="the device's health in the store")
@@ -99,23 +71,18 @@ def test_a_retained_status_sent_before_central_started_becomes_the_devices_healt
         assert protocol.parse_timestamp(row["last_seen"]).tzinfo is not None
     finally:
         collector.stop()
-        client.loop_stop()
-        client.disconnect()
+        client.close()
 
 
 def test_the_last_will_marks_a_device_offline_and_keeps_its_last_health(broker: Mosquitto, store: Store) -> None:
     collector = start_collector(broker, store)
-    client = device_client(broker, "desk-2", will=True)
+    client = FakeDevice(broker, "desk-2", will=True)
     try:
-        publish(client, protocol.status_topic(SITE, "desk-2"),
-                json.dumps(status("desk-2", backlog=3, clock_synced=True)).encode())
+        client.publish(client.status_topic, json.dumps(status("desk-2", backlog=3, clock_synced=True)).encode(),
+                       retain=True)
         wait_for(lambda: (health_of(store, "desk-2") or {}).get("state") == "online", what="desk-2 online")
         # The device vanishes without a DISCONNECT (power cut): the broker sends its will.
-        client.loop_stop()
-        sock = client.socket()
-        assert isinstance(sock, socket.socket)
-        sock.shutdown(socket.SHUT_RDWR)
-        sock.close()
+        client.vanish()
         row = until(lambda: (r := health_of(store, "desk-2")) and r["state"] == "offline" and r,
                        timeout=15, what="the last will to mark desk-2 offline")
         assert row["backlog"] == 3 and row["clock_synced"] is True  # the last known health stays
@@ -137,39 +104,36 @@ def test_the_last_will_marks_a_device_offline_and_keeps_its_last_health(broker: 
 def test_an_invalid_status_is_dead_lettered_and_ingest_goes_on(
         broker: Mosquitto, store: Store, name: str, topic_device: str, payload: bytes, reason: str) -> None:
     collector = start_collector(broker, store)
-    client = device_client(broker, topic_device)
+    client = FakeDevice(broker, topic_device)
     try:
-        topic = protocol.status_topic(SITE, topic_device)
-        publish(client, topic, payload, retain=False)
+        topic = client.status_topic
+        client.publish(topic, payload)
         letters = until(lambda: dead_letter_rows(store), what=f"the {name} status dead-lettered")
         assert letters[0]["topic"] == topic and letters[0]["raw"] == payload
         assert reason.lower() in letters[0]["reason"].lower(), letters[0]["reason"]
         assert health_of(store, topic_device) is None and health_of(store, "desk-9") is None
         # The collector goes on: a valid status and a valid answer after it are kept.
-        publish(client, topic, json.dumps(status(topic_device, backlog=1)).encode(), retain=False)
+        client.publish(topic, json.dumps(status(topic_device, backlog=1)).encode())
         event = feedback_event(device=topic_device)
-        publish(client, protocol.feedback_topic(SITE, topic_device), raw(event), retain=False)
+        client.send(raw(event))
         wait_for(lambda: get_event(store, event["id"]), what="the next valid answer stored")
         wait_for(lambda: health_of(store, topic_device), what="the next valid status kept")
         assert collector.stats.statuses_refused == 1
     finally:
         collector.stop()
-        client.loop_stop()
-        client.disconnect()
+        client.close()
 
 
 def test_two_collectors_keep_one_row_per_device(broker: Mosquitto, store: Store) -> None:
     first, second = start_collector(broker, store, "collector-1"), start_collector(broker, store, "collector-2")
-    client = device_client(broker, "desk-4")
+    client = FakeDevice(broker, "desk-4")
     try:
         for backlog in (1, 2, 3):
-            publish(client, protocol.status_topic(SITE, "desk-4"),
-                    json.dumps(status("desk-4", backlog=backlog)).encode())
+            client.publish(client.status_topic, json.dumps(status("desk-4", backlog=backlog)).encode(), retain=True)
         wait_for(lambda: first.stats.statuses >= 3 and second.stats.statuses >= 3, what="both collectors")
         rows = [r for r in reads.device_rows(store) if r["device"] == "desk-4"]
         assert len(rows) == 1 and rows[0]["backlog"] == 3
     finally:
         first.stop()
         second.stop()
-        client.loop_stop()
-        client.disconnect()
+        client.close()

@@ -7,15 +7,11 @@ central stays announced online.
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from central import reads
 from central.config import CentralConfig, from_dict
@@ -25,41 +21,10 @@ from sync import protocol
 from tests.support.broker import Mosquitto
 from tests.support.central_rows import dead_letter_rows, get_event
 from tests.support.events import feedback_event, raw
+from tests.support.mqtt_client import FakeDevice
 from tests.support.wait import wait_for
 
 SITE, DEVICE = "test-site", "desk-1"
-
-
-class Listener:
-    """A raw paho client: publishes as a device, records its receipts and central's status."""
-
-    def __init__(self, broker: Mosquitto, name: str) -> None:
-        self.receipts: list[dict] = []
-        self.central: list[str] = []
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
-        self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port)
-        self.client.subscribe([(protocol.receipt_topic(SITE, DEVICE), 1), (protocol.CENTRAL_STATUS_TOPIC, 1)])
-        self.client.loop_start()
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        with self.lock:
-            if message.topic == protocol.CENTRAL_STATUS_TOPIC:
-                self.central.append(json.loads(message.payload)["state"])
-            else:
-                self.receipts.extend(protocol.decode("receipt", message.payload))
-
-    def publish(self, payload: bytes) -> None:
-        self.client.publish(protocol.feedback_topic(SITE, DEVICE), payload, qos=1).wait_for_publish(5)
-
-    def outcomes(self, id_: str) -> list[str]:
-        with self.lock:
-            return [r["outcome"] for r in self.receipts if r["id"] == id_]
-
-    def close(self) -> None:
-        self.client.disconnect()  # wakes the network thread, so loop_stop() returns at once
-        self.client.loop_stop()
 
 
 def config_for(broker: Mosquitto, client_id: str) -> CentralConfig:
@@ -87,17 +52,16 @@ def collector(broker: Mosquitto, store: Store) -> Iterator[Collector]:
 
 
 @pytest.fixture
-def device(broker: Mosquitto) -> Iterator[Listener]:
-    d = Listener(broker, f"{SITE}.{DEVICE}")
-    yield d
-    d.close()
+def device(broker: Mosquitto) -> Iterator[FakeDevice]:
+    with FakeDevice(broker, DEVICE, site=SITE) as d:
+        yield d
 
 
 def test_an_impossible_date_is_rejected_and_does_not_spoil_its_batch(collector, store, device) -> None:
     bad = feedback_event(ts="2026-02-30T09:41:07.000Z", check=False)  # the right shape, but no such day
     good = feedback_event(seq=2)
-    device.publish(raw(bad))
-    device.publish(protocol.encode("feedback", good))
+    device.send(raw(bad))
+    device.send(protocol.encode("feedback", good))
     wait_for(lambda: device.outcomes(good["id"]) == ["stored"], what="the good event's receipt")
     wait_for(lambda: device.outcomes(bad["id"]) == ["rejected"], what="the bad event's rejection")
     (letter,) = dead_letter_rows(store)
@@ -109,28 +73,33 @@ def test_a_database_outage_confirms_nothing_until_the_commit(collector, store, d
     with sqlite3.connect(db_path) as db:
         db.execute("ALTER TABLE events RENAME TO events_away")  # the store fails for real
     event = feedback_event()
-    device.publish(protocol.encode("feedback", event))
+    device.send(protocol.encode("feedback", event))
     wait_for(lambda: collector.stats.db_errors >= 1, what="the failed commit")
     assert device.outcomes(event["id"]) == []  # no receipt for an answer that is not stored
     with sqlite3.connect(db_path) as db:
         db.execute("ALTER TABLE events_away RENAME TO events")
     wait_for(lambda: device.outcomes(event["id"]) == ["stored"], what="the receipt after the retry")
-    assert reads.count_events(store) == 1
+    # A later answer's receipt comes after any other receipt for the first: there was just the one.
+    later = feedback_event(seq=2)
+    device.send(protocol.encode("feedback", later))
+    wait_for(lambda: device.outcomes(later["id"]) == ["stored"], what="the next answer's receipt")
+    assert device.outcomes(event["id"]) == ["stored"]
+    assert reads.count_events(store) == 2
     assert collector.stats.connected
 
 
 def test_when_one_of_two_collectors_stops_central_stays_online(broker: Mosquitto, store: Store) -> None:
     first = Collector(config_for(broker, "collector-a"), store).start()
     second = Collector(config_for(broker, "collector-b"), store).start()
-    watcher = Listener(broker, "watcher")
+    watcher = FakeDevice(broker, DEVICE, site=SITE, client_id="watcher")
     try:
         assert first.wait_subscribed(5) and second.wait_subscribed(5)
         first.stop()  # says offline (retained) ...
-        wait_for(lambda: "offline" in watcher.central, what="the first collector's offline")
+        watcher.wait_for(lambda: "offline" in watcher.central_states(), what="the first collector's offline")
         # ... and the one still running says online again.
-        wait_for(lambda: watcher.central[-1] == "online", what="the second collector's online")
+        watcher.wait_for(lambda: watcher.central_states()[-1] == "online", what="the second collector's online")
         event = feedback_event()
-        watcher.client.publish(protocol.feedback_topic(SITE, DEVICE), protocol.encode("feedback", event), qos=1)
+        watcher.send(protocol.encode("feedback", event))
         wait_for(lambda: get_event(store, event["id"]) is not None, what="the survivor to store")
     finally:
         first.stop()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from central import reads
@@ -128,16 +129,25 @@ def test_stream_without_a_cursor_starts_now(store: Store, events: list[dict[str,
 
 def test_stream_delivers_events_stored_while_it_is_open(store: Store, events: list[dict[str, Any]]) -> None:
     later = [feedback_event(seq=100 + i) for i in range(3)]
+    looked = threading.Event()  # the open stream has read the store once (and found nothing new)
 
     def store_later() -> None:
-        time.sleep(0.1)
+        looked.wait(10)
         for event in later:
             store.insert_events([event])
 
+    def done_reading(*args: object) -> None:  # its connection goes back to the pool
+        looked.set()
+
+    sa.event.listen(store.engine, "checkin", done_reading)
     writer = threading.Thread(target=store_later)
     writer.start()
-    messages = stream(client_for(store, stream_idle_exit_s=0.5), f"/api/stream?after={events[-1]['ingest_id']}")
-    writer.join()
+    try:
+        messages = stream(client_for(store, stream_idle_exit_s=0.5), f"/api/stream?after={events[-1]['ingest_id']}")
+    finally:
+        looked.set()
+        writer.join()
+        sa.event.remove(store.engine, "checkin", done_reading)
     assert [json.loads(m["data"])["id"] for m in messages if "data" in m] == [e["id"] for e in later]
 
 

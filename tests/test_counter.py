@@ -14,10 +14,9 @@ from display.palette import YELLOW, rgb
 from display.screens import band_height
 from display.view import FollowUpView, LanguageView, MessageView, PinView, RatingView, StatusView
 from tests.support.broker import Mosquitto
-from tests.support.kiosk import HeadlessKiosk
+from tests.support.kiosk import HeadlessKiosk, corner, enter, stored
 from tests.support.status import StatusWatcher
 from tests.support.wait import wait_for
-from tests.test_staff import corner, enter, stored
 
 PIN = "2468"
 HASH = hash_pin(PIN, iterations=1000)

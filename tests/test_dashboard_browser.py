@@ -27,6 +27,7 @@ from central.store import Store
 from dev.broker import free_port
 from tests.support.browser import chromium, chromium_path
 from tests.support.events import feedback_event
+from tests.support.wait import wait_for
 from tests.test_central_health import status
 from tests.test_dashboard import NOON, TV_TOKEN, make_app, make_config, put
 
@@ -54,10 +55,13 @@ class Web:
                                                     log_config=None, timeout_graceful_shutdown=1))
         self.thread = threading.Thread(target=self.server.run, name="test-web", daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "the web server did not start"
-            time.sleep(0.02)
+        thread = self.thread
+
+        def started() -> bool:
+            assert thread.is_alive(), "the web server did not start"
+            return bool(self.server.started)
+
+        wait_for(started, timeout=10, what="the web server to start")
         return self
 
     def stop(self) -> None:

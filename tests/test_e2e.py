@@ -11,14 +11,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from dev.broker import free_port
 from device.kiosk import make_sender
@@ -27,10 +24,10 @@ from sync.outbox import State
 from tests.support.broker import Mosquitto
 from tests.support.central import CentralProcess
 from tests.support.kiosk import HeadlessKiosk
+from tests.support.mqtt_client import FakeDevice
 from tests.support.wait import wait_for
 
 SITE, DEVICE = "test-site", "desk-1"
-
 
 
 def outbox_rows(path: Path) -> dict[str, tuple[State, bytes]]:
@@ -62,21 +59,12 @@ def test_a_tap_reaches_central_once_with_every_field(broker, central, kiosk_conf
                  what="the receipt to confirm the row")
 
         # The same event three more times (a device re-sending after a lost receipt).
-        receipts: list[dict] = []
-        replay = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="replay", protocol=mqtt.MQTTv5)
-        replay.on_message = lambda c, u, m: receipts.extend(protocol.decode("receipt", m.payload))
-        replay.connect(broker.host, broker.port)
-        replay.subscribe(protocol.receipt_topic(SITE, DEVICE), qos=1)
-        replay.loop_start()
-        try:
-            time.sleep(0.3)  # the subscription is in place before the replays
+        with FakeDevice(broker, DEVICE, site=SITE, client_id="replay") as replay:
             payload = outbox_rows(config.outbox_path)[row_id][1]
             for _ in range(3):
-                replay.publish(protocol.feedback_topic(SITE, DEVICE), payload, qos=1).wait_for_publish(5)
-            wait_for(lambda: len(receipts) >= 3, what="three receipts for the replays")
-        finally:
-            replay.loop_stop()
-            replay.disconnect()
+                replay.send(payload)
+            replay.wait_for(lambda: len(replay.receipts()) >= 3, what="three receipts for the replays")
+            receipts = replay.receipts()
         assert receipts == [{"id": row_id, "outcome": "duplicate"}] * 3
         assert central.health()["events"] == 1
         assert [e["id"] for e in central.events()] == [row_id]

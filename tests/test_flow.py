@@ -1,4 +1,6 @@
-"""The customer flow as a pure state machine."""
+"""The customer flow as a pure state machine: timers, transitions, rapid_repeat
+flags, one Save per accepted tap. What needs the real kiosk (drawing, the outbox,
+restarts) is test_kiosk_flow.py's."""
 
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from pathlib import Path
 
@@ -13,14 +12,9 @@ from display.layout import MIN_TARGET_MM, Geometry
 from display.view import MessageView
 from sync import protocol
 from sync.errors import OutboxError
-from tests.support.kiosk import HeadlessKiosk
+from tests.support.kiosk import HeadlessKiosk, stored
 
 SIZES = [((800, 480), (154, 86)), ((720, 1280), (88, 155)), ((1024, 600), (154, 86)), ((1920, 1080), (477, 268))]
-
-
-def stored(k: HeadlessKiosk) -> list[dict]:
-    rows = sqlite3.connect(k.kiosk.config.outbox_path).execute("SELECT payload FROM outbox ORDER BY seq")
-    return [protocol.decode("feedback", r[0]) for r in rows]
 
 
 @pytest.mark.parametrize(("size", "mm"), SIZES, ids=[f"{s[0]}x{s[1]}" for s, _ in SIZES])
@@ -59,7 +53,7 @@ def test_pressed_face_shows_before_the_write_and_thanks_after(kiosk: HeadlessKio
     flip = kiosk.kiosk.flip
 
     def spy() -> None:
-        rows = sqlite3.connect(kiosk.kiosk.config.outbox_path).execute("SELECT count(*) FROM outbox").fetchone()[0]
+        rows = len(stored(kiosk))
         seen.append((type(kiosk.kiosk.view).__name__, getattr(kiosk.kiosk.view, "pressed", None), rows))
         flip()
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pygame
 
 from device.events import CONFIG_EVENT
@@ -12,7 +10,8 @@ from display.view import FollowUpView, RatingView
 from sync import protocol
 from sync.survey import SurveyConfigs
 from tests.support.broker import Mosquitto
-from tests.support.kiosk import HeadlessKiosk
+from tests.support.kiosk import HeadlessKiosk, stored
+from tests.support.mqtt_client import MqttClient
 from tests.support.wait import wait_for
 
 CONFIG = {
@@ -23,11 +22,6 @@ CONFIG = {
                 {"key": "queue", "label": {"en": "The queue"}}],
     "languages": ["en", "de", "it"], "default_lang": "en", "thank_you_s": 2,
 }
-
-
-def stored(k: HeadlessKiosk) -> list[dict]:
-    rows = sqlite3.connect(k.kiosk.config.outbox_path).execute("SELECT payload FROM outbox ORDER BY seq")
-    return [protocol.decode("feedback", r[0]) for r in rows]
 
 
 def test_a_config_applies_when_idle_and_answers_carry_its_version(kiosk_config) -> None:
@@ -68,16 +62,8 @@ def test_a_config_arriving_mid_answer_waits_for_the_attract_screen(kiosk_config)
 
 def test_a_retained_config_reaches_the_screen_through_the_broker_and_survives_a_restart(
         broker: Mosquitto, kiosk_config) -> None:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    central = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="central", protocol=mqtt.MQTTv5)
-    central.connect(broker.host, broker.port)
-    central.loop_start()
-    central.publish(protocol.site_config_topic("test-site"), protocol.encode("config", CONFIG),
-                    qos=1, retain=True).wait_for_publish(5)
-    central.loop_stop()
-    central.disconnect()
+    with MqttClient(broker, "central") as central:
+        central.publish(protocol.site_config_topic("test-site"), protocol.encode("config", CONFIG), retain=True)
     config = kiosk_config(broker.url)
     with HeadlessKiosk(config, sender=make_sender(config).start()) as k:
         wait_for(lambda: (k.pump(), k.kiosk.settings.scale == 4)[1], what="the kiosk to run survey 9")

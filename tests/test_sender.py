@@ -1,4 +1,4 @@
-"""The sender against a real Mosquitto, with a small raw-paho peer playing central.
+"""The sender against a real Mosquitto, with a small peer playing central.
 
 The peer is a real MQTT client on the wire (not a mock): it subscribes to
 feedback, answers with receipts and publishes the retained ``_central/status``.
@@ -7,21 +7,19 @@ feedback, answers with receipts and publishes the retained ``_central/status``.
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from sync import protocol
 from sync.broker import BrokerSettings
 from sync.outbox import Outbox, State
 from sync.sender import Sender, SenderSettings
 from tests.support.broker import Mosquitto
+from tests.support.mqtt_client import Message, MqttClient
 from tests.support.wait import wait_for
 
 SITE, DEVICE = "test-site", "desk-1"
@@ -33,39 +31,38 @@ def answer(rating: int = 4) -> dict:
             "source": "touch", "survey": 0, "flags": []}
 
 
-
-class Peer:
-    """Plays central: receives feedback, sends receipts decided by ``outcome``."""
+class Peer(MqttClient):
+    """Plays central: receives feedback, sends receipts decided by ``outcome``; also
+    watches the device's status."""
 
     def __init__(self, broker: Mosquitto, outcome: Callable[[dict], tuple[str, str | None] | None]) -> None:
         self.outcome = outcome
-        self.received: list[dict] = []
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="peer", protocol=mqtt.MQTTv5)
-        self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port)
-        self.client.subscribe(protocol.FEEDBACK_FILTER, qos=1)
-        self.client.loop_start()
+        super().__init__(broker, "peer", subscribe=[protocol.FEEDBACK_FILTER, protocol.status_topic(SITE, DEVICE)])
 
-    def _on_message(self, client, userdata, message) -> None:
+    def answer(self, message: Message) -> None:
+        if message.topic == protocol.status_topic(SITE, DEVICE):
+            return
         event = protocol.decode_feedback(message.topic, message.payload)
-        with self.lock:
-            self.received.append(event)
         result = self.outcome(event)
         if result is not None:
             item = {"id": event["id"], "outcome": result[0]}
             if result[1]:
                 item["reason"] = result[1]
-            client.publish(protocol.receipt_topic(event["site"], event["device"]),
-                           protocol.encode("receipt", [item]), qos=1)
+            self.publish_nowait(protocol.receipt_topic(event["site"], event["device"]),
+                                protocol.encode("receipt", [item]))
+
+    @property
+    def received(self) -> list[dict]:
+        """The feedback events received, in order."""
+        return [protocol.decode_feedback(m.topic, m.payload) for m in self.messages()
+                if m.topic != protocol.status_topic(SITE, DEVICE)]
+
+    def statuses(self) -> list[dict]:
+        return [json.loads(raw) for raw in self.payloads(protocol.status_topic(SITE, DEVICE))]
 
     def central(self, state: str) -> None:
         payload = protocol.encode("central-status", {"schema": 1, "state": state, "ts": protocol.utc_timestamp()})
-        self.client.publish(protocol.CENTRAL_STATUS_TOPIC, payload, qos=1, retain=True).wait_for_publish(5)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        self.publish(protocol.CENTRAL_STATUS_TOPIC, payload, retain=True)
 
 
 @pytest.fixture
@@ -118,9 +115,13 @@ def test_puback_alone_only_marks_sent_and_resend_waits_for_central(broker, outbo
     try:
         with Outbox(outbox_path, SITE, DEVICE) as box:
             row = box.append(answer())
-        make_sender(resend_after_s=0.3).notify()
+        make_sender(resend_after_s=0.3, status_every_s=0.2).notify()
         wait_for(lambda: states(outbox_path) == {row.id: State.SENT}, what="PUBACK to mark the row sent")
-        time.sleep(1.5)  # several resend periods with central unknown: no re-publish
+        # Several resend periods with central unknown: no re-publish. The device's own status,
+        # stamped 1.5 s later, comes after anything it published before it.
+        later = datetime.now(UTC) + timedelta(seconds=1.5)
+        peer.wait_for(lambda: any(protocol.parse_timestamp(s["ts"]) >= later for s in peer.statuses()),
+                      what="a status sent 1.5 s after the row went SENT")
         assert len(peer.received) == 1
         peer.central("online")
         wait_for(lambda: len(peer.received) >= 2, what="a re-publish once central is online")
@@ -151,18 +152,16 @@ def test_broker_restart_loses_nothing(broker, outbox_path, make_sender) -> None:
 
 def test_status_is_retained_with_health_and_the_will_says_offline(broker, outbox_path, make_sender) -> None:
     sender = make_sender()
-    got: dict[str, dict] = {}
-    probe = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="probe", protocol=mqtt.MQTTv5)
-    probe.on_message = lambda c, u, m: got.__setitem__("status", json.loads(m.payload))
-    probe.connect(broker.host, broker.port)
-    probe.subscribe(protocol.status_topic(SITE, DEVICE), qos=1)
-    probe.loop_start()
-    try:
-        wait_for(lambda: got.get("status", {}).get("state") == "online", what="retained online status")
-        protocol.validate("status", got["status"])
-        assert got["status"]["health"]["backlog"] == 0
+    with MqttClient(broker, "probe", subscribe=[protocol.status_topic(SITE, DEVICE)]) as probe:
+        topic = protocol.status_topic(SITE, DEVICE)
+
+        def state() -> str | None:
+            return (probe.last_json(topic) or {}).get("state")
+
+        probe.wait_for(lambda: state() == "online", what="retained online status")
+        status = probe.last_json(topic)
+        assert status is not None
+        protocol.validate("status", status)
+        assert status["health"]["backlog"] == 0
         sender.stop()
-        wait_for(lambda: got["status"]["state"] == "offline", what="offline status after stop")
-    finally:
-        probe.loop_stop()
-        probe.disconnect()
+        probe.wait_for(lambda: state() == "offline", what="offline status after stop")

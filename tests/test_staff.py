@@ -3,23 +3,15 @@ the status screen and test mode."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from device.staff import FREE_TRIES, GESTURE_TAPS, LOCK_S, StaffMode, hash_pin, pin_matches
 from display.view import PinView, RatingView, StatusView
-from sync import protocol
 from sync.errors import ConfigError
-from tests.support.kiosk import HeadlessKiosk
+from tests.support.kiosk import HeadlessKiosk, corner, enter, stored
 
 PIN = "2468"
 HASH = hash_pin(PIN, iterations=1000)
-
-
-def stored(k: HeadlessKiosk) -> list[dict]:
-    rows = sqlite3.connect(k.kiosk.config.outbox_path).execute("SELECT payload FROM outbox ORDER BY seq")
-    return [protocol.decode("feedback", r[0]) for r in rows]
 
 
 @pytest.fixture
@@ -29,18 +21,6 @@ def staffed(kiosk_config):
                        clock=lambda: clock[0]) as k:
         k.clock = clock  # type: ignore[attr-defined]
         yield k
-
-
-def corner(k: HeadlessKiosk, taps: int = GESTURE_TAPS) -> None:
-    x, y = k.kiosk.display.geometry.to_physical((3, 3))
-    for _ in range(taps):
-        k.tap((x, y))
-
-
-def enter(k: HeadlessKiosk, pin: str) -> None:
-    for digit in pin:
-        k.tap_target(("digit", int(digit)))
-    k.tap_target(("pin_ok", None))
 
 
 def test_the_hash_is_not_the_pin_and_checks_it() -> None:

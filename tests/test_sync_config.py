@@ -6,15 +6,14 @@ import json
 import threading
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from sync import protocol
 from sync.broker import BrokerSettings
 from sync.sender import Sender, SenderSettings
 from sync.survey import SurveyConfigs
 from tests.support.broker import Mosquitto
+from tests.support.mqtt_client import MqttClient
 from tests.support.wait import wait_for
 
 SITE, DEVICE = "test-site", "desk-1"
@@ -27,33 +26,21 @@ def config(version: int, **changes: object) -> dict:
     return base
 
 
-class Central:
+class Central(MqttClient):
     """Publishes retained configs and watches the device's status."""
 
     def __init__(self, broker: Mosquitto) -> None:
-        self.statuses: list[dict] = []
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="central", protocol=mqtt.MQTTv5)
-        self.client.on_message = lambda c, u, m: self.statuses.append(json.loads(m.payload))
-        self.client.connect(broker.host, broker.port)
-        self.client.subscribe(protocol.status_topic(SITE, DEVICE), qos=1)
-        self.client.loop_start()
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+        super().__init__(broker, "central", subscribe=[protocol.status_topic(SITE, DEVICE)])
 
     def health(self) -> dict:
-        return self.statuses[-1].get("health", {}) if self.statuses else {}
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        status = self.last_json(protocol.status_topic(SITE, DEVICE))
+        return status.get("health", {}) if status else {}
 
 
 @pytest.fixture
 def central(broker: Mosquitto):
-    c = Central(broker)
-    yield c
-    c.close()
+    with Central(broker) as c:
+        yield c
 
 
 def sender_for(broker: Mosquitto, data: Path, applied: list[dict]) -> Sender:
@@ -63,11 +50,12 @@ def sender_for(broker: Mosquitto, data: Path, applied: list[dict]) -> Sender:
 
 def test_site_then_device_config_applies_and_is_kept_across_restarts(broker, central, tmp_path) -> None:
     applied: list[dict] = []
-    central.publish(protocol.site_config_topic(SITE), protocol.encode("config", config(1)))
+    central.publish(protocol.site_config_topic(SITE), protocol.encode("config", config(1)), retain=True)
     sender = sender_for(broker, tmp_path, applied)
     try:
         wait_for(lambda: [c["version"] for c in applied] == [1], what="the site's config applied")
-        central.publish(protocol.device_config_topic(SITE, DEVICE), protocol.encode("config", config(7, scale=5)))
+        central.publish(protocol.device_config_topic(SITE, DEVICE), protocol.encode("config", config(7, scale=5)),
+                        retain=True)
         wait_for(lambda: [c["version"] for c in applied] == [1, 7], what="the device's own config to win")
         wait_for(lambda: central.health().get("survey") == 7, what="status to name survey 7")
         assert central.health()["config_error"] is None
@@ -86,11 +74,11 @@ def test_site_then_device_config_applies_and_is_kept_across_restarts(broker, cen
 def test_a_bad_config_is_refused_reported_and_the_last_good_one_stays(broker, central, tmp_path, raw,
                                                                       reason) -> None:
     applied: list[dict] = []
-    central.publish(protocol.site_config_topic(SITE), protocol.encode("config", config(1)))
+    central.publish(protocol.site_config_topic(SITE), protocol.encode("config", config(1)), retain=True)
     sender = sender_for(broker, tmp_path, applied)
     try:
         wait_for(lambda: central.health().get("survey") == 1, what="survey 1 in force")
-        central.publish(protocol.device_config_topic(SITE, DEVICE), raw)
+        central.publish(protocol.device_config_topic(SITE, DEVICE), raw, retain=True)
         wait_for(lambda: central.health().get("config_error") is not None, what="the refusal in status")
         error = central.health()["config_error"]
         assert reason in error["reason"]
@@ -109,7 +97,7 @@ def test_a_damaged_kept_config_is_ignored_not_fatal(tmp_path: Path, caplog: pyte
 
 def test_on_config_runs_on_the_sender_thread(broker, central, tmp_path) -> None:
     threads: list[str] = []
-    central.publish(protocol.site_config_topic(SITE), protocol.encode("config", config(1)))
+    central.publish(protocol.site_config_topic(SITE), protocol.encode("config", config(1)), retain=True)
     sender = Sender(tmp_path / "outbox.sqlite3", SITE, DEVICE, BrokerSettings(broker.host, broker.port),
                     on_config=lambda c: threads.append(threading.current_thread().name)).start()
     try:

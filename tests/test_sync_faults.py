@@ -112,7 +112,8 @@ def test_kiosk_killed_at_random_moments_over_50_restarts_loses_nothing(broker, c
     script = ",".join(str(1 + n % 5) for n in range(100))
     for _ in range(50):
         kiosk = start_kiosk(config, log, "--script", script, "--witness", str(witness))
-        time.sleep(rng.uniform(0.5, 2.2))  # while starting, answering, writing, sending
+        # SIGKILL at a random moment: while starting, answering, writing, sending.
+        time.sleep(rng.uniform(0.5, 2.2))  # fault timing (a random kill moment), not waiting for anything
         kiosk.send_signal(signal.SIGKILL)
         kiosk.wait(10)
     thanked = witnessed(witness)
@@ -139,25 +140,17 @@ def test_kiosk_killed_at_random_moments_over_50_restarts_loses_nothing(broker, c
 
 def test_a_full_disk_is_reported_in_status_and_loses_nothing_thanked_for(broker, central, kiosk_config,
                                                                          tmp_path) -> None:
-    import json
-
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
     from sync import protocol
     from sync.outbox import Outbox
+    from tests.support.mqtt_client import MqttClient
 
     config = kiosk_config(broker.url, sync={"resend_after_s": 2})
     witness = tmp_path / "witness.log"
-    statuses: list[dict] = []
-    probe = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="probe", protocol=mqtt.MQTTv5)
-    probe.on_message = lambda c, u, m: statuses.append(json.loads(m.payload))
-    probe.connect(broker.host, broker.port)
-    probe.subscribe(protocol.status_topic("test-site", "desk-1"), qos=1)
-    probe.loop_start()
+    topic = protocol.status_topic("test-site", "desk-1")
+    probe = MqttClient(broker, "probe", subscribe=[topic])
 
     def alarms() -> set[str]:
-        last = statuses[-1] if statuses else {}
+        last = probe.last_json(topic) or {}
         return {a["code"] for a in last.get("health", {}).get("alarms", [])}
 
     clock = [0.0]
@@ -183,8 +176,7 @@ def test_a_full_disk_is_reported_in_status_and_loses_nothing_thanked_for(broker,
             wait_for(lambda: "save-failed" not in alarms(), what="the alarm to clear")
             wait_for(lambda: all_settled(config.outbox_path), timeout=30, what="every saved answer confirmed")
     finally:
-        probe.loop_stop()
-        probe.disconnect()
+        probe.close()
     thanked = witnessed(witness)
     assert len(thanked) == 2 + screens.count("thanks")
     assert_delivered(thanked, central.events(), [config.outbox_path])

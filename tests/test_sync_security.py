@@ -6,9 +6,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from central.config import from_dict as central_config
 from central.ingest import Collector
@@ -20,6 +18,7 @@ from sync.outbox import State
 from tests.support.broker import Mosquitto
 from tests.support.delivery import outbox_states
 from tests.support.kiosk import HeadlessKiosk
+from tests.support.mqtt_client import MqttClient
 from tests.support.wait import wait_for
 
 SITE = "test-site"
@@ -54,47 +53,31 @@ def collector(secured: Mosquitto, tmp_path: Path) -> Iterator[Collector]:
                                         "password_file": str(secret_file(tmp_path, "deskpulse-central")),
                                         "client_id": "central-1"}})
     with Collector(config, store) as c:
-        wait_for(lambda: c.stats.connected, what="central to log in")
+        assert c.wait_subscribed(10), "central did not log in and subscribe"
         yield c
     store.close()
 
 
-def raw_client(broker: Mosquitto, user: str) -> tuple[mqtt.Client, dict]:
-    seen: dict = {"suback": None, "puback": [], "messages": []}
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=user, protocol=mqtt.MQTTv5)
-    client.username_pw_set(user, USERS[user])
-    client.on_subscribe = lambda c, u, mid, reasons, p: seen.__setitem__("suback", [r.value for r in reasons])
-    client.on_publish = lambda c, u, mid, reason, p: seen["puback"].append(reason.value)
-    client.on_message = lambda c, u, m: seen["messages"].append(m.topic)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    return client, seen
+def client_of(broker: Mosquitto, user: str) -> MqttClient:
+    return MqttClient(broker, user, username=user, password=USERS[user])
 
 
 def test_a_device_may_use_only_its_own_topics(secured: Mosquitto) -> None:
-    desk1, seen1 = raw_client(secured, f"{SITE}.desk-1")
-    desk2, seen2 = raw_client(secured, f"{SITE}.desk-2")
-    central, _ = raw_client(secured, "deskpulse-central")
-    try:
-        desk1.publish(protocol.feedback_topic(SITE, "desk-2"), b"{}", qos=1)  # another desk's
-        desk1.publish(protocol.feedback_topic(SITE, "desk-1"), b"{}", qos=1)  # its own
-        wait_for(lambda: len(seen1["puback"]) == 2, what="two PUBACKs")
-        assert seen1["puback"] == [0x87, 0x10]  # not authorized; accepted (no subscribers yet)
+    with client_of(secured, f"{SITE}.desk-1") as desk1, client_of(secured, f"{SITE}.desk-2") as desk2, \
+            client_of(secured, "deskpulse-central") as central:
+        assert desk1.publish(protocol.feedback_topic(SITE, "desk-2"), b"{}", check=False) == 0x87  # not authorized
+        assert desk1.publish(protocol.feedback_topic(SITE, "desk-1"), b"{}") == 0x10  # accepted, no subscribers yet
 
         # desk-1 listens on desk-2's receipts (Mosquitto grants the subscription
         # but never delivers what the ACL does not let it read).
-        desk1.subscribe([(protocol.receipt_topic(SITE, "desk-2"), 1), (protocol.receipt_topic(SITE, "desk-1"), 1)])
-        desk2.subscribe(protocol.receipt_topic(SITE, "desk-2"), 1)
-        wait_for(lambda: seen1["suback"] is not None and seen2["suback"] is not None, what="SUBACKs")
-        central.publish(protocol.receipt_topic(SITE, "desk-2"), b"[]", qos=1)
-        central.publish(protocol.receipt_topic(SITE, "desk-1"), b"[]", qos=1)
-        wait_for(lambda: seen2["messages"] and seen1["messages"], what="each desk's own receipt")
-        assert seen1["messages"] == [protocol.receipt_topic(SITE, "desk-1")]
-        assert seen2["messages"] == [protocol.receipt_topic(SITE, "desk-2")]
-    finally:
-        for client in (desk1, desk2, central):
-            client.loop_stop()
-            client.disconnect()
+        desk1.subscribe(protocol.receipt_topic(SITE, "desk-2"), protocol.receipt_topic(SITE, "desk-1"))
+        desk2.subscribe(protocol.receipt_topic(SITE, "desk-2"))
+        central.publish(protocol.receipt_topic(SITE, "desk-2"), b"[]")
+        central.publish(protocol.receipt_topic(SITE, "desk-1"), b"[]")  # after desk-2's: the marker for desk-1
+        desk1.wait_for(lambda: desk1.messages(), what="desk-1's own receipt")
+        desk2.wait_for(lambda: desk2.messages(), what="desk-2's own receipt")
+        assert [m.topic for m in desk1.messages()] == [protocol.receipt_topic(SITE, "desk-1")]
+        assert [m.topic for m in desk2.messages()] == [protocol.receipt_topic(SITE, "desk-2")]
 
 
 def test_the_whole_path_works_with_passwords_and_the_acl(secured, collector, kiosk_config, tmp_path) -> None:

@@ -12,12 +12,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any, Self
 
 from dev.broker import Mosquitto, free_port
+from tests.support.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,35 +49,29 @@ class CentralProcess:
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, cwd=REPO,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"central exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-            if self.health() is not None and "online" in self.central_state():
-                return self
-            time.sleep(0.1)
-        raise RuntimeError(f"central did not come up in {timeout}s:\n{self.log()[-3000:]}")
+        proc = self.proc
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"central exited with {proc.returncode}:\n{self.log()[-3000:]}")
+            return self.health() is not None and "online" in self.central_state()
+
+        try:
+            wait_for(up, timeout, what="central to come up")
+        except AssertionError:
+            raise RuntimeError(f"central did not come up in {timeout}s:\n{self.log()[-3000:]}") from None
+        return self
 
     def central_state(self) -> str:
-        """What the retained ``_central/status`` says (read from the broker)."""
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
+        """What the retained ``_central/status`` says ("unknown": nothing, or no broker)."""
         from sync import protocol
+        from tests.support.mqtt_client import retained
 
-        got: list[bytes] = []
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        client.on_message = lambda c, u, m: got.append(m.payload)
         try:
-            client.connect(self.broker.host, self.broker.port)
+            got = retained(self.broker, protocol.CENTRAL_STATUS_TOPIC)
         except OSError:
             return "unknown"
-        client.subscribe(protocol.CENTRAL_STATUS_TOPIC, qos=1)
-        deadline = time.monotonic() + 1.0
-        while not got and time.monotonic() < deadline:
-            client.loop(0.05)
-        client.disconnect()
-        return json.loads(got[-1])["state"] if got else "unknown"
+        return str(json.loads(got)["state"]) if got is not None else "unknown"
 
     def health(self) -> dict[str, Any] | None:
         try:
@@ -99,15 +93,16 @@ class CentralProcess:
             after = page[-1]["ingest_id"]
 
     def wait_for_count(self, n: int, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        count = None
-        while time.monotonic() < deadline:
+        """Wait until central has stored at least ``n`` events (its ``/healthz`` count)."""
+        def count() -> int | None:
             health = self.health()
-            count = None if health is None else health["events"]
-            if count is not None and count >= n:
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"central stored {count} events, not {n}, within {timeout}s:\n{self.log()[-3000:]}")
+            return None if health is None else int(health["events"])
+
+        try:
+            wait_for(lambda: (count() or 0) >= n, timeout, what=f"{n} events stored")
+        except AssertionError:
+            raise AssertionError(f"central stored {count()} events, not {n}, within {timeout}s:\n"
+                                 f"{self.log()[-3000:]}") from None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -7,6 +7,7 @@
         k.tap_target(("reason", "wait_time"))
         k.pump()                 # handle queued events, redraw
         k.screenshot(path)
+        stored(k)                # the answers in its outbox, decoded, oldest first
 
 Time is the kiosk's own monotonic clock unless a test passes ``clock=``.
 """
@@ -14,8 +15,11 @@ Time is the kiosk's own monotonic clock unless a test passes ``clock=``.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
@@ -25,7 +29,9 @@ import pygame
 from device.config import KioskConfig
 from device.kiosk import Kiosk
 from device.script import post_tap
+from device.staff import GESTURE_TAPS
 from display.view import Action, FollowUpView, RatingView
+from sync import protocol
 from sync.sender import Sender
 
 
@@ -104,3 +110,26 @@ class HeadlessKiosk:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def stored(kiosk: HeadlessKiosk | Path) -> list[dict[str, Any]]:
+    """The answers in a kiosk's outbox (or in an outbox file), decoded and checked
+    against the feedback schema, in ``seq`` order; read as another process would."""
+    path = kiosk.kiosk.config.outbox_path if isinstance(kiosk, HeadlessKiosk) else kiosk
+    with closing(sqlite3.connect(path)) as conn:
+        rows = conn.execute("SELECT payload FROM outbox ORDER BY seq").fetchall()
+    return [protocol.decode("feedback", payload) for (payload,) in rows]
+
+
+def corner(k: HeadlessKiosk, taps: int = GESTURE_TAPS) -> None:
+    """Tap the hidden staff corner (top left) ``taps`` times: the full gesture opens the PIN pad."""
+    x, y = k.kiosk.display.geometry.to_physical((3, 3))
+    for _ in range(taps):
+        k.tap((x, y))
+
+
+def enter(k: HeadlessKiosk, pin: str) -> None:
+    """Type ``pin`` on the PIN pad and press OK."""
+    for digit in pin:
+        k.tap_target(("digit", int(digit)))
+    k.tap_target(("pin_ok", None))
