@@ -42,7 +42,7 @@ class SurveyConfig:
     repeat_interval_s: float = 5.0
     follow_up_ratings: tuple[int, ...] = (1, 2)
     reasons: tuple[str, ...] = texts.DEFAULT_REASONS
-    follow_up_s: float = 20.0
+    follow_up_s: float = 10.0
     inactivity_s: float = 30.0
 
 
@@ -223,7 +223,7 @@ def _survey(sv: TableReader) -> SurveyConfig:
         repeat_interval_s=sv.number("repeat_interval_s", 5.0, 0, 3600),
         follow_up_ratings=tuple(sorted(ratings)),
         reasons=reasons,
-        follow_up_s=sv.number("follow_up_s", 20.0, 1, 600),
+        follow_up_s=sv.number("follow_up_s", 10.0, 1, 600),
         inactivity_s=sv.number("inactivity_s", 30.0, 5, 3600),
     )
 

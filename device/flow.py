@@ -5,7 +5,9 @@
     attract or rating ──Tap──► saving ──Saved──► thanks ──timer──► attract
            │     │                 ▲  └─SaveFailed──► sorry ──timer──► attract
            │     └─Tap (asks why)─► follow-up ──Reason / Skip / timeout──┘
+           │                          └─Back ("wrong face")──► rating (nothing stored)
            └─OpenLanguages─► language ──ChooseLanguage──► rating ──inactivity──► attract
+                                 └─Back──► where the customer came from
 
 * **attract** is the resting screen: the faces, the question, an invitation, in the
   default language. It does not swallow the first tap: a tap on a face there is an
@@ -15,9 +17,11 @@
 * **follow-up** asks why, for the ratings configured (default: the two worst).
   The rating is held until a reason is tapped, "skip" is tapped, or the follow-up
   times out; in every case exactly one :class:`Save` carries the rating (with the
-  reason, if one was tapped). Nothing else leaves the follow-up, so a tapped
-  rating is never dropped. (The kiosk also saves a held rating when it stops:
-  :meth:`Flow.flush`.)
+  reason, if one was tapped). The one other way out is the customer's own
+  :class:`Back` ("wrong face"): the rating is withdrawn, nothing is stored, and
+  the faces come back for the right one. (The kiosk also saves a held rating
+  when it stops: :meth:`Flow.flush`.) A reason tapped after the timeout meets the
+  thank-you, never the old rating.
 * **thanks** / **sorry** are timed; afterwards the flow is back at attract in the
   default language.
 * A physical button press counts wherever no follow-up is open (see :meth:`Flow.accepts`).
@@ -62,7 +66,7 @@ class FlowSettings:
     repeat_interval_s: float = 5.0
     follow_up_ratings: frozenset[int] = frozenset({1, 2})
     reasons: tuple[str, ...] = ()
-    follow_up_s: float = 20.0
+    follow_up_s: float = 10.0
     inactivity_s: float = 30.0
 
 
@@ -78,6 +82,7 @@ class FlowState:
     reason: str | None = None  # the reason tapped on the follow-up (highlighted while saving)
     source: Source = "touch"  # how the held rating was given
     tapped_at: float | None = None  # monotonic time of the held rating's tap
+    came_from: Screen = "attract"  # where Back on the language screen returns to
 
 
 # ---- inputs
@@ -116,6 +121,11 @@ class ChooseLanguage:
 
 
 @dataclass(frozen=True, slots=True)
+class Back:
+    """The customer went back: "wrong face" on the follow-up, or away from the language screen."""
+
+
+@dataclass(frozen=True, slots=True)
 class Saved:
     """The answer asked for by the last :class:`Save` is on disk."""
 
@@ -132,7 +142,7 @@ class Tick:
     """Time passed; timed screens may end."""
 
 
-Input = Tap | Reason | Skip | OpenLanguages | ChooseLanguage | Saved | SaveFailed | Tick
+Input = Tap | Reason | Skip | Back | OpenLanguages | ChooseLanguage | Saved | SaveFailed | Tick
 
 
 # ---- effects
@@ -168,6 +178,7 @@ class Flow:
         self.test_mode = test_mode
         self.state = FlowState(lang=settings.default_lang)
         self._last_tap_at: float | None = None
+        self._before_held: float | None = None  # _last_tap_at before the held rating's tap
         self._flags: tuple[str, ...] = ()
 
     def _home(self) -> FlowState:
@@ -217,7 +228,7 @@ class Flow:
             if not self.accepts(event) or not 1 <= event.rating <= s.scale:
                 return None
             repeat = self._last_tap_at is not None and now - self._last_tap_at < s.repeat_interval_s
-            self._last_tap_at = now
+            self._before_held, self._last_tap_at = self._last_tap_at, now
             self._flags = ("rapid_repeat",) if repeat else ()
             # The answer is in the language on screen; from a timed screen the faces come back.
             base = FlowState("rating" if state.screen in ("rating", "language") else "attract", state.lang)
@@ -234,9 +245,19 @@ class Flow:
             return self._save(now, (event.key,))
         if isinstance(event, Skip):
             return self._save(now, ()) if state.screen == "followup" else None
+        if isinstance(event, Back):
+            if state.screen == "followup":
+                # "Wrong face": the rating is withdrawn, unstored, and does not make the
+                # right one a rapid repeat; the faces come back in the same language.
+                self._last_tap_at = self._before_held
+                self.state = FlowState("rating", state.lang, until=now + s.inactivity_s)
+            elif state.screen == "language":
+                back = state.came_from
+                self.state = FlowState(back, state.lang, until=now + s.inactivity_s if back == "rating" else None)
+            return None
         if isinstance(event, OpenLanguages):
             if state.screen in ("attract", "rating") and len(s.languages) > 1:
-                self.state = replace(state, screen="language", until=now + s.inactivity_s)
+                self.state = replace(state, screen="language", until=now + s.inactivity_s, came_from=state.screen)
             return None
         if isinstance(event, ChooseLanguage):
             if state.screen == "language" and event.lang in s.languages:

@@ -36,6 +36,7 @@ import pygame
 from device import __version__, events, facts, remote, sdnotify
 from device.config import KioskConfig
 from device.flow import (
+    Back,
     ChooseLanguage,
     Flow,
     FlowSettings,
@@ -155,7 +156,7 @@ class Kiosk:
             return pin_view(len(self.staff.digits), self.staff.message)
         if self.staff.screen == "status":
             return status_view(self.status_facts())
-        return view_for(self.flow.state, self.settings, self.custom_texts)
+        return view_for(self.flow.state, self.settings, self.custom_texts, self.clock())
 
     @property
     def band(self) -> str:
@@ -242,6 +243,7 @@ class Kiosk:
             "face": lambda: Tap(int(value or 0), source),  # type: ignore[arg-type]
             "reason": lambda: Reason(str(value)),
             "skip": Skip,
+            "back": Back,
             "languages": OpenLanguages,
             "lang": lambda: ChooseLanguage(str(value)),
         }
@@ -285,6 +287,12 @@ class Kiosk:
     def _keep_held(self) -> None:
         """A rating waits on the follow-up: keep it on disk until it is stored."""
         held = self.flow.held()
+        if held is None and self._held_answer is not None and not self.flow.state.saving:
+            # "Change answer": the customer withdrew the rating; it is never stored.
+            log.info("the customer withdrew a held rating (%d)", self._held_answer["rating"])
+            self._held_answer = None
+            self.held.clear()
+            return
         if held is None or self._held_answer is not None:
             return
         self._held_answer = self._answer(held)  # the answer's time is the rating's tap
@@ -393,7 +401,8 @@ class Kiosk:
 
     def step(self, max_wait_ms: int = 1000) -> None:
         """Wait for one event or the next timer, handle it, redraw if needed."""
-        deadlines = [d for d in (self.flow.next_deadline(), self.staff.deadline()) if d is not None]
+        deadlines = [d for d in (self.flow.next_deadline(), self.staff.deadline(), self._countdown_tick())
+                     if d is not None]
         wait = max_wait_ms
         if deadlines:
             wait = max(0, min(wait, int((min(deadlines) - self.clock()) * 1000) + 1))
@@ -409,6 +418,14 @@ class Kiosk:
             self.apply_config(self._pending_config)
         if self.lights is not None and self.sender is not None:
             self.lights.status(self.sender.status.connected)
+
+    def _countdown_tick(self) -> float | None:
+        """When the follow-up's countdown shows one second less (None: no countdown on screen)."""
+        state = self.flow.state
+        if state.screen != "followup" or state.until is None or state.saving:
+            return None
+        left = state.until - self.clock()
+        return state.until - max(0, math.ceil(left) - 1)
 
     def _wait(self, wait_ms: int) -> pygame.event.Event:
         """The next event, or NOEVENT after ``wait_ms``."""

@@ -131,6 +131,8 @@ class StaffMode:
                 self.digits = self.digits[:-1]
             elif kind == "pin_ok":
                 self._try(now)
+            elif kind == "pin_cancel":
+                self.close()
         elif self.screen == "status":
             if kind == "test_mode":
                 self.test_mode_until = None if self.test_mode else now + self.test_mode_s

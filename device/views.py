@@ -18,11 +18,13 @@ from sync.outbox import Stats
 from sync.sender import SenderStatus
 
 
-def view_for(state: FlowState, settings: FlowSettings, custom: CustomTexts | None = None) -> View:
+def view_for(state: FlowState, settings: FlowSettings, custom: CustomTexts | None = None,
+             now: float | None = None) -> View:
     """The screen the customer sees in ``state`` (all text translated).
 
     ``custom`` holds texts from a remote survey configuration; they replace the
-    built-in ones where given.
+    built-in ones where given. ``now`` (the flow's monotonic clock) shows how much
+    of the follow-up's time is left; without it the follow-up shows it all.
     """
     lang = state.lang
     custom = custom or {}
@@ -43,12 +45,17 @@ def view_for(state: FlowState, settings: FlowSettings, custom: CustomTexts | Non
             scale=settings.scale,
             chosen=state.reason,
             note=texts.text(lang, "anonymous"),
+            back=texts.text(lang, "change_answer"),
+            seconds_left=_seconds_left(state, settings.follow_up_s, now),
+            total_s=math.ceil(settings.follow_up_s),
         )
     if state.screen == "language":
         return LanguageView(
-            title=texts.text(lang, "choose_lang"),
+            # In every language offered: whoever cannot read the current one finds theirs.
+            title=" · ".join(dict.fromkeys(texts.text(code, "language_word") for code in settings.languages)),
             options=tuple((code, texts.text(code, "lang_name")) for code in settings.languages),
             current=lang,
+            back=texts.text(lang, "back"),
         )
     return RatingView(
         question=t("question"),
@@ -60,9 +67,16 @@ def view_for(state: FlowState, settings: FlowSettings, custom: CustomTexts | Non
     )
 
 
+def _seconds_left(state: FlowState, total: float, now: float | None) -> int:
+    """Whole seconds until the follow-up times out (its countdown), never more than the whole."""
+    if now is None or state.until is None:
+        return math.ceil(total)
+    return max(0, min(math.ceil(total), math.ceil(state.until - now)))
+
+
 def pin_view(entered: int, message: str) -> PinView:
     """The staff PIN pad with ``entered`` digits typed so far."""
-    return PinView(texts.staff("pin_title"), entered, message)
+    return PinView(texts.staff("pin_title"), entered, message, cancel=texts.staff("cancel"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -221,15 +221,19 @@ class FollowUpLayout:
     chips: tuple[Rect, ...]
     skip: Rect
     note: Rect
+    back: Rect | None = None  # "change answer"
+    countdown: Rect | None = None  # the bar that drains until the rating is stored alone
 
     def actions(self, keys: tuple[str, ...]) -> tuple[tuple[Rect, Action], ...]:
         chips: tuple[tuple[Rect, Action], ...] = tuple(
             (r, ("reason", k)) for r, k in zip(self.chips, keys, strict=True))
-        return chips + ((self.skip, ("skip", None)),)
+        back: tuple[tuple[Rect, Action], ...] = () if self.back is None else ((self.back, ("back", None)),)
+        return chips + ((self.skip, ("skip", None)),) + back
 
 
-def follow_up_layout(geometry: Geometry, n: int) -> FollowUpLayout:
-    """Lay out ``n`` reason chips (2 to 8) in a grid and a skip button under them."""
+def follow_up_layout(geometry: Geometry, n: int, *, back: bool = False) -> FollowUpLayout:
+    """Lay out ``n`` reason chips (2 to 8) in a grid, a countdown bar over them, and the
+    bottom band: "change answer" (with ``back``) on the left, "skip" on the right."""
     f = Frame.of(geometry)
     w, h, margin, gap = f.w, f.h, f.margin, f.gap
     header_h = max(int(h * (0.2 if not f.portrait else 0.12)), f.min_target)
@@ -237,21 +241,32 @@ def follow_up_layout(geometry: Geometry, n: int) -> FollowUpLayout:
     title = Rect(margin + header_h + gap, margin, w - 2 * margin - header_h - gap, header_h)
     band_h = max(int(h * (0.16 if not f.portrait else 0.1)), f.min_target)
     skip_w = max(2 * f.min_target, int((w - 2 * margin) * (0.34 if not f.portrait else 0.5)))
+    if back and f.portrait:
+        skip_w = (w - 2 * margin - gap) // 2
     band_y = h - margin - band_h
     skip = Rect(w - margin - skip_w, band_y, skip_w, band_h)
-    note = Rect(margin, band_y, w - 2 * margin - skip_w - gap, band_h)
+    back_rect = None
+    left = margin
+    if back:
+        back_w = skip_w if f.portrait else max(2 * f.min_target, int((w - 2 * margin) * 0.26))
+        back_rect = Rect(margin, band_y, back_w, band_h)
+        left = margin + back_w + gap
+    note = Rect(left, band_y, w - margin - skip_w - gap - left, band_h)
     chips_end = band_y - gap
-    if f.portrait:  # too narrow beside "skip": the note gets a row of its own
+    if f.portrait:  # too narrow beside the buttons: the note gets a row of its own
         note_h = max(int(5 * geometry.px_per_mm), int(h * 0.035))
         note = Rect(margin, band_y - gap - note_h, w - 2 * margin, note_h)
         chips_end = note.y - gap
+    bar_h = max(3, gap // 2)
+    countdown = Rect(margin, margin + header_h + (2 * gap - bar_h) // 2, w - 2 * margin, bar_h)
     top = margin + header_h + 2 * gap
     area = Rect(margin, top, w - 2 * margin, chips_end - gap - top)
     if f.portrait:
         cols = 1 if n <= 4 else 2
     else:
         cols = n if n <= 3 else (2 if n == 4 else math.ceil(n / 2))
-    return FollowUpLayout(face, title, tuple(_grid(area, n, _enough_cols(area, n, cols, f), gap)), skip, note)
+    return FollowUpLayout(face, title, tuple(_grid(area, n, _enough_cols(area, n, cols, f), gap)), skip, note,
+                          back_rect, countdown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,17 +275,26 @@ class ListLayout:
 
     title: Rect
     buttons: tuple[Rect, ...]
+    back: Rect | None = None  # back or cancel, at the title's left
 
 
-def list_layout(geometry: Geometry, n: int, *, title_share: float = 0.18, cols: int | None = None) -> ListLayout:
+def list_layout(geometry: Geometry, n: int, *, title_share: float = 0.18, cols: int | None = None,
+                back: bool = False) -> ListLayout:
     """A title on top and ``n`` buttons in a grid (3 across in landscape, 1 or 2 in portrait,
-    unless ``cols`` says)."""
+    unless ``cols`` says); with ``back``, a back (or cancel) button at the title's left."""
     f = Frame.of(geometry)
     w, h, margin, gap = f.w, f.h, f.margin, f.gap
     title_h = max(int(h * (title_share if not f.portrait else title_share * 0.6)), f.min_target // 2)
-    title = Rect(margin, margin, w - 2 * margin, title_h)
+    back_rect = None
+    if back:
+        title_h = max(title_h, f.min_target)
+        back_w = max(2 * f.min_target, int((w - 2 * margin) * (0.22 if not f.portrait else 0.34)))
+        back_rect = Rect(margin, margin, back_w, title_h)
+        title = Rect(margin + back_w + gap, margin, w - 2 * margin - back_w - gap, title_h)
+    else:
+        title = Rect(margin, margin, w - 2 * margin, title_h)
     top = margin + title_h + gap
     area = Rect(margin, top, w - 2 * margin, h - margin - top)
     if cols is None:
         cols = _enough_cols(area, n, (1 if n <= 4 else 2) if f.portrait else min(n, 3), f)
-    return ListLayout(title, tuple(_grid(area, n, cols, gap)))
+    return ListLayout(title, tuple(_grid(area, n, cols, gap)), back_rect)

@@ -48,6 +48,7 @@ CHOSEN_INK = (255, 255, 255)  # text on RING: 6.9:1
 MIN_TEXT_PX = 10
 ORANGE, GREEN = palette.rgb(palette.ORANGE), palette.rgb(palette.GREEN)
 BAND = palette.rgb(palette.YELLOW)  # the test-mode band: INK on it is 13:1
+TRACK = (222, 222, 214)  # the follow-up countdown's empty part
 #: The face colours as RGB, worst first, per scale (defined once in :mod:`display.palette`).
 PALETTES = {scale: tuple(palette.rgb(c) for c in colours) for scale, colours in palette.FACE_COLOURS.items()}
 
@@ -226,13 +227,16 @@ class Display:
         if isinstance(view, RatingView):
             return self.layout(view).actions
         if isinstance(view, FollowUpView):
-            return _follow_up_layout(self._lay, len(view.reasons)).actions(tuple(k for k, _ in view.reasons))
+            return _follow_up_layout(self._lay, len(view.reasons), bool(view.back)).actions(
+                tuple(k for k, _ in view.reasons))
         if isinstance(view, LanguageView):
-            lay = _list_layout(self._lay, len(view.options), None)
-            return tuple((r, ("lang", code)) for r, (code, _) in zip(lay.buttons, view.options, strict=True))
+            lay = _list_layout(self._lay, len(view.options), None, bool(view.back))
+            back: tuple[tuple[Rect, Action], ...] = () if lay.back is None else ((lay.back, ("back", None)),)
+            return tuple((r, ("lang", code)) for r, (code, _) in zip(lay.buttons, view.options, strict=True)) + back
         if isinstance(view, PinView):
-            lay = _pin_layout(self._lay)
-            return tuple((r, key) for r, key in zip(lay.buttons, PIN_KEYS, strict=True))
+            lay = _pin_layout(self._lay, bool(view.cancel))
+            cancel: tuple[tuple[Rect, Action], ...] = () if lay.back is None else ((lay.back, ("pin_cancel", None)),)
+            return tuple((r, key) for r, key in zip(lay.buttons, PIN_KEYS, strict=True)) + cancel
         if isinstance(view, StatusView):
             return tuple((r, a) for r, a in zip(_status_buttons(self._lay), STATUS_ACTIONS, strict=True)
                          if view.can_quit or a[0] != "quit")
@@ -349,7 +353,7 @@ class Display:
                        max_size=min(int(lay.lang.h * 0.4), _cap(canvas, 0.05)))
 
     def _follow_up(self, canvas: pygame.Surface, view: FollowUpView) -> None:
-        lay = _follow_up_layout(self._lay, len(view.reasons))
+        lay = _follow_up_layout(self._lay, len(view.reasons), bool(view.back))
         draw_face(canvas, lay.face, mood(view.rating, view.scale), PALETTES[view.scale][view.rating - 1], True)
         self._text(canvas, view.title, lay.title, INK, bold=True, align="left")
         size = min(fit_text(label, _inset(box), bold=True)[0] for (_, label), box in zip(view.reasons, lay.chips,
@@ -359,15 +363,29 @@ class Display:
             chosen = key == view.chosen
             draw_button(canvas, box, chosen=chosen)
             self._text(canvas, label, _inset(box), CHOSEN_INK if chosen else INK, bold=True, max_size=size)
+        button_size = int(lay.skip.h * 0.4)
+        if lay.back is not None:
+            button_size = min(button_size, fit_text(view.back, _inset(lay.back), max_lines=1)[0],
+                              fit_text(view.skip, _inset(lay.skip), max_lines=1)[0])
+            draw_button(canvas, lay.back)
+            self._text(canvas, view.back, _inset(lay.back), INK, max_lines=1, max_size=button_size)
         draw_button(canvas, lay.skip)
-        self._text(canvas, view.skip, _inset(lay.skip), INK, max_lines=1, max_size=int(lay.skip.h * 0.4))
+        self._text(canvas, view.skip, _inset(lay.skip), INK, max_lines=1, max_size=button_size)
+        if view.total_s and lay.countdown is not None:  # drains as the follow-up's time runs out
+            bar = lay.countdown
+            pygame.draw.rect(canvas, TRACK, pygame.Rect(bar.x, bar.y, bar.w, bar.h), border_radius=bar.h // 2)
+            left = int(bar.w * min(1.0, view.seconds_left / view.total_s))
+            if left > 0:
+                pygame.draw.rect(canvas, RING, pygame.Rect(bar.x, bar.y, left, bar.h), border_radius=bar.h // 2)
         if view.note:
             self._text(canvas, view.note, lay.note, MUTED, max_lines=1,
                        max_size=max(MIN_TEXT_PX, min(int(lay.note.h * 0.6), _cap(canvas, 0.045))))
 
     def _languages(self, canvas: pygame.Surface, view: LanguageView) -> None:
-        lay = _list_layout(self._lay, len(view.options), None)
+        lay = _list_layout(self._lay, len(view.options), None, bool(view.back))
         self._text(canvas, view.title, lay.title, INK, bold=True, max_size=_cap(canvas, 0.08))
+        if lay.back is not None:
+            self._back_button(canvas, lay.back, view.back)
         size = min(fit_text(name, _inset(box))[0] for (_, name), box in zip(view.options, lay.buttons, strict=True))
         size = min(size, int(min(b.h for b in lay.buttons) * 0.35), _cap(canvas, 0.07))
         for (code, name), box in zip(view.options, lay.buttons, strict=True):
@@ -376,7 +394,9 @@ class Display:
             self._text(canvas, name, _inset(box), CHOSEN_INK if chosen else INK, max_lines=1, max_size=size)
 
     def _pin(self, canvas: pygame.Surface, view: PinView) -> None:
-        lay = _pin_layout(self._lay)
+        lay = _pin_layout(self._lay, bool(view.cancel))
+        if lay.back is not None:
+            self._back_button(canvas, lay.back, view.cancel)
         title = view.title + "  " + "● " * view.entered if view.entered else view.title
         if view.message:
             title = f"{title} — {view.message}"
@@ -386,6 +406,11 @@ class Display:
             draw_button(canvas, box)
             label = str(value) if kind == "digit" else PIN_LABELS[kind]
             self._text(canvas, label, _inset(box), INK, max_lines=1, max_size=size, bold=kind == "pin_ok")
+
+    def _back_button(self, canvas: pygame.Surface, box: Rect, label: str) -> None:
+        draw_button(canvas, box)
+        self._text(canvas, "‹ " + label, _inset(box), INK, max_lines=1,
+                   max_size=min(int(box.h * 0.4), _cap(canvas, 0.06)))
 
     def _status(self, canvas: pygame.Surface, view: StatusView) -> None:
         f = Frame.of(self._lay)
@@ -438,7 +463,12 @@ class Display:
             pygame.draw.circle(canvas, ORANGE, (cx, cy), mark // 2 - 1)
             draw_text(canvas, "!", Rect(cx - mark // 2, cy - mark // 2, mark, mark), INK, bold=True, max_lines=1)
         margin = w // 12
-        self._text(canvas, view.title, Rect(margin, int(h * 0.52), w - 2 * margin, int(h * 0.18)), INK, bold=True)
+        title = Rect(margin, int(h * 0.52), w - 2 * margin, int(h * 0.18))
+        # A short title stays on one line unless that makes it much smaller ("Thank / you!" looks broken).
+        one = fit_text(view.title, title, bold=True, max_lines=1)
+        two = fit_text(view.title, title, bold=True, max_lines=2)
+        lines = 1 if one[2] and one[0] >= 0.6 * two[0] else 2
+        self._text(canvas, view.title, title, INK, bold=True, max_lines=lines)
         if view.body:
             self._text(canvas, view.body, Rect(margin, int(h * 0.72), w - 2 * margin, int(h * 0.14)), MUTED)
 
@@ -466,18 +496,18 @@ def _rating_layout(geometry: Geometry, scale: int, hint: bool, lang: bool) -> Ra
 
 
 @lru_cache(maxsize=32)
-def _follow_up_layout(geometry: Geometry, n: int) -> FollowUpLayout:
-    return follow_up_layout(geometry, n)
+def _follow_up_layout(geometry: Geometry, n: int, back: bool) -> FollowUpLayout:
+    return follow_up_layout(geometry, n, back=back)
 
 
 @lru_cache(maxsize=32)
-def _list_layout(geometry: Geometry, n: int, cols: int | None) -> ListLayout:
-    return list_layout(geometry, n, cols=cols)
+def _list_layout(geometry: Geometry, n: int, cols: int | None, back: bool = False) -> ListLayout:
+    return list_layout(geometry, n, cols=cols, back=back)
 
 
-def _pin_layout(geometry: Geometry) -> ListLayout:
+def _pin_layout(geometry: Geometry, cancel: bool) -> ListLayout:
     portrait = Frame.of(geometry).portrait
-    return _list_layout(geometry, len(PIN_KEYS), 3 if portrait else 6)
+    return _list_layout(geometry, len(PIN_KEYS), 3 if portrait else 6, cancel)
 
 
 def band_height(geometry: Geometry) -> int:

@@ -46,6 +46,9 @@ class FollowUpView:
     scale: int
     chosen: str | None = None  # the reason tapped (highlighted while saving)
     note: str = ""
+    back: str = ""  # "change answer": withdraws the rating (empty: no button)
+    seconds_left: int = 0  # the countdown until the rating is stored alone
+    total_s: int = 0  # the whole time (0: no countdown shown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,7 @@ class LanguageView:
     title: str
     options: tuple[tuple[str, str], ...]  # (code, native name)
     current: str
+    back: str = ""  # the button back to the faces (empty: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,7 @@ class PinView:
     title: str
     entered: int  # how many digits typed (shown as dots, never the digits)
     message: str = ""
+    cancel: str = ""  # the button back to the customer screen (empty: none)
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,3 +145,44 @@ def test_test_mode_is_reported_in_the_status(broker: Mosquitto, kiosk_config) ->
         wait_for(lambda: alarm() is None, what="the alarm cleared when test mode ended")
         wait_for(lambda: "test-mode" not in watcher.alarms()[-1], what="a retained status without it")
     watcher.close()
+
+
+def test_change_answer_withdraws_the_rating_from_disk_too(clocked) -> None:
+    k, clock = clocked
+    held = k.kiosk.config.data_dir / "held-answer.json"
+    k.tap_rating(1, follow_up=None)
+    assert isinstance(k.kiosk.view, FollowUpView) and held.exists()
+    k.tap_target(("back", None))
+    assert isinstance(k.kiosk.view, RatingView) and not held.exists()
+    k.kiosk.close()  # a stop right after: nothing held, nothing stored
+    assert stored(k) == []
+
+
+def test_the_follow_up_counts_down_and_stores_the_rating_alone_at_zero(clocked) -> None:
+    k, clock = clocked
+    k.tap_rating(2, follow_up=None)
+    view = k.kiosk.view
+    assert isinstance(view, FollowUpView) and (view.seconds_left, view.total_s) == (10, 10)
+    clock[0] += 3.2
+    k.pump()
+    view = k.kiosk.view
+    assert isinstance(view, FollowUpView) and view.seconds_left == 7
+    assert k.kiosk._countdown_tick() == pytest.approx(clock[0] + 0.8)  # the loop wakes for the next second
+    clock[0] += 6.8
+    k.pump()
+    assert isinstance(k.kiosk.view, MessageView) and [(e["rating"], e["reasons"]) for e in stored(k)] == [(2, [])]
+
+
+def test_back_and_cancel_leave_the_language_screen_and_the_pin_pad(clocked) -> None:
+    k, _ = clocked
+    k.tap_target(("languages", None))
+    assert isinstance(k.kiosk.view, LanguageView)
+    assert k.kiosk.view.title.startswith("Language · Sprache")  # readable whatever the current language
+    k.tap_target(("back", None))
+    assert isinstance(k.kiosk.view, RatingView)
+    corner(k)
+    k.tap_target(("digit", 1))  # typed, not sent
+    assert isinstance(k.kiosk.view, PinView)
+    k.tap_target(("pin_cancel", None))
+    assert isinstance(k.kiosk.view, RatingView) and k.kiosk.staff.screen is None
+    assert stored(k) == []

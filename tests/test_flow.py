@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from device.flow import (
+    Back,
     ChooseLanguage,
     Flow,
     FlowSettings,
@@ -179,12 +180,54 @@ def test_test_mode_flags_answers_test() -> None:
     assert flow.handle(Tap(3), 0).flags == ("test",)
 
 
+def test_change_answer_withdraws_the_held_rating_and_stores_nothing() -> None:
+    flow = Flow(FlowSettings(reasons=REASONS, follow_up_s=10, repeat_interval_s=5, languages=("en", "de")))
+    flow.handle(OpenLanguages(), 0.0)
+    flow.handle(ChooseLanguage("de"), 0.5)
+    flow.handle(Tap(1), 1.0)
+    assert flow.state.screen == "followup" and flow.held() is not None
+    assert flow.handle(Back(), 2.0) is None
+    assert (flow.state.screen, flow.state.lang, flow.state.pressed) == ("rating", "de", None)
+    assert flow.held() is None and flow.flush(2.5) is None  # nothing held, nothing to store at a stop
+    assert flow.handle(Tap(4), 3.0) == Save(4, 5, "de", "touch", ())  # the right face: not a rapid repeat
+
+
+def test_back_leaves_the_language_screen_for_where_the_customer_was() -> None:
+    flow = Flow(FlowSettings(languages=("en", "de"), inactivity_s=30))
+    flow.handle(OpenLanguages(), 0.0)
+    flow.handle(Back(), 1.0)
+    assert (flow.state.screen, flow.state.lang) == ("attract", "en")
+    flow.handle(OpenLanguages(), 2.0)
+    flow.handle(ChooseLanguage("de"), 3.0)
+    flow.handle(OpenLanguages(), 4.0)
+    flow.handle(Back(), 5.0)
+    assert (flow.state.screen, flow.state.lang) == ("rating", "de") and flow.state.until == 35.0
+    assert flow.handle(Back(), 6.0) is None and flow.state.screen == "rating"  # nothing to go back to
+
+
+@given(wait=st.floats(0, 60), late=st.floats(0, 60), reason=st.sampled_from(REASONS))
+def test_no_reason_tapped_after_the_timeout_is_attached_to_the_old_rating(wait: float, late: float,
+                                                                           reason: str) -> None:
+    flow = Flow(FlowSettings(reasons=REASONS, follow_up_s=10, thank_you_s=3))
+    flow.handle(Tap(2), 0.0)
+    timeout = flow.handle(Tick(), 10.0 + wait)
+    assert timeout == Save(2, 5, "en", "touch", ())  # stored alone, the moment the time was up
+    flow.handle(Saved(), 10.0 + wait)
+    assert flow.handle(Reason(reason), 10.0 + wait + late) is None  # meets the thank-you or the faces
+    assert flow.held() is None
+
+
 inputs = st.one_of(
     st.builds(Tap, st.integers(-1, 7), st.sampled_from(["touch", "button"])),
     st.builds(Reason, st.sampled_from([*REASONS, "bogus"])), st.just(Skip()), st.just(OpenLanguages()),
     st.builds(ChooseLanguage, st.sampled_from(["en", "de", "uk", "xx"])),
-    st.just(Tick()),
+    st.just(Tick()), st.just(Back()),
 )
+
+
+def withdraws(before, event) -> bool:
+    """The specification of "change answer": Back on an open follow-up withdraws its rating."""
+    return isinstance(event, Back) and before.screen == "followup" and not before.saving
 
 
 def counts(before, event) -> bool:
@@ -203,13 +246,15 @@ def test_every_accepted_tap_yields_exactly_one_save(steps: list, asked: frozense
     """Like the kiosk: each Save is answered (Saved or SaveFailed) before the next input.
     Whatever the inputs and timers, every face tap the flow accepted is saved exactly
     once, with its rating, language and source, flagged rapid_repeat exactly when it
-    came within the interval of the previous accepted tap."""
+    came within the interval of the previous accepted tap -- unless the customer
+    withdrew it ("change answer"): then it is never saved and does not count as the
+    previous tap."""
     flow = Flow(FlowSettings(scale=5, languages=("en", "de", "uk"), reasons=REASONS, follow_up_ratings=asked,
                              repeat_interval_s=repeat, thank_you_s=3, sorry_s=5, follow_up_s=20, inactivity_s=30))
     now = 0.0
     accepted: list[tuple[int, str, str, bool]] = []
+    tapped_at: list[float] = []
     saves: list[Save] = []
-    last_tap: float | None = None
 
     def run(effect: Save | None, ok: bool) -> None:
         if effect is not None:
@@ -221,8 +266,11 @@ def test_every_accepted_tap_yields_exactly_one_save(steps: list, asked: frozense
         before = flow.state
         if counts(before, event):
             accepted.append((event.rating, before.lang, event.source,
-                             last_tap is not None and now - last_tap < repeat))
-            last_tap = now
+                             bool(tapped_at) and now - tapped_at[-1] < repeat))
+            tapped_at.append(now)
+        if withdraws(before, event):
+            accepted.pop()
+            tapped_at.pop()
         run(flow.handle(event, now), ok)
         assert not flow.state.saving  # every Save was answered
         if flow.state.until is not None:
@@ -239,14 +287,13 @@ def test_every_accepted_tap_yields_exactly_one_save(steps: list, asked: frozense
 @given(steps=st.lists(st.tuples(inputs, st.floats(0, 40)), max_size=40))
 def test_no_save_is_lost_when_the_kiosk_stops_at_any_moment(steps: list) -> None:
     """Stopping (flush) at any point saves a rating held by the follow-up: the number of
-    Saves equals the number of accepted ratings."""
+    Saves equals the number of accepted ratings not withdrawn."""
     flow = Flow(FlowSettings(languages=("en", "de"), reasons=REASONS))
     now, taps, saves = 0.0, 0, 0
     for event, dt in steps:
         now += dt
         before = flow.state
-        if counts(before, event):
-            taps += 1
+        taps += counts(before, event) - withdraws(before, event)
         if flow.handle(event, now) is not None:
             saves += 1
             flow.handle(Saved(), now)

@@ -22,8 +22,8 @@ SIZES = [((800, 480), (154, 86)), ((720, 1280), (88, 155)), ((1024, 600), (154, 
 def test_every_face_records_its_rating(kiosk_config, size, mm, rotation) -> None:
     config = kiosk_config(screen={"size": list(size), "mm": list(mm), "rotation": rotation},
                           survey={"thank_you_s": 0.5})
+    clock = [0.0]
     with HeadlessKiosk(config, clock=lambda: clock[0]) as k:
-        clock = [0.0]
         for rating in range(1, 6):
             k.tap_rating(rating)
             assert isinstance(k.kiosk.view, MessageView)

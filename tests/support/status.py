@@ -3,40 +3,26 @@
 from __future__ import annotations
 
 import json
-import threading
-from typing import Any
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from dev.broker import Mosquitto
 from sync import protocol
+from tests.support.mqtt_client import MqttClient
 
 
-class StatusWatcher:
-    """Collects the device's retained status reports, as central's health view would."""
+class StatusWatcher(MqttClient):
+    """Subscribed (SUBACK seen) to one device's status topic; keeps every report.
+
+    Args:
+        broker: the test's Mosquitto.
+        site: the device's site slug.
+        device: the device slug.
+    """
 
     def __init__(self, broker: Mosquitto, site: str, device: str) -> None:
-        self.reports: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="status-watcher", protocol=mqtt.MQTTv5)
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *args: subscribed.set()
-        self.client.connect(broker.host, broker.port)
-        self.client.subscribe(protocol.status_topic(site, device), qos=1)
-        self.client.loop_start()
-        assert subscribed.wait(10), "no SUBACK for the status topic"
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        with self.lock:
-            self.reports.append(json.loads(message.payload))
+        self.topic = protocol.status_topic(site, device)
+        super().__init__(broker, subscribe=[self.topic])
 
     def alarms(self) -> list[set[str]]:
         """The alarm codes of each online report so far, oldest first."""
-        with self.lock:
-            return [{a["code"] for a in r["health"]["alarms"]} for r in self.reports if r["state"] == "online"]
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        reports = [json.loads(p) for p in self.payloads(self.topic)]
+        return [{a["code"] for a in r["health"]["alarms"]} for r in reports if r["state"] == "online"]
