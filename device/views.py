@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from device.flow import FlowSettings, FlowState
 from device.remote import CustomTexts
@@ -60,11 +61,17 @@ def view_for(state: FlowState, settings: FlowSettings, custom: CustomTexts | Non
     return RatingView(
         question=t("question"),
         labels=texts.labels(lang, settings.scale),
+        all_labels=_all_labels(settings.scale),
         note=texts.text(lang, "anonymous"),
         pressed=state.pressed,
         hint=texts.text(lang, "invite") if state.screen == "attract" else "",
         lang_button=texts.text(lang, "lang_name") if len(settings.languages) > 1 else "",
     )
+
+
+@lru_cache(maxsize=8)
+def _all_labels(scale: int) -> tuple[tuple[str, ...], ...]:
+    return tuple(texts.labels(lang, scale) for lang in texts.LANGUAGES)
 
 
 def _seconds_left(state: FlowState, total: float, now: float | None) -> int:

@@ -184,7 +184,8 @@ def rating_layout(geometry: Geometry, scale: int, *, hint: bool = False, lang_bu
     else:
         # A row: worst on the left, best on the right, label under each face.
         cell_w = (area_w - gap * (scale - 1)) // scale
-        label_h = max(int(area_h * 0.2), int(6 * ppm))
+        # Room for two lines at 4 mm: every shipped language's labels fit at one readable size.
+        label_h = max(int(area_h * 0.2), int(10 * ppm))
         face = min(cell_w - gap, area_h - label_h - gap)
         for i in range(scale):
             x = margin + i * (cell_w + gap)

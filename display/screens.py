@@ -71,7 +71,7 @@ def _first_existing(paths: tuple[str, ...]) -> str | None:
     return next((p for p in paths if Path(p).exists()), None)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
 def font(size: int, bold: bool = False) -> pygame.font.Font:
     """A font at ``size`` pixels (cached: fonts are costly to open)."""
     if not pygame.font.get_init():
@@ -89,14 +89,40 @@ class TextFit:
     fits: bool
 
 
+@lru_cache(maxsize=4096)
+def _fit(text: str, box: Rect, bold: bool, max_lines: int) -> tuple[int, tuple[str, ...], bool]:
+    size, lines, fits = _fit_uncached(text, box, bold=bold, max_lines=max_lines)
+    return size, tuple(lines), fits
+
+
 def fit_text(text: str, box: Rect, *, bold: bool = False, max_lines: int = 2) -> tuple[int, list[str], bool]:
+    """The largest font size (and line breaks) at which ``text`` fits ``box``; and whether it did.
+
+    Cached: a screen fits the same texts into the same boxes on every redraw.
+    """
+    size, lines, fits = _fit(text, box, bold, max_lines)
+    return size, list(lines), fits
+
+
+def _fit_uncached(text: str, box: Rect, *, bold: bool = False, max_lines: int = 2) -> tuple[int, list[str], bool]:
     """The largest font size (and line breaks) at which ``text`` fits ``box``; and whether it did."""
-    size = max(MIN_TEXT_PX, int(box.h / (1.25 if max_lines == 1 else 1.0)))
-    while size >= MIN_TEXT_PX:
+    def fitting(size: int) -> list[str] | None:
         lines = _wrap(text, font(size, bold), box.w, max_lines)
-        if lines is not None and len(lines) * font(size, bold).get_linesize() <= box.h:
+        return lines if lines is not None and len(lines) * font(size, bold).get_linesize() <= box.h else None
+
+    size = max(MIN_TEXT_PX, int(box.h / (1.25 if max_lines == 1 else 1.0)))
+    too_big: int | None = None
+    while size >= MIN_TEXT_PX:
+        lines = fitting(size)
+        if lines is not None:
+            # Coarse steps found a size that fits: take each pixel up to the one that did not.
+            for larger in range(size + 1, too_big or size + 1):
+                more = fitting(larger)
+                if more is None:
+                    break
+                size, lines = larger, more
             return size, lines, True
-        size = min(size - 1, int(size * 0.92))
+        too_big, size = size, min(size - 1, int(size * 0.92))
     return MIN_TEXT_PX, [text], False
 
 
@@ -331,9 +357,10 @@ class Display:
         if view.hint and lay.hint is not None:
             self._text(canvas, view.hint, lay.hint, RING, max_lines=1)
         colors = PALETTES[view.scale]
-        # One size for all labels (the largest at which every one fits, bold
-        # included, since a pressed label turns bold): uneven labels look broken.
-        label_size = min(fit_text(text, box, bold=True)[0] for text, box in zip(view.labels, lay.labels, strict=True))
+        # One size for all labels, in every language (the largest at which each one fits,
+        # bold included, since a pressed label turns bold): uneven labels look broken.
+        label_size = min(fit_text(text, box, bold=True)[0] for labels in (view.labels, *view.all_labels)
+                         for text, box in zip(labels, lay.labels, strict=True))
         label_size = min(label_size, _cap(canvas, 0.065))  # labels must not shout over the question
         for i, (face, label) in enumerate(zip(lay.faces, lay.labels, strict=True)):
             rating = i + 1

@@ -29,6 +29,9 @@ class RatingView:
     pressed: int | None = None
     hint: str = ""
     lang_button: str = ""
+    #: The labels in every language the kiosk ships: their one size is chosen so that all
+    #: of them fit, so switching language never changes it (empty: size for ``labels``).
+    all_labels: tuple[tuple[str, ...], ...] = ()
 
     @property
     def scale(self) -> int:

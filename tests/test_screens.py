@@ -15,10 +15,11 @@ from device.views import view_for
 from display import texts
 from display.layout import MIN_TARGET_MM, Geometry
 from display.screens import Display, band_height
-from display.view import FollowUpView, View
+from display.view import FollowUpView, RatingView, View
 
 SIZES = list(PANEL_MM)
 MIN_TEXT_MM = 2.5  # font size (about 1.8 mm capitals): readable at arm's length
+MIN_LABEL_MM = 4.0  # the faces' labels: what a customer reads to choose
 
 
 BAND = texts.staff("test_band", minutes=15)
@@ -32,6 +33,10 @@ def check(display: Display, view: View, band: str = "") -> None:
     assert not bad, f"text does not fit: {bad}"
     small = [t for t in display.texts if t.size / ppm < MIN_TEXT_MM]
     assert not small, f"text under {MIN_TEXT_MM} mm: {small}"
+    if isinstance(view, RatingView):  # face labels: one size, the same in every language, readable
+        sizes = {t.size for t in display.texts if t.text in view.labels}
+        assert len(sizes) == 1, f"labels in {len(sizes)} sizes: {sizes}"
+        assert sizes.pop() / ppm >= MIN_LABEL_MM - 0.01, f"labels under {MIN_LABEL_MM} mm"
     for t in display.texts:
         assert t.box.x >= 0 and t.box.y >= 0 and t.box.x + t.box.w <= w and t.box.y + t.box.h <= h
     if band:
@@ -62,6 +67,20 @@ def test_every_screen_fits(pg, size, rotation, lang) -> None:
         for screen in SCREENS:
             for scale in (3, 4, 5) if screen in ("attract", "rating", "pressed") else (5,):
                 check(display, view_of(screen, lang, scale), band)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+@pytest.mark.parametrize("n", [3, 4, 5])
+def test_face_labels_have_one_size_in_every_language(pg, size, n) -> None:
+    """The label size of a rating screen does not change when the customer changes language."""
+    for rotation in (0, 90):
+        display = Display(pygame.Surface(size), Geometry(size, PANEL_MM[size], rotation))
+        sizes = set()
+        for lang in texts.LANGUAGES:
+            view = view_for(FlowState("rating", lang), FlowSettings(scale=n, languages=texts.LANGUAGES))
+            display.render(view)
+            sizes |= {t.size for t in display.texts if t.text in view.labels}  # type: ignore[union-attr]
+        assert len(sizes) == 1, (size, rotation, n, sizes)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
