@@ -174,7 +174,7 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
 
 
 SURVEY_KEYS = ("scale", "default_lang", "languages", "thank_you_s", "repeat_interval_s", "follow_up_ratings",
-               "reasons", "follow_up_s", "inactivity_s")
+               "reasons", "reason_preset", "follow_up_s", "inactivity_s")
 GPIO_KEYS = ("buttons", "thank_you_led", "status_led", "buzzer", "debounce_ms", "pull_up")
 
 
@@ -209,7 +209,12 @@ def _survey(sv: TableReader) -> SurveyConfig:
     for r in ratings:
         if not 1 <= r <= scale:
             raise sv.fail("follow_up_ratings", f"must be ratings from 1 to {scale}, got {r}")
-    reasons = _list_of(sv, "reasons", str, texts.DEFAULT_REASONS)
+    preset = sv.get("reason_preset", str, None)
+    if preset is not None and preset not in texts.PRESETS:
+        raise sv.fail("reason_preset", f"must be one of {', '.join(texts.PRESETS)}, got {preset!r}")
+    if preset is not None and "reasons" in sv.table:
+        raise sv.fail("reason_preset", "give survey.reasons or survey.reason_preset, not both")
+    reasons = texts.PRESETS[preset] if preset else _list_of(sv, "reasons", str, texts.DEFAULT_REASONS)
     if not 2 <= len(reasons) <= 8:
         raise sv.fail("reasons", f"must offer 2 to 8 reasons, got {len(reasons)}")
     for key in reasons:

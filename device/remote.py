@@ -26,7 +26,12 @@ def apply(base: FlowSettings, config: dict[str, Any]) -> tuple[FlowSettings, Cus
     default = config.get("default_lang", base.default_lang)
     if default not in languages:
         default = languages[0]
-    reasons = tuple(r["key"] for r in config["reasons"]) if "reasons" in config else base.reasons
+    if "reasons" in config:
+        reasons = tuple(r["key"] for r in config["reasons"])
+    elif "reason_preset" in config:
+        reasons = texts.PRESETS[config["reason_preset"]]
+    else:
+        reasons = base.reasons
     settings = replace(
         base,
         scale=config["scale"],

@@ -186,3 +186,60 @@ def test_back_and_cancel_leave_the_language_screen_and_the_pin_pad(clocked) -> N
     k.tap_target(("pin_cancel", None))
     assert isinstance(k.kiosk.view, RatingView) and k.kiosk.staff.screen is None
     assert stored(k) == []
+
+
+# ---------------------------------------------------------------- reason presets
+
+
+def test_a_preset_in_the_config_offers_its_reasons_in_every_language(kiosk_config) -> None:
+    from display import texts
+
+    config = kiosk_config(survey={"reason_preset": "pharmacy", "thank_you_s": 1})
+    assert config.survey.reasons == texts.PRESETS["pharmacy"]
+    with HeadlessKiosk(config) as k:
+        k.tap_target(("languages", None))
+        k.tap_target(("lang", "el"))
+        k.tap_rating(1, follow_up=None)
+        view = k.kiosk.view
+        assert isinstance(view, FollowUpView)
+        assert [key for key, _ in view.reasons] == list(texts.PRESETS["pharmacy"])
+        assert ("availability", "Διαθεσιμότητα φαρμάκου") in view.reasons
+        k.tap_target(("reason", "availability"))
+        assert stored(k)[-1]["reasons"] == ["availability"]  # the key, never the words
+
+
+def test_a_preset_and_reasons_together_or_an_unknown_preset_are_refused(kiosk_config) -> None:
+    from sync.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="survey.reason_preset must be one of service_desk, luggage_office"):
+        kiosk_config(survey={"reason_preset": "bakery"})
+    with pytest.raises(ConfigError, match="give survey.reasons or survey.reason_preset, not both"):
+        kiosk_config(survey={"reason_preset": "hotel", "reasons": ["room", "noise"]})
+
+
+def test_a_remote_configuration_selects_a_preset(kiosk_config) -> None:
+    from device.events import CONFIG_EVENT
+    from display import texts
+    from sync import protocol
+
+    config = {"schema": 1, "version": 4, "scale": 5, "reason_preset": "luggage_office"}
+    protocol.encode("config", config)  # valid by the shared schema
+    with HeadlessKiosk(kiosk_config()) as k:
+        pygame.event.post(pygame.event.Event(CONFIG_EVENT, config=config))
+        k.pump()
+        k.tap_rating(2, follow_up=None)
+        view = k.kiosk.view
+        assert isinstance(view, FollowUpView)
+        assert [key for key, _ in view.reasons] == list(texts.PRESETS["luggage_office"])
+        assert ("baggage_delivery", "Getting my bag back") in view.reasons
+
+
+def test_the_schema_names_exactly_the_kiosks_presets() -> None:
+    import json
+    from importlib import resources
+
+    from display import texts
+
+    schema = json.loads(resources.files("sync").joinpath("schema/config.v1.json").read_text())
+    assert schema["properties"]["reason_preset"]["enum"] == list(texts.PRESETS)
+    assert all(key in texts.REASONS for keys in texts.PRESETS.values() for key in keys)

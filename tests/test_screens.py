@@ -135,3 +135,13 @@ def test_text_contrast_is_at_least_4_5(pg) -> None:
              (s.CHOSEN_INK, s.RING), (s.INK, s.BAND)]
     for fg, bg in pairs:
         assert contrast(fg, bg) >= 4.5, (fg, bg)
+
+
+@pytest.mark.parametrize("preset", list(texts.PRESETS))
+def test_every_reason_preset_fits_in_every_language(pg, preset) -> None:
+    for size in SIZES:
+        for rotation in (0, 90):
+            display = Display(pygame.Surface(size), Geometry(size, PANEL_MM[size], rotation))
+            for lang in texts.LANGUAGES:
+                settings = FlowSettings(reasons=texts.PRESETS[preset], languages=texts.LANGUAGES)
+                check(display, view_for(FlowState("followup", lang, pressed=1), settings))
