@@ -80,9 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     shot.add_argument("--out", type=Path, required=True, help="output PNG file, or directory with --all")
 
     sub.add_parser("hash-pin", help="print a staff.pin_hash for a PIN read from the terminal",
-                   description="Asks for a staff PIN (4 to 12 digits) twice (or reads one line from "
-                   "standard input when it is not a terminal) and prints the line to put into [staff] of "
-                   "kiosk.toml. The PIN itself is stored nowhere.")
+                   description="Asks for a staff PIN (4 to 12 digits; 6 or more recommended) twice (or reads "
+                   "one line from standard input when it is not a terminal) and prints the line to put into "
+                   "[staff] of kiosk.toml. The PIN itself is stored nowhere. On the kiosk, wrong PINs lock the "
+                   "pad for longer and longer, across restarts; but whoever copies kiosk.toml can try every "
+                   "4-digit PIN offline in minutes, so a longer PIN is worth it.")
     return parser
 
 
@@ -129,6 +131,9 @@ def hash_pin_command() -> int:
     if again != pin:
         print("deskpulse-kiosk: the PINs differ", file=sys.stderr)
         return 2
+    if pin.isdigit() and 4 <= len(pin) < 6:
+        print("deskpulse-kiosk: note: a PIN of 6 or more digits is much harder to find from a copied "
+              "kiosk.toml", file=sys.stderr)
     try:
         print(f'pin_hash = "{hash_pin(pin)}"')
     except ValueError as exc:

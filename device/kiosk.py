@@ -132,7 +132,9 @@ class Kiosk:
         self.survey_version = 0
         self._pending_config: dict[str, Any] | None = None
 
-        self.staff = StaffMode(config.staff.pin_hash, test_mode_s=config.staff.test_mode_minutes * 60)
+        self.staff = StaffMode(config.staff.pin_hash, test_mode_s=config.staff.test_mode_minutes * 60,
+                               lock_file=config.data_dir / "staff-lock.json")
+        self.staff.restore(self.clock())
         self.outbox = Outbox(config.outbox_path, config.site, config.device)
         self.held = HeldAnswer(config.data_dir / "held-answer.json")
         self._held_answer: dict[str, Any] | None = None
@@ -153,7 +155,8 @@ class Kiosk:
     @property
     def view(self) -> View:
         if self.staff.screen == "pin":
-            return pin_view(len(self.staff.digits), self.staff.message)
+            return pin_view(len(self.staff.digits), self.staff.notice, self.staff.lock_left(self.clock()),
+                            self.settings.default_lang)
         if self.staff.screen == "status":
             return status_view(self.status_facts())
         return view_for(self.flow.state, self.settings, self.custom_texts, self.clock())
@@ -163,7 +166,8 @@ class Kiosk:
         """The band across the top of every screen: test mode and when it ends; "" for none."""
         if not self.staff.test_mode:
             return ""
-        return texts.staff("test_band", minutes=math.ceil(self.staff.test_mode_left(self.clock()) / 60))
+        return texts.staff("test_band", self.settings.default_lang,
+                           minutes=math.ceil(self.staff.test_mode_left(self.clock()) / 60))
 
     def redraw(self, force: bool = False) -> bool:
         """Draw the current view if it changed since the last frame."""
@@ -395,7 +399,8 @@ class Kiosk:
         return StatusFacts(site=self.config.site, device=self.config.device, version=__version__,
                            sender=None if self.sender is None else self.sender.status, outbox=stats, today=today,
                            ip=ip_address(), test_mode=self.staff.test_mode,
-                           test_mode_left_s=self.staff.test_mode_left(self.clock()), now=now)
+                           test_mode_left_s=self.staff.test_mode_left(self.clock()), now=now,
+                           lang=self.settings.default_lang)
 
     # ------------------------------------------------------------------ loop
 

@@ -53,7 +53,7 @@ def settings_for(scale: int, lang: str) -> FlowSettings:
 def view_of(screen: str, lang: str, scale: int) -> object:
     """The view model of a named screen."""
     if screen == "pin":
-        return pin_view(2, "")
+        return pin_view(2, lang=lang)
     if screen == "status":
         now = 1_795_000_000.0
         return status_view(StatusFacts(
@@ -61,7 +61,7 @@ def view_of(screen: str, lang: str, scale: int) -> object:
             sender=SenderStatus(connected=True, central_online=True),
             outbox=Stats(pending=1, sent=2, confirmed=54, rejected=0, oldest_unconfirmed_at=now - 12,
                          last_confirmed_at=now - 4),
-            today=57, ip="192.168.1.23", test_mode=False, now=now))
+            today=57, ip="192.168.1.23", test_mode=False, now=now, lang=lang))
     state = STATES[screen]
     return view_for(FlowState(state.screen, lang, state.pressed), settings_for(scale, lang))
 

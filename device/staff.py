@@ -6,16 +6,24 @@ Alt-F4 in fullscreen kiosk mode open the PIN pad too, and nothing else leaves
 the kiosk. The configuration holds only a salted PBKDF2 hash of the PIN
 (``deskpulse-kiosk hash-pin`` makes one). Wrong PINs are rate-limited: after
 :data:`FREE_TRIES` wrong PINs each further try waits, doubling from
-:data:`LOCK_S` up to :data:`MAX_LOCK_S`. Pure logic with a monotonic clock
-passed in; the kiosk draws and routes touches.
+:data:`LOCK_S` up to :data:`MAX_LOCK_S`; the count and the lockout are kept in a
+small file (``staff-lock.json`` in the data directory), so restarting the kiosk
+does not reset them. Logic with a monotonic clock passed in; the kiosk draws,
+translates the notices and routes touches.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import logging
+import math
+import os
 import re
 import secrets
+import time
+from pathlib import Path
 from typing import Literal
 
 GESTURE_TAPS = 5
@@ -30,6 +38,10 @@ ITERATIONS = 200_000
 _HASH_RE = re.compile(r"^pbkdf2_sha256\$(\d{4,7})\$([0-9a-f]{16,64})\$([0-9a-f]{64})$")
 
 StaffScreen = Literal["pin", "status"]
+#: What the PIN pad tells staff: nothing, a wrong PIN, or the lockout (see :meth:`StaffMode.lock_left`).
+Notice = Literal["", "wrong_pin", "locked"]
+
+log = logging.getLogger("deskpulse.staff")
 
 
 def hash_pin(pin: str, *, iterations: int = ITERATIONS, salt: bytes | None = None) -> str:
@@ -64,14 +76,17 @@ class StaffMode:
     Args:
         pin_hash: the configured hash; None disables staff mode (the gesture does nothing).
         test_mode_s: test mode ends by itself this long after staff switched it on.
+        lock_file: where the wrong-PIN count and lockout survive a restart (None: memory only).
     """
 
-    def __init__(self, pin_hash: str | None, *, test_mode_s: float = TEST_MODE_S) -> None:
+    def __init__(self, pin_hash: str | None, *, test_mode_s: float = TEST_MODE_S,
+                 lock_file: Path | None = None) -> None:
         self.pin_hash = pin_hash
         self.test_mode_s = test_mode_s
+        self.lock_file = lock_file
         self.screen: StaffScreen | None = None
         self.digits = ""
-        self.message = ""
+        self.notice: Notice = ""
         #: Monotonic time test mode ends (None: off).
         self.test_mode_until: float | None = None
         self.wrong = 0
@@ -82,6 +97,46 @@ class StaffMode:
     @property
     def enabled(self) -> bool:
         return self.pin_hash is not None
+
+    def restore(self, now: float) -> None:
+        """Take up the lockout a previous run left (``now`` is the monotonic clock).
+
+        The file holds the wall-clock end of the lockout (the monotonic clock
+        restarts with the machine); what is left is capped at :data:`MAX_LOCK_S`,
+        so a wall clock that jumps cannot lock staff out for longer.
+        """
+        if self.lock_file is None:
+            return
+        try:
+            data = json.loads(self.lock_file.read_text("utf-8"))
+            wrong, until = int(data["wrong"]), float(data["locked_until"])
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.warning("ignored the unreadable staff lock file %s: %s", self.lock_file, exc)
+            return
+        self.wrong = max(0, wrong)
+        left = min(MAX_LOCK_S, max(0.0, until - time.time()))
+        self.locked_until = now + left if left > 0 else 0.0
+
+    def _keep(self, now: float) -> None:
+        """Write the count and lockout (atomically); a failure is logged, the lockout stays in memory."""
+        if self.lock_file is None:
+            return
+        try:
+            if self.wrong == 0:
+                self.lock_file.unlink(missing_ok=True)
+                return
+            tmp = self.lock_file.with_suffix(".tmp")
+            until = time.time() + max(0.0, self.locked_until - now)
+            tmp.write_text(json.dumps({"wrong": self.wrong, "locked_until": until}), "utf-8")
+            os.replace(tmp, self.lock_file)
+        except OSError as exc:
+            log.error("staff lockout not kept on disk (it holds until a restart): %s", exc)
+
+    def lock_left(self, now: float) -> int:
+        """Whole seconds the PIN pad stays locked (0: not locked)."""
+        return math.ceil(self.locked_until - now) if now < self.locked_until else 0
 
     @property
     def test_mode(self) -> bool:
@@ -105,17 +160,12 @@ class StaffMode:
         if not self.enabled:
             return False
         self.screen, self.digits, self.last_input = "pin", "", now
-        self.message = self._lock_message(now)
+        self.notice = "locked" if self.lock_left(now) else ""
         return True
 
     def close(self) -> None:
         """Back to the customer screens (test mode stays as it is)."""
-        self.screen, self.digits, self.message = None, "", ""
-
-    def _lock_message(self, now: float) -> str:
-        if now < self.locked_until:
-            return f"locked for {int(self.locked_until - now) + 1} s"
-        return ""
+        self.screen, self.digits, self.notice = None, "", ""
 
     def key(self, kind: str, value: int | str | None, now: float) -> None:
         """A key of the PIN pad or a button of the status screen."""
@@ -123,7 +173,7 @@ class StaffMode:
         if self.screen == "pin":
             if kind == "digit" and len(self.digits) < MAX_PIN_DIGITS:
                 self.digits += str(value)
-                self.message = ""
+                self.notice = "locked" if self.lock_left(now) else ""
             elif kind == "pin_back":
                 if not self.digits:
                     self.close()
@@ -142,18 +192,22 @@ class StaffMode:
     def _try(self, now: float) -> None:
         pin, self.digits = self.digits, ""
         if now < self.locked_until:
-            self.message = self._lock_message(now)
+            self.notice = "locked"
             return
         assert self.pin_hash is not None
         if pin and pin_matches(pin, self.pin_hash):
-            self.wrong, self.screen, self.message = 0, "status", ""
+            had_failures = self.wrong > 0
+            self.wrong, self.screen, self.notice = 0, "status", ""
+            if had_failures:
+                self._keep(now)
             return
         self.wrong += 1
         if self.wrong >= FREE_TRIES:
             self.locked_until = now + min(MAX_LOCK_S, LOCK_S * 2 ** (self.wrong - FREE_TRIES))
-            self.message = self._lock_message(now)
+            self.notice = "locked"
         else:
-            self.message = "wrong PIN"
+            self.notice = "wrong_pin"
+        self._keep(now)
 
     def tick(self, now: float) -> None:
         """Close the staff screens after :data:`IDLE_S` without input; end test mode when its time is up."""

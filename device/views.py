@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from device.flow import FlowSettings, FlowState
 from device.remote import CustomTexts
+from device.staff import Notice
 from display import texts
 from display.view import FollowUpView, LanguageView, MessageView, PinView, RatingView, StatusView, View
 from sync.outbox import Stats
@@ -81,9 +82,13 @@ def _seconds_left(state: FlowState, total: float, now: float | None) -> int:
     return max(0, min(math.ceil(total), math.ceil(state.until - now)))
 
 
-def pin_view(entered: int, message: str) -> PinView:
-    """The staff PIN pad with ``entered`` digits typed so far."""
-    return PinView(texts.staff("pin_title"), entered, message, cancel=texts.staff("cancel"))
+def pin_view(entered: int, notice: Notice = "", lock_s: int = 0, lang: str = "en") -> PinView:
+    """The staff PIN pad with ``entered`` digits typed so far, in ``lang``.
+
+    ``notice`` says what happened ("wrong_pin", "locked" for ``lock_s`` more seconds).
+    """
+    message = "" if not notice else texts.staff(notice, lang, seconds=lock_s)
+    return PinView(texts.staff("pin_title", lang), entered, message, cancel=texts.staff("cancel", lang))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,45 +110,52 @@ class StatusFacts:
     now: float
     #: Seconds until test mode ends by itself.
     test_mode_left_s: float = 0.0
+    #: The kiosk's language (staff screens speak the kiosk's default language).
+    lang: str = "en"
 
 
 def status_view(facts: StatusFacts) -> StatusView:
     """The staff status screen: identity, broker, sender health, backlog, today, test mode."""
-    t = texts.staff
+    lang = facts.lang
+
+    def t(key: str, **values: object) -> str:
+        return texts.staff(key, lang, **values)
+
     lines = [(t("line_identity"), f"{facts.site} / {facts.device}"), (t("line_version"), facts.version)]
     st = facts.sender
     if st is None:
-        lines.append((t("line_broker"), "not started"))
+        lines.append((t("line_broker"), t("not_started")))
     else:
         if st.connected:
-            state = "connected"
+            state = t("connected")
         elif st.failing_since is not None or not st.last_error:  # the Sender line says why
-            state = "not connected"
+            state = t("not_connected")
         else:
-            state = f"not connected: {_short(st.last_error)}"
-        lines.append((t("line_broker"), f"{state}; central {'up' if st.central_online else 'not seen'}"))
+            state = t("not_connected_why", why=_short(st.last_error))
+        lines.append((t("line_broker"), f"{state} · {t('central_up' if st.central_online else 'central_not_seen')}"))
         if st.failing_since is not None:
-            lines.append((t("line_sender"), f"restarting ({st.restarts} failures; see the journal)"))
+            lines.append((t("line_sender"), t("sender_restarting", n=st.restarts)))
         elif st.restarts:
-            lines.append((t("line_sender"), f"running ({st.restarts} restarts since start)"))
+            lines.append((t("line_sender"), t("sender_running", n=st.restarts)))
         alarms = [code for code, _ in st.alarms]
         if alarms:
             lines.append((t("line_alarms"), ", ".join(alarms)))
     if isinstance(facts.outbox, str):
-        lines.append((t("line_backlog"), f"unknown: {facts.outbox}"))
+        lines.append((t("line_backlog"), t("unknown", why=facts.outbox)))
     else:
         stats = facts.outbox
         oldest = stats.oldest_unconfirmed_at
-        age = "" if oldest is None else f", oldest {_age(facts.now - oldest)}"
-        lines.append((t("line_backlog"), f"{stats.backlog} unconfirmed{age}"))
+        backlog = (t("backlog", n=stats.backlog) if oldest is None
+                   else t("backlog_oldest", n=stats.backlog, age=_age(facts.now - oldest)))
+        lines.append((t("line_backlog"), backlog))
         last = stats.last_confirmed_at
-        lines.append((t("line_last_sync"), "never" if last is None else f"{_age(facts.now - last)} ago"))
+        lines.append((t("line_last_sync"), t("never") if last is None else t("ago", age=_age(facts.now - last))))
     lines.append((t("line_today"), str(facts.today)))
     lines.append((t("line_ip"), facts.ip))
-    left = math.ceil(facts.test_mode_left_s / 60)
-    lines.append((t("line_test_mode"),
-                  f"on: answers are flagged test, ends in {left} min" if facts.test_mode else "off"))
-    return StatusView(t("status_title", site=facts.site, device=facts.device), tuple(lines), facts.test_mode)
+    minutes = math.ceil(facts.test_mode_left_s / 60)
+    lines.append((t("line_test_mode"), t("test_on", minutes=minutes) if facts.test_mode else t("off")))
+    return StatusView(t("status_title", site=facts.site, device=facts.device), tuple(lines), facts.test_mode,
+                      buttons=(t("test_mode_on" if facts.test_mode else "test_mode_off"), t("close"), t("quit")))
 
 
 def _short(text: str, limit: int = 64) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pygame
 
-from display import palette, texts
+from display import palette
 from display.layout import (
     MIN_TARGET_MM,
     FollowUpLayout,
@@ -454,15 +454,14 @@ class Display:
                  for i in range(n)]
         # One size for every line (the largest at which all fit): a table, not a ransom note.
         # A value may wrap (an error message; three lines on a tall portrait panel), a name may not.
-        wrap = 3 if f.portrait else 2
+        wrap, key_wrap = (3, 2) if f.portrait else (2, 1)
         size = min([max(MIN_TEXT_PX, min(int(line_h * 0.6), _cap(canvas, 0.045)))]
                    + [fit_text(t, b, max_lines=n)[0] for (k, v), (kb, vb) in zip(view.lines, boxes, strict=False)
-                      for t, b, n in ((k, kb, 1), (v, vb, wrap))])
+                      for t, b, n in ((k, kb, key_wrap), (v, vb, wrap))])
         for (key, value), (kb, vb) in zip(view.lines, boxes, strict=False):
-            self._text(canvas, key, kb, MUTED, max_lines=1, align="left", max_size=size)
+            self._text(canvas, key, kb, MUTED, max_lines=key_wrap, align="left", max_size=size)
             self._text(canvas, value, vb, INK, max_lines=wrap, align="left", max_size=size)
-        labels = (texts.staff("test_mode_on" if view.test_mode else "test_mode_off"), texts.staff("close"),
-                  texts.staff("quit"))
+        labels = view.buttons
         size = min([int(buttons[0].h * 0.3), _cap(canvas, 0.05)]
                    + [fit_text(label, _inset(box))[0] for box, label in zip(buttons, labels, strict=True)])
         for box, label, (kind, _) in zip(buttons, labels, STATUS_ACTIONS, strict=True):
@@ -502,7 +501,7 @@ class Display:
 
 PIN_KEYS: tuple[Action, ...] = (
     *(("digit", d) for d in (1, 2, 3, 4, 5, 6, 7, 8, 9)), ("pin_back", None), ("digit", 0), ("pin_ok", None))
-PIN_LABELS = {"pin_back": "←", "pin_ok": texts.staff("pin_ok")}
+PIN_LABELS = {"pin_back": "←", "pin_ok": "OK"}
 STATUS_ACTIONS: tuple[Action, ...] = (("test_mode", None), ("close", None), ("quit", None))
 
 

@@ -91,6 +91,8 @@ class StatusView:
     lines: tuple[tuple[str, str], ...]
     test_mode: bool
     can_quit: bool = True
+    #: The three buttons' words: test mode (on/off), close, quit.
+    buttons: tuple[str, str, str] = ("Test mode: on", "Close", "Quit kiosk")
 
 
 View = RatingView | FollowUpView | LanguageView | MessageView | PinView | StatusView

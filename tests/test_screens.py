@@ -99,13 +99,17 @@ def test_every_language_has_every_text() -> None:
     for lang, table in texts.TEXTS.items():
         assert set(table) == set(texts.TEXTS["en"]), lang
         assert all(value.strip() for value in table.values()), lang
+    assert set(texts.STAFF_TEXTS) == set(texts.TEXTS)  # staff screens speak every kiosk language
+    for lang, table in texts.STAFF_TEXTS.items():
+        assert set(table) == set(texts.STAFF_TEXTS["en"]), lang
+        assert all(value.strip() for value in table.values()), lang
 
 
 def test_the_font_has_every_glyph(pg) -> None:
     from display.screens import font
 
     f = font(20)
-    for lang, table in texts.TEXTS.items():
+    for lang, table in [*texts.TEXTS.items(), *texts.STAFF_TEXTS.items()]:
         for value in table.values():
             for ch in set(value) - {" "}:
                 assert f.metrics(ch)[0] is not None, f"{lang}: no glyph for {ch!r}"

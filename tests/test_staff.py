@@ -116,7 +116,61 @@ def test_hash_pin_prints_a_hash_the_config_accepts(kiosk_config, monkeypatch, ca
 
     monkeypatch.setattr("sys.stdin", io.StringIO("97531\n"))
     assert main(["hash-pin"]) == 0
-    line = capsys.readouterr().out.strip()
+    out = capsys.readouterr()
+    assert "6 or more digits" in out.err  # a short PIN gets the advice, and its hash
+    line = out.out.strip()
     value = line.split('"')[1]
     assert line.startswith("pin_hash = ") and "97531" not in line and pin_matches("97531", value)
     assert kiosk_config(staff={"pin_hash": value}).staff.pin_hash == value
+    monkeypatch.setattr("sys.stdin", io.StringIO("97531864\n"))
+    assert main(["hash-pin"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_the_lockout_survives_a_restart(kiosk_config) -> None:
+    """Restarting the kiosk (pulling the plug) must not hand an attacker fresh tries."""
+    clock = [500.0]
+    config = kiosk_config(staff={"pin_hash": HASH})
+    lock_file = config.data_dir / "staff-lock.json"
+    with HeadlessKiosk(config, clock=lambda: clock[0]) as k:
+        corner(k)
+        for _ in range(FREE_TRIES):
+            enter(k, "1111")
+        assert "locked for 30 s" in k.kiosk.view.message and lock_file.exists()
+    clock[0] = 3.0  # a new boot: the monotonic clock starts again
+    with HeadlessKiosk(config, clock=lambda: clock[0]) as again:
+        corner(again)
+        assert "locked for" in again.kiosk.view.message  # shown at once
+        enter(again, PIN)
+        assert isinstance(again.kiosk.view, PinView), "the right PIN still waits out the lockout"
+        clock[0] += LOCK_S
+        enter(again, "1111")  # the count went on too: one more wrong PIN locks for longer
+        assert "locked for 60 s" in again.kiosk.view.message
+        clock[0] += 2 * LOCK_S
+        enter(again, PIN)
+        assert isinstance(again.kiosk.view, StatusView) and not lock_file.exists()
+
+
+def test_a_damaged_lock_file_is_ignored_with_a_warning(kiosk_config, caplog: pytest.LogCaptureFixture) -> None:
+    config = kiosk_config(staff={"pin_hash": HASH})
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    (config.data_dir / "staff-lock.json").write_text("{not json")
+    with HeadlessKiosk(config) as k:
+        corner(k)
+        enter(k, PIN)
+        assert isinstance(k.kiosk.view, StatusView)
+    assert "unreadable staff lock file" in caplog.text
+
+
+def test_staff_screens_speak_the_kiosks_language(kiosk_config) -> None:
+    with HeadlessKiosk(kiosk_config(staff={"pin_hash": HASH}, survey={"default_lang": "de"})) as k:
+        corner(k)
+        assert k.kiosk.view.title == "Personal-PIN"
+        enter(k, "1111")
+        assert k.kiosk.view.message == "falsche PIN"
+        enter(k, PIN)
+        view = k.kiosk.view
+        assert isinstance(view, StatusView)
+        facts = dict(view.lines)
+        assert facts["Standort / Gerät"] == "test-site / desk-1" and facts["Testmodus"] == "aus"
+        assert view.buttons == ("Testmodus: aus", "Schließen", "Kiosk beenden")
