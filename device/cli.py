@@ -150,22 +150,24 @@ def run(config: KioskConfig, args: argparse.Namespace) -> int:
     import pygame
 
     from device.kiosk import Kiosk, make_sender
+    from device.screen import ScreenError, ScreenRetry, open_blind, open_screen
     from device.script import TapScript
 
-    pygame.display.init()
-    pygame.font.init()
     fullscreen = not (args.windowed or args.headless) and config.screen.fullscreen
-    surface = pygame.display.set_mode((0, 0) if fullscreen else config.screen.size,
-                                      pygame.FULLSCREEN if fullscreen else 0)
-    driver = pygame.display.get_driver()
-    if not args.headless and driver in ("dummy", "offscreen"):
-        print(f"deskpulse-kiosk: no screen: SDL fell back to the {driver!r} video driver. "
-              "Check that the display is connected and that the service may use /dev/dri "
-              "(group video/render), or run with --headless.", file=sys.stderr)
-        return 3
-    pygame.display.set_caption("DeskPulse")
-    if fullscreen:
-        pygame.mouse.set_visible(False)
+    wanted_driver = os.environ.get("SDL_VIDEODRIVER")
+    screen_down: str | None = None
+    try:
+        screen = open_screen(config, fullscreen=fullscreen, headless=args.headless)
+    except ScreenError as exc:
+        if not config.gpio.buttons:
+            print(f"deskpulse-kiosk: {exc}.", file=sys.stderr)
+            return 3
+        # Buttons still collect answers: run blind, report it, try the screen again now and then.
+        screen_down = str(exc)
+        logging.getLogger("deskpulse.kiosk").error("%s; collecting from the buttons and trying the screen "
+                                                   "again every minute", exc)
+        screen = open_blind(config)
+    surface, driver = screen.surface, screen.driver
     script = None
     if args.script:
         try:
@@ -182,8 +184,9 @@ def run(config: KioskConfig, args: argparse.Namespace) -> int:
         except Exception as exc:  # gpiozero raises many kinds (no GPIO chip, pin in use, ...)
             print(f"deskpulse-kiosk: {config.source}: [gpio] pins cannot be used: {exc}", file=sys.stderr)
             return 3
+    retry = ScreenRetry(config, fullscreen=fullscreen, driver=wanted_driver) if screen_down else None
     kiosk = Kiosk(config, surface, flip=pygame.display.flip, sender=None, witness=args.witness,
-                  exit_on_quit=not fullscreen, lights=lights)
+                  exit_on_quit=not fullscreen, lights=lights, screen_down=screen_down, screen_retry=retry)
     kiosk.sender = make_sender(config).start()  # after the kiosk created the outbox
     logging.getLogger("deskpulse.kiosk").info(
         "kiosk %s/%s on %s (%dx%d), broker %s, outbox %s", config.site, config.device, driver,

@@ -52,6 +52,7 @@ from device.flow import (
 )
 from device.held import HeldAnswer
 from device.remote import CustomTexts
+from device.screen import RETRY_S, Screen
 from device.script import TapScript
 from device.staff import StaffMode
 from device.views import StatusFacts, pin_view, status_view, view_for
@@ -105,6 +106,9 @@ class Kiosk:
         exit_on_quit: a window close or Escape ends the program (windowed
             development); otherwise (kiosk mode) they open the staff PIN pad.
         lights: the LEDs and buzzer to drive, if any (:class:`device.buttons.Lights`).
+        screen_down: why the panel could not be opened (the kiosk runs blind, on its buttons).
+        screen_retry: tries the panel again (:class:`device.screen.ScreenRetry`), every
+            :data:`device.screen.RETRY_S` while the screen is down.
     """
 
     def __init__(
@@ -118,6 +122,8 @@ class Kiosk:
         clock: Callable[[], float] = time.monotonic,
         exit_on_quit: bool = False,
         lights: Any = None,
+        screen_down: str | None = None,
+        screen_retry: Callable[[], tuple[Screen, str | None]] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -125,6 +131,11 @@ class Kiosk:
         self.sender = sender
         self.exit_on_quit = exit_on_quit
         self.lights = lights
+        #: Why the real screen is not there (None: it is); the kiosk then runs blind on its buttons.
+        self.screen_down = screen_down
+        self._screen_retry = screen_retry
+        self._next_screen_try = clock() + RETRY_S
+        self._screen_alarm: str | None = None  # what the sender was last told about the screen
         self.display = Display(surface, Geometry(surface.get_size(), config.screen.mm, config.screen.rotation))
         self.settings = flow_settings(config)
         self.flow = Flow(self.settings)
@@ -423,6 +434,27 @@ class Kiosk:
             self.apply_config(self._pending_config)
         if self.lights is not None and self.sender is not None:
             self.lights.status(self.sender.status.connected)
+        self._watch_screen()
+
+    def _watch_screen(self) -> None:
+        """Try a missing screen again now and then, and say in the status whether it is there."""
+        if (self.screen_down is not None and self._screen_retry is not None
+                and self.clock() >= self._next_screen_try):
+            for event in pygame.event.get():  # closing the display drops SDL's queue: nothing pressed is lost
+                self.handle(event)
+            screen, problem = self._screen_retry()
+            self._next_screen_try = self.clock() + RETRY_S
+            self.display = Display(screen.surface, Geometry(screen.surface.get_size(), self.config.screen.mm,
+                                                            self.config.screen.rotation))
+            self._blocking_wait = pygame.display.get_driver() in BLOCKING_WAIT_DRIVERS
+            if problem is not None and problem != self.screen_down:
+                log.error("%s; still collecting from the buttons", problem)
+            self.screen_down = problem
+            self.redraw(force=True)
+        if self.sender is not None and self._screen_alarm != self.screen_down:
+            self._screen_alarm = self.screen_down
+            self.sender.set_alarm("screen-down", None if self.screen_down is None else
+                                  f"{self.screen_down}; collecting from the buttons meanwhile")
 
     def _countdown_tick(self) -> float | None:
         """When the follow-up's countdown shows one second less (None: no countdown on screen)."""
