@@ -32,6 +32,14 @@ class ScreenConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SoundConfig:
+    """The optional confirmation chime after each stored answer."""
+
+    confirm: bool = False
+    volume: float = 0.4
+
+
+@dataclass(frozen=True, slots=True)
 class SurveyConfig:
     """The default survey (a remote config may override it later)."""
 
@@ -97,6 +105,7 @@ class KioskConfig:
     sync: SyncConfig = SyncConfig()
     gpio: GpioConfig = GpioConfig()
     staff: StaffConfig = StaffConfig()
+    sound: SoundConfig = SoundConfig()
     source: str = "<defaults>"
 
     @property
@@ -119,9 +128,9 @@ def load(path: Path | str) -> KioskConfig:
 def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | None = None) -> KioskConfig:
     """Validate a configuration given as a dict (as parsed from TOML)."""
     base = base or Path.cwd()
-    top = TableReader(source, data, "", {"device", "broker", "screen", "survey", "sync", "gpio", "staff"})
+    top = TableReader(source, data, "", {"device", "broker", "screen", "survey", "sync", "gpio", "staff", "sound"})
     tables = {}
-    for name in ("device", "broker", "screen", "survey", "sync", "gpio", "staff"):
+    for name in ("device", "broker", "screen", "survey", "sync", "gpio", "staff", "sound"):
         tables[name] = top.get(name, dict, {})
 
     dev = TableReader(source, tables["device"], "device.", {"site", "name", "data_dir"})
@@ -148,6 +157,9 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
         fullscreen=sc.get("fullscreen", bool, True),
     )
 
+    so = TableReader(source, tables["sound"], "sound.", {"confirm", "volume"})
+    sound = SoundConfig(confirm=so.get("confirm", bool, False), volume=so.number("volume", 0.4, 0, 1))
+
     survey = _survey(TableReader(source, tables["survey"], "survey.", set(SURVEY_KEYS)))
     gpio = _gpio(TableReader(source, tables["gpio"], "gpio.", set(GPIO_KEYS)), survey.scale)
     st = TableReader(source, tables["staff"], "staff.", {"pin_hash", "test_mode_minutes"})
@@ -170,7 +182,7 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
         sender_down_limit_s=sy.number("sender_down_limit_s", 300.0, 1, 86400),
     )
     return KioskConfig(site=site, device=name, data_dir=data_dir, broker=broker,
-                       screen=screen, survey=survey, sync=sync, gpio=gpio, staff=staff, source=source)
+                       screen=screen, survey=survey, sync=sync, gpio=gpio, staff=staff, sound=sound, source=source)
 
 
 SURVEY_KEYS = ("scale", "default_lang", "languages", "thank_you_s", "repeat_interval_s", "follow_up_ratings",

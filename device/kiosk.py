@@ -54,6 +54,7 @@ from device.held import HeldAnswer
 from device.remote import CustomTexts
 from device.screen import RETRY_S, Screen
 from device.script import TapScript
+from device.sound import Chime
 from device.staff import StaffMode
 from device.views import StatusFacts, pin_view, status_view, view_for
 from display import texts
@@ -136,6 +137,7 @@ class Kiosk:
         self._screen_retry = screen_retry
         self._next_screen_try = clock() + RETRY_S
         self._screen_alarm: str | None = None  # what the sender was last told about the screen
+        self.chime = Chime(config.sound.volume) if config.sound.confirm else None
         self.display = Display(surface, Geometry(surface.get_size(), config.screen.mm, config.screen.rotation))
         self.settings = flow_settings(config)
         self.flow = Flow(self.settings)
@@ -366,6 +368,8 @@ class Kiosk:
         self.flow.handle(Saved(), self.clock())
         if self.lights is not None:
             self.lights.beep()
+        if self.chime is not None:
+            self.chime.play()
         if self.sender is not None:
             self.sender.notify()
 
@@ -537,6 +541,9 @@ class Kiosk:
         if self.lights is not None:
             self.lights.close()
             self.lights = None
+        if self.chime is not None:
+            self.chime.close()
+            self.chime = None
         self.outbox.close()
         if self._witness is not None:
             self._witness.close()

@@ -243,3 +243,25 @@ def test_the_schema_names_exactly_the_kiosks_presets() -> None:
     schema = json.loads(resources.files("sync").joinpath("schema/config.v1.json").read_text())
     assert schema["properties"]["reason_preset"]["enum"] == list(texts.PRESETS)
     assert all(key in texts.REASONS for keys in texts.PRESETS.values() for key in keys)
+
+
+# ---------------------------------------------------------------- sound
+
+
+def test_the_confirmation_chime_is_off_by_default_and_plays_after_a_stored_answer(kiosk_config) -> None:
+    with HeadlessKiosk(kiosk_config()) as quiet:
+        assert quiet.kiosk.chime is None
+    with HeadlessKiosk(kiosk_config(sound={"confirm": True, "volume": 0.5})) as k:  # SDL's dummy audio driver
+        assert k.kiosk.chime is not None and k.kiosk.chime.sound is not None
+        assert not pygame.mixer.get_busy()
+        k.tap_rating(5)
+        assert stored(k) and pygame.mixer.get_busy(), "the chime plays once the answer is on disk"
+        assert 0.1 < k.kiosk.chime.sound.get_length() < 0.3  # short
+
+
+def test_the_chime_has_no_clicks_and_keeps_to_its_volume() -> None:
+    from device.sound import chime_samples
+
+    samples = chime_samples(0.5)
+    assert abs(samples[0]) < 500 and abs(samples[-1]) < 500  # soft edges
+    assert max(abs(v) for v in samples) <= 0.5 * 32767 + 1

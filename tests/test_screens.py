@@ -15,7 +15,7 @@ from device.views import view_for
 from display import texts
 from display.layout import MIN_TARGET_MM, Geometry
 from display.screens import Display, band_height
-from display.view import FollowUpView, RatingView, View
+from display.view import FollowUpView, LanguageView, PinView, RatingView, View
 
 SIZES = list(PANEL_MM)
 MIN_TEXT_MM = 2.5  # font size (about 1.8 mm capitals): readable at arm's length
@@ -42,6 +42,13 @@ def check(display: Display, view: View, band: str = "") -> None:
     if band:
         assert display.texts[0].text == band, "the band is drawn"
         h -= band_height(display.geometry)  # targets are laid out below it
+    actions = [action for _, action in display.actions(view)]
+    if isinstance(view, LanguageView):
+        assert ("back", None) in actions, "the language screen has a way back"
+    if isinstance(view, PinView):
+        assert ("pin_cancel", None) in actions, "the PIN pad has a cancel"
+    if isinstance(view, FollowUpView):
+        assert ("back", None) in actions and ("skip", None) in actions
     targets = [rect for rect, _ in display.actions(view)]
     for i, rect in enumerate(targets):
         assert min(rect.w, rect.h) / ppm >= MIN_TARGET_MM - 0.01, f"{rect} is under 15 mm"
