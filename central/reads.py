@@ -35,6 +35,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from central.store import JSON_FIELDS, RENAMED, Store, utc
 from central.store import devices as devices_table
+from central.store import epochs as epochs_table
 from central.store import events as events_table
 from sync import protocol
 
@@ -252,7 +253,8 @@ def desks(store: Store, site: str | None = None) -> list[Desk]:
     """Every (site, desk) that has sent an answer or a status."""
     found: set[Desk] = set()
     with store.engine.connect() as conn:
-        for table in (events_table, devices_table):
+        # epochs has a row per device epoch that sent answers: small, where events is not.
+        for table in (epochs_table, devices_table):
             stmt = sa.select(table.c.site, table.c.device).distinct()
             if site is not None:
                 stmt = stmt.where(table.c.site == site)
@@ -275,13 +277,22 @@ def gaps(store: Store, site: str | None = None, device: str | None = None) -> li
     epoch, first, last}`` with both ends missing. Answers after the highest
     stored seq cannot be seen from here (the device's status backlog says).
     """
+    # Only epochs holding fewer answers than their highest seq have holes (the store
+    # keeps both per epoch as answers arrive): the window query reads just those.
+    e = epochs_table.c
+    holed = sa.select(e.site, e.device, e.epoch).where(e.answers < e.max_seq)
+    if site is not None:
+        holed = holed.where(e.site == site)
+    if device is not None:
+        holed = holed.where(e.device == device)
+    with store.engine.connect() as conn:
+        suspects = [tuple(r) for r in conn.execute(holed)]
+    if not suspects:
+        return []
     t = events_table.c
     prev = sa.func.lag(t.seq).over(partition_by=(t.site, t.device, t.epoch), order_by=t.seq)
-    inner = sa.select(t.site, t.device, t.epoch, t.seq, prev.label("prev"))
-    if site is not None:
-        inner = inner.where(t.site == site)
-    if device is not None:
-        inner = inner.where(t.device == device)
+    inner = (sa.select(t.site, t.device, t.epoch, t.seq, prev.label("prev"))
+             .where(sa.tuple_(t.site, t.device, t.epoch).in_(suspects)))
     sub = inner.subquery()
     previous = sa.func.coalesce(sub.c.prev, 0)  # the first stored seq of an epoch: a hole from 1
     stmt = (sa.select(sub.c.site, sub.c.device, sub.c.epoch, (previous + 1).label("first"),

@@ -164,6 +164,18 @@ devices = sa.Table(
     sa.Column("health", sa.Text, nullable=True),  # JSON: the status's whole health object
 )
 
+epochs = sa.Table(
+    "epochs",
+    metadata,
+    # Per (device, epoch): answers stored and the highest seq; fewer answers than the
+    # highest seq means a hole (seq is gap-free from 1), found without scanning events.
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("device", sa.String(64), primary_key=True),
+    sa.Column("epoch", sa.String(36), primary_key=True),
+    sa.Column("answers", sa.BigInteger, nullable=False),
+    sa.Column("max_seq", sa.BigInteger, nullable=False),
+)
+
 #: The columns an insert writes (every one but the ingest id), in table order.
 _INSERTED: Final = tuple(c.name for c in events.columns if c.name != "ingest_id")
 
@@ -390,7 +402,9 @@ class Store:
         stored: set[str] = set()
         if rows:
             stored = self._insert_rows(conn, list(rows.values()))
-            _retime(conn, [rows[i] for i in stored])
+            new_rows = [rows[i] for i in stored]
+            _retime(conn, new_rows)
+            self._count_epochs(conn, new_rows)
         letters = [_dead_row(d, now) for d in dead]
         if letters:
             conn.execute(dead_letters.insert(), letters)
@@ -419,6 +433,24 @@ class Store:
             values = tuple(row[name] if bind is None else bind(row[name]) for row in chunk for name, bind in binds)
             stored.update(r[0] for r in conn.exec_driver_sql(_sqlite_insert(len(chunk)), values))
         return stored
+
+    def _count_epochs(self, conn: Connection, new_rows: list[dict[str, Any]]) -> None:
+        """Add the newly stored answers to their epochs' counts and highest seq (same transaction)."""
+        if not new_rows:
+            return
+        per: dict[tuple[str, str, str], list[int]] = {}
+        for row in new_rows:
+            entry = per.setdefault((row["site"], row["device"], row["epoch"]), [0, 0])
+            entry[0] += 1
+            entry[1] = max(entry[1], int(row["seq"]))
+        values = [{"site": s, "device": d, "epoch": e, "answers": n, "max_seq": m} for (s, d, e), (n, m) in per.items()]
+        insert = postgresql.insert(epochs) if self.dialect == "postgresql" else sqlite.insert(epochs)
+        conn.execute(insert.on_conflict_do_update(
+            index_elements=["site", "device", "epoch"],
+            set_={"answers": epochs.c.answers + insert.excluded.answers,
+                  "max_seq": sa.func.max(epochs.c.max_seq, insert.excluded.max_seq)
+                  if self.dialect == "sqlite" else sa.func.greatest(epochs.c.max_seq, insert.excluded.max_seq)}),
+            values)
 
     def _sqlite_binds(self) -> list[tuple[str, Any]]:
         """(column, its bind processor or None) for every inserted column, on this engine's dialect."""

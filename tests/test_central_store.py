@@ -18,6 +18,8 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from central import reads
 from central.store import MAX_DEAD_LETTER_BYTES, DeadLetter, Store, metadata
@@ -26,7 +28,7 @@ from tests.support.central_rows import count_dead_letters, dead_letter_rows, get
 from tests.support.events import feedback_event
 
 #: The newest migration.
-HEAD = "0004"
+HEAD = "0005"
 
 
 @pytest.fixture
@@ -214,6 +216,8 @@ def test_an_existing_database_at_0001_is_upgraded_in_place_with_its_data(store_u
             assert stored["time_source"] == "device"  # where 0001 placed every answer
         with store.engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        # 0005 counted the old answers per epoch: each sits alone in its epoch at seq i, a hole 1..i-1.
+        assert sorted((g["first"], g["last"]) for g in reads.gaps(store)) == [(1, i - 1) for i in range(2, 52)]
         # The upgraded database keeps working: new ids come after the old ones, duplicates are refused.
         new = feedback_event(seq=52)
         assert store.insert_events([new, old_events[0]]) == {new["id"]: "stored", old_events[0]["id"]: "duplicate"}
@@ -313,3 +317,34 @@ def test_gaps_are_the_missing_seq_ranges_per_device_and_epoch(store: Store) -> N
     # The missing answers arrive (resent): the gaps close.
     store.insert_events([feedback_event(device="desk-1", epoch=e1, seq=s) for s in (3, 4, 7, 8)])
     assert [(g["first"], g["last"]) for g in reads.gaps(store, device="desk-1")] == [(1, 2)]
+
+
+# ---------------------------------------------------------------- gaps
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_gaps_from_the_epoch_counts_equal_a_scan_of_every_answer(store: Store, data: st.DataObject) -> None:
+    """Whatever arrives, in whatever batches and however often: the gaps are the holes in each epoch's seqs."""
+    epochs = [(device, str(uuid.uuid4())) for device in ("desk-1", "desk-2") for _ in range(2)]
+    events = [feedback_event(device=device, epoch=epoch, seq=seq)
+              for device, epoch in epochs for seq in data.draw(st.sets(st.integers(1, 40), max_size=25))]
+    sent = data.draw(st.lists(st.sampled_from(events), max_size=80)) if events else []
+    for first in range(0, len(sent), 7):
+        store.insert_events(sent[first:first + 7])
+    have: dict[tuple[str, str], set[int]] = {}
+    for event in sent:
+        have.setdefault((event["device"], event["epoch"]), set()).add(event["seq"])
+    expected = []
+    for (device, epoch), seqs in have.items():
+        missing = [q for q in range(1, max(seqs) + 1) if q not in seqs]
+        runs: list[list[int]] = []
+        for q in missing:
+            if runs and runs[-1][1] == q - 1:
+                runs[-1][1] = q
+            else:
+                runs.append([q, q])
+        expected += [(device, epoch, a, b) for a, b in runs]
+    got = [(g["device"], g["epoch"], g["first"], g["last"]) for g in reads.gaps(store)
+           if (g["device"], g["epoch"]) in have]
+    assert sorted(got) == sorted(expected)
