@@ -33,6 +33,9 @@ EPILOG = f"""\
 commands:
   run            migrate the database, then collect feedback and serve the web page (default)
   migrate        create or upgrade the database schema, then exit
+  rebuild-rollups
+                 count every site's answers per desk and local day anew (the dashboard's
+                 numbers), then exit; run does it by itself for a site that needs it
   check-config   validate the configuration file, then exit
   hash-password  read a password (asked twice, or one line on stdin) and print its argon2
                  hash for [dashboard.accounts]
@@ -60,14 +63,15 @@ configuration or option.
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deskpulse-central",
-        usage="deskpulse-central [run | migrate | check-config | hash-password | new-token] [options]",
+        usage="deskpulse-central [run | migrate | rebuild-rollups | check-config | hash-password | new-token]"
+              " [options]",
         description="DeskPulse central: stores every kiosk answer exactly once (from MQTT, with "
         "receipts to the kiosks) and shows staff a live web page.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("command", nargs="?", default="run", help=argparse.SUPPRESS,
-                        choices=["run", "migrate", "check-config", "hash-password", "new-token"])
+                        choices=["run", "migrate", "rebuild-rollups", "check-config", "hash-password", "new-token"])
     parser.add_argument("--version", action="version", version=f"deskpulse-central {__version__}")
     parser.add_argument("-c", "--config", type=Path, default=None, metavar="FILE",
                         help=f"central TOML file (default: {DEFAULT_PATH} if it exists)")
@@ -126,6 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = Store(config.database_url)
         store.migrate()
+        store.zones = lambda slug: config.site(slug).timezone  # local days in the rollups
+        if args.command == "rebuild-rollups":
+            counted = store.rebuild_rollups(progress=lambda site, n: print(f"{site}: {n} answers counted"))
+            print(f"rollups rebuilt for {len(counted)} sites ({sum(counted.values())} answers)")
+            store.close()
+            return 0
+        if args.command == "run":
+            _refresh_rollups(store)
     except (SQLAlchemyError, OSError) as exc:
         print(f"deskpulse-central: database {config.safe_database_url}: {exc}", file=sys.stderr)
         return 1
@@ -158,6 +170,16 @@ def _secret(command: str) -> int:
         return 2
     print(auth.hash_password(password))
     return 0
+
+
+def _refresh_rollups(store: Store) -> None:
+    """Count the answers of sites whose rollups are missing (an upgraded store) or in another zone."""
+    stale = store.stale_rollups()
+    if not stale:
+        return
+    log.warning("counting the answers of %d sites per desk and local day (%s): the dashboard reads them from "
+                "the answers themselves until this is done", len(stale), ", ".join(stale))
+    store.rebuild_rollups(stale, progress=lambda site, n: log.info("rollups of %s: %d answers counted", site, n))
 
 
 def serve(config: CentralConfig, store: Store, *, log_level: str = "info", faults: Faults | None = None) -> int:

@@ -88,25 +88,26 @@ def aggregate_rows(store: Store, config: CentralConfig, *, site: str | None = No
     """One row per (local date, site, desk) with answers in range: counts, index and ratings."""
     now = now or datetime.now(UTC)
     flagged_too = config.dashboard.include_flagged if include_flagged is None else include_flagged
-    since, until = scores.utc_window(start, end, now)
     ranges: dict[str, DateRange] = {}
     groups: dict[tuple[date, str, str], dict[str, Any]] = defaultdict(
         lambda: {"total": 0, "flagged": 0, "tally": scores.Tally(), "ratings": defaultdict(lambda: [0] * 6)})
-    for b in reads.buckets(store, site=site, device=device, since=since, until=until):
-        site_cfg = config.site(b.site)
-        if b.site not in ranges:
-            ranges[b.site] = scores.site_range(site_cfg, start, end, now)
-        day = b.start.astimezone(site_cfg.tz).date()
-        if day not in ranges[b.site]:
+    first, last = scores.read_window(start, end, now)
+    day_rows, _ = reads.days(store, scores.zone_of(config), site=site, device=device, first=first, last=last)
+    for row in day_rows:
+        if row.site not in ranges:
+            ranges[row.site] = scores.site_range(config.site(row.site), start, end, now)
+        if row.day not in ranges[row.site]:
             continue
-        group = groups[(day, b.site, b.device)]
-        group["total"] += b.count
-        if b.flagged:
-            group["flagged"] += b.count
+        group = groups[(row.day, row.site, row.device)]
+        count = sum(row.ratings)
+        group["total"] += count
+        if row.flagged:
+            group["flagged"] += count
             if not flagged_too:
                 continue
-        group["tally"].add(b.rating, b.scale, b.count)
-        group["ratings"][b.scale][b.rating] += b.count
+        group["tally"].add_steps(row.scale, count, sum(n * r for r, n in enumerate(row.ratings)))
+        for rating, n in enumerate(row.ratings[:row.scale], start=1):
+            group["ratings"][row.scale][rating] += n
     rows = []
     for (day, site_slug, device_slug), g in sorted(groups.items()):
         site_cfg = config.site(site_slug)

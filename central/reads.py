@@ -25,33 +25,41 @@ Kinds of read:
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from central.store import JSON_FIELDS, RENAMED, Store, utc
+from central.store import (
+    EXCLUDED_FLAGS as EXCLUDED_FLAGS,
+)
+from central.store import (
+    HOUR_COLUMNS,
+    JSON_FIELDS,
+    RATING_COLUMNS,
+    RENAMED,
+    STEP_COLUMNS,
+    Store,
+    utc,
+)
+from central.store import day_rollups as day_rollups_table
 from central.store import devices as devices_table
 from central.store import epochs as epochs_table
 from central.store import events as events_table
+from central.store import is_flagged as is_flagged
+from central.store import reason_rollups as reason_rollups_table
 from sync import protocol
 
 #: Seconds in a bucket: a quarter hour.
 BUCKET_S: Final = 900
 
-#: Flags that keep an answer out of the scores unless asked for (they are still stored and shown).
-EXCLUDED_FLAGS: Final = frozenset({"rapid_repeat", "test"})
-
 #: A desk: (site, device).
 Desk = tuple[str, str]
-
-
-def is_flagged(flags: Iterable[str]) -> bool:
-    """Whether these flags keep an answer out of the scores by default."""
-    return not EXCLUDED_FLAGS.isdisjoint(flags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +255,97 @@ def buckets(
     return [Bucket(site=r.site, device=r.device, start=datetime.fromtimestamp(int(r.bucket) * BUCKET_S, UTC),
                    rating=int(r.rating), scale=int(r.scale), flags=_words(r.flags), reasons=_words(r.reasons),
                    count=int(r.n)) for r in rows]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class DayRow:
+    """One desk's answers on one local day, one scale, flagged or not (what the dashboard counts)."""
+
+    site: str
+    device: str
+    day: date
+    scale: int
+    flagged: bool
+    ratings: tuple[int, ...]  # answers per rating 1..5
+    hours: tuple[int, ...]  # answers per local hour 0..23
+    steps: tuple[int, ...]  # sum of (rating - 1) per local hour 0..23
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class DayReason:
+    """How many answers of one desk on one local day (flagged or not) gave ``reason``."""
+
+    site: str
+    device: str
+    day: date
+    flagged: bool
+    reason: str
+    count: int
+
+
+def days(store: Store, zone_of: Callable[[str], str], *, site: str | None = None, device: str | None = None,
+         first: date, last: date) -> tuple[list[DayRow], list[DayReason]]:
+    """Answers per desk and local day from ``first`` to ``last`` (both included), in each site's zone.
+
+    Read from the rollups for every site kept there in the zone ``zone_of`` gives
+    it (an IANA name, from central.toml); counted from ``events`` for
+    the others (a site whose rollups are missing or were made in another zone), so
+    the numbers are the same either way, only slower for those.
+    """
+    with store.engine.connect() as conn:
+        recorded = store.rolled_up(conn)
+        d = day_rollups_table.c
+        stmt = (sa.select(d.site, d.device, d.day, d.scale, d.flagged,
+                          *(d[c] for c in (*RATING_COLUMNS, *HOUR_COLUMNS, *STEP_COLUMNS)))
+                .where(d.day >= first, d.day <= last))
+        r = reason_rollups_table.c
+        rstmt = sa.select(reason_rollups_table).where(r.day >= first, r.day <= last, r.answers != 0)
+        if site is not None:
+            stmt, rstmt = stmt.where(d.site == site), rstmt.where(r.site == site)
+        if device is not None:
+            stmt, rstmt = stmt.where(d.device == device), rstmt.where(r.device == device)
+        rolled = {s for s, zone in recorded.items() if zone == zone_of(s)}
+        rows = [DayRow(x[0], x[1], x[2], int(x[3]), bool(x[4]), tuple(x[5:10]), tuple(x[10:34]), tuple(x[34:58]))
+                for x in conn.execute(stmt)
+                if x[0] in rolled and any(x[5:10])]  # not emptied by a re-timing that moved its answers
+        reasons = [DayReason(x.site, x.device, x.day, bool(x.flagged), x.reason, int(x.answers))
+                   for x in conn.execute(rstmt) if x.site in rolled]
+        others = sorted({s for s, _ in desks(store, site)} - rolled)
+    for other in others:  # not (or not yet) in the rollups: counted from events
+        more, more_reasons = days_from_events(store, _zone(zone_of(other)), site=other, device=device,
+                                              first=first, last=last)
+        rows += more
+        reasons += more_reasons
+    return rows, reasons
+
+
+def days_from_events(store: Store, tz: tzinfo, *, site: str, device: str | None = None, first: date,
+                     last: date) -> tuple[list[DayRow], list[DayReason]]:
+    """What :func:`days` reads from the rollups for ``site``, counted from ``events`` (the reference)."""
+    since = datetime.combine(first, time.min, tz) - timedelta(hours=1)
+    until = datetime.combine(last + timedelta(days=1), time.min, tz) + timedelta(hours=1)
+    counts: dict[tuple[str, date, int, bool], list[list[int]]] = {}
+    reasons: dict[tuple[str, date, bool, str], int] = {}
+    for b in buckets(store, site=site, device=device, since=since.astimezone(UTC), until=until.astimezone(UTC)):
+        local = b.start.astimezone(tz)
+        if not first <= local.date() <= last:
+            continue
+        entry = counts.setdefault((b.device, local.date(), b.scale, b.flagged), [[0] * 5, [0] * 24, [0] * 24])
+        entry[0][b.rating - 1] += b.count
+        entry[1][local.hour] += b.count
+        entry[2][local.hour] += b.count * (b.rating - 1)
+        for reason in set(b.reasons):
+            key = (b.device, local.date(), b.flagged, reason)
+            reasons[key] = reasons.get(key, 0) + b.count
+    return ([DayRow(site, dev, day, scale, flagged, tuple(v[0]), tuple(v[1]), tuple(v[2]))
+             for (dev, day, scale, flagged), v in sorted(counts.items())],
+            [DayReason(site, dev, day, flagged, reason, n)
+             for (dev, day, flagged, reason), n in sorted(reasons.items())])
+
+
+@lru_cache(maxsize=256)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
 
 
 def desks(store: Store, site: str | None = None) -> list[Desk]:

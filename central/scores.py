@@ -27,8 +27,8 @@ scale, best to worst, give (126·1 + 60·⅔ + 16·⅓ + 17·0) / 219 × 100 = 7
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
@@ -45,14 +45,29 @@ _ZONE_SLACK: Final = timedelta(hours=14)
 
 @dataclass(slots=True)
 class Tally:
-    """Counted answers and the sum of their scores (0 for the worst face, 1 for the best)."""
+    """Counted answers and, per scale, the sum of (rating - 1): integers, so any order of adding gives one index."""
 
     counted: int = 0
-    points: float = 0.0
+    steps: dict[int, int] = field(default_factory=dict)
 
     def add(self, rating: int, scale: int, count: int = 1) -> None:
-        self.counted += count
-        self.points += count * (rating - 1) / (scale - 1)
+        self.add_steps(scale, count, count * (rating - 1))
+
+    def add_steps(self, scale: int, count: int, steps: int) -> None:
+        """``count`` answers on ``scale`` whose ratings minus one add up to ``steps``."""
+        if count:
+            self.counted += count
+            self.steps[scale] = self.steps.get(scale, 0) + steps
+
+    def merge(self, other: Tally) -> None:
+        for scale, steps in other.steps.items():
+            self.steps[scale] = self.steps.get(scale, 0) + steps
+        self.counted += other.counted
+
+    @property
+    def points(self) -> float:
+        """The sum of the counted answers' scores (0 for the worst face, 1 for the best)."""
+        return sum(steps / (scale - 1) for scale, steps in sorted(self.steps.items()))
 
     def index(self, min_answers: int = 1) -> float | None:
         """The index (0–100, two decimals), or None below ``min_answers`` counted answers."""
@@ -92,6 +107,18 @@ def main_scale(answers: Mapping[int, int]) -> int | None:
     return max(answers, key=lambda s: (answers[s], s)) if answers else None
 
 
+def read_window(start: date | None, end: date | None, now: datetime) -> tuple[date, date]:
+    """The local days any site's range or "today" can fall on (a day of slack for the zones)."""
+    widest = date_range(start, end, now.astimezone(UTC).date())
+    today = now.astimezone(UTC).date()
+    return min(widest.start, today) - timedelta(days=1), max(widest.end, today) + timedelta(days=1)
+
+
+def zone_of(config: CentralConfig) -> Callable[[str], str]:
+    """Each site's IANA zone as central.toml names it (the default one for a site it does not name)."""
+    return lambda slug: config.site(slug).timezone
+
+
 def aggregate(
     store: Store,
     config: CentralConfig,
@@ -103,29 +130,24 @@ def aggregate(
     include_flagged: bool | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Every number the dashboard shows for one filter: read (:mod:`central.reads`), then :func:`summarise`.
+    """Every number the dashboard shows for one filter: days read (:func:`central.reads.days`), then summarised.
 
     Raises:
         FilterError: the range cannot be used (:func:`central.filters.check_range`).
     """
     now = (now or datetime.now(UTC)).astimezone(UTC)
     check_range(start, end, now)
-    since, until = utc_window(start, end, now)
-    return summarise(
-        config,
-        in_range=reads.buckets(store, site=site, device=device, since=since, until=until),
-        around_today=reads.buckets(store, site=site, device=device, since=now - timedelta(days=2),
-                                   until=now + timedelta(days=1)),
-        known_desks=reads.desks(store, site),
-        site=site, device=device, start=start, end=end, include_flagged=include_flagged, now=now,
-    )
+    first, last = read_window(start, end, now)
+    rows, reasons = reads.days(store, zone_of(config), site=site, device=device, first=first, last=last)
+    return summarise(config, days=rows, reasons=reasons, known_desks=reads.desks(store, site), site=site,
+                     device=device, start=start, end=end, include_flagged=include_flagged, now=now)
 
 
 def summarise(
     config: CentralConfig,
     *,
-    in_range: Iterable[reads.Bucket],
-    around_today: Iterable[reads.Bucket],
+    days: Iterable[reads.DayRow],
+    reasons: Iterable[reads.DayReason],
     known_desks: Iterable[reads.Desk],
     site: str | None,
     device: str | None,
@@ -134,12 +156,12 @@ def summarise(
     include_flagged: bool | None,
     now: datetime,
 ) -> dict[str, Any]:
-    """Every number the dashboard shows for one filter, from counted answers (see the module docstring).
+    """Every number the dashboard shows for one filter, from answers counted per desk and local day.
 
     Args:
         config: sites (time zones, hours, desks) and the dashboard's settings.
-        in_range: answers counted in the filter's UTC window (:func:`utc_window`).
-        around_today: answers counted from two days before ``now`` to a day after it.
+        days: answers per desk and local day over :func:`read_window` (:func:`central.reads.days`).
+        reasons: the reasons given per desk and local day, over the same days.
         known_desks: every (site, desk) that has sent an answer or a status.
         site: the filter's site, or None.
         device: the filter's desk, or None.
@@ -152,23 +174,30 @@ def summarise(
     flagged_too = config.dashboard.include_flagged if include_flagged is None else include_flagged
     minimum = config.dashboard.min_answers
     ranges: dict[str, DateRange] = {}
+    todays: dict[str, date] = {}
 
     def range_of(slug: str) -> DateRange:
         if slug not in ranges:
             ranges[slug] = site_range(config.site(slug), start, end, now)
         return ranges[slug]
 
-    widest = date_range(start, end, now.date())
-    rows = in_range
+    def today_at(slug: str) -> date:
+        if slug not in todays:
+            todays[slug] = now.astimezone(config.site(slug).tz).date()
+        return todays[slug]
 
+    widest = date_range(start, end, now.date())
     total = flagged = 0
     overall = Tally()
     by_scale: dict[int, Counter[int]] = defaultdict(Counter)
-    reasons: Counter[str] = Counter()
-    days: dict[date, Tally] = defaultdict(Tally)
+    reason_counts: Counter[str] = Counter()
+    per_day: dict[date, Tally] = defaultdict(Tally)
     cells: dict[tuple[int, int], Tally] = defaultdict(Tally)
     desks: dict[tuple[str, str], dict[str, Any]] = {}
     seen_sites: set[str] = set()
+    today = Tally()
+    today_total = today_flagged = 0
+    today_scales: dict[int, Counter[int]] = defaultdict(Counter)
 
     def desk(site_slug: str, device_slug: str) -> dict[str, Any]:
         key = (site_slug, device_slug)
@@ -176,43 +205,41 @@ def summarise(
             desks[key] = {"range": Tally(), "flagged": 0, "total": 0, "today": Tally()}
         return desks[key]
 
-    for b in rows:
-        local = b.start.astimezone(config.site(b.site).tz)
-        if local.date() not in range_of(b.site):
+    for row in days:
+        count = sum(row.ratings)
+        steps = sum(n * r for r, n in enumerate(row.ratings))
+        if row.day == today_at(row.site):  # today at the answer's own site, whatever the range
+            today_total += count
+            if row.flagged:
+                today_flagged += count
+            if flagged_too or not row.flagged:
+                desk(row.site, row.device)["today"].add_steps(row.scale, count, steps)
+                today.add_steps(row.scale, count, steps)
+                for r, n in enumerate(row.ratings[:row.scale], start=1):
+                    today_scales[row.scale][r] += n
+        if row.day not in range_of(row.site):
             continue
-        seen_sites.add(b.site)
-        entry = desk(b.site, b.device)
-        total += b.count
-        entry["total"] += b.count
-        if b.flagged:
-            flagged += b.count
-            entry["flagged"] += b.count
+        seen_sites.add(row.site)
+        entry = desk(row.site, row.device)
+        total += count
+        entry["total"] += count
+        if row.flagged:
+            flagged += count
+            entry["flagged"] += count
             if not flagged_too:
                 continue
-        overall.add(b.rating, b.scale, b.count)
-        entry["range"].add(b.rating, b.scale, b.count)
-        by_scale[b.scale][b.rating] += b.count
-        for reason in b.reasons:
-            reasons[reason] += b.count
-        days[local.date()].add(b.rating, b.scale, b.count)
-        cells[(local.weekday(), local.hour)].add(b.rating, b.scale, b.count)
-
-    # Today at each answer's own site, whatever the range.
-    today = Tally()
-    today_total = today_flagged = 0
-    today_scales: dict[int, Counter[int]] = defaultdict(Counter)
-    for b in around_today:
-        tz = config.site(b.site).tz
-        if b.start.astimezone(tz).date() != now.astimezone(tz).date():
-            continue
-        today_total += b.count
-        if b.flagged:
-            today_flagged += b.count
-            if not flagged_too:
-                continue
-        desk(b.site, b.device)["today"].add(b.rating, b.scale, b.count)
-        today.add(b.rating, b.scale, b.count)
-        today_scales[b.scale][b.rating] += b.count
+        overall.add_steps(row.scale, count, steps)
+        entry["range"].add_steps(row.scale, count, steps)
+        for r, n in enumerate(row.ratings[:row.scale], start=1):
+            by_scale[row.scale][r] += n
+        per_day[row.day].add_steps(row.scale, count, steps)
+        weekday = row.day.weekday()
+        for hour in range(24):
+            if row.hours[hour]:
+                cells[(weekday, hour)].add_steps(row.scale, row.hours[hour], row.steps[hour])
+    for given in reasons:
+        if given.day in range_of(given.site) and (flagged_too or not given.flagged):
+            reason_counts[given.reason] += given.count
 
     # Desks that have no answers in range are compared too: configured ones and ones with a status.
     for site_slug, device_slug in known_desks:
@@ -246,9 +273,10 @@ def summarise(
         "scale": scale,
         "ratings": _ratings(by_scale, scale),
         "ratings_by_scale": {str(s): [c[r] for r in range(1, s + 1)] for s, c in sorted(by_scale.items())},
-        "reasons": [{"reason": r, "count": n} for r, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))],
-        "days": _days(first, last, days, site_cfgs, minimum),
-        "weeks": _weeks(first, last, days, minimum),
+        "reasons": [{"reason": r, "count": n}
+                    for r, n in sorted(reason_counts.items(), key=lambda kv: (-kv[1], kv[0]))],
+        "days": _days(first, last, per_day, site_cfgs, minimum),
+        "weeks": _weeks(first, last, per_day, minimum),
         "heatmap": _heatmap(cells, site_cfgs, minimum),
         "today": {
             "total": today_total, "counted": today.counted, "flagged": today_flagged,
@@ -292,8 +320,7 @@ def _weeks(first: date, last: date, days: Mapping[date, Tally], minimum: int) ->
         week = weeks.setdefault(key, Tally())
         starts.setdefault(key, day - timedelta(days=day.weekday()))
         if day in days:
-            week.counted += days[day].counted
-            week.points += days[day].points
+            week.merge(days[day])
         day += timedelta(days=1)
     return [{"week": f"{y}-W{w:02d}", "start": starts[(y, w)].isoformat(), "counted": t.counted,
              "index": t.index(minimum)} for (y, w), t in sorted(weeks.items())]

@@ -16,13 +16,14 @@ from __future__ import annotations
 import bisect
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -176,6 +177,101 @@ epochs = sa.Table(
     sa.Column("max_seq", sa.BigInteger, nullable=False),
 )
 
+#: Flags that keep an answer out of the scores unless asked for (they are still stored and shown).
+EXCLUDED_FLAGS: Final = frozenset({"rapid_repeat", "test"})
+
+
+def is_flagged(flags: Iterable[str]) -> bool:
+    """Whether these flags keep an answer out of the scores by default."""
+    return not EXCLUDED_FLAGS.isdisjoint(flags)
+
+
+#: The rating columns (answers per rating 1..5) and per local hour the answers and sum of (rating - 1).
+RATING_COLUMNS: Final = tuple(f"r{r}" for r in range(1, 6))
+HOUR_COLUMNS: Final = tuple(f"h{h:02d}" for h in range(24))
+STEP_COLUMNS: Final = tuple(f"s{h:02d}" for h in range(24))
+_COUNTS: Final = RATING_COLUMNS + HOUR_COLUMNS + STEP_COLUMNS
+
+day_rollups = sa.Table(
+    "day_rollups",
+    metadata,
+    # Per desk, local day at the site, scale and flagged-or-not (docs/central.md, "Rollups").
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("device", sa.String(64), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("scale", sa.SmallInteger, primary_key=True),
+    sa.Column("flagged", sa.Boolean, primary_key=True),
+    *[sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in _COUNTS],
+    sa.Index("ix_day_rollups_day", "day"),
+)
+
+reason_rollups = sa.Table(
+    "reason_rollups",
+    metadata,
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("device", sa.String(64), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("flagged", sa.Boolean, primary_key=True),
+    sa.Column("reason", sa.String(64), primary_key=True),
+    sa.Column("answers", sa.BigInteger, nullable=False),
+    sa.Index("ix_reason_rollups_day", "day"),
+)
+
+rollup_zones = sa.Table(
+    "rollup_zones",
+    metadata,
+    # The zone each site's rollup rows were made in; a site not here (or in another
+    # zone than central.toml says) is read from events until rebuilt.
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("timezone", sa.String(64), nullable=False),
+)
+
+#: (site, device, local day, scale, flagged) -> the counts of :data:`_COUNTS`, in that order.
+DayKey = tuple[str, str, date, int, bool]
+#: (site, device, local day, flagged, reason) -> answers.
+ReasonKey = tuple[str, str, date, bool, str]
+
+
+@dataclass(slots=True)
+class RollupDelta:
+    """What a batch adds to (or, for a re-timed answer, moves within) the rollups."""
+
+    days: dict[DayKey, list[int]] = field(default_factory=dict)
+    reasons: dict[ReasonKey, int] = field(default_factory=dict)
+
+    def add(self, site: str, device: str, local: datetime, rating: int, scale: int, flags: Iterable[str],
+            reasons: Iterable[str], sign: int = 1) -> None:
+        """Count one answer placed at ``local`` (its site's local time); ``sign=-1`` takes it away."""
+        flagged = is_flagged(flags)
+        day = local.date()
+        counts = self.days.setdefault((site, device, day, scale, flagged), [0] * len(_COUNTS))
+        counts[rating - 1] += sign
+        counts[5 + local.hour] += sign
+        counts[29 + local.hour] += sign * (rating - 1)
+        for reason in set(reasons):
+            key = (site, device, day, flagged, reason)
+            self.reasons[key] = self.reasons.get(key, 0) + sign
+
+    def write(self, conn: Connection) -> None:
+        """Add the counts to the rollup rows (made when missing), in the caller's transaction."""
+        dialect = conn.dialect.name
+        if self.days:
+            insert = (postgresql.insert(day_rollups) if dialect == "postgresql" else sqlite.insert(day_rollups))
+            rows = [{"site": k[0], "device": k[1], "day": k[2], "scale": k[3], "flagged": k[4],
+                     **dict(zip(_COUNTS, v, strict=True))} for k, v in sorted(self.days.items())]
+            conn.execute(insert.on_conflict_do_update(
+                index_elements=["site", "device", "day", "scale", "flagged"],
+                set_={name: day_rollups.c[name] + insert.excluded[name] for name in _COUNTS}), rows)
+        if self.reasons:
+            insert_r = (postgresql.insert(reason_rollups) if dialect == "postgresql"
+                        else sqlite.insert(reason_rollups))
+            rows = [{"site": k[0], "device": k[1], "day": k[2], "flagged": k[3], "reason": k[4], "answers": n}
+                    for k, n in sorted(self.reasons.items())]
+            conn.execute(insert_r.on_conflict_do_update(
+                index_elements=["site", "device", "day", "flagged", "reason"],
+                set_={"answers": reason_rollups.c.answers + insert_r.excluded.answers}), rows)
+
+
 #: The columns an insert writes (every one but the ingest id), in table order.
 _INSERTED: Final = tuple(c.name for c in events.columns if c.name != "ingest_id")
 
@@ -275,6 +371,8 @@ class Store:
         self.engine: Engine = _make_engine(engine_url(url))
         self.dialect: str = self.engine.dialect.name
         self._binds: list[tuple[str, Any]] | None = None
+        #: The IANA time zone of a site (from central.toml; central sets it): local days in the rollups.
+        self.zones: Callable[[str], str] = lambda site: "UTC"
 
     def __repr__(self) -> str:
         return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
@@ -396,14 +494,17 @@ class Store:
                 return self.insert_events(batch, dead=dead, conn=own)
         now = datetime.now(UTC)
         rows: dict[str, dict[str, Any]] = {}
+        events_by_id: dict[str, Mapping[str, Any]] = {}
         for event in batch:
             if event["id"] not in rows:
                 rows[event["id"]] = _row(event, now)
+                events_by_id[event["id"]] = event
         stored: set[str] = set()
         if rows:
             stored = self._insert_rows(conn, list(rows.values()))
             new_rows = [rows[i] for i in stored]
-            _retime(conn, new_rows)
+            moves = _retime(conn, new_rows)
+            self._roll_up(conn, [events_by_id[i] for i in stored], {r["id"]: r["ts_utc"] for r in new_rows}, moves)
             self._count_epochs(conn, new_rows)
         letters = [_dead_row(d, now) for d in dead]
         if letters:
@@ -433,6 +534,101 @@ class Store:
             values = tuple(row[name] if bind is None else bind(row[name]) for row in chunk for name, bind in binds)
             stored.update(r[0] for r in conn.exec_driver_sql(_sqlite_insert(len(chunk)), values))
         return stored
+
+    # ------------------------------------------------------------------ rollups
+
+    def zone(self, site: str) -> ZoneInfo:
+        """The time zone of ``site``'s local days and hours (what :attr:`zones` names; UTC by default)."""
+        return _zone(self.zones(site))
+
+    def rolled_up(self, conn: Connection) -> dict[str, str]:
+        """Every site whose rollups are complete, with the zone they were made in."""
+        return {r.site: r.timezone for r in conn.execute(sa.select(rollup_zones))}
+
+    def _roll_up(self, conn: Connection, new: list[Mapping[str, Any]], placed: dict[str, datetime],
+                 moves: list[Move]) -> None:
+        """Add newly stored answers, and move re-timed ones, in the rollups of sites kept there.
+
+        A site is kept in the rollups while ``rollup_zones`` names it in the zone
+        :attr:`zones` gives it: a new site starts there with its first answers; a
+        site seen in another zone leaves (read from events until
+        :meth:`rebuild_rollups`), so its rows are never mixed from two zones.
+        """
+        sites = {e["site"] for e in new} | {m.site for m in moves}
+        if not sites:
+            return
+        recorded = {r.site: r.timezone for r in conn.execute(
+            sa.select(rollup_zones).where(rollup_zones.c.site.in_(sorted(sites))))}
+        kept: set[str] = set()
+        for site in sorted(sites):
+            zone = self.zones(site)
+            if recorded.get(site) == zone:
+                kept.add(site)
+            elif site in recorded:
+                log.warning("site %s: rollups were made in %s, the configuration says %s: reading its answers "
+                            "from events until `deskpulse-central rebuild-rollups`", site, recorded[site], zone)
+                conn.execute(rollup_zones.delete().where(rollup_zones.c.site == site))
+            elif not conn.execute(sa.select(epochs.c.site).where(epochs.c.site == site).limit(1)).first():
+                conn.execute(rollup_zones.insert().values(site=site, timezone=zone))  # a new site
+                kept.add(site)
+        delta = RollupDelta()
+        new_ids = set(placed)
+        for move in moves:
+            if move.id in new_ids:
+                placed[move.id] = move.after  # a new answer: counted once, where it ends up
+            elif move.site in kept:
+                tz = self.zone(move.site)
+                delta.add(move.site, move.device, move.before.astimezone(tz), move.rating, move.scale, move.flags,
+                          move.reasons, sign=-1)
+                delta.add(move.site, move.device, move.after.astimezone(tz), move.rating, move.scale, move.flags,
+                          move.reasons)
+        for event in new:
+            if event["site"] in kept:
+                delta.add(event["site"], event["device"], utc(placed[event["id"]]).astimezone(self.zone(event["site"])),
+                          event["rating"], event["scale"], event["flags"], event["reasons"])
+        delta.write(conn)
+
+    def rebuild_rollups(self, sites: Iterable[str] | None = None, *, progress: Callable[[str, int], None] | None = None
+                        ) -> dict[str, int]:
+        """Make the rollups of ``sites`` (every site with answers by default) anew from ``events``.
+
+        One transaction per site, during which collectors wait (on PostgreSQL the
+        insert lock; SQLite has one writer); the site is kept in the rollups from
+        then on, in the zone :attr:`zones` gives it.
+
+        Returns:
+            ``{site: answers counted}``.
+        """
+        with self.engine.connect() as conn:
+            known = sorted({r.site for r in conn.execute(sa.select(epochs.c.site).distinct())})
+        done: dict[str, int] = {}
+        for site in (known if sites is None else sorted(set(sites))):
+            tz = self.zone(site)
+            with self.transaction() as conn:
+                conn.execute(day_rollups.delete().where(day_rollups.c.site == site))
+                conn.execute(reason_rollups.delete().where(reason_rollups.c.site == site))
+                conn.execute(rollup_zones.delete().where(rollup_zones.c.site == site))
+                delta, count = RollupDelta(), 0
+                stmt = (sa.select(events.c.device, events.c.ts_utc, events.c.rating, events.c.scale, events.c.flags,
+                                  events.c.reasons).where(events.c.site == site)
+                        .execution_options(yield_per=20_000))
+                for row in conn.execute(stmt):
+                    delta.add(site, row.device, utc(row.ts_utc).astimezone(tz), int(row.rating), int(row.scale),
+                              _words(row.flags), _words(row.reasons))
+                    count += 1
+                delta.write(conn)
+                conn.execute(rollup_zones.insert().values(site=site, timezone=self.zones(site)))
+            done[site] = count
+            if progress is not None:
+                progress(site, count)
+        return done
+
+    def stale_rollups(self) -> list[str]:
+        """Sites with answers whose rollups are missing or in another zone than :attr:`zones` gives."""
+        with self.engine.connect() as conn:
+            known = {r.site for r in conn.execute(sa.select(epochs.c.site).distinct())}
+            recorded = self.rolled_up(conn)
+        return sorted(site for site in known if recorded.get(site) != self.zones(site))
 
     def _count_epochs(self, conn: Connection, new_rows: list[dict[str, Any]]) -> None:
         """Add the newly stored answers to their epochs' counts and highest seq (same transaction)."""
@@ -505,7 +701,22 @@ class Store:
         conn.execute(insert.values(values).on_conflict_do_update(index_elements=["site", "device"], set_=updates))
 
 
-def _retime(conn: Connection, new_rows: list[dict[str, Any]]) -> None:
+@dataclass(frozen=True, slots=True)
+class Move:
+    """An answer the re-timing placed elsewhere: what the rollups must move."""
+
+    id: str
+    site: str
+    device: str
+    before: datetime
+    after: datetime
+    rating: int
+    scale: int
+    flags: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+
+def _retime(conn: Connection, new_rows: list[dict[str, Any]]) -> list[Move]:
     """Place answers recorded before the device's clock was set (docs/central.md, "Time").
 
     For every boot touched by ``new_rows``: each answer of that boot with
@@ -515,6 +726,9 @@ def _retime(conn: Connection, new_rows: list[dict[str, Any]]) -> None:
     anchor it stays at its receipt time. Re-run for a boot whenever a batch
     brings an answer that can change a placement, so earlier answers are
     re-timed when the synchronised one arrives later, in any order.
+
+    Returns:
+        Every answer moved, new ones of this batch included.
     """
     # A boot is re-timed when the batch brings one of its unsynchronised answers
     # (to place it), or a synchronised one right after an unsynchronised answer:
@@ -540,6 +754,7 @@ def _retime(conn: Connection, new_rows: list[dict[str, Any]]) -> None:
             found = conn.exec_driver_sql(_sqlite_before_new(len(chunk)),
                                          tuple(value for answer in chunk for value in answer))
         to_retime.update((r.site, r.device, r.boot_id) for r in found if r.suspect)
+    moves: list[Move] = []
     for site, device, boot_id in sorted(to_retime):
         same_boot = sa.and_(events.c.site == site, events.c.device == device, events.c.boot_id == boot_id)
         anchors = conn.execute(
@@ -551,7 +766,8 @@ def _retime(conn: Connection, new_rows: list[dict[str, Any]]) -> None:
             continue
         monos = [a.mono_ms for a in anchors]
         unsynced = conn.execute(
-            sa.select(events.c.ingest_id, events.c.mono_ms, events.c.ts_utc, events.c.time_source)
+            sa.select(events.c.ingest_id, events.c.id, events.c.mono_ms, events.c.ts_utc, events.c.time_source,
+                      events.c.rating, events.c.scale, events.c.flags, events.c.reasons)
             .where(same_boot, events.c.clock_synced.is_(False))
         ).all()
         updates: list[dict[str, Any]] = []
@@ -563,6 +779,9 @@ def _retime(conn: Connection, new_rows: list[dict[str, Any]]) -> None:
             placed = utc(anchor.ts_utc) - timedelta(milliseconds=anchor.mono_ms - row.mono_ms)
             if row.time_source != "retimed" or utc(row.ts_utc) != placed:
                 updates.append({"b_ingest_id": row.ingest_id, "b_ts_utc": placed})
+                if utc(row.ts_utc) != placed:
+                    moves.append(Move(row.id, site, device, utc(row.ts_utc), placed, int(row.rating),
+                                      int(row.scale), _words(row.flags), _words(row.reasons)))
         if updates:
             conn.execute(
                 events.update()
@@ -570,6 +789,17 @@ def _retime(conn: Connection, new_rows: list[dict[str, Any]]) -> None:
                 .values(ts_utc=sa.bindparam("b_ts_utc"), time_source="retimed"),
                 updates,
             )
+    return moves
+
+
+def _words(text: str | None) -> tuple[str, ...]:
+    """A JSON list of words, as stored in ``reasons`` and ``flags``."""
+    return tuple(str(v) for v in json.loads(text)) if text else ()
+
+
+@lru_cache(maxsize=256)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
 
 
 def _dead_row(letter: DeadLetter, received_at: datetime) -> dict[str, Any]:

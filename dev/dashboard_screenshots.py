@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         config = demo_config(url)
         with Store(url) as store:
             store.migrate()
+            store.zones = lambda slug: config.site(slug).timezone  # the rollups in each site's local days
             count = seed(store, config)
             print(f"seeded {count} answers", file=sys.stderr)
             with serving(store, config) as base:

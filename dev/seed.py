@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with Store(args.db) as store:
         store.migrate()
+        store.zones = lambda slug: config.site(slug).timezone  # the rollups in each site's local days
         n = seed(store, config, total=args.answers, days=args.days, progress=True)
     print(f"seeded {n:,} answers for {args.desks} desks over {args.days} days in "
           f"{time.monotonic() - started:.1f} s", file=sys.stderr)
