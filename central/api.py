@@ -71,8 +71,9 @@ class DeviceHealth(BaseModel):
 
     site: str
     device: str
-    state: Literal["online", "offline"] | None = Field(
-        description="from the device's status; offline from its last will; null if it never sent one")
+    state: Literal["online", "offline", "retired"] | None = Field(
+        description="from the device's status; offline from its last will; retired after "
+                    "'deskpulse-central device remove'; null if it never sent one")
     last_seen: str | None = Field(description="when central last received its status, ISO 8601 UTC")
     status_ts: str | None = Field(description="the status's own ts (the device's clock)")
     version: str | None

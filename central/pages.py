@@ -110,13 +110,16 @@ def fleet(store: Store, config: CentralConfig, *, site: str | None, device: str 
                      "seen_local": _local(seen, site_config.tz) if seen else None,
                      "seen_ago": _ago(now - seen) if seen else None})
     online = sum(1 for r in rows if r["state"] == "online")
+    in_service = [r for r in rows if r["state"] != "retired"]
     return {
         "rows": rows,
         "online": online,
+        "in_service": len(in_service),
         "offline": sum(1 for r in rows if r["state"] == "offline"),
+        "retired": len(rows) - len(in_service),
         "backlog": sum(r["backlog"] or 0 for r in rows),
         "missing": sum(r["missing"] for r in rows),
-        "problems": sum(1 for r in rows if r["state"] != "online" or r["missing"] or r["last_error"]
+        "problems": sum(1 for r in in_service if r["state"] != "online" or r["missing"] or r["last_error"]
                         or r["config_error"]),
     }
 

@@ -313,3 +313,19 @@ def test_gaps_are_the_missing_seq_ranges_per_device_and_epoch(store: Store) -> N
     # The missing answers arrive (resent): the gaps close.
     store.insert_events([feedback_event(device="desk-1", epoch=e1, seq=s) for s in (3, 4, 7, 8)])
     assert [(g["first"], g["last"]) for g in reads.gaps(store, device="desk-1")] == [(1, 2)]
+
+
+def test_a_retired_device_stays_retired_until_added_again(store: Store) -> None:
+    from central.reads import device_rows
+
+    store.record_status({"schema": 1, "site": "test-site", "device": "desk-1", "state": "online",
+                         "health": {"backlog": 3}})
+    store.retire_device("test-site", "desk-1")
+    store.retire_device("test-site", "desk-7")  # never reported: retired all the same
+    store.record_status({"schema": 1, "site": "test-site", "device": "desk-1", "state": "offline"})
+    assert [(r["device"], r["state"], r["backlog"]) for r in device_rows(store)] == [
+        ("desk-1", "retired", 3), ("desk-7", "retired", None)]
+    assert store.unretire_device("test-site", "desk-1") is True
+    assert store.unretire_device("test-site", "desk-1") is False
+    store.record_status({"schema": 1, "site": "test-site", "device": "desk-1", "state": "online"})
+    assert [(r["device"], r["state"]) for r in device_rows(store)] == [("desk-1", "online"), ("desk-7", "retired")]

@@ -187,3 +187,16 @@ def test_api_devices_shows_health_and_gaps(store: Store) -> None:
     only = client_for(store).get("/api/devices", params={"site": "other-site"}).json()
     assert [d["device"] for d in only] == ["desk-9"]
     assert client_for(store).get("/api/devices", params={"site": "Not A Slug"}).status_code == 422
+
+
+def test_a_retired_device_shows_retired_and_needs_no_look(store: Store) -> None:
+    store.record_status({"schema": 1, "site": "test-site", "device": "desk-1", "state": "online"})
+    store.record_status({"schema": 1, "site": "test-site", "device": "desk-2", "state": "online"})
+    store.retire_device("test-site", "desk-2")
+    store.record_status({"schema": 1, "site": "test-site", "device": "desk-2", "state": "offline"})  # its will
+    client = client_for(store)
+    assert [(d["device"], d["state"]) for d in client.get("/api/devices").json()] == [
+        ("desk-1", "online"), ("desk-2", "retired")]
+    page = client.get("/").text
+    assert "1 of 1 online" in page and "1 retired" in page and "all well" in page
+    assert '<span class="state retired">retired</span>' in page
