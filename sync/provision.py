@@ -27,7 +27,7 @@ from typing import Any
 
 from sync.broker import parse_broker_url
 from sync.configfile import TableReader, read_toml
-from sync.protocol import SLUG_RE
+from sync.slugs import SLUG_RE
 
 
 @dataclass(frozen=True, slots=True)
