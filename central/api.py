@@ -66,6 +66,13 @@ class Gap(BaseModel):
     last: int
 
 
+class Alarm(BaseModel):
+    """A health alarm a kiosk reports in its status."""
+
+    code: str
+    message: str
+
+
 class DeviceHealth(BaseModel):
     """A device's latest status (retained status or last will) and its gaps."""
 
@@ -84,6 +91,11 @@ class DeviceHealth(BaseModel):
     config_error: dict[str, Any] | None = Field(description="the remote configuration the device refused, "
                                                             "with the reason")
     health: dict[str, Any] | None = Field(description="the status's whole health object")
+    uptime_s: float | None = Field(description="how long the kiosk program had run when it sent the status")
+    restarted_at: str | None = Field(description="when the kiosk program last started, ISO 8601 UTC: the "
+                                                 "status's ts (the device's clock) minus uptime_s")
+    alarms: list[Alarm] = Field(description="the kiosk's health alarms (test-mode, sender-restarting, disk-low, …)")
+    test_mode: bool = Field(description="staff test mode is on: its answers are flagged test")
     gaps: list[Gap] = Field(description="missing seq ranges per epoch")
 
 

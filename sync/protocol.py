@@ -103,6 +103,10 @@ def alerts_topic(site: str) -> str:
     return f"{TOPIC_ROOT}/{check_slug(site, 'site')}/alerts"
 
 
+#: The health alarm a kiosk raises while staff test mode is on (its answers are flagged ``test``).
+TEST_MODE_ALARM: Final = "test-mode"
+
+
 #: Subscription filters central uses. Feedback goes through a shared
 #: subscription so several collectors split the load; retained topics must not
 #: (shared subscriptions get no retained messages on most brokers).
