@@ -5,6 +5,11 @@
 #   sudo systemd/install.sh kiosk --provision hotel-berlin.front-desk.provision.toml
 #   sudo systemd/install.sh kiosk --site hotel-berlin --device front-desk --broker mqtts://mqtt.example:8883
 #   sudo systemd/install.sh central --broker mqtt://127.0.0.1:1883
+#   sudo systemd/install.sh kiosk --rollback
+#
+# From a release bundle (make bundle; bundle.json next to systemd/), it installs the
+# bundle's wheels with no PyPI and no git into /opt/deskpulse/releases/VERSION and makes
+# that release current; --rollback makes the release before it current again.
 #
 # Running it again updates the software; it changes exactly the configuration keys
 # its options name (and says so), keeps every other key, and never touches
@@ -14,7 +19,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
   cat <<'USAGE'
 
 options:
@@ -29,6 +34,8 @@ options:
   --root DIR         install into DIR as the target's root filesystem: files are written under
                      DIR; apt-get, useradd, usermod, the venv, pip, the config check and
                      systemctl are recorded in DIR/var/log/deskpulse-install.log, not run
+  --rollback         make the release installed before the current one current again
+                     (bundle installs), restart the service, change nothing else
   --no-start         install and enable, but do not (re)start the service
   --dry-run          print what would be done, change nothing
   -h, --help         this text
@@ -45,7 +52,7 @@ case "$ROLE" in
   *) echo "install.sh: first argument must be 'kiosk' or 'central' (see --help)" >&2; exit 2 ;;
 esac
 
-SITE="" DEVICE="" BROKER="" USERNAME="" CA_FILE="" PROVISION="" START=1 DRY=0 ROOT="" SVC_USER=deskpulse
+SITE="" DEVICE="" BROKER="" USERNAME="" CA_FILE="" PROVISION="" START=1 DRY=0 ROOT="" SVC_USER=deskpulse ROLLBACK=0
 need() { [ $# -ge 2 ] || { echo "install.sh: $1 needs a value (see --help)" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -57,6 +64,7 @@ while [ $# -gt 0 ]; do
     --provision) need "$@"; PROVISION="$2"; shift 2 ;;
     --user) need "$@"; SVC_USER="$2"; shift 2 ;;
     --root) need "$@"; ROOT="$2"; shift 2 ;;
+    --rollback) ROLLBACK=1; shift ;;
     --no-start) START=0; shift ;;
     --dry-run) DRY=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -86,7 +94,7 @@ PREFIX="$ROOT/opt/deskpulse" ETC="$ROOT/etc/deskpulse" DATA="$ROOT/var/lib/deskp
 UNITDIR="$ROOT/etc/systemd/system" RECORD="$ROOT/var/log/deskpulse-install.log"
 CONF="$ETC/$ROLE.toml"
 
-if [ "$ROLE" = kiosk ] && [ ! -e "$CONF" ] && [ -z "$PROVISION" ] && { [ -z "$SITE" ] || [ -z "$DEVICE" ]; }; then
+if [ "$ROLLBACK" = 0 ] && [ "$ROLE" = kiosk ] && [ ! -e "$CONF" ] && [ -z "$PROVISION" ] && { [ -z "$SITE" ] || [ -z "$DEVICE" ]; }; then
   echo "install.sh: a new kiosk needs --provision FILE, or --site and --device" >&2; exit 2
 fi
 if [ "$DRY" = 0 ] && [ "$(id -u)" != 0 ] && [ -z "$ROOT" ]; then
@@ -104,6 +112,56 @@ sys() {
     run "$@"
   fi
 }
+
+# A release (make bundle) or a checkout: the release's wheels, or the source tree.
+BUNDLE=0 VERSION="" HELPER_PATH="$SRC"
+if [ -f "$SRC/bundle.json" ]; then
+  BUNDLE=1
+  field() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$SRC/bundle.json" "$1"; }
+  VERSION="$(field version)"
+  [ "$(field role)" = "$ROLE" ] || { echo "install.sh: this bundle ($(field target)) is for a $(field role), not a $ROLE" >&2; exit 2; }
+  python3 - "$SRC" <<'VERIFY' || exit 2
+import hashlib, json, pathlib, sys
+top = pathlib.Path(sys.argv[1])
+files = json.loads((top / "bundle.json").read_text())["files"]
+bad = [n for n, h in files.items() if not (top / n).is_file() or hashlib.sha256((top / n).read_bytes()).hexdigest() != h]
+if bad:
+    sys.exit(f"install.sh: the bundle is damaged: {', '.join(bad[:5])} missing or changed (download it again)")
+print(f"bundle.json: {len(files)} files verified")
+VERIFY
+  HELPER_PATH="$(ls "$SRC"/wheels/deskpulse-"$VERSION"-*.whl)"  # the helpers are pure Python: run from the wheel
+fi
+
+# Which release /opt/deskpulse/venv points at ("" when it is not a release's).
+current_release() {
+  local link
+  link="$(readlink "$PREFIX/venv" 2>/dev/null)" || { echo ""; return; }
+  case "$link" in releases/*/venv) link="${link#releases/}"; echo "${link%/venv}" ;; *) echo "" ;; esac
+}
+# Point /opt/deskpulse/venv at a release atomically; remember the one before.
+switch_to() {
+  local was
+  was="$(current_release)"
+  if [ "$was" = "$1" ]; then echo "release $1 is current already"; return; fi
+  if [ -d "$PREFIX/venv" ] && [ ! -L "$PREFIX/venv" ]; then
+    run rm -rf "$PREFIX/venv"  # a checkout install's venv: releases replace it
+  fi
+  run ln -sfn "releases/$1/venv" "$PREFIX/venv.new"
+  run mv -T "$PREFIX/venv.new" "$PREFIX/venv"
+  if [ -n "$was" ]; then echo "+ remember $was as the release before"; [ "$DRY" = 1 ] || echo "$was" > "$PREFIX/previous-release"; fi
+  echo "release $1 is current (was ${was:-none})"
+}
+
+if [ "$ROLLBACK" = 1 ]; then
+  echo "== rollback"
+  prev="$(cat "$PREFIX/previous-release" 2>/dev/null || true)"
+  [ -n "$prev" ] || { echo "install.sh: --rollback: no release before the current one is recorded in $PREFIX/previous-release" >&2; exit 2; }
+  [ -d "$PREFIX/releases/$prev" ] || { echo "install.sh: --rollback: release $prev is gone from $PREFIX/releases" >&2; exit 2; }
+  switch_to "$prev"
+  if [ "$START" = 1 ]; then sys systemctl restart "deskpulse-$ROLE.service"; fi
+  echo "done: release $prev runs; the configuration and data are as they were"
+  exit 0
+fi
 
 echo "== system packages"
 PKGS="python3-venv python3-pip"
@@ -141,15 +199,25 @@ else
 fi
 
 echo "== software (venv with system site packages, for apt's lgpio)"
-run rm -rf "$PREFIX/src"
-run install -d -m 0755 "$PREFIX/src"
-echo "+ copy $SRC to $PREFIX/src (without .git, .venv, .demo)"
-[ "$DRY" = 1 ] || tar -C "$SRC" --exclude=./.git --exclude=./.venv --exclude=./.demo \
-  --exclude=__pycache__ --exclude=.pytest_cache --exclude=.mypy_cache --exclude=.ruff_cache -cf - . \
-  | tar -C "$PREFIX/src" -xf -
-[ -d "$PREFIX/venv" ] || sys python3 -m venv --system-site-packages /opt/deskpulse/venv
 if [ "$ROLE" = central ]; then extra="[central,postgres]"; else extra=""; fi
-sys /opt/deskpulse/venv/bin/pip install -q --upgrade "/opt/deskpulse/src$extra"
+if [ "$BUNDLE" = 1 ]; then
+  REL="/opt/deskpulse/releases/$VERSION"
+  run install -d -m 0755 "$ROOT$REL"
+  run rm -rf "$ROOT$REL/wheels"
+  run cp -r "$SRC/wheels" "$ROOT$REL/wheels"
+  [ -d "$ROOT$REL/venv" ] || sys python3 -m venv --system-site-packages "$REL/venv"
+  sys "$REL/venv/bin/pip" install -q --no-index --find-links "$REL/wheels" "deskpulse$extra==$VERSION"
+  switch_to "$VERSION"
+else
+  run rm -rf "$PREFIX/src"
+  run install -d -m 0755 "$PREFIX/src"
+  echo "+ copy $SRC to $PREFIX/src (without .git, .venv, .demo)"
+  [ "$DRY" = 1 ] || tar -C "$SRC" --exclude=./.git --exclude=./.venv --exclude=./.demo \
+    --exclude=__pycache__ --exclude=.pytest_cache --exclude=.mypy_cache --exclude=.ruff_cache -cf - . \
+    | tar -C "$PREFIX/src" -xf -
+  [ -d "$PREFIX/venv" ] || sys python3 -m venv --system-site-packages /opt/deskpulse/venv
+  sys /opt/deskpulse/venv/bin/pip install -q --upgrade "/opt/deskpulse/src$extra"
+fi
 
 echo "== configuration in $ETC"
 args=("$ROLE" --group "$GROUP")
@@ -165,7 +233,7 @@ fi
 [ -z "$PROVISION" ] || args+=(--provision "$PROVISION")
 [ -z "$BROKER" ] || args+=(--set "broker.url=$BROKER")
 [ -z "$CA_FILE" ] || args+=(--set "broker.ca_file=$CA_FILE")
-configure() { PYTHONPATH="$SRC" python3 -m sync.installconf "$@"; }
+configure() { PYTHONPATH="$HELPER_PATH" python3 -m sync.installconf "$@"; }
 if [ "$DRY" = 1 ]; then
   echo "+ python3 -m sync.installconf ${args[*]}${USERNAME:+ --set broker.username=$USERNAME --password-stdin}"
 elif [ -n "$USERNAME" ]; then
