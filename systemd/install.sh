@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install or update DeskPulse as a systemd service on Raspberry Pi OS (Bookworm or
-# Trixie, 64-bit) or Debian. Run from a checkout, as root:
+# Trixie, 64-bit) or Debian. Run from a checkout or an unpacked release bundle, as root:
 #
 #   sudo systemd/install.sh kiosk --provision hotel-berlin.front-desk.provision.toml
 #   sudo systemd/install.sh kiosk --site hotel-berlin --device front-desk --broker mqtts://mqtt.example:8883
