@@ -258,13 +258,24 @@ def remove_device(config: CentralConfig, site: str, device: str, *, timeout: flo
         for topic in (protocol.status_topic(site, device), protocol.device_config_topic(site, device)):
             admin.publish(topic, b"", retain=True)
         done.append("cleared its retained status and configuration")
+    if _store_missing(config):
+        done.append(f"central's database {config.safe_database_url} does not exist yet: nothing to mark retired")
+        return done
     from central.store import Store
 
     with Store(config.database_url) as store:
-        store.migrate()
         store.retire_device(site, device)
     done.append(f"marked {site}/{device} retired in {config.safe_database_url} (its answers stay)")
     return done
+
+
+def _store_missing(config: CentralConfig) -> bool:
+    """Whether central's SQLite file is missing. The commands never create it (nor migrate): run
+    as root, they would leave a root-owned database or migration lock the service cannot write."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(config.database_url)
+    return url.drivername.startswith("sqlite") and not Path(url.database or "").exists()
 
 
 def setup_central(config: CentralConfig, secrets_dir: Path, *, timeout: float = 10.0) -> list[str]:
@@ -304,10 +315,11 @@ def _ca_text(config: CentralConfig) -> str | None:
 
 
 def _unretire(config: CentralConfig, site: str, device: str) -> None:
+    if _store_missing(config):
+        return
     from central.store import Store
 
     with Store(config.database_url) as store:
-        store.migrate()
         store.unretire_device(site, device)
 
 

@@ -57,6 +57,8 @@ def central(plugin_broker: Mosquitto, tmp_path: Path) -> CentralConfig:
     from central.config import load
 
     config = load(write_central_toml(tmp_path, plugin_broker))
+    with Store(config.database_url) as store:
+        store.migrate()  # central has run once: the device commands never create or migrate it
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     done = fleet.setup_central(config, secrets)
@@ -255,3 +257,13 @@ def test_a_bad_provisioning_file_says_what_is_wrong(tmp_path, text: str, sentenc
     with pytest.raises(ValueError, match=sentence) as err:
         provision.load(path)
     assert str(err.value).startswith(str(path))
+
+
+def test_the_device_commands_never_create_centrals_database(plugin_broker, tmp_path) -> None:
+    from central.config import load
+
+    config = load(write_central_toml(tmp_path, plugin_broker))
+    fleet.add_device(config, SITE, "desk-1", tmp_path / "desk-1.toml")
+    assert fleet.remove_device(config, SITE, "desk-1")[-1] == (
+        f"central's database sqlite:///{tmp_path}/central.sqlite3 does not exist yet: nothing to mark retired")
+    assert not list(tmp_path.glob("central.sqlite3*"))
