@@ -158,6 +158,9 @@ if [ "$ROLLBACK" = 1 ]; then
   [ -n "$prev" ] || { echo "install.sh: --rollback: no release before the current one is recorded in $PREFIX/previous-release" >&2; exit 2; }
   [ -d "$PREFIX/releases/$prev" ] || { echo "install.sh: --rollback: release $prev is gone from $PREFIX/releases" >&2; exit 2; }
   switch_to "$prev"
+  if [ "$ROLE" = central ]; then
+    echo "note: a database migrated by the newer release stays migrated; if central does not start, see docs/operations.md (Release bundles)"
+  fi
   if [ "$START" = 1 ]; then sys systemctl restart "deskpulse-$ROLE.service"; fi
   echo "done: release $prev runs; the configuration and data are as they were"
   exit 0

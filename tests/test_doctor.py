@@ -29,8 +29,6 @@ from sync.outbox import Outbox
 from tests.support.broker import Mosquitto, free_port
 from tests.test_outbox import answer
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="owners and the service user's reads need root")
-
 GOOD_COMMANDS = {
     "timedatectl": (0, "yes"),
     "vcgencmd": (0, "throttled=0x0"),
@@ -73,6 +71,8 @@ def plugin_broker(tmp_path: Path) -> Iterator[Mosquitto]:
 
 @pytest.fixture
 def pi(plugin_broker: Mosquitto, tmp_path: Path) -> Iterator[Pi]:
+    if os.geteuid() != 0:
+        pytest.skip("the Pi's files need root: owners root:nogroup and reads as nobody")
     root = Path(tempfile.mkdtemp(prefix="deskpulse-pi-", dir="/tmp"))
     root.chmod(0o755)
     try:
