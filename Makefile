@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help venv deps demo test test-fast lint clean screenshots
+.PHONY: help venv deps demo test test-fast lint clean screenshots bundle
 
 help: ## List the everyday commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,9 +48,12 @@ screenshots: venv deps ## Save PNGs of the kiosk screens and the dashboard to do
 	$(PY) -m device.cli screenshot --all --out docs/img
 	$(PY) -m dev.dashboard_screenshots --out docs/img
 
+bundle: venv ## Release archives in dist/, one per target, with every wheel (needs PyPI; BUNDLE_ARGS=--target NAME)
+	$(PY) -m dev.bundle $(BUNDLE_ARGS)
+
 lint: venv ## ruff and strict mypy (make test runs them first)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
 clean: ## Remove the venv and caches
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info

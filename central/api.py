@@ -66,13 +66,21 @@ class Gap(BaseModel):
     last: int
 
 
+class Alarm(BaseModel):
+    """A health alarm a kiosk reports in its status."""
+
+    code: str
+    message: str
+
+
 class DeviceHealth(BaseModel):
     """A device's latest status (retained status or last will) and its gaps."""
 
     site: str
     device: str
-    state: Literal["online", "offline"] | None = Field(
-        description="from the device's status; offline from its last will; null if it never sent one")
+    state: Literal["online", "offline", "retired"] | None = Field(
+        description="from the device's status; offline from its last will; retired after "
+                    "'deskpulse-central device remove'; null if it never sent one")
     last_seen: str | None = Field(description="when central last received its status, ISO 8601 UTC")
     status_ts: str | None = Field(description="the status's own ts (the device's clock)")
     version: str | None
@@ -83,6 +91,11 @@ class DeviceHealth(BaseModel):
     config_error: dict[str, Any] | None = Field(description="the remote configuration the device refused, "
                                                             "with the reason")
     health: dict[str, Any] | None = Field(description="the status's whole health object")
+    uptime_s: float | None = Field(description="how long the kiosk program had run when it sent the status")
+    restarted_at: str | None = Field(description="when the kiosk program last started, ISO 8601 UTC: the "
+                                                 "status's ts (the device's clock) minus uptime_s")
+    alarms: list[Alarm] = Field(description="the kiosk's health alarms (test-mode, sender-restarting, disk-low, …)")
+    test_mode: bool = Field(description="staff test mode is on: its answers are flagged test")
     gaps: list[Gap] = Field(description="missing seq ranges per epoch")
 
 

@@ -40,6 +40,12 @@ commands:
   hash-password  read a password (asked twice, or one line on stdin) and print its argon2
                  hash for [dashboard.accounts]
   new-token      print a new random display token for [dashboard.tv.<name>]
+  device add|remove|list
+                 kiosks' broker credentials on Mosquitto's dynamic-security plugin
+                 (deskpulse-central device --help)
+  broker init|setup
+                 the plugin's first file; the collectors' and dashboard's clients
+                 (deskpulse-central broker --help)
 
 examples:
   deskpulse-central --config /etc/deskpulse/central.toml
@@ -64,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deskpulse-central",
         usage="deskpulse-central [run | migrate | rebuild-rollups | check-config | hash-password | new-token]"
-              " [options]",
+              " [options]\n"
+              "       deskpulse-central {device,broker} ...",
         description="DeskPulse central: stores every kiosk answer exactly once (from MQTT, with "
         "receipts to the kiosks) and shows staff a live web page.",
         epilog=EPILOG,
@@ -106,6 +113,11 @@ def _config(args: argparse.Namespace) -> CentralConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``deskpulse-central``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["device"], ["broker"]):
+        from central import fleet
+
+        return fleet.main(argv)
     args = _parser().parse_args(argv)
     if args.command in ("hash-password", "new-token"):
         return _secret(args.command)

@@ -147,6 +147,24 @@ class DashboardConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FleetConfig:
+    """Device provisioning on a broker with the dynamic-security plugin (``deskpulse-central device …``).
+
+    Attributes:
+        admin_username: the plugin's administrator client central logs in as.
+        admin_password: its password (from ``fleet.admin_password_file``); None: not configured.
+        device_broker_url: the broker URL written into provisioning files (the
+            address kiosks reach); None: ``broker.url``.
+        device_ca_file: the CA certificate copied into provisioning files; None: ``broker.ca_file``.
+    """
+
+    admin_username: str = "deskpulse-admin"
+    admin_password: str | None = None
+    device_broker_url: str | None = None
+    device_ca_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CentralConfig:
     """Everything central needs, validated.
 
@@ -160,6 +178,7 @@ class CentralConfig:
         ingest: batching of the collector's commits.
         sites: the sites the file names (time zone, hours, desks); others get defaults.
         dashboard: index minimum, flagged default, accounts, wall-TV tokens.
+        fleet: the broker administrator and what provisioning files say.
         source: where the configuration came from (for messages).
     """
 
@@ -172,6 +191,7 @@ class CentralConfig:
     ingest: IngestConfig = IngestConfig()
     sites: MappingProxyType[str, SiteConfig] = field(default_factory=lambda: MappingProxyType({}))
     dashboard: DashboardConfig = DashboardConfig()
+    fleet: FleetConfig = FleetConfig()
     source: str = "<defaults>"
 
     def site(self, slug: str) -> SiteConfig:
@@ -277,7 +297,7 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
         ConfigError: naming ``source``, the key and the reason.
     """
     base = base or Path.cwd()
-    names = ("broker", "database", "web", "ingest", "sites", "dashboard")
+    names = ("broker", "database", "web", "ingest", "sites", "dashboard", "fleet")
     top = TableReader(source, data, "", set(names))
     tables = {name: top.get(name, dict, {}) for name in names}
 
@@ -305,9 +325,32 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
     )
     sites = {slug: _site(source, slug, table) for slug, table in tables["sites"].items()}
     dashboard = _dashboard(source, tables["dashboard"], sites)
+    fleet = _fleet(source, tables["fleet"], base)
     return CentralConfig(broker=broker, client_id=client_id, group=group, database_url=url,
                          bind_host=host, bind_port=port, ingest=ingest, sites=MappingProxyType(sites),
-                         dashboard=dashboard, source=source)
+                         dashboard=dashboard, fleet=fleet, source=source)
+
+
+def _fleet(source: str, table: dict[str, Any], base: Path) -> FleetConfig:
+    r = TableReader(source, table, "fleet.", {"admin_username", "admin_password_file", "device_broker_url",
+                                              "device_ca_file"})
+    admin = r.get("admin_username", str, "deskpulse-admin")
+    if not _CLIENT_ID_RE.fullmatch(admin):
+        raise r.fail("admin_username", f"must be 1 to 128 of A-Z, a-z, 0-9 and . _ : -, got {admin!r}")
+    password = None
+    password_file = r.path("admin_password_file", base, None)
+    if password_file is not None:
+        try:
+            password = password_file.read_text("utf-8").strip()
+        except OSError as exc:
+            raise r.fail("admin_password_file", f"cannot be read: {exc}") from None
+        if not password:
+            raise r.fail("admin_password_file", f"{password_file} is empty")
+    url = r.get("device_broker_url", str, None)
+    if url is not None:
+        parse_broker_url(url, where=f"{source}: fleet.device_broker_url")
+    return FleetConfig(admin_username=admin, admin_password=password, device_broker_url=url,
+                       device_ca_file=r.path("device_ca_file", base, None))
 
 
 def _site(source: str, slug: str, table: Any) -> SiteConfig:

@@ -105,19 +105,27 @@ def fleet(store: Store, config: CentralConfig, *, site: str | None, device: str 
         desk = site_config.desks.get(row["device"])
         seen = protocol.parse_timestamp(row["last_seen"]) if row["last_seen"] else None
         missing = sum(gap["last"] - gap["first"] + 1 for gap in row["gaps"])
+        restarted = protocol.parse_timestamp(row["restarted_at"]) if row["restarted_at"] else None
         rows.append({**row, "missing": missing, "name": desk.name if desk else row["device"],
                      "site_name": site_config.name,
                      "seen_local": _local(seen, site_config.tz) if seen else None,
-                     "seen_ago": _ago(now - seen) if seen else None})
+                     "seen_ago": _ago(now - seen) if seen else None,
+                     "restarted_local": _local(restarted, site_config.tz) if restarted else None,
+                     "restarted_ago": _ago(now - restarted) if restarted else None,
+                     "other_alarms": [a for a in row["alarms"] if a["code"] != protocol.TEST_MODE_ALARM]})
     online = sum(1 for r in rows if r["state"] == "online")
+    in_service = [r for r in rows if r["state"] != "retired"]
     return {
         "rows": rows,
         "online": online,
+        "in_service": len(in_service),
         "offline": sum(1 for r in rows if r["state"] == "offline"),
+        "retired": len(rows) - len(in_service),
         "backlog": sum(r["backlog"] or 0 for r in rows),
         "missing": sum(r["missing"] for r in rows),
-        "problems": sum(1 for r in rows if r["state"] != "online" or r["missing"] or r["last_error"]
-                        or r["config_error"]),
+        "problems": sum(1 for r in in_service if r["state"] != "online" or r["missing"] or r["last_error"]
+                        or r["config_error"] or r["alarms"]),
+        "testing": sum(1 for r in in_service if r["test_mode"]),
     }
 
 

@@ -410,16 +410,37 @@ def device_rows(store: Store, site: str | None = None) -> list[dict[str, Any]]:
     with store.engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(stmt)]
     for row in rows:
-        row["last_seen"] = protocol.utc_timestamp(utc(row["last_seen"]))
+        last_seen = utc(row["last_seen"])
+        row["last_seen"] = protocol.utc_timestamp(last_seen)
         for name in ("health", "config_error"):
             row[name] = None if row[name] is None else json.loads(row[name])
+        row.update(_fleet_facts(row, last_seen))
     return rows
+
+
+def _fleet_facts(row: dict[str, Any], last_seen: datetime) -> dict[str, Any]:
+    """What the fleet view reads from a status's health: uptime, the last restart, alarms, test mode.
+
+    The last restart is the status's own ``ts`` (or, without one, when central
+    received it) minus ``uptime_s``, the kiosk process's age when it sent it.
+    """
+    health = row["health"] or {}
+    uptime = health.get("uptime_s")
+    restarted_at = None
+    if isinstance(uptime, int | float):
+        sent = protocol.parse_timestamp(row["status_ts"]) if row["status_ts"] else last_seen
+        restarted_at = protocol.utc_timestamp(sent - timedelta(seconds=float(uptime)))
+    alarms = [{"code": a["code"], "message": a["message"]} for a in health.get("alarms") or []]
+    return {"uptime_s": uptime, "restarted_at": restarted_at, "alarms": alarms,
+            "test_mode": any(a["code"] == protocol.TEST_MODE_ALARM for a in alarms)}
+
 
 
 #: A device known only from the gaps in its answers (no status yet).
 _NO_STATUS: Final[dict[str, Any]] = {
     "state": None, "last_seen": None, "status_ts": None, "version": None, "backlog": None,
     "oldest_pending_age_s": None, "clock_synced": None, "last_error": None, "config_error": None, "health": None,
+    "uptime_s": None, "restarted_at": None, "alarms": [], "test_mode": False,
 }
 
 

@@ -148,12 +148,15 @@ dead_letters = sa.Table(
     sqlite_autoincrement=True,
 )
 
+#: A device's state after ``deskpulse-central device remove`` (else online or offline, from its status).
+RETIRED: Final = "retired"
+
 devices = sa.Table(
     "devices",
     metadata,
     sa.Column("site", sa.String(64), primary_key=True),
     sa.Column("device", sa.String(64), primary_key=True),
-    sa.Column("state", sa.String(16), nullable=False),  # online | offline
+    sa.Column("state", sa.String(16), nullable=False),  # online | offline | retired
     sa.Column("status_ts", sa.String(32), nullable=True),  # the status's own ts (device clock)
     sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),  # central's clock
     sa.Column("version", sa.String(64), nullable=True),
@@ -697,8 +700,28 @@ class Store:
                 health=json.dumps(health, separators=(",", ":")),
             )
         insert = postgresql.insert(devices) if self.dialect == "postgresql" else sqlite.insert(devices)
-        updates = {k: v for k, v in values.items() if k not in ("site", "device")}
+        updates: dict[str, Any] = {k: v for k, v in values.items() if k not in ("site", "device")}
+        # A retired device stays retired: its last will may arrive after `device remove`.
+        updates["state"] = sa.case((devices.c.state == RETIRED, devices.c.state), else_=insert.excluded.state)
         conn.execute(insert.values(values).on_conflict_do_update(index_elements=["site", "device"], set_=updates))
+
+    def retire_device(self, site: str, device: str) -> None:
+        """Mark a device retired (``deskpulse-central device remove``); its answers stay.
+
+        Later statuses (its last will, say) update its health but not the state.
+        """
+        values = {"site": site, "device": device, "state": RETIRED, "last_seen": datetime.now(UTC)}
+        insert = postgresql.insert(devices) if self.dialect == "postgresql" else sqlite.insert(devices)
+        with self.transaction() as conn:
+            conn.execute(insert.values(values).on_conflict_do_update(
+                index_elements=["site", "device"], set_={"state": RETIRED}))
+
+    def unretire_device(self, site: str, device: str) -> bool:
+        """Forget a retired device's row (``device add`` again); returns whether it was retired."""
+        with self.transaction() as conn:
+            result = conn.execute(devices.delete().where(
+                devices.c.site == site, devices.c.device == device, devices.c.state == RETIRED))
+        return bool(result.rowcount)
 
 
 @dataclass(frozen=True, slots=True)

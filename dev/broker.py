@@ -3,7 +3,10 @@
 It writes its own configuration into a work directory, so it never touches a
 system broker. ``kill()`` sends SIGKILL (no clean shutdown), ``restart()``
 starts it again on the same port with the same persistence file, and
-``extra_config`` adds lines (ACLs, passwords, TLS).
+``extra_config`` adds lines (ACLs, passwords, TLS). With ``dynsec=True`` it
+loads Mosquitto's dynamic-security plugin, whose first file holds only the
+DeskPulse administrator (``admin_user`` / ``admin_password``); anonymous
+clients are refused.
 """
 
 from __future__ import annotations
@@ -17,6 +20,12 @@ import subprocess
 import time
 from pathlib import Path
 
+from sync import dynsec
+
+#: Where Debian and Raspberry Pi OS install the dynamic-security plugin.
+DYNSEC_PLUGIN_GLOBS = ("/usr/lib/*/mosquitto_dynamic_security.so", "/usr/lib/mosquitto_dynamic_security.so",
+                       "/usr/local/lib/mosquitto_dynamic_security.so")
+
 
 def find_mosquitto() -> str:
     """Path of the mosquitto binary (Debian installs it in /usr/sbin)."""
@@ -26,6 +35,18 @@ def find_mosquitto() -> str:
     if not found:
         raise RuntimeError("mosquitto is not installed: run 'make test' or 'make demo', which install it through apt")
     return found
+
+
+def find_dynsec_plugin() -> str:
+    """Path of Mosquitto's dynamic-security plugin (Debian's mosquitto package ships it)."""
+    import glob
+
+    for pattern in DYNSEC_PLUGIN_GLOBS:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    raise RuntimeError("mosquitto_dynamic_security.so is not installed: Debian's 'mosquitto' package ships it "
+                       "('make deps' installs mosquitto)")
 
 
 def free_port() -> int:
@@ -42,15 +63,22 @@ class Mosquitto:
         workdir: a directory for its config, log and persistence file.
         extra_config: lines appended to the listener's configuration.
         persistence: keep queued messages in a file across restarts.
+        dynsec: load the dynamic-security plugin (clients and roles made at run time).
     """
 
-    def __init__(self, workdir: Path, extra_config: str = "", persistence: bool = True) -> None:
+    admin_user = dynsec.DEFAULT_ADMIN
+    admin_password = "test-admin-password"
+
+    def __init__(self, workdir: Path, extra_config: str = "", persistence: bool = True,
+                 dynsec: bool = False) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.host = "127.0.0.1"
         self.extra_config = extra_config
         self.persistence = persistence
+        self.dynsec = dynsec
+        self.dynsec_file = self.workdir / "dynamic-security.json"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / "mosquitto.log"
 
@@ -60,9 +88,16 @@ class Mosquitto:
 
     def write_config(self) -> Path:
         conf = self.workdir / "mosquitto.conf"
+        plugin: list[str] = []
+        if self.dynsec:
+            if not self.dynsec_file.exists():  # kept across restarts: the plugin saves its clients there
+                dynsec.write_initial_config(self.dynsec_file, self.admin_user, self.admin_password)
+            plugin = [f"plugin {find_dynsec_plugin()}", f"plugin_opt_config_file {self.dynsec_file}"]
         lines = [
             f"listener {self.port} {self.host}",
-            "allow_anonymous true" if "allow_anonymous" not in self.extra_config else "",
+            *plugin,
+            "allow_anonymous true" if "allow_anonymous" not in self.extra_config and not self.dynsec
+            else "",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
             "autosave_interval 1",

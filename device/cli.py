@@ -20,7 +20,9 @@ examples:
   deskpulse-kiosk run -c kiosk.toml --windowed     run in a window on a desktop
   deskpulse-kiosk run -c kiosk.toml --headless --script 5,4,2
                                                    no screen: tap three answers, keep syncing
-  deskpulse-kiosk check-config -c kiosk.toml       validate a configuration file and exit
+  deskpulse-kiosk check-config -c kiosk.toml       validate a configuration file and exit (offline)
+  sudo deskpulse-kiosk doctor                      check this Pi end to end: config, display, touch,
+                                                   GPIO, broker login, clock, power, disk, outbox, unit
   deskpulse-kiosk screenshot --all --out docs/img  PNGs of every screen (in --lang)
   deskpulse-kiosk screenshot --screen followup --size 720x1280 --rotation 90 --lang uk --out f.png
   deskpulse-kiosk hash-pin                         make the staff.pin_hash line for a PIN
@@ -62,9 +64,22 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--witness", type=Path, metavar="FILE",
                      help="append each answer's id to FILE after its thank-you was shown (tests)")
 
-    check = sub.add_parser("check-config", help="validate the configuration file and exit",
-                           description="Validate a kiosk TOML file; exit 0 if it is good.")
+    check = sub.add_parser("check-config", help="validate the configuration file and exit (offline)",
+                           description="Validate a kiosk TOML file; exit 0 if it is good. It does not contact "
+                           "the broker: 'deskpulse-kiosk doctor' does.")
     add_config(check)
+
+    doctor = sub.add_parser(
+        "doctor", help="check this Pi end to end and say what to fix",
+        description="Check the configuration (valid, readable by the service's user), the display (KMSDRM "
+        "libraries, a DRM device the user may open), a touch input device, the GPIO chip (when [gpio] is "
+        "used), the broker (a real login with these credentials and TLS, then a subscription: it logs in "
+        "with the kiosk's client id, so a running kiosk reconnects once), the clock, under-voltage, free "
+        "disk, the outbox (sound, nothing waiting over an hour) and the systemd unit. Each says what it "
+        "found and what to do. Exit 0 only when every check passes; 1 otherwise.")
+    add_config(doctor)
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    doctor.add_argument("--user", default="deskpulse", help="the service's user (default deskpulse)")
 
     shot = sub.add_parser("screenshot", help="save PNGs of kiosk screens",
                           description="Draw kiosk screens headless and save them as PNG files.")
@@ -91,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``deskpulse-kiosk``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("run", "check-config", "screenshot", "hash-pin", "-h", "--help", "--version"):
+    if not argv or argv[0] not in ("run", "check-config", "doctor", "screenshot", "hash-pin", "-h", "--help",
+                                   "--version"):
         argv = ["run", *argv]  # `deskpulse-kiosk [-c FILE]` runs the kiosk
     args = _parser().parse_args(argv)
     command = args.command
@@ -107,9 +123,16 @@ def main(argv: list[str] | None = None) -> int:
             for path in save_screenshots(args):
                 print(path)
             return 0
+        if command == "doctor":
+            from device.doctor import diagnose, report
+
+            checks = diagnose(args.config, user=args.user)
+            print(report(checks, as_json=args.json))
+            return 0 if all(c.status == "ok" for c in checks) else 1
         config = load(args.config)
         if command == "check-config":
-            print(f"{args.config}: ok ({config.site}/{config.device}, broker {config.broker.url})")
+            print(f"{args.config}: ok ({config.site}/{config.device}, broker {config.broker.url}); checked "
+                  "offline: the broker was not contacted ('deskpulse-kiosk doctor' logs in)")
             return 0
         return run(config, args)
     except DeskPulseError as exc:

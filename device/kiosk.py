@@ -395,7 +395,7 @@ class Kiosk:
             log.warning("test mode off: answers count again")
             message = None
         if self.sender is not None:
-            self.sender.set_alarm("test-mode", message)
+            self.sender.set_alarm(protocol.TEST_MODE_ALARM, message)
 
     def status_facts(self) -> StatusFacts:
         """What the staff status screen shows, read now from the sender's snapshot and the outbox."""

@@ -11,12 +11,13 @@ import random
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from sync.errors import ConfigError
+
+if TYPE_CHECKING:  # paho is imported when a client is made: the installer reads configs with bare python3
+    import paho.mqtt.client as mqtt
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,9 @@ def make_client(client_id: str, settings: BrokerSettings) -> mqtt.Client:
 
     The caller sets its callbacks, last will and ``manual_ack`` before connecting.
     """
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,

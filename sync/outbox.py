@@ -550,3 +550,46 @@ def disk_free_bytes(path: Path) -> int | None:
     except OSError:
         return None
     return st.f_bavail * st.f_frsize
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    """What ``deskpulse-kiosk doctor`` learns from an outbox file without changing it."""
+
+    problem: str | None
+    stats: Stats | None
+
+
+def inspect(path: Path) -> Inspection:
+    """Check an outbox file read-only (``quick_check``) and count its rows.
+
+    Opened with ``mode=ro`` from another process than the kiosk's, so it
+    creates no file (a root-owned ``-shm`` would lock the kiosk out) and
+    changes nothing.
+
+    Returns:
+        ``problem`` says what is wrong (None when the file is sound), ``stats``
+        its counts when they could be read.
+    """
+    if not path.exists():
+        return Inspection(problem=None, stats=Stats(0, 0, 0, 0, None, None))
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error as exc:
+        return Inspection(problem=f"cannot be opened: {exc}", stats=None)
+    try:
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            return Inspection(problem=f"is damaged (quick_check: {check})", stats=None)
+        counts = {State(r[0]): r[1] for r in conn.execute("SELECT state, count(*) FROM outbox GROUP BY state")}
+        oldest = conn.execute("SELECT min(created_at) FROM outbox WHERE state <= 1").fetchone()[0]
+        last = conn.execute("SELECT max(done_at) FROM outbox WHERE state = 2").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        return Inspection(problem=f"is damaged ({exc})" if _is_corruption(exc) else f"cannot be read: {exc}",
+                          stats=None)
+    finally:
+        conn.close()
+    return Inspection(problem=None, stats=Stats(
+        pending=counts.get(State.PENDING, 0), sent=counts.get(State.SENT, 0),
+        confirmed=counts.get(State.CONFIRMED, 0), rejected=counts.get(State.REJECTED, 0),
+        oldest_unconfirmed_at=oldest, last_confirmed_at=last))

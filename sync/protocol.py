@@ -33,7 +33,7 @@ import jsonschema
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from sync import _fastcheck
+from sync import _fastcheck, slugs
 from sync.errors import ProtocolError
 
 SCHEMA_VERSION: Final = 1
@@ -55,9 +55,9 @@ MAX_PAYLOAD: Final[dict[str, int]] = {
 #: messages repr the value recursively) ever meets Python's recursion limit.
 MAX_DEPTH: Final = 32
 
-#: A site or device slug, as a pattern string (for web frameworks' query patterns) and compiled.
-SLUG_PATTERN: Final = r"^[a-z0-9-]{1,64}$"
-SLUG_RE: Final = re.compile(SLUG_PATTERN)
+#: A site or device slug (defined in sync.slugs, which the installer's helpers import on a bare python3).
+SLUG_PATTERN: Final = slugs.SLUG_PATTERN
+SLUG_RE: Final = slugs.SLUG_RE
 
 Kind = Literal["feedback", "status", "config", "receipt", "alert", "central-status"]
 KINDS: Final[tuple[Kind, ...]] = ("feedback", "status", "config", "receipt", "alert", "central-status")
@@ -101,6 +101,10 @@ def device_config_topic(site: str, device: str) -> str:
 def alerts_topic(site: str) -> str:
     """Topic central publishes a site's alerts to."""
     return f"{TOPIC_ROOT}/{check_slug(site, 'site')}/alerts"
+
+
+#: The health alarm a kiosk raises while staff test mode is on (its answers are flagged ``test``).
+TEST_MODE_ALARM: Final = "test-mode"
 
 
 #: Subscription filters central uses. Feedback goes through a shared

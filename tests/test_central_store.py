@@ -348,3 +348,19 @@ def test_gaps_from_the_epoch_counts_equal_a_scan_of_every_answer(store: Store, d
     got = [(g["device"], g["epoch"], g["first"], g["last"]) for g in reads.gaps(store)
            if (g["device"], g["epoch"]) in have]
     assert sorted(got) == sorted(expected)
+
+
+def test_a_retired_device_stays_retired_until_added_again(store: Store) -> None:
+    from central.reads import device_rows
+
+    store.record_status({"schema": 1, "site": "test-site", "device": "desk-1", "state": "online",
+                         "health": {"backlog": 3}})
+    store.retire_device("test-site", "desk-1")
+    store.retire_device("test-site", "desk-7")  # never reported: retired all the same
+    store.record_status({"schema": 1, "site": "test-site", "device": "desk-1", "state": "offline"})
+    assert [(r["device"], r["state"], r["backlog"]) for r in device_rows(store)] == [
+        ("desk-1", "retired", 3), ("desk-7", "retired", None)]
+    assert store.unretire_device("test-site", "desk-1") is True
+    assert store.unretire_device("test-site", "desk-1") is False
+    store.record_status({"schema": 1, "site": "test-site", "device": "desk-1", "state": "online"})
+    assert [(r["device"], r["state"]) for r in device_rows(store)] == [("desk-1", "online"), ("desk-7", "retired")]

@@ -187,3 +187,37 @@ def test_api_devices_shows_health_and_gaps(store: Store) -> None:
     only = client_for(store).get("/api/devices", params={"site": "other-site"}).json()
     assert [d["device"] for d in only] == ["desk-9"]
     assert client_for(store).get("/api/devices", params={"site": "Not A Slug"}).status_code == 422
+
+
+def test_a_retired_device_shows_retired_and_needs_no_look(store: Store) -> None:
+    store.record_status({"schema": 1, "site": "test-site", "device": "desk-1", "state": "online"})
+    store.record_status({"schema": 1, "site": "test-site", "device": "desk-2", "state": "online"})
+    store.retire_device("test-site", "desk-2")
+    store.record_status({"schema": 1, "site": "test-site", "device": "desk-2", "state": "offline"})  # its will
+    client = client_for(store)
+    assert [(d["device"], d["state"]) for d in client.get("/api/devices").json()] == [
+        ("desk-1", "online"), ("desk-2", "retired")]
+    page = client.get("/").text
+    assert "1 of 1 online" in page and "1 retired" in page and "all well" in page
+    assert '<span class="state retired">retired</span>' in page
+
+
+def test_the_fleet_view_shows_version_last_restart_alarms_and_test_mode(store: Store) -> None:
+    store.record_status({"schema": 1, "site": "test-site", "device": "desk-1", "state": "online",
+                         "ts": "2026-11-20T10:00:00Z", "version": "1.4.0", "health": {
+                             "uptime_s": 7200.0, "alarms": [
+                                 {"code": "test-mode", "message": "test mode: answers are flagged test"},
+                                 {"code": "disk-low", "message": "only 12.0 MB free on the outbox's disk"}]}})
+    store.record_status({"schema": 1, "site": "test-site", "device": "desk-2", "state": "online",
+                         "ts": "2026-11-20T10:00:00Z", "version": "1.3.9", "health": {"uptime_s": 60}})
+    client = client_for(store)
+    desk1, desk2 = client.get("/api/devices").json()
+    assert desk1["version"] == "1.4.0" and desk1["uptime_s"] == 7200.0
+    assert desk1["restarted_at"] == "2026-11-20T08:00:00.000Z"
+    assert desk1["test_mode"] is True and [a["code"] for a in desk1["alarms"]] == ["test-mode", "disk-low"]
+    assert desk2["test_mode"] is False and desk2["alarms"] == [] and desk2["restarted_at"] == "2026-11-20T09:59:00.000Z"
+    page = client.get("/").text
+    assert "1 in test mode" in page and '<span class="badge test">test mode</span>' in page
+    assert "v1.4.0 · <span title=" in page and "restarted " in page and "v1.3.9" in page
+    assert "only 12.0 MB free on the outbox&#39;s disk" in page
+    assert "1 needs a look" in page  # desk-1: its alarms

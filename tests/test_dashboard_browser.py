@@ -270,9 +270,13 @@ def test_the_overview_fits_the_screen_and_works_from_the_keyboard(store: Store, 
     for r in (1, 2, 3, 4, 5, 5):
         put(store, datetime.now(UTC), r, reasons=["wait_time"] if r < 3 else [], device="ab"[r % 2])
     # A kiosk in trouble, as wide as the health table gets: no name in the
-    # configuration (its slug shows), a backlog, an error, a gap.
+    # configuration (its slug shows), a backlog, an error, a gap, test mode, an
+    # alarm, its version and last restart.
     store.record_status(status("pharmacy-counter", "offline", site="north", backlog=12345,
-                               last_error="broker unreachable"))
+                               last_error="broker unreachable", uptime_s=93_784.5, alarms=[
+                                   {"code": "test-mode", "message": "test mode: answers are flagged test"},
+                                   {"code": "sender-restarting", "message": "the sender's loop failed 12 times, "
+                                    "last: OutboxError: cannot read the outbox's counts in /var/lib/deskpulse"}]))
     epoch = "0190a0a0-0000-7000-8000-000000000001"
     store.insert_events([feedback_event("north", "pharmacy-counter", seq=seq, epoch=epoch) for seq in (1, 5)])
     page.set_viewport_size({"width": size[0], "height": size[1]})
