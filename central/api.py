@@ -220,7 +220,8 @@ def api_devices(
     responses={200: {"content": {"text/event-stream": {}},
                      "description": "`event: feedback` (data: a stored event) and `event: tick` (data: "
                                     "{site, device}: an answer at a desk whose feed is aggregated); "
-                                    "`id:` is a cursor to resume from"}},
+                                    "`id:` is a cursor to resume from"},
+               400: {"description": "`Last-Event-ID` or `after` is not a cursor this stream sends"}},
 )
 async def api_stream(
     request: Request,
@@ -237,5 +238,6 @@ async def api_stream(
     Each desk's privacy mode applies (docs/dashboard.md): a delayed desk's
     answers come late, an aggregated desk's only as ``tick`` events.
     """
+    resume = stream.resume_cursor(last_event_id, after)
     feed = Feed(web.store, web.config, site=site, device=device)
-    return await stream.feed_response(request, feed, last_event_id if last_event_id is not None else after, web)
+    return await stream.feed_response(request, feed, resume, web)

@@ -431,7 +431,7 @@ async def tv_parts(request: Request, token: str, web: WebState = Depends(deps.we
 async def tv_stream(request: Request, token: str, web: WebState = Depends(deps.web_state)) -> StreamingResponse:
     """The TV's live feed: /api/stream for its site or desk only, reached with its token."""
     display = _display_for(web.config, token)
-    resume = request.headers.get("last-event-id") or request.query_params.get("after")
+    resume = stream.resume_cursor(request.headers.get("last-event-id"), request.query_params.get("after"))
     feed = Feed(web.store, web.config, site=display.site, device=display.device)
     return await stream.feed_response(request, feed, resume, web)
 

@@ -1,0 +1,79 @@
+"""Issue 13, "Central under attack": each attack run against a real central over HTTP.
+
+Every test starts ``deskpulse-central`` as a subprocess (tests/support/central.py)
+on a private Mosquitto and a real SQLite file, sends what an attacker would, and
+checks what central does now. docs/security.md has the table of threats, what
+central does and which test here shows it.
+"""
+
+from __future__ import annotations
+
+import http.client
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.broker import Mosquitto
+from tests.support.central import CentralProcess
+
+TV_TOKEN = "tv-token-for-the-lobby-0123456789"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One HTTP answer: status, headers (lower-case names) and body text."""
+
+    status: int
+    headers: dict[str, str]
+    body: str
+
+
+def request(central: CentralProcess, method: str, path: str, *, headers: dict[str, str] | None = None,
+            body: bytes | None = None, read: bool = True) -> Reply:
+    """Send one request to ``central`` and read the answer (the body only when ``read``)."""
+    conn = http.client.HTTPConnection("127.0.0.1", central.port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        reply = conn.getresponse()
+        text = reply.read().decode("utf-8", "replace") if read else ""
+        return Reply(reply.status, {k.lower(): v for k, v in reply.getheaders()}, text)
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# 7. Crashing the stream: bad cursors are a 400, never a 500 or a traceback.
+
+TV_CONFIG = f"""
+[dashboard.tv.lobby]
+token = "{TV_TOKEN}"
+site = "north"
+"""
+
+
+@pytest.fixture
+def open_central(broker: Mosquitto, tmp_path: Path):
+    with CentralProcess(broker, tmp_path / "central", config=TV_CONFIG) as proc:
+        yield proc
+
+
+@pytest.mark.parametrize("path", ["/api/stream", f"/tv/{TV_TOKEN}/stream"], ids=["api", "tv"])
+def test_a_huge_last_event_id_is_a_400_naming_the_header(open_central: CentralProcess, path: str) -> None:
+    reply = request(open_central, "GET", path, headers={"Last-Event-ID": "9" * 5000})
+    assert reply.status == 400, reply
+    assert "Last-Event-ID" in reply.body and "5000 characters" in reply.body
+
+
+@pytest.mark.parametrize("cursor", ["9" * 20, "18446744073709551616", "1;5:" + "9" * 20, "1;" * 70 + "1"],
+                         ids=["20-digits", "2**64", "delay-part", "too-many-parts"])
+def test_a_cursor_beyond_64_bits_is_a_400_without_a_traceback(open_central: CentralProcess, cursor: str) -> None:
+    reply = request(open_central, "GET", f"/api/stream?after={cursor}")
+    assert reply.status == 400, reply
+    assert "after" in reply.body
+    tv = request(open_central, "GET", f"/tv/{TV_TOKEN}/stream?after={cursor}")
+    assert tv.status == 400, tv
+    # The largest valid cursor still opens the stream (the check refuses only what cannot be an id).
+    ok = request(open_central, "GET", f"/api/stream?after={2**63 - 1}", read=False)
+    assert ok.status == 200 and ok.headers["content-type"].startswith("text/event-stream")
+    assert "Traceback" not in open_central.log() and "OverflowError" not in open_central.log()
