@@ -14,6 +14,9 @@
   paths under it, nothing else: no login form on a TV.
 - **Failed sign-ins** are rate limited per account name (5 tries, then one a
   minute), and logged with the client's address.
+- **Bounded work per sign-in**: the form is read up to 4 KiB, a name is at most
+  64 characters and a password 1,024 (checked before hashing or logging), and
+  at most :data:`MAX_CONCURRENT_CHECKS` argon2 checks run at once; more is a 429.
 """
 
 from __future__ import annotations
@@ -45,6 +48,15 @@ SESSION_S: Final = 12 * 3600
 #: Tries per account name before it is slowed to one a minute.
 MAX_FAILURES: Final = 5
 LOCKOUT_S: Final = 60.0
+#: Password checks running at once at most (argon2 takes 64 MiB each); more sign-ins get a 429.
+MAX_CONCURRENT_CHECKS: Final = 2
+#: Seconds a sign-in refused for being one too many at once is told to wait (``Retry-After``).
+BUSY_RETRY_S: Final = 1
+#: The largest sign-in form read (bytes); a larger one is a 413 before anything is hashed or logged.
+MAX_FORM_BYTES: Final = 4096
+#: The longest account name and password accepted (characters).
+MAX_NAME: Final = 64
+MAX_PASSWORD: Final = 1024
 #: Paths anyone may open (the login form itself, liveness, the stylesheet).
 PUBLIC_PREFIXES: Final = ("/login", "/healthz", "/static/")
 
@@ -77,6 +89,8 @@ class Auth:
         self.accounts = dict(dashboard.accounts)
         self._failures: dict[str, _Failures] = {}
         self._lock = threading.Lock()
+        #: Password checks under way; changed only on the event loop's thread (see :func:`login`).
+        self.checking = 0
 
     @property
     def enabled(self) -> bool:
@@ -189,13 +203,39 @@ def login_form(next: str = "/", auth: Auth = Depends(_auth)) -> Response:
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, auth: Auth = Depends(_auth)) -> Response:
-    """Check a name and password; on success set the session cookie and go on to ``next``."""
-    form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+    """Check a name and password; on success set the session cookie and go on to ``next``.
+
+    The form is read only up to :data:`MAX_FORM_BYTES` (413 beyond), the name
+    and password are checked for length (400) before anything is hashed or
+    logged, and at most :data:`MAX_CONCURRENT_CHECKS` passwords are checked at
+    once: a sign-in beyond that is a 429 with ``Retry-After``, so a burst of
+    sign-ins cannot run argon2's 64 MiB many times over.
+    """
+    client = request.client.host if request.client else "?"
+    body = await _read_limited(request, MAX_FORM_BYTES)
+    if body is None:
+        log.warning("sign-in form from %s refused: larger than %d bytes", client, MAX_FORM_BYTES)
+        return HTMLResponse(_login_page("/", error=f"The form is too large (at most {MAX_FORM_BYTES} bytes)."),
+                            status_code=413)
+    form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
     name = (form.get("name") or [""])[0].strip()
     password = (form.get("password") or [""])[0]
     target = _safe_next((form.get("next") or ["/"])[0])
-    client = request.client.host if request.client else "?"
-    ok, reason = await _to_thread(auth.check, name, password, client)
+    if len(name) > MAX_NAME or len(password) > MAX_PASSWORD:
+        log.warning("sign-in from %s refused: a name over %d or a password over %d characters",
+                    client, MAX_NAME, MAX_PASSWORD)
+        return HTMLResponse(_login_page(target, error=f"A name is at most {MAX_NAME} characters and a password "
+                                                      f"at most {MAX_PASSWORD}."), status_code=400)
+    if auth.checking >= MAX_CONCURRENT_CHECKS:
+        log.debug("sign-in from %s refused: %d checks under way", client, auth.checking)
+        return HTMLResponse(_login_page(target, name=name, error="Busy checking other sign-ins. Try again in a "
+                                                                 "moment."),
+                            status_code=429, headers={"Retry-After": str(BUSY_RETRY_S)})
+    auth.checking += 1  # the event loop's thread only: no lock needed between the test and the increment
+    try:
+        ok, reason = await _to_thread(auth.check, name, password, client)
+    finally:
+        auth.checking -= 1
     if not ok:
         return HTMLResponse(_login_page(target, name=name, error=reason), status_code=401)
     response = RedirectResponse(target, status_code=303)
@@ -210,6 +250,19 @@ def logout() -> Response:
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None when it is (or says it is) longer than ``limit`` bytes; reads no further."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 async def _to_thread(fn: Callable[..., tuple[bool, str]], *args: str) -> tuple[bool, str]:

@@ -77,3 +77,82 @@ def test_a_cursor_beyond_64_bits_is_a_400_without_a_traceback(open_central: Cent
     ok = request(open_central, "GET", f"/api/stream?after={2**63 - 1}", read=False)
     assert ok.status == 200 and ok.headers["content-type"].startswith("text/event-stream")
     assert "Traceback" not in open_central.log() and "OverflowError" not in open_central.log()
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. Memory exhaustion through POST /login: bounded checks, capped fields.
+
+PASSWORD = "a long pass phrase for ann"
+
+
+def accounts_config(extra: str = "") -> str:
+    """A central.toml with the account ``ann`` (password :data:`PASSWORD`)."""
+    from central.auth import hash_password
+
+    return f'[dashboard.accounts]\nann = "{hash_password(PASSWORD)}"\n{extra}'
+
+
+def login_body(name: str, password: str, next_path: str = "/") -> bytes:
+    from urllib.parse import urlencode
+
+    return urlencode({"name": name, "password": password, "next": next_path}).encode()
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.fixture
+def guarded_central(broker: Mosquitto, tmp_path: Path):
+    with CentralProcess(broker, tmp_path / "central", config=accounts_config(TV_CONFIG)) as proc:
+        yield proc
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set (``VmHWM``) in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
+
+
+def test_64_concurrent_sign_ins_keep_memory_bounded_and_get_429s(guarded_central: CentralProcess) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from central.auth import MAX_CONCURRENT_CHECKS
+
+    assert guarded_central.proc is not None
+    start = threading.Barrier(64)
+
+    def attempt(i: int) -> Reply:
+        start.wait()  # all 64 at once
+        return request(guarded_central, "POST", "/login", headers=FORM, body=login_body(f"name-{i}", "wrong"))
+
+    with ThreadPoolExecutor(64) as pool:
+        replies = list(pool.map(attempt, range(64)))
+    statuses = sorted(r.status for r in replies)
+    assert set(statuses) <= {401, 429}, statuses
+    busy = [r for r in replies if r.status == 429]
+    assert busy and all(r.headers["retry-after"] == "1" for r in busy), statuses
+    assert statuses.count(401) >= MAX_CONCURRENT_CHECKS
+    assert peak_rss_mb(guarded_central.proc.pid) < 400
+    # Once the burst is over, the real password signs in.
+    good = request(guarded_central, "POST", "/login", headers=FORM, body=login_body("ann", PASSWORD))
+    assert good.status == 303
+
+
+def test_huge_form_fields_are_refused_before_hashing_or_logging(guarded_central: CentralProcess) -> None:
+    huge = "n" * 5_000_000
+    big = request(guarded_central, "POST", "/login", headers=FORM, body=login_body(huge, "x"))
+    assert big.status == 413 and "too large" in big.body
+    long_name = request(guarded_central, "POST", "/login", headers=FORM, body=login_body("n" * 65, "x"))
+    assert long_name.status == 400 and "at most 64 characters" in long_name.body
+    long_password = request(guarded_central, "POST", "/login", headers=FORM, body=login_body("ann", "p" * 1025))
+    assert long_password.status == 400
+    # The positive marker: a later failed sign-in is logged, and no line before it holds the long name.
+    assert request(guarded_central, "POST", "/login", headers=FORM, body=login_body("marker", "x")).status == 401
+    from tests.support.wait import wait_for
+
+    wait_for(lambda: "'marker'" in guarded_central.log(), what="the marker sign-in logged")
+    assert "n" * 65 not in guarded_central.log()
+    assert max(len(line) for line in guarded_central.log().splitlines()) < 500
