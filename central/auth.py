@@ -14,6 +14,9 @@
   paths under it, nothing else: no login form on a TV.
 - **Failed sign-ins** are rate limited per account name (5 tries, then one a
   minute), and logged with the client's address.
+- **Cross-site requests**: every POST (any method but GET, HEAD and OPTIONS)
+  whose ``Origin`` (or, without it, ``Referer``) is not this site's own
+  ``Host`` nor in ``web.origins`` is refused with a 403, accounts or not.
 - **Bounded work per sign-in**: the form is read up to 4 KiB, a name is at most
   64 characters and a password 1,024 (checked before hashing or logging), and
   at most :data:`MAX_CONCURRENT_CHECKS` argon2 checks run at once; more is a 429.
@@ -32,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -161,13 +164,62 @@ class Auth:
         return self.user(request.cookies.get(COOKIE)) is not None
 
 
-def install(app: FastAPI, dashboard: DashboardConfig) -> Auth:
-    """Guard ``app``: the middleware in front of every route, and ``app.state.auth`` for :data:`router`."""
+#: Methods that change nothing: no origin check.
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def foreign_origin(request: Request, trusted: tuple[str, ...] = ()) -> str | None:
+    """The origin a state-changing request came from when it is not this site's, else None.
+
+    A browser sends ``Origin`` with every POST (and ``Referer`` with most); the
+    request is this site's when that origin's host and port are the request's
+    own ``Host``, or the origin is one of ``trusted`` (``web.origins``). A
+    request with neither header is no browser's cross-site form (a script or
+    ``curl``), so it passes: what a cookie signs in is guarded by the session.
+
+    Args:
+        request: the incoming request.
+        trusted: further origins allowed (lower case, ``scheme://host[:port]``).
+    """
+    if request.method in SAFE_METHODS:
+        return None
+    origin = request.headers.get("origin")
+    if origin is None:
+        referer = request.headers.get("referer")
+        if referer is None:
+            return None
+        parts = urlsplit(referer)
+        origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else referer
+    parts = urlsplit(origin)
+    host = request.headers.get("host", "").lower()
+    if parts.scheme in ("http", "https") and host and parts.netloc.lower() == host:
+        return None
+    if origin.lower() in trusted:
+        return None
+    return origin[:100]
+
+
+def install(app: FastAPI, dashboard: DashboardConfig, origins: tuple[str, ...] = ()) -> Auth:
+    """Guard ``app``: the middleware in front of every route, and ``app.state.auth`` for :data:`router`.
+
+    Args:
+        app: the app to guard.
+        dashboard: accounts and display tokens.
+        origins: ``web.origins``: further origins that may send state-changing requests.
+    """
     auth = Auth(dashboard)
     app.state.auth = auth
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        foreign = foreign_origin(request, origins)
+        if foreign is not None:
+            client = request.client.host if request.client else "?"
+            log.warning("%s %s from %s refused: origin %r is not this site (web.origins)", request.method,
+                        request.url.path[:100], client, foreign)
+            return JSONResponse({"detail": f"cross-origin request refused: {foreign!r} is not this site's "
+                                           "origin (add it to web.origins if it is central behind a proxy)"},
+                                status_code=403)
         if auth.allows(request):
             return await call_next(request)
         path = request.url.path

@@ -157,6 +157,9 @@ class CentralConfig:
         database_url: ``sqlite:///…`` (absolute path) or ``postgresql://…``.
         bind_host: the web server's address.
         bind_port: the web server's port.
+        origins: origins (``https://dash.example``) besides the request's own
+            ``Host`` that may send state-changing requests (a reverse proxy
+            that rewrites ``Host``).
         ingest: batching of the collector's commits.
         sites: the sites the file names (time zone, hours, desks); others get defaults.
         dashboard: index minimum, flagged default, accounts, wall-TV tokens.
@@ -169,6 +172,7 @@ class CentralConfig:
     database_url: str = DEFAULT_DB
     bind_host: str = "127.0.0.1"
     bind_port: int = 8080
+    origins: tuple[str, ...] = ()
     ingest: IngestConfig = IngestConfig()
     sites: MappingProxyType[str, SiteConfig] = field(default_factory=lambda: MappingProxyType({}))
     dashboard: DashboardConfig = DashboardConfig()
@@ -295,8 +299,9 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
     db = TableReader(source, tables["database"], "database.", {"url"})
     url = check_database_url(db.get("url", str, DEFAULT_DB), f"{source}: database.url", base)
 
-    web = TableReader(source, tables["web"], "web.", {"bind"})
+    web = TableReader(source, tables["web"], "web.", {"bind", "origins"})
     host, port = parse_bind(web.get("bind", str, DEFAULT_BIND), f"{source}: web.bind")
+    origins = _origins(web, web.get("origins", list, []))
 
     ing = TableReader(source, tables["ingest"], "ingest.", {"batch_size", "batch_ms"})
     ingest = IngestConfig(
@@ -306,8 +311,22 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
     sites = {slug: _site(source, slug, table) for slug, table in tables["sites"].items()}
     dashboard = _dashboard(source, tables["dashboard"], sites)
     return CentralConfig(broker=broker, client_id=client_id, group=group, database_url=url,
-                         bind_host=host, bind_port=port, ingest=ingest, sites=MappingProxyType(sites),
+                         bind_host=host, bind_port=port, origins=origins, ingest=ingest, sites=MappingProxyType(sites),
                          dashboard=dashboard, source=source)
+
+
+_ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
+def _origins(reader: TableReader, values: list[Any]) -> tuple[str, ...]:
+    """``web.origins``: each ``scheme://host[:port]``, nothing after it, lower-cased."""
+    out: list[str] = []
+    for value in values:
+        if not isinstance(value, str) or not _ORIGIN_RE.fullmatch(value):
+            raise reader.fail("origins", f"each must be an origin like https://dash.example or "
+                                         f"http://10.0.0.5:8080 (no path, no trailing '/'), got {value!r}")
+        out.append(value.lower())
+    return tuple(out)
 
 
 def _site(source: str, slug: str, table: Any) -> SiteConfig:

@@ -57,7 +57,7 @@ def create_app(
                              stream_idle_exit_s=stream_idle_exit_s, shutdown=shutdown or threading.Event())
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    auth.install(app, config.dashboard)  # the guard in front of every route below
+    auth.install(app, config.dashboard, config.origins)  # the guard in front of every route below
     for router in (auth.router, api.router, exports.router, pages.router):
         app.include_router(router)
     return app

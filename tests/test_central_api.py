@@ -234,3 +234,14 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(sqlite_store: St
         run()
     assert {"/api/events", "/api/aggregates", "/api/devices", "/healthz"} <= set(checked)
     assert date.today()  # the store's answers span today and the days before
+
+
+def test_web_origins_let_a_proxy_origin_post_and_bad_ones_are_named(store: Store) -> None:
+    config = central_config.from_dict({"web": {"origins": ["https://Dash.example"]}})
+    assert config.origins == ("https://dash.example",)
+    c = client(store, config)
+    assert c.post("/logout", headers={"Origin": "https://dash.example"}, follow_redirects=False).status_code == 303
+    assert c.post("/logout", headers={"Origin": "https://dash.example.evil"}).status_code == 403
+    for bad in ("https://dash.example/", "dash.example", "ftp://x", 7):
+        with pytest.raises(central_config.ConfigError, match=r"web\.origins each must be an origin"):
+            central_config.from_dict({"web": {"origins": [bad]}})

@@ -156,3 +156,28 @@ def test_huge_form_fields_are_refused_before_hashing_or_logging(guarded_central:
     wait_for(lambda: "'marker'" in guarded_central.log(), what="the marker sign-in logged")
     assert "n" * 65 not in guarded_central.log()
     assert max(len(line) for line in guarded_central.log().splitlines()) < 500
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. Cross-site posts: Origin (or Referer) must be this site's.
+
+def sign_in(central: CentralProcess, name: str = "ann", password: str = PASSWORD) -> str:
+    """Sign in over HTTP; the ``Cookie`` header value of the new session."""
+    reply = request(central, "POST", "/login", headers={**FORM, "Origin": central.url.rstrip("/")},
+                    body=login_body(name, password))
+    assert reply.status == 303, reply
+    return reply.headers["set-cookie"].split(";", 1)[0]
+
+
+@pytest.mark.parametrize("headers", [{"Origin": "https://evil.example"}, {"Origin": "null"},
+                                     {"Referer": "https://evil.example/page"}], ids=["origin", "null", "referer"])
+def test_a_cross_origin_post_is_refused(guarded_central: CentralProcess, headers: dict[str, str]) -> None:
+    login = request(guarded_central, "POST", "/login", headers={**FORM, **headers}, body=login_body("ann", PASSWORD))
+    assert login.status == 403 and "cross-origin" in login.body and "set-cookie" not in login.headers
+    cookie = sign_in(guarded_central)
+    logout = request(guarded_central, "POST", "/logout", headers={**headers, "Cookie": cookie})
+    assert logout.status == 403
+    assert request(guarded_central, "GET", "/api/events", headers={"Cookie": cookie}).status == 200
+    # The same posts from the site itself go through.
+    own = {"Origin": guarded_central.url.rstrip("/")} if "Origin" in headers else {"Referer": guarded_central.url}
+    assert request(guarded_central, "POST", "/logout", headers={**own, "Cookie": cookie}).status == 303
