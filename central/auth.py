@@ -5,11 +5,12 @@
   open to whoever reaches ``web.bind`` (central says so in its log); with any,
   every page, the JSON API, the live feed and the exports need a signed-in
   session, and ``/login`` shows a form.
-- **Sessions** are a cookie ``deskpulse_session``: the name, an expiry and an
-  HMAC-SHA256 of both, keyed by the account's own password hash. Nothing is kept
-  on the server, so several central processes behind one address accept each
-  other's sessions, and changing a password ends that account's sessions.
-  ``HttpOnly``, ``SameSite=Lax``, and ``Secure`` when the request came over HTTPS.
+- **Sessions** live in the store (:mod:`central.sessions`): the cookie
+  ``deskpulse_session`` holds a random token, the store an HMAC of it under
+  central's secret file, so logout, a new password or a removed account end a
+  session at once, and nothing in ``central.toml`` or the database lets anyone
+  make a cookie. A session lasts 12 hours from sign-in. ``HttpOnly``,
+  ``SameSite=Lax``, and ``Secure`` when the request came over HTTPS.
 - **Display tokens** (``[dashboard.tv.<name>]``) open ``/tv/<token>`` and the
   paths under it, nothing else: no login form on a TV.
 - **Failed sign-ins** are rate limited per account name (5 tries, then one a
@@ -24,8 +25,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import html
 import logging
@@ -43,11 +42,11 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from central.config import DashboardConfig
+from central.sessions import SESSION_S, Sessions, credential_of
 
 log = logging.getLogger("deskpulse.central.auth")
 
 COOKIE: Final = "deskpulse_session"
-SESSION_S: Final = 12 * 3600
 #: Tries per account name before it is slowed to one a minute.
 MAX_FAILURES: Final = 5
 LOCKOUT_S: Final = 60.0
@@ -73,6 +72,14 @@ def hash_password(password: str) -> str:
     return _HASHER.hash(password)
 
 
+def verify(hashed: str, password: str) -> bool:
+    """Whether ``password`` matches the argon2 ``hashed`` (False for a hash that is not one)."""
+    try:
+        return _HASHER.verify(hashed, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
 def new_token() -> str:
     """A display token: 32 random bytes, URL-safe (43 characters)."""
     return secrets.token_urlsafe(32)
@@ -85,11 +92,17 @@ class _Failures:
 
 
 class Auth:
-    """Checks passwords, signs and reads session cookies, and guards the app's paths."""
+    """Checks passwords, begins and reads server-side sessions, and guards the app's paths.
 
-    def __init__(self, dashboard: DashboardConfig) -> None:
+    Args:
+        dashboard: accounts and display tokens.
+        sessions: the store's sessions table.
+    """
+
+    def __init__(self, dashboard: DashboardConfig, sessions: Sessions) -> None:
         self.dashboard = dashboard
         self.accounts = dict(dashboard.accounts)
+        self.sessions = sessions
         self._failures: dict[str, _Failures] = {}
         self._lock = threading.Lock()
         #: Password checks under way; changed only on the event loop's thread (see :func:`login`).
@@ -100,30 +113,27 @@ class Auth:
         return bool(self.accounts)
 
     # ---------------------------------------------------------------- sessions
-    def _mac(self, name: str, expires: int) -> str:
-        key = hashlib.sha256(b"deskpulse-session\0" + self.accounts[name].encode()).digest()
-        msg = f"{name}\0{expires}".encode()
-        return base64.urlsafe_b64encode(hmac.new(key, msg, hashlib.sha256).digest()).decode().rstrip("=")
+    def begin(self, name: str) -> str:
+        """A new session for ``name`` (signed in just now); the cookie's value."""
+        return self.sessions.begin(name, credential_of(self.accounts[name]))
 
-    def session(self, name: str, now: float | None = None) -> str:
-        """A cookie value for ``name``, valid for 12 hours."""
-        expires = int((now or time.time()) + SESSION_S)
-        encoded = base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
-        return f"{encoded}.{expires}.{self._mac(name, expires)}"
+    def user(self, cookie: str | None) -> str | None:
+        """The account a cookie's session signs in, or None (missing, unknown, ended, expired, a changed
+        password or a removed account). Reads the store: call it off the event loop."""
+        if not cookie:
+            return None
+        session = self.sessions.get(cookie)
+        if session is None:
+            return None
+        hashed = self.accounts.get(session.account)
+        if hashed is None or not hmac.compare_digest(session.credential, credential_of(hashed)):
+            return None
+        return session.account
 
-    def user(self, cookie: str | None, now: float | None = None) -> str | None:
-        """The account a cookie signs in, or None (missing, forged, expired or for a removed account)."""
-        if not cookie or cookie.count(".") != 2:
-            return None
-        encoded, expires_text, mac = cookie.split(".")
-        try:
-            name = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
-            expires = int(expires_text)
-        except (ValueError, UnicodeDecodeError):
-            return None
-        if name not in self.accounts or expires < (now or time.time()):
-            return None
-        return name if hmac.compare_digest(mac, self._mac(name, expires)) else None
+    def end(self, cookie: str | None) -> None:
+        """End the cookie's session (logout). Reads the store: call it off the event loop."""
+        if cookie:
+            self.sessions.end(cookie)
 
     # --------------------------------------------------------------- passwords
     def check(self, name: str, password: str, client: str = "?") -> tuple[bool, str]:
@@ -134,11 +144,7 @@ class Auth:
                 wait = int(failures.until - time.monotonic()) + 1
                 log.warning("sign-in for %r from %s refused: too many failures (wait %d s)", name, client, wait)
                 return False, f"Too many failed attempts. Try again in {wait} seconds."
-        hashed = self.accounts.get(name, _DUMMY_HASH)
-        try:
-            ok = _HASHER.verify(hashed, password) and name in self.accounts
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            ok = False
+        ok = verify(self.accounts.get(name, _DUMMY_HASH), password) and name in self.accounts
         with self._lock:
             if ok:
                 self._failures.pop(name, None)
@@ -151,8 +157,9 @@ class Auth:
         return False, "That name and password do not match."
 
     # ------------------------------------------------------------------ guard
-    def allows(self, request: Request) -> bool:
-        """Whether the request may go on: public path, a display token's own paths, or a session."""
+    def allows(self, request: Request) -> bool | None:
+        """Whether the request may go on by its path alone (a public path, a display token's own paths,
+        no accounts); None when it needs a session (:meth:`user`)."""
         path = request.url.path
         if path.startswith(PUBLIC_PREFIXES):
             return True
@@ -161,7 +168,7 @@ class Auth:
             return self.dashboard.display_token(token) is not None
         if not self.enabled:
             return True
-        return self.user(request.cookies.get(COOKIE)) is not None
+        return None
 
 
 #: Methods that change nothing: no origin check.
@@ -199,15 +206,16 @@ def foreign_origin(request: Request, trusted: tuple[str, ...] = ()) -> str | Non
     return origin[:100]
 
 
-def install(app: FastAPI, dashboard: DashboardConfig, origins: tuple[str, ...] = ()) -> Auth:
+def install(app: FastAPI, dashboard: DashboardConfig, sessions: Sessions, origins: tuple[str, ...] = ()) -> Auth:
     """Guard ``app``: the middleware in front of every route, and ``app.state.auth`` for :data:`router`.
 
     Args:
         app: the app to guard.
         dashboard: accounts and display tokens.
+        sessions: the store's sessions.
         origins: ``web.origins``: further origins that may send state-changing requests.
     """
-    auth = Auth(dashboard)
+    auth = Auth(dashboard, sessions)
     app.state.auth = auth
 
     @app.middleware("http")
@@ -220,7 +228,12 @@ def install(app: FastAPI, dashboard: DashboardConfig, origins: tuple[str, ...] =
             return JSONResponse({"detail": f"cross-origin request refused: {foreign!r} is not this site's "
                                            "origin (add it to web.origins if it is central behind a proxy)"},
                                 status_code=403)
-        if auth.allows(request):
+        allowed = auth.allows(request)
+        if allowed is None:
+            import anyio.to_thread
+
+            allowed = await anyio.to_thread.run_sync(auth.user, request.cookies.get(COOKIE)) is not None
+        if allowed:
             return await call_next(request)
         path = request.url.path
         if path.startswith("/tv/"):
@@ -290,15 +303,19 @@ async def login(request: Request, auth: Auth = Depends(_auth)) -> Response:
         auth.checking -= 1
     if not ok:
         return HTMLResponse(_login_page(target, name=name, error=reason), status_code=401)
+    import anyio.to_thread
+
+    token = await anyio.to_thread.run_sync(auth.begin, name)
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(COOKIE, auth.session(name), max_age=SESSION_S, httponly=True, samesite="lax",
+    response.set_cookie(COOKIE, token, max_age=SESSION_S, httponly=True, samesite="lax",
                         secure=request.url.scheme == "https", path="/")
     return response
 
 
 @router.post("/logout")
-def logout() -> Response:
-    """End the session: the cookie is deleted."""
+def logout(request: Request, auth: Auth = Depends(_auth)) -> Response:
+    """End the session in the store (so a copy of the cookie opens nothing either) and delete the cookie."""
+    auth.end(request.cookies.get(COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response

@@ -133,9 +133,24 @@ def main(argv: list[str] | None = None) -> int:
         store.close()
         return 0
     try:
-        return serve(config, store, log_level=args.log_level, faults=args.fault_point)
+        secret = _session_secret(config)
+    except DeskPulseError as exc:
+        print(f"deskpulse-central: {exc}", file=sys.stderr)
+        store.close()
+        return 2
+    try:
+        return serve(config, store, log_level=args.log_level, faults=args.fault_point, secret=secret)
     finally:
         store.close()
+
+
+def _session_secret(config: CentralConfig) -> bytes | None:
+    """The session secret from ``web.secret_file`` (made on first start) when anyone can sign in; else None."""
+    if not config.dashboard.accounts:
+        return None
+    from central.sessions import load_secret
+
+    return load_secret(config.session_secret_path)
 
 
 def _secret(command: str) -> int:
@@ -160,7 +175,8 @@ def _secret(command: str) -> int:
     return 0
 
 
-def serve(config: CentralConfig, store: Store, *, log_level: str = "info", faults: Faults | None = None) -> int:
+def serve(config: CentralConfig, store: Store, *, log_level: str = "info", faults: Faults | None = None,
+          secret: bytes | None = None) -> int:
     """Run the web server and the collector until SIGTERM or Ctrl-C.
 
     The collector starts once the web server listens, so central announces
@@ -171,6 +187,7 @@ def serve(config: CentralConfig, store: Store, *, log_level: str = "info", fault
         store: the migrated store.
         log_level: uvicorn's log level.
         faults: fault points armed for a crash test (``--fault-point``); None in production.
+        secret: the session secret (``web.secret_file``); None: a random one for this run.
 
     Returns:
         0 after a clean stop; 1 when the web server could not start or died.
@@ -184,7 +201,7 @@ def serve(config: CentralConfig, store: Store, *, log_level: str = "info", fault
     restore = _handle_signals(lambda: stop.set())
     shutdown = threading.Event()
     server = uvicorn.Server(uvicorn.Config(
-        create_app(store, config, shutdown=shutdown), host=config.bind_host, port=config.bind_port,
+        create_app(store, config, shutdown=shutdown, secret=secret), host=config.bind_host, port=config.bind_port,
         log_level=log_level, log_config=None, access_log=log_level == "debug",
         timeout_graceful_shutdown=5,
     ))

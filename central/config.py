@@ -31,6 +31,8 @@ DEFAULT_PATH = Path("/etc/deskpulse/central.toml")
 DEFAULT_DATA_DIR = Path("/var/lib/deskpulse")
 DEFAULT_DB = f"sqlite:///{DEFAULT_DATA_DIR / 'central.sqlite3'}"
 DEFAULT_BIND = "127.0.0.1:8080"
+#: The session secret's default place when the database is not a SQLite file.
+DEFAULT_SECRET = Path("/var/lib/deskpulse/central-secret")
 DEFAULT_GROUP = "deskpulse-central"
 
 #: Database drivers central supports; ``postgresql`` means psycopg 3.
@@ -160,6 +162,8 @@ class CentralConfig:
         origins: origins (``https://dash.example``) besides the request's own
             ``Host`` that may send state-changing requests (a reverse proxy
             that rewrites ``Host``).
+        secret_file: the session secret (``web.secret_file``); None: see
+            :attr:`session_secret_path`.
         ingest: batching of the collector's commits.
         sites: the sites the file names (time zone, hours, desks); others get defaults.
         dashboard: index minimum, flagged default, accounts, wall-TV tokens.
@@ -173,6 +177,7 @@ class CentralConfig:
     bind_host: str = "127.0.0.1"
     bind_port: int = 8080
     origins: tuple[str, ...] = ()
+    secret_file: Path | None = None
     ingest: IngestConfig = IngestConfig()
     sites: MappingProxyType[str, SiteConfig] = field(default_factory=lambda: MappingProxyType({}))
     dashboard: DashboardConfig = DashboardConfig()
@@ -188,6 +193,17 @@ class CentralConfig:
         host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.bind_host, self.bind_host)
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.bind_port}/"
+
+    @property
+    def session_secret_path(self) -> Path:
+        """Where the session secret is: ``web.secret_file``, else ``central-secret`` next to a SQLite
+        database, else ``/var/lib/deskpulse/central-secret``."""
+        if self.secret_file is not None:
+            return self.secret_file
+        url = make_url(self.database_url)
+        if url.drivername.startswith("sqlite") and url.database:
+            return Path(url.database).parent / "central-secret"
+        return DEFAULT_SECRET
 
     @property
     def safe_database_url(self) -> str:
@@ -299,9 +315,10 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
     db = TableReader(source, tables["database"], "database.", {"url"})
     url = check_database_url(db.get("url", str, DEFAULT_DB), f"{source}: database.url", base)
 
-    web = TableReader(source, tables["web"], "web.", {"bind", "origins"})
+    web = TableReader(source, tables["web"], "web.", {"bind", "origins", "secret_file"})
     host, port = parse_bind(web.get("bind", str, DEFAULT_BIND), f"{source}: web.bind")
     origins = _origins(web, web.get("origins", list, []))
+    secret_file = web.path("secret_file", base, None)
 
     ing = TableReader(source, tables["ingest"], "ingest.", {"batch_size", "batch_ms"})
     ingest = IngestConfig(
@@ -311,7 +328,8 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
     sites = {slug: _site(source, slug, table) for slug, table in tables["sites"].items()}
     dashboard = _dashboard(source, tables["dashboard"], sites)
     return CentralConfig(broker=broker, client_id=client_id, group=group, database_url=url,
-                         bind_host=host, bind_port=port, origins=origins, ingest=ingest, sites=MappingProxyType(sites),
+                         bind_host=host, bind_port=port, origins=origins, secret_file=secret_file, ingest=ingest,
+                         sites=MappingProxyType(sites),
                          dashboard=dashboard, source=source)
 
 

@@ -164,6 +164,21 @@ devices = sa.Table(
     sa.Column("health", sa.Text, nullable=True),  # JSON: the status's whole health object
 )
 
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    # HMAC-SHA256 of the cookie's random token under the secret file's key (hex): the
+    # cookie itself is never stored, and a row cannot be made without the key.
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("account", sa.String(64), nullable=False),
+    # A digest of the account's password hash when the session began: a new password ends it.
+    sa.Column("credential", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_sessions_account", "account"),
+    sa.Index("ix_sessions_expires_at", "expires_at"),
+)
+
 #: The columns an insert writes (every one but the ingest id), in table order.
 _INSERTED: Final = tuple(c.name for c in events.columns if c.name != "ingest_id")
 

@@ -181,3 +181,62 @@ def test_a_cross_origin_post_is_refused(guarded_central: CentralProcess, headers
     # The same posts from the site itself go through.
     own = {"Origin": guarded_central.url.rstrip("/")} if "Origin" in headers else {"Referer": guarded_central.url}
     assert request(guarded_central, "POST", "/logout", headers={**own, "Cookie": cookie}).status == 303
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. Forging a session: sessions are random tokens kept server-side under a secret file.
+
+def old_style_cookie(name: str, password_hash: str, expires: int = 4102444800) -> str:
+    """The cookie central used to accept: name, expiry and an HMAC keyed by the account's password hash."""
+    import base64
+    import hashlib
+    import hmac
+
+    key = hashlib.sha256(b"deskpulse-session\0" + password_hash.encode()).digest()
+    mac = base64.urlsafe_b64encode(hmac.new(key, f"{name}\0{expires}".encode(), hashlib.sha256).digest())
+    encoded = base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+    return f"{encoded}.{expires}.{mac.decode().rstrip('=')}"
+
+
+def test_a_cookie_built_from_the_password_hash_is_refused(guarded_central: CentralProcess) -> None:
+    import tomllib
+
+    assert guarded_central.config_path is not None
+    hashed = tomllib.loads(guarded_central.config_path.read_text())["dashboard"]["accounts"]["ann"]
+    forged = old_style_cookie("ann", hashed)
+    assert request(guarded_central, "GET", "/api/events", headers={"Cookie": f"deskpulse_session={forged}"}).status \
+        == 401
+    assert request(guarded_central, "GET", "/api/events", headers={"Cookie": sign_in(guarded_central)}).status == 200
+
+
+def test_the_secret_file_is_made_0600_and_sessions_outlive_a_restart(guarded_central: CentralProcess) -> None:
+    secret = guarded_central.workdir / "central-secret"  # next to the SQLite database by default
+    assert secret.stat().st_mode & 0o777 == 0o600 and len(secret.read_text().strip()) >= 64
+    cookie = sign_in(guarded_central)
+    guarded_central.stop()
+    guarded_central.start()
+    assert request(guarded_central, "GET", "/api/events", headers={"Cookie": cookie}).status == 200
+
+
+def test_logout_ends_the_session_on_the_server(guarded_central: CentralProcess) -> None:
+    cookie = sign_in(guarded_central)
+    other = sign_in(guarded_central)  # a second browser of the same account
+    assert request(guarded_central, "GET", "/api/events", headers={"Cookie": cookie}).status == 200
+    out = request(guarded_central, "POST", "/logout", headers={"Cookie": cookie})
+    assert out.status == 303
+    # A copy of the cookie kept from before the logout opens nothing now; the other session is untouched.
+    assert request(guarded_central, "GET", "/api/events", headers={"Cookie": cookie}).status == 401
+    assert request(guarded_central, "GET", "/api/events", headers={"Cookie": other}).status == 200
+
+
+def test_a_secret_file_readable_by_others_stops_central_with_its_name(broker: Mosquitto, tmp_path: Path) -> None:
+    import subprocess
+
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 64)
+    secret.chmod(0o644)
+    central = CentralProcess(broker, tmp_path / "central",
+                             config=f'[web]\nsecret_file = "{secret}"\n' + accounts_config())
+    done = subprocess.run(central.command(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert str(secret) in done.stderr and "chmod 600" in done.stderr
