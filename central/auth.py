@@ -13,8 +13,9 @@
   ``SameSite=Lax``, and ``Secure`` when the request came over HTTPS.
 - **Display tokens** (``[dashboard.tv.<name>]``) open ``/tv/<token>`` and the
   paths under it, nothing else: no login form on a TV.
-- **Failed sign-ins** are rate limited per account name (5 tries, then one a
-  minute), and logged with the client's address.
+- **Failed sign-ins** slow down the address that sent them, and an account's
+  failures slow down only addresses that failed too (:mod:`central.throttle`,
+  kept in the store); each is logged with the client's address.
 - **Cross-site requests**: every POST (any method but GET, HEAD and OPTIONS)
   whose ``Origin`` (or, without it, ``Referer``) is not this site's own
   ``Host`` nor in ``web.origins`` is refused with a 403, accounts or not.
@@ -29,10 +30,7 @@ import hmac
 import html
 import logging
 import secrets
-import threading
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -43,13 +41,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from central.config import DashboardConfig
 from central.sessions import SESSION_S, Sessions, credential_of
+from central.throttle import Throttle
 
 log = logging.getLogger("deskpulse.central.auth")
 
 COOKIE: Final = "deskpulse_session"
-#: Tries per account name before it is slowed to one a minute.
-MAX_FAILURES: Final = 5
-LOCKOUT_S: Final = 60.0
 #: Password checks running at once at most (argon2 takes 64 MiB each); more sign-ins get a 429.
 MAX_CONCURRENT_CHECKS: Final = 2
 #: Seconds a sign-in refused for being one too many at once is told to wait (``Retry-After``).
@@ -85,26 +81,20 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-@dataclass(slots=True)
-class _Failures:
-    count: int = 0
-    until: float = 0.0
-
-
 class Auth:
     """Checks passwords, begins and reads server-side sessions, and guards the app's paths.
 
     Args:
         dashboard: accounts and display tokens.
         sessions: the store's sessions table.
+        throttle: the store's sign-in throttle.
     """
 
-    def __init__(self, dashboard: DashboardConfig, sessions: Sessions) -> None:
+    def __init__(self, dashboard: DashboardConfig, sessions: Sessions, throttle: Throttle) -> None:
         self.dashboard = dashboard
         self.accounts = dict(dashboard.accounts)
         self.sessions = sessions
-        self._failures: dict[str, _Failures] = {}
-        self._lock = threading.Lock()
+        self.throttle = throttle
         #: Password checks under way; changed only on the event loop's thread (see :func:`login`).
         self.checking = 0
 
@@ -136,25 +126,23 @@ class Auth:
             self.sessions.end(cookie)
 
     # --------------------------------------------------------------- passwords
-    def check(self, name: str, password: str, client: str = "?") -> tuple[bool, str]:
-        """Whether ``password`` is ``name``'s; the reason when not (for the form)."""
-        with self._lock:
-            failures = self._failures.setdefault(name, _Failures())
-            if failures.until > time.monotonic():
-                wait = int(failures.until - time.monotonic()) + 1
-                log.warning("sign-in for %r from %s refused: too many failures (wait %d s)", name, client, wait)
-                return False, f"Too many failed attempts. Try again in {wait} seconds."
-        ok = verify(self.accounts.get(name, _DUMMY_HASH), password) and name in self.accounts
-        with self._lock:
-            if ok:
-                self._failures.pop(name, None)
-                log.info("%r signed in from %s", name, client)
-                return True, ""
-            failures.count += 1
-            if failures.count >= MAX_FAILURES:
-                failures.until = time.monotonic() + LOCKOUT_S
-            log.warning("failed sign-in for %r from %s (%d in a row)", name, client, failures.count)
-        return False, "That name and password do not match."
+    def check(self, name: str, password: str, client: str = "?") -> tuple[bool, str, int]:
+        """Whether ``password`` is ``name``'s: (ok, the reason when not, seconds to wait when throttled).
+
+        Reads and writes the store and runs argon2: call it off the event loop.
+        """
+        account = name if name in self.accounts else None
+        wait = self.throttle.wait(client, account)
+        if wait:
+            log.warning("sign-in for %r from %s refused: too many failures (wait %d s)", name, client, wait)
+            return False, f"Too many failed sign-ins. Try again in {wait} seconds.", wait
+        if verify(self.accounts.get(name, _DUMMY_HASH), password) and account is not None:
+            self.throttle.succeeded(client, account)
+            log.info("%r signed in from %s", name, client)
+            return True, "", 0
+        self.throttle.failed(client, account)
+        log.warning("failed sign-in for %r from %s", name, client)
+        return False, "That name and password do not match.", 0
 
     # ------------------------------------------------------------------ guard
     def allows(self, request: Request) -> bool | None:
@@ -206,16 +194,18 @@ def foreign_origin(request: Request, trusted: tuple[str, ...] = ()) -> str | Non
     return origin[:100]
 
 
-def install(app: FastAPI, dashboard: DashboardConfig, sessions: Sessions, origins: tuple[str, ...] = ()) -> Auth:
+def install(app: FastAPI, dashboard: DashboardConfig, sessions: Sessions, throttle: Throttle,
+            origins: tuple[str, ...] = ()) -> Auth:
     """Guard ``app``: the middleware in front of every route, and ``app.state.auth`` for :data:`router`.
 
     Args:
         app: the app to guard.
         dashboard: accounts and display tokens.
         sessions: the store's sessions.
+        throttle: the store's sign-in throttle.
         origins: ``web.origins``: further origins that may send state-changing requests.
     """
-    auth = Auth(dashboard, sessions)
+    auth = Auth(dashboard, sessions, throttle)
     app.state.auth = auth
 
     @app.middleware("http")
@@ -298,9 +288,14 @@ async def login(request: Request, auth: Auth = Depends(_auth)) -> Response:
                             status_code=429, headers={"Retry-After": str(BUSY_RETRY_S)})
     auth.checking += 1  # the event loop's thread only: no lock needed between the test and the increment
     try:
-        ok, reason = await _to_thread(auth.check, name, password, client)
+        import anyio.to_thread
+
+        ok, reason, wait = await anyio.to_thread.run_sync(auth.check, name, password, client)
     finally:
         auth.checking -= 1
+    if wait:
+        return HTMLResponse(_login_page(target, name=name, error=reason), status_code=429,
+                            headers={"Retry-After": str(wait)})
     if not ok:
         return HTMLResponse(_login_page(target, name=name, error=reason), status_code=401)
     import anyio.to_thread
@@ -332,12 +327,6 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
         if len(body) > limit:
             return None
     return bytes(body)
-
-
-async def _to_thread(fn: Callable[..., tuple[bool, str]], *args: str) -> tuple[bool, str]:
-    import anyio.to_thread
-
-    return await anyio.to_thread.run_sync(fn, *args)  # argon2 takes ~50 ms: keep the loop free
 
 
 def _safe_next(target: str) -> str:

@@ -179,6 +179,17 @@ sessions = sa.Table(
     sa.Index("ix_sessions_expires_at", "expires_at"),
 )
 
+sign_in_throttle = sa.Table(
+    "sign_in_throttle",
+    metadata,
+    sa.Column("kind", sa.String(8), primary_key=True),  # address | account
+    sa.Column("subject", sa.String(64), primary_key=True),  # an IPv4 address, an IPv6 /64, or an account name
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("last_failure", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("blocked_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_sign_in_throttle_last_failure", "last_failure"),
+)
+
 #: The columns an insert writes (every one but the ingest id), in table order.
 _INSERTED: Final = tuple(c.name for c in events.columns if c.name != "ingest_id")
 

@@ -25,6 +25,7 @@ from central.config import CentralConfig
 from central.deps import WebState
 from central.sessions import Sessions
 from central.store import Store
+from central.throttle import Throttle
 
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
 
@@ -63,7 +64,8 @@ def create_app(
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     sessions = Sessions(store, secret or secrets.token_hex(32).encode())
-    auth.install(app, config.dashboard, sessions, config.origins)  # the guard in front of every route below
+    # The guard in front of every route below.
+    auth.install(app, config.dashboard, sessions, Throttle(store), config.origins)
     for router in (auth.router, api.router, exports.router, pages.router):
         app.include_router(router)
     return app

@@ -150,16 +150,19 @@ def test_sign_in_guards_pages_api_and_exports(store: Store) -> None:
 
 def test_a_session_ends_on_logout_a_new_password_another_secret_or_its_lifetime(store: Store) -> None:
     from central.sessions import SESSION_S, Sessions
+    from central.throttle import Throttle
 
     config = make_config(accounts=True)
     now = [datetime.now(UTC)]
     sessions = Sessions(store, b"k" * 64, clock=lambda: now[0])
-    guard = central_auth.Auth(config.dashboard, sessions)
+    guard = central_auth.Auth(config.dashboard, sessions, Throttle(store))
     cookie = guard.begin("ann")
     assert guard.user(cookie) == "ann"
     assert guard.user(cookie[:-1]) is None and guard.user("") is None and guard.user("x" * 5000) is None
-    assert central_auth.Auth(config.dashboard, Sessions(store, b"j" * 64)).user(cookie) is None  # another secret
-    assert central_auth.Auth(make_config(accounts=True).dashboard, sessions).user(cookie) is None  # new password
+    other_secret = central_auth.Auth(config.dashboard, Sessions(store, b"j" * 64), Throttle(store))
+    assert other_secret.user(cookie) is None
+    new_password = central_auth.Auth(make_config(accounts=True).dashboard, sessions, Throttle(store))
+    assert new_password.user(cookie) is None
     now[0] += timedelta(seconds=SESSION_S - 1)
     assert guard.user(cookie) == "ann"
     now[0] += timedelta(seconds=2)
@@ -169,12 +172,41 @@ def test_a_session_ends_on_logout_a_new_password_another_secret_or_its_lifetime(
     assert guard.user(second) is None
 
 
-def test_failed_sign_ins_are_slowed_down(store: Store) -> None:
+def test_failed_sign_ins_slow_down_their_address_with_growing_delays(store: Store) -> None:
+    from central.throttle import FREE_FAILURES, MAX_DELAY_S, Throttle, delay_after
+
     c = client(store, make_config(accounts=True))
-    for _ in range(central_auth.MAX_FAILURES):
+    for _ in range(FREE_FAILURES):
         assert c.post("/login", data={"name": "ann", "password": "wrong"}).status_code == 401
-    locked = c.post("/login", data={"name": "ann", "password": PASSWORD})
-    assert locked.status_code == 401 and "Too many failed attempts" in locked.text
+    held = c.post("/login", data={"name": "ann", "password": PASSWORD})
+    assert held.status_code == 429 and "Too many failed sign-ins" in held.text
+    assert held.headers["retry-after"] == "1"
+    assert [delay_after(n) for n in range(FREE_FAILURES + 5)] == [0] * FREE_FAILURES + [1, 2, 4, 8, 16]
+    assert delay_after(10_000) == MAX_DELAY_S
+    # Each try while held counts: the wait grows.
+    assert int(c.post("/login", data={"name": "ann", "password": PASSWORD}).headers["retry-after"]) == 2
+    assert Throttle(store).count() == 2  # the address and the account "ann"
+
+
+def test_the_throttle_stays_bounded_and_keys_ipv6_by_its_64(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from central import throttle
+
+    now = [datetime.now(UTC)]
+    t = throttle.Throttle(store, clock=lambda: now[0])
+    for i in range(30):
+        t.failed(f"10.0.{i}.1", None)  # unknown names add no account rows
+    t.failed("2001:db8::1", "ann")
+    t.failed("2001:db8::ffff", None)
+    assert throttle.address_key("2001:db8::1") == "2001:db8::/64" == throttle.address_key("2001:db8::ffff")
+    assert throttle.address_key("::ffff:10.0.0.1") == "10.0.0.1"
+    assert t.count() == 32
+    now[0] += timedelta(seconds=throttle.FORGET_S + 1)
+    t.failed("10.9.9.9", None)
+    assert t.count() == 1  # quiet rows forgotten
+    monkeypatch.setattr(throttle, "MAX_ROWS", 5)
+    for i in range(8):
+        t.failed(f"10.1.{i}.1", None)
+    assert t.count() == 5  # the oldest addresses go first
 
 
 def test_the_tv_token_opens_only_the_tv_view(store: Store) -> None:

@@ -125,15 +125,16 @@ def test_64_concurrent_sign_ins_keep_memory_bounded_and_get_429s(guarded_central
     start = threading.Barrier(64)
 
     def attempt(i: int) -> Reply:
-        start.wait()  # all 64 at once
-        return request(guarded_central, "POST", "/login", headers=FORM, body=login_body(f"name-{i}", "wrong"))
+        start.wait()  # all 64 at once, each from its own address (so the sign-in throttle holds none back)
+        return request_from(f"127.0.1.{i + 1}", guarded_central, "POST", "/login", headers=FORM,
+                            body=login_body(f"name-{i}", "wrong"))
 
     with ThreadPoolExecutor(64) as pool:
         replies = list(pool.map(attempt, range(64)))
     statuses = sorted(r.status for r in replies)
     assert set(statuses) <= {401, 429}, statuses
     busy = [r for r in replies if r.status == 429]
-    assert busy and all(r.headers["retry-after"] == "1" for r in busy), statuses
+    assert busy and all(r.headers["retry-after"] == "1" and "Busy" in r.body for r in busy), statuses
     assert statuses.count(401) >= MAX_CONCURRENT_CHECKS
     assert peak_rss_mb(guarded_central.proc.pid) < 400
     # Once the burst is over, the real password signs in.
@@ -240,3 +241,60 @@ def test_a_secret_file_readable_by_others_stops_central_with_its_name(broker: Mo
     done = subprocess.run(central.command(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert str(secret) in done.stderr and "chmod 600" in done.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. Locking staff out: the throttle holds back the failing address, lives in the store.
+
+def request_from(source: str, central: CentralProcess, method: str, path: str, *,
+                 headers: dict[str, str] | None = None, body: bytes | None = None) -> Reply:
+    """:func:`request`, sent from the loopback address ``source`` (127.0.0.0/8 is all this machine's)."""
+    conn = http.client.HTTPConnection("127.0.0.1", central.port, timeout=30, source_address=(source, 0))
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        reply = conn.getresponse()
+        text = reply.read().decode("utf-8", "replace")
+        return Reply(reply.status, {k.lower(): v for k, v in reply.getheaders()}, text)
+    finally:
+        conn.close()
+
+
+def throttle_rows(central: CentralProcess) -> list[tuple[str, str, int]]:
+    import sqlite3
+
+    with sqlite3.connect(central.workdir / "central.sqlite3") as db:
+        return [tuple(r) for r in db.execute("SELECT kind, subject, failures FROM sign_in_throttle ORDER BY 1, 2")]
+
+
+def test_a_lockout_cannot_be_forced_on_another_address(guarded_central: CentralProcess) -> None:
+    from central.throttle import FREE_FAILURES
+
+    attacker, staff = "127.0.0.2", "127.0.0.3"
+    origin = {**FORM, "Origin": guarded_central.url.rstrip("/")}
+    wrong = [request_from(attacker, guarded_central, "POST", "/login", headers=origin,
+                          body=login_body("ann", f"guess-{i}")) for i in range(FREE_FAILURES + 10)]
+    assert [r.status for r in wrong[:FREE_FAILURES]] == [401] * FREE_FAILURES
+    assert all(r.status == 429 and int(r.headers["retry-after"]) >= 1 for r in wrong[FREE_FAILURES:])
+    # The attacker's own address is held even with the right password ...
+    held = request_from(attacker, guarded_central, "POST", "/login", headers=origin, body=login_body("ann", PASSWORD))
+    assert held.status == 429 and "Too many failed sign-ins" in held.body
+    # ... while staff at another address sign in as ann at once.
+    ok = request_from(staff, guarded_central, "POST", "/login", headers=origin, body=login_body("ann", PASSWORD))
+    assert ok.status == 303
+    # The count is in the store: a restart does not free the attacker.
+    guarded_central.stop()
+    guarded_central.start()
+    again = request_from(attacker, guarded_central, "POST", "/login", headers=origin,
+                         body=login_body("ann", PASSWORD))
+    assert again.status == 429 and int(again.headers["retry-after"]) > 60
+
+
+def test_guessing_many_names_from_one_address_is_throttled_and_adds_no_rows(guarded_central: CentralProcess) -> None:
+    from central.throttle import FREE_FAILURES
+
+    origin = {**FORM, "Origin": guarded_central.url.rstrip("/")}
+    replies = [request(guarded_central, "POST", "/login", headers=origin, body=login_body(f"name-{i % 20}", "guess"))
+               for i in range(80)]
+    statuses = [r.status for r in replies]
+    assert statuses.count(401) == FREE_FAILURES and statuses.count(429) == 80 - FREE_FAILURES
+    assert throttle_rows(guarded_central) == [("address", "127.0.0.1", 80)]  # one row, whatever the names
