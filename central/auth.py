@@ -2,7 +2,8 @@
 
 - **Accounts** (``[dashboard.accounts]``: name -> argon2 hash from
   ``deskpulse-central hash-password``). With none configured the dashboard is
-  open to whoever reaches ``web.bind`` (central says so in its log); with any,
+  open to whoever reaches ``web.bind`` (a loopback address unless
+  ``dashboard.open = true``; every page shows a band saying so); with any,
   every page, the JSON API, the live feed and the exports need a signed-in
   session, and ``/login`` shows a form.
 - **Sessions** live in the store (:mod:`central.sessions`): the cookie

@@ -52,8 +52,9 @@ described in docs/configuration.md.
 
 When the web server listens, "Dashboard: http://HOST:PORT/" is printed on
 standard output. Logs go to standard error (the journal, under systemd).
-Exit status: 0 done, 1 the database or the web address failed, 2 a bad
-configuration or option.
+Without [dashboard.accounts], central serves only a loopback address unless
+the file says [dashboard] open = true. Exit status: 0 done, 1 the database or
+the web address failed, 2 a bad configuration or option.
 """
 
 
@@ -97,7 +98,10 @@ def _config(args: argparse.Namespace) -> CentralConfig:
         config = load(DEFAULT_PATH)
     else:
         config = CentralConfig()
-    return config.with_overrides(broker=args.broker, db=args.db, bind=args.bind)
+    config = config.with_overrides(broker=args.broker, db=args.db, bind=args.bind)
+    if args.command in ("run", "check-config"):
+        config.check_open()
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,9 +224,9 @@ def serve(config: CentralConfig, store: Store, *, log_level: str = "info", fault
                 status = 1
             return status
         print(f"Dashboard: {config.dashboard_url}", flush=True)
-        if not config.dashboard.accounts and config.bind_host not in ("127.0.0.1", "::1", "localhost"):
-            log.warning("the dashboard is open to anyone who reaches %s: no [dashboard.accounts] are configured "
-                        "(docs/configuration.md)", config.dashboard_url)
+        if not config.dashboard.accounts and not config.loopback_only:
+            log.warning("the dashboard is open to anyone who reaches %s (dashboard.open = true, no accounts): "
+                        "every page says so", config.dashboard_url)
         log.info("dashboard at %s; database %s; broker %s", config.dashboard_url, config.safe_database_url,
                  config.broker.url)
         if faults:

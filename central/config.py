@@ -9,6 +9,7 @@ the file or the environment later. Command-line options (``--broker``,
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 import re
 import socket
@@ -132,12 +133,15 @@ class DashboardConfig:
         accounts: staff sign-in: name -> argon2 password hash. Empty: the
             dashboard is open to whoever reaches ``web.bind``.
         tv: display tokens for wall TVs.
+        open: the dashboard may be served without accounts on an address other
+            than loopback (``dashboard.open = true``, said explicitly).
     """
 
     min_answers: int = 5
     include_flagged: bool = False
     accounts: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
     tv: tuple[DisplayToken, ...] = ()
+    open: bool = False
 
     def display_token(self, token: str) -> DisplayToken | None:
         """The display token ``token`` is, or None (compared in constant time)."""
@@ -193,6 +197,30 @@ class CentralConfig:
         host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.bind_host, self.bind_host)
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.bind_port}/"
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether the web server listens on a loopback address only (127.0.0.0/8, ::1, localhost)."""
+        if self.bind_host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.bind_host).is_loopback
+        except ValueError:
+            return False  # a host name: it may resolve to anything
+
+    def check_open(self) -> None:
+        """Refuse to serve everyone by accident: no accounts on a non-loopback address needs ``dashboard.open``.
+
+        Raises:
+            ConfigError: no ``[dashboard.accounts]``, ``web.bind`` (or ``--bind``)
+                is not a loopback address, and ``dashboard.open = true`` is not set.
+        """
+        if not self.dashboard.accounts and not self.dashboard.open and not self.loopback_only:
+            raise ConfigError(
+                f"{self.source}: web.bind {self.bind_host}:{self.bind_port} is reachable from other machines and "
+                "no [dashboard.accounts] are configured, so anyone could read every answer; add an account "
+                "('deskpulse-central hash-password'), bind to 127.0.0.1, or set dashboard.open = true to serve it "
+                "open on purpose")
 
     @property
     def session_secret_path(self) -> Path:
@@ -411,7 +439,7 @@ def _desk(source: str, where: str, slug: str, table: Any) -> DeskConfig:
 
 
 def _dashboard(source: str, table: dict[str, Any], sites: dict[str, SiteConfig]) -> DashboardConfig:
-    r = TableReader(source, table, "dashboard.", {"min_answers", "include_flagged", "accounts", "tv"})
+    r = TableReader(source, table, "dashboard.", {"min_answers", "include_flagged", "accounts", "tv", "open"})
     accounts: dict[str, str] = {}
     for name, hashed in r.get("accounts", dict, {}).items():
         if not isinstance(hashed, str) or not hashed.startswith("$argon2"):
@@ -443,6 +471,7 @@ def _dashboard(source: str, table: dict[str, Any], sites: dict[str, SiteConfig])
         include_flagged=r.get("include_flagged", bool, False),
         accounts=MappingProxyType(accounts),
         tv=tuple(tokens),
+        open=r.get("open", bool, False),
     )
 
 

@@ -188,3 +188,18 @@ def test_collectors_starting_at_once_on_a_new_sqlite_file_migrate_once(tmp_path:
         assert [p.returncode for p in procs] == [0, 0, 0, 0], "\n".join(outputs)
         with Store(url) as store:
             assert store.revision() is not None
+
+
+def test_check_config_refuses_an_open_non_loopback_bind_unless_open_is_said(tmp_path: Path, capsys) -> None:
+    quiet = tmp_path / "quiet.toml"
+    quiet.write_text("[web]\nbind = \"0.0.0.0:8080\"\n")
+    assert main(["check-config", "--config", str(quiet)]) == 2
+    assert "dashboard.open = true" in capsys.readouterr().err
+    assert main(["check-config", "--config", str(quiet), "--bind", "127.0.0.1:8080"]) == 0
+    assert main(["check-config", "--config", str(quiet), "--bind", "[::1]:8080"]) == 0
+    said = tmp_path / "said.toml"
+    said.write_text("[web]\nbind = \"0.0.0.0:8080\"\n[dashboard]\nopen = true\n")
+    assert main(["check-config", "--config", str(said)]) == 0
+    said.write_text("[dashboard]\nopen = \"yes\"\n")
+    assert main(["check-config", "--config", str(said)]) == 2
+    assert "dashboard.open must be true or false" in capsys.readouterr().err

@@ -298,3 +298,26 @@ def test_guessing_many_names_from_one_address_is_throttled_and_adds_no_rows(guar
     statuses = [r.status for r in replies]
     assert statuses.count(401) == FREE_FAILURES and statuses.count(429) == 80 - FREE_FAILURES
     assert throttle_rows(guarded_central) == [("address", "127.0.0.1", 80)]  # one row, whatever the names
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. Open by default: no accounts on a non-loopback address needs open = true, and says so.
+
+def test_no_accounts_on_a_non_loopback_bind_refuses_to_start_without_open(broker: Mosquitto, tmp_path: Path) -> None:
+    import subprocess
+
+    central = CentralProcess(broker, tmp_path / "refused", config="[dashboard]\nmin_answers = 5\n",
+                             bind_host="0.0.0.0")
+    done = subprocess.run(central.command(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "web.bind 0.0.0.0" in done.stderr and "dashboard.open = true" in done.stderr
+    assert "Dashboard:" not in done.stdout  # it never listened
+    with CentralProcess(broker, tmp_path / "open", config="[dashboard]\nopen = true\n", bind_host="0.0.0.0") as open_:
+        page = request(open_, "GET", "/", headers={"Accept": "text/html"})
+        assert page.status == 200 and 'id="open-banner"' in page.body and "Open dashboard" in page.body
+        assert "open to anyone" in open_.log()
+
+
+def test_a_dashboard_with_accounts_shows_no_open_banner(guarded_central: CentralProcess) -> None:
+    page = request(guarded_central, "GET", "/", headers={"Accept": "text/html", "Cookie": sign_in(guarded_central)})
+    assert page.status == 200 and "open-banner" not in page.body
