@@ -91,6 +91,9 @@ class Health(BaseModel):
 
     ok: bool
     events: int
+    dead_letters: int = Field(description="refused payloads kept (ingest.dead_letters_max_mb/_max_days bound them)")
+    dead_letter_bytes: int = Field(description="what they count against the budget (payload, reason, topic, row)")
+    dead_letter_budget_bytes: int = Field(description="the budget: ingest.dead_letters_max_mb in bytes")
 
 
 class DayScore(BaseModel):
@@ -174,9 +177,11 @@ class Aggregates(BaseModel):
 
 
 @router.get("/healthz", response_model=Health)
-def healthz(store: Store = Depends(deps.store)) -> dict[str, Any]:
-    """Liveness: the store answers, and how many events it holds."""
-    return {"ok": True, "events": reads.count_events(store)}
+def healthz(web: WebState = Depends(deps.web_state)) -> dict[str, Any]:
+    """Liveness: the store answers, how many events it holds, and the dead letters against their budget."""
+    rows, size = reads.dead_letter_usage(web.store)
+    return {"ok": True, "events": reads.count_events(web.store), "dead_letters": rows, "dead_letter_bytes": size,
+            "dead_letter_budget_bytes": web.config.ingest.dead_letters_max_mb * 1024 * 1024}
 
 
 @router.get("/api/events", response_model=list[FeedbackEvent])

@@ -58,6 +58,10 @@ class IngestConfig:
 
     batch_size: int = 200
     batch_ms: int = 100
+    #: Dead letters kept at most (MiB, counting each row's payload, reason and topic).
+    dead_letters_max_mb: int = 64
+    #: Dead letters older than this many days are deleted.
+    dead_letters_max_days: int = 30
 
 
 #: Days of the week as written in ``[sites.<slug>.hours]``, Monday first (``date.weekday()``).
@@ -348,10 +352,13 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
     origins = _origins(web, web.get("origins", list, []))
     secret_file = web.path("secret_file", base, None)
 
-    ing = TableReader(source, tables["ingest"], "ingest.", {"batch_size", "batch_ms"})
+    ing = TableReader(source, tables["ingest"], "ingest.",
+                      {"batch_size", "batch_ms", "dead_letters_max_mb", "dead_letters_max_days"})
     ingest = IngestConfig(
         batch_size=_integer(ing, "batch_size", 200, 1, 10_000),
         batch_ms=_integer(ing, "batch_ms", 100, 1, 60_000),
+        dead_letters_max_mb=_integer(ing, "dead_letters_max_mb", 64, 1, 1_000_000),
+        dead_letters_max_days=_integer(ing, "dead_letters_max_days", 30, 1, 3650),
     )
     sites = {slug: _site(source, slug, table) for slug, table in tables["sites"].items()}
     dashboard = _dashboard(source, tables["dashboard"], sites)

@@ -38,10 +38,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any, Final
 
@@ -107,6 +109,58 @@ class CollectorStats:
     last_error: str | None = None
 
 
+#: Identical refusals are logged once, then as one summary line per this many seconds.
+LOG_SUMMARY_S: Final = 60.0
+#: Distinct refusal reasons counted per interval; more share one "other reasons" line.
+_MAX_REASONS: Final = 50
+#: Dead letters are pruned to their budget at most this often (seconds) while more arrive.
+PRUNE_EVERY_S: Final = 1.0
+
+
+class RefusalLog:
+    """Logs refused payloads without flooding the log: the first of each reason at once, then one summary
+    line per reason per :data:`LOG_SUMMARY_S` saying how many more there were.
+
+    Reasons are grouped with their digits blanked (``rating 7`` and ``rating 9`` are one reason) and
+    cut to 200 characters. Only the collector's thread uses it.
+
+    Args:
+        interval_s: seconds between summaries.
+        clock: a monotonic clock (tests pass their own).
+    """
+
+    def __init__(self, interval_s: float = LOG_SUMMARY_S, clock: Any = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._since = clock()
+        self._seen: dict[str, list[Any]] = {}  # key -> [count since logged, last topic, last reason]
+
+    def refused(self, topic: str, reason: str) -> None:
+        """One refused payload on ``topic``."""
+        self.flush()
+        key = re.sub(r"\d+", "#", reason)[:200]
+        if key not in self._seen and len(self._seen) >= _MAX_REASONS:
+            key = "(other reasons)"
+        entry = self._seen.get(key)
+        if entry is None:
+            self._seen[key] = [0, topic, reason]
+            log.warning("refused a payload on %s: %s", topic[:200], reason[:300])
+        else:
+            entry[0] += 1
+            entry[1], entry[2] = topic, reason
+
+    def flush(self, force: bool = False) -> None:
+        """Log the summaries when the interval is over (or ``force``); start a new interval."""
+        if not force and self._clock() - self._since < self.interval_s:
+            return
+        for count, topic, reason in self._seen.values():
+            if count:
+                log.warning("refused %d more payloads like that in the last %.0f s, the last on %s: %s",
+                            count, self._clock() - self._since, topic[:200], reason[:300])
+        self._seen.clear()
+        self._since = self._clock()
+
+
 class Collector:
     """Subscribes to every device's feedback and stores it.
 
@@ -135,6 +189,9 @@ class Collector:
         self._retry_at = 0.0
         self._db_attempt = 0
         self._refused = False
+        self._refusals = RefusalLog()
+        self._dead_since_prune = 0  # dead letters written since the last prune
+        self._pruned_at = 0.0
 
     # ------------------------------------------------------------------ control
 
@@ -199,6 +256,9 @@ class Collector:
                 self._stop.wait(backoff_delay(attempt - 1, cap=30.0))
         if self._batch:
             self._flush(None)
+        if self._dead_since_prune:
+            self._prune()
+        self._refusals.flush(force=True)
 
     def _client(self) -> mqtt.Client:
         client = make_client(self.config.client_id, self.config.broker)
@@ -238,9 +298,31 @@ class Collector:
                 break
             if self._due():
                 self._flush(client)
+            self._housekeeping()
         if self._stop.is_set() and self.stats.connected and self._batch:
             self._retry_at = 0.0
             self._flush(client)
+
+    def _housekeeping(self) -> None:
+        """Log due refusal summaries; keep dead letters within budget once a second while they come."""
+        self._refusals.flush()
+        if not self._dead_since_prune or time.monotonic() - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._prune()
+
+    def _prune(self) -> None:
+        ingest = self.config.ingest
+        self._pruned_at = time.monotonic()
+        try:
+            deleted = self.store.prune_dead_letters(ingest.dead_letters_max_mb * 1024 * 1024,
+                                                    timedelta(days=ingest.dead_letters_max_days))
+        except sa_exc.SQLAlchemyError as exc:
+            self._error(f"could not prune dead letters: {_short(exc)}")
+            return
+        self._dead_since_prune = 0
+        if deleted:
+            log.info("deleted %d dead letters beyond their budget (ingest.dead_letters_max_mb = %d, "
+                     "dead_letters_max_days = %d)", deleted, ingest.dead_letters_max_mb, ingest.dead_letters_max_days)
 
     def _wait(self) -> float:
         """How long the next ``loop()`` may block: until the batch is due, at most 0.2 s."""
@@ -290,6 +372,7 @@ class Collector:
         self._db_attempt = 0
         self._retry_at = 0.0
         self.stats.batches += 1
+        self._dead_since_prune += sum(1 for p in batch if p.event is None)
         live = client is not None and self.stats.connected
         self.faults.point("after-commit")
         if live:
@@ -449,8 +532,9 @@ class Collector:
                 status = decode_status(topic, raw)
             except Exception as exc:  # ProtocolError, or a decoder bug: dead-letter it, never drop it
                 self.stats.statuses_refused += 1
-                log.warning("refused a status on %s: %s", topic, exc)
+                self._refusals.refused(topic, f"status: {exc}")
                 self.store.dead_letter(topic, str(exc), raw)
+                self._dead_since_prune += 1
                 return
             self.store.record_status(status)
             self.stats.statuses += 1
@@ -469,7 +553,7 @@ class Collector:
             pending.event = event
         except ValueError as exc:  # ProtocolError included
             pending.reason = str(exc)
-            log.warning("refused a payload on %s: %s", topic, exc)
+            self._refusals.refused(topic, str(exc))
         except Exception as exc:  # a decoder bug must not stop ingest
             pending.reason = f"could not be decoded: {type(exc).__name__}: {exc}"
             log.exception("unexpected error decoding a payload on %s", topic)

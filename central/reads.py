@@ -33,7 +33,8 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from central.store import JSON_FIELDS, RENAMED, Store, utc
+from central.store import JSON_FIELDS, RENAMED, Store, dead_letter_size, utc
+from central.store import dead_letters as dead_letters_table
 from central.store import devices as devices_table
 from central.store import events as events_table
 from sync import protocol
@@ -215,6 +216,14 @@ def count_events(store: Store) -> int:
     """How many events are stored."""
     with store.engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(events_table)).scalar_one())
+
+
+def dead_letter_usage(store: Store) -> tuple[int, int]:
+    """Dead letters kept: (rows, bytes as counted against ``ingest.dead_letters_max_mb``)."""
+    with store.engine.connect() as conn:
+        rows, size = conn.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(dead_letter_size), 0))
+                                  .select_from(dead_letters_table)).one()
+    return int(rows), int(size)
 
 
 # --------------------------------------------------------------------------- counts for the scores

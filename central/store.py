@@ -190,6 +190,11 @@ sign_in_throttle = sa.Table(
     sa.Index("ix_sign_in_throttle_last_failure", "last_failure"),
 )
 
+#: Bytes a dead letter is counted as against the budget: its payload, reason and topic, plus a row's overhead.
+DEAD_LETTER_ROW_OVERHEAD: Final = 64
+dead_letter_size = (sa.func.length(dead_letters.c.raw) + sa.func.length(dead_letters.c.reason)
+                    + sa.func.length(dead_letters.c.topic) + DEAD_LETTER_ROW_OVERHEAD)
+
 #: The columns an insert writes (every one but the ingest id), in table order.
 _INSERTED: Final = tuple(c.name for c in events.columns if c.name != "ingest_id")
 
@@ -461,6 +466,20 @@ class Store:
                 own.execute(dead_letters.insert(), [_dead_row(DeadLetter(topic, reason, raw), datetime.now(UTC))])
         else:
             conn.execute(dead_letters.insert(), [_dead_row(DeadLetter(topic, reason, raw), datetime.now(UTC))])
+
+    def prune_dead_letters(self, max_bytes: int, max_age: timedelta) -> int:
+        """Keep dead letters within a budget: delete those older than ``max_age``, then the oldest beyond
+        ``max_bytes`` (each counted as :data:`dead_letter_size`). Returns how many were deleted."""
+        cutoff = datetime.now(UTC) - max_age
+        running = (sa.select(dead_letters.c.dead_id,
+                             sa.func.sum(dead_letter_size).over(order_by=dead_letters.c.dead_id.desc())
+                             .label("running"))
+                   .subquery())
+        over = sa.select(running.c.dead_id).where(running.c.running > max_bytes)
+        with self.engine.begin() as conn:
+            old = conn.execute(dead_letters.delete().where(dead_letters.c.received_at < cutoff)).rowcount
+            big = conn.execute(dead_letters.delete().where(dead_letters.c.dead_id.in_(over))).rowcount
+        return int(old) + int(big)
 
     def record_status(self, status: Mapping[str, Any], *, conn: Connection | None = None) -> None:
         """Keep a device's latest status (validated, body matching its topic).

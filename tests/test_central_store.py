@@ -20,7 +20,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from central import reads
-from central.store import MAX_DEAD_LETTER_BYTES, DeadLetter, Store, metadata
+from central.store import MAX_DEAD_LETTER_BYTES, DeadLetter, Store, dead_letters, metadata
 from sync import protocol
 from tests.support.central_rows import count_dead_letters, dead_letter_rows, get_event
 from tests.support.events import feedback_event
@@ -313,3 +313,38 @@ def test_gaps_are_the_missing_seq_ranges_per_device_and_epoch(store: Store) -> N
     # The missing answers arrive (resent): the gaps close.
     store.insert_events([feedback_event(device="desk-1", epoch=e1, seq=s) for s in (3, 4, 7, 8)])
     assert [(g["first"], g["last"]) for g in reads.gaps(store, device="desk-1")] == [(1, 2)]
+
+
+def test_dead_letters_are_pruned_to_their_size_and_age_budget(store: Store) -> None:
+    from datetime import timedelta
+
+    from central import reads
+
+    for i in range(50):
+        store.dead_letter("deskpulse/v1/s/d/feedback", f"junk {i:03d}", b"x" * 1000)
+    rows, size = reads.dead_letter_usage(store)
+    each = size // rows
+    assert rows == 50 and each >= 1000
+    assert store.prune_dead_letters(10 * each, timedelta(days=1)) == 40
+    assert reads.dead_letter_usage(store) == (10, 10 * each)
+    with store.engine.connect() as conn:  # the newest are kept
+        reasons = sorted(conn.execute(sa.select(dead_letters.c.reason)).scalars())
+    assert reasons == [f"junk {i:03d}" for i in range(40, 50)]
+    assert store.prune_dead_letters(10**9, timedelta(seconds=-1)) == 10  # all older than "in a second"
+    assert reads.dead_letter_usage(store) == (0, 0)
+
+
+def test_identical_refusals_are_logged_once_then_summarised(caplog: pytest.LogCaptureFixture) -> None:
+    from central.ingest import RefusalLog
+
+    now = [0.0]
+    refusals = RefusalLog(interval_s=60, clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="deskpulse.central.ingest"):
+        for i in range(1000):
+            refusals.refused("deskpulse/v1/s/d/feedback", f"rating {i} is out of range")
+        refusals.refused("deskpulse/v1/s/d/feedback", "not JSON")
+        assert len(caplog.records) == 2
+        now[0] = 61.0
+        refusals.flush()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3 and "refused 999 more payloads like that" in lines[2] and "rating 999" in lines[2]

@@ -321,3 +321,94 @@ def test_no_accounts_on_a_non_loopback_bind_refuses_to_start_without_open(broker
 def test_a_dashboard_with_accounts_shows_no_open_banner(guarded_central: CentralProcess) -> None:
     page = request(guarded_central, "GET", "/", headers={"Accept": "text/html", "Cookie": sign_in(guarded_central)})
     assert page.status == 200 and "open-banner" not in page.body
+
+
+# ------------------------------------------------------------------------------------------------
+# 6. Filling central's disk with dead letters: a budget, one log line per reason, broker limits.
+
+def health(central: CentralProcess) -> dict[str, int]:
+    import json
+
+    reply = request(central, "GET", "/healthz")
+    assert reply.status == 200
+    return dict(json.loads(reply.body))
+
+
+def test_a_junk_flood_leaves_dead_letters_within_budget_and_few_log_lines(broker: Mosquitto, tmp_path: Path) -> None:
+    from tests.support.events import feedback_event, raw
+    from tests.support.mqtt_client import FakeDevice
+    from tests.support.wait import wait_for
+
+    junk = [b"not json at all %d" % i for i in range(10)] + [b'{"schema": 1, "rating": %d}' % i for i in range(10)] \
+        + [b"\xff\xfe" * 40]
+    with CentralProcess(broker, tmp_path / "central", config="[ingest]\ndead_letters_max_mb = 1\n") as central, \
+            FakeDevice(broker, "flooder") as device:
+        budget = health(central)["dead_letter_budget_bytes"]
+        assert budget == 1024 * 1024
+        infos = [device.publish_nowait(device.topic, junk[i % len(junk)] + b" " * (i % 97)) for i in range(20_000)]
+        device.wait_for(lambda: infos[-1].is_published(), 120, "the flood's PUBACKs")
+        device.send(raw(feedback_event(site=device.site, device="flooder")))  # after the flood, in order
+        central.wait_for_count(1, timeout=120)
+        wait_for(lambda: 0 < health(central)["dead_letter_bytes"] <= budget, 10, "dead letters pruned to budget")
+        log = central.log().splitlines()
+    refused = [line for line in log if "refused" in line]
+    assert 1 <= len(refused) <= 5, refused
+    assert sum("WARNING" in line for line in log) <= 5
+
+
+def test_the_shipped_broker_config_limits_message_size_to_what_the_protocol_needs() -> None:
+    from sync.protocol import MAX_PAYLOAD
+
+    conf = (Path(__file__).resolve().parents[1] / "systemd" / "mosquitto" / "deskpulse.conf").read_text()
+    settings = dict(line.split(None, 1) for line in conf.splitlines() if line and not line.startswith("#"))
+    assert int(settings["message_size_limit"]) == max(MAX_PAYLOAD.values())
+    assert max(MAX_PAYLOAD.values()) < int(settings["max_packet_size"]) <= max(MAX_PAYLOAD.values()) + 8192
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, digit = n >> 7, n & 0x7F
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _mqtt_string(text: str) -> bytes:
+    return len(text).to_bytes(2, "big") + text.encode()
+
+
+def raw_publish(broker: Mosquitto, topic: str, payload: bytes) -> bytes:
+    """Speak MQTT 3.1.1 by hand, as a client that ignores any size the broker announces: CONNECT, one
+    QoS 1 PUBLISH; returns what the broker sends back after the CONNACK (b"" when it closed the connection)."""
+    import socket
+
+    connect = b"\x00\x04MQTT\x04\x02\x00\x3c" + _mqtt_string("test-site.raw")
+    publish = _mqtt_string(topic) + b"\x00\x01" + payload
+    with socket.create_connection((broker.host, broker.port), timeout=10) as sock:
+        sock.sendall(b"\x10" + _varint(len(connect)) + connect)
+        assert sock.recv(4) == b"\x20\x02\x00\x00", "no CONNACK"
+        try:
+            sock.sendall(b"\x32" + _varint(len(publish)) + publish)
+            return sock.recv(4)
+        except ConnectionResetError:
+            return b""
+
+
+def test_a_broker_with_the_shipped_limits_refuses_a_1_mib_publish(broker: Mosquitto, tmp_path: Path) -> None:
+    from sync.protocol import feedback_topic
+    from tests.support.events import feedback_event, raw
+    from tests.support.mqtt_client import FakeDevice
+
+    topic = feedback_topic("test-site", "raw")
+    assert raw_publish(broker, topic, b"x" * 1024) == b"\x40\x02\x00\x01"  # without limits: a PUBACK
+    conf = (Path(__file__).resolve().parents[1] / "systemd" / "mosquitto" / "deskpulse.conf").read_text()
+    broker.extra_config = "\n".join(line for line in conf.splitlines()
+                                    if line.startswith(("message_size_limit", "max_packet_size")))
+    broker.restart()
+    with CentralProcess(broker, tmp_path / "central") as central:
+        assert raw_publish(broker, topic, b"x" * (1024 * 1024)) == b""  # the broker closes the connection
+        with FakeDevice(broker, "small") as device:
+            device.send(raw(feedback_event(site=device.site, device="small")))
+        central.wait_for_count(1)  # the positive marker: a later, valid answer arrived
+        assert health(central)["dead_letters"] == 0
