@@ -1,7 +1,8 @@
 """Staff sign-in and wall-TV tokens.
 
-- **Accounts** (``[dashboard.accounts]``: name -> argon2 hash from
-  ``deskpulse-central hash-password``). With none configured the dashboard is
+- **Accounts** (:mod:`central.accounts`: the store's, with a role, and
+  ``[dashboard.accounts]``, admins). A viewer gets 403 on ``/admin…`` and
+  ``/api/admin…``. With no account at all the dashboard is
   open to whoever reaches ``web.bind`` (a loopback address unless
   ``dashboard.open = true``; every page shows a band saying so); with any,
   every page, the JSON API, the live feed and the exports need a signed-in
@@ -40,6 +41,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
+from central.accounts import Account, Accounts
 from central.config import DashboardConfig
 from central.sessions import SESSION_S, Sessions, credential_of
 from central.throttle import Throttle
@@ -82,33 +84,46 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+#: Paths only an admin may open (a viewer gets 403).
+ADMIN_PREFIXES: Final = ("/admin", "/api/admin")
+
+
 class Auth:
     """Checks passwords, begins and reads server-side sessions, and guards the app's paths.
 
     Args:
-        dashboard: accounts and display tokens.
+        dashboard: display tokens.
         sessions: the store's sessions table.
         throttle: the store's sign-in throttle.
+        accounts: every account (the store's and ``[dashboard.accounts]``).
     """
 
-    def __init__(self, dashboard: DashboardConfig, sessions: Sessions, throttle: Throttle) -> None:
+    def __init__(self, dashboard: DashboardConfig, sessions: Sessions, throttle: Throttle,
+                 accounts: Accounts) -> None:
         self.dashboard = dashboard
-        self.accounts = dict(dashboard.accounts)
+        self.accounts = accounts
         self.sessions = sessions
         self.throttle = throttle
         #: Password checks under way; changed only on the event loop's thread (see :func:`login`).
         self.checking = 0
 
-    @property
     def enabled(self) -> bool:
-        return bool(self.accounts)
+        """Whether anyone can sign in (else the dashboard is open). Reads the store."""
+        return self.accounts.any()
 
     # ---------------------------------------------------------------- sessions
     def begin(self, name: str) -> str:
-        """A new session for ``name`` (signed in just now); the cookie's value."""
-        return self.sessions.begin(name, credential_of(self.accounts[name]))
+        """A new session for ``name`` (signed in just now); the cookie's value.
 
-    def user(self, cookie: str | None) -> str | None:
+        Raises:
+            KeyError: ``name`` is no account (any more).
+        """
+        account = self.accounts.get(name)
+        if account is None:
+            raise KeyError(name)
+        return self.sessions.begin(name, credential_of(account.password_hash))
+
+    def user(self, cookie: str | None) -> Account | None:
         """The account a cookie's session signs in, or None (missing, unknown, ended, expired, a changed
         password or a removed account). Reads the store: call it off the event loop."""
         if not cookie:
@@ -116,10 +131,10 @@ class Auth:
         session = self.sessions.get(cookie)
         if session is None:
             return None
-        hashed = self.accounts.get(session.account)
-        if hashed is None or not hmac.compare_digest(session.credential, credential_of(hashed)):
+        account = self.accounts.get(session.account)
+        if account is None or not hmac.compare_digest(session.credential, credential_of(account.password_hash)):
             return None
-        return session.account
+        return account
 
     def end(self, cookie: str | None) -> None:
         """End the cookie's session (logout). Reads the store: call it off the event loop."""
@@ -132,32 +147,38 @@ class Auth:
 
         Reads and writes the store and runs argon2: call it off the event loop.
         """
-        account = name if name in self.accounts else None
-        wait = self.throttle.wait(client, account)
+        account = self.accounts.get(name)
+        known = account.name if account is not None else None
+        wait = self.throttle.wait(client, known)
         if wait:
             log.warning("sign-in for %r from %s refused: too many failures (wait %d s)", name, client, wait)
             return False, f"Too many failed sign-ins. Try again in {wait} seconds.", wait
-        if verify(self.accounts.get(name, _DUMMY_HASH), password) and account is not None:
-            self.throttle.succeeded(client, account)
+        if verify(account.password_hash if account else _DUMMY_HASH, password) and known is not None:
+            self.throttle.succeeded(client, known)
             log.info("%r signed in from %s", name, client)
             return True, "", 0
-        self.throttle.failed(client, account)
+        self.throttle.failed(client, known)
         log.warning("failed sign-in for %r from %s", name, client)
         return False, "That name and password do not match.", 0
 
     # ------------------------------------------------------------------ guard
-    def allows(self, request: Request) -> bool | None:
-        """Whether the request may go on by its path alone (a public path, a display token's own paths,
-        no accounts); None when it needs a session (:meth:`user`)."""
-        path = request.url.path
+    def verdict(self, path: str, cookie: str | None) -> tuple[int, Account | None]:
+        """What the guard does with a request for ``path``: (200 go on, 401 sign in first, 403 not for
+        this account, 404 not a display token), and the signed-in account. Reads the store."""
         if path.startswith(PUBLIC_PREFIXES):
-            return True
+            return 200, None
         if path.startswith("/tv/"):
             token = path[4:].split("/", 1)[0]
-            return self.dashboard.display_token(token) is not None
-        if not self.enabled:
-            return True
-        return None
+            return (200 if self.dashboard.display_token(token) is not None else 404), None
+        admin_only = path.startswith(ADMIN_PREFIXES)
+        if not self.enabled():
+            return (403 if admin_only else 200), None
+        user = self.user(cookie)
+        if user is None:
+            return 401, None
+        if admin_only and user.role != "admin":
+            return 403, user
+        return 200, user
 
 
 #: Methods that change nothing: no origin check.
@@ -196,7 +217,7 @@ def foreign_origin(request: Request, trusted: tuple[str, ...] = ()) -> str | Non
 
 
 def install(app: FastAPI, dashboard: DashboardConfig, sessions: Sessions, throttle: Throttle,
-            origins: tuple[str, ...] = ()) -> Auth:
+            accounts: Accounts, origins: tuple[str, ...] = ()) -> Auth:
     """Guard ``app``: the middleware in front of every route, and ``app.state.auth`` for :data:`router`.
 
     Args:
@@ -204,9 +225,10 @@ def install(app: FastAPI, dashboard: DashboardConfig, sessions: Sessions, thrott
         dashboard: accounts and display tokens.
         sessions: the store's sessions.
         throttle: the store's sign-in throttle.
+        accounts: every account.
         origins: ``web.origins``: further origins that may send state-changing requests.
     """
-    auth = Auth(dashboard, sessions, throttle)
+    auth = Auth(dashboard, sessions, throttle, accounts)
     app.state.auth = auth
 
     @app.middleware("http")
@@ -219,17 +241,24 @@ def install(app: FastAPI, dashboard: DashboardConfig, sessions: Sessions, thrott
             return JSONResponse({"detail": f"cross-origin request refused: {foreign!r} is not this site's "
                                            "origin (add it to web.origins if it is central behind a proxy)"},
                                 status_code=403)
-        allowed = auth.allows(request)
-        if allowed is None:
-            import anyio.to_thread
-
-            allowed = await anyio.to_thread.run_sync(auth.user, request.cookies.get(COOKIE)) is not None
-        if allowed:
-            return await call_next(request)
         path = request.url.path
-        if path.startswith("/tv/"):
-            return HTMLResponse(_page("Not found", "<p>This display link is not valid. Ask for a new one.</p>"),
+        if path.startswith(PUBLIC_PREFIXES):
+            return await call_next(request)
+        import anyio.to_thread
+
+        status, user = await anyio.to_thread.run_sync(auth.verdict, path, request.cookies.get(COOKIE))
+        request.state.account = user
+        if status == 200:
+            return await call_next(request)
+        if status == 404:
+            return HTMLResponse(page("Not found", "<p>This display link is not valid. Ask for a new one.</p>"),
                                 status_code=404)
+        if status == 403:
+            detail = ("an admin's page: this account is a viewer" if user is not None else
+                      "no accounts yet: add the first admin with 'deskpulse-central user add NAME --role admin'")
+            if "text/html" in request.headers.get("accept", ""):
+                return HTMLResponse(page("Not allowed", f"<p>{html.escape(detail)}.</p>"), status_code=403)
+            return JSONResponse({"detail": detail}, status_code=403)
         wants_html = "text/html" in request.headers.get("accept", "") and not path.startswith(("/api/", "/export/"))
         if wants_html:
             target = path + (f"?{request.url.query}" if request.url.query else "")
@@ -240,7 +269,8 @@ def install(app: FastAPI, dashboard: DashboardConfig, sessions: Sessions, thrott
     return auth
 
 
-def _auth(request: Request) -> Auth:
+def current(request: Request) -> Auth:
+    """The app's :class:`Auth` (a FastAPI dependency)."""
     auth: Auth = request.app.state.auth  # set by install()
     return auth
 
@@ -250,15 +280,15 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_form(next: str = "/", auth: Auth = Depends(_auth)) -> Response:
+def login_form(next: str = "/", auth: Auth = Depends(current)) -> Response:
     """The sign-in form (or straight on when no accounts are configured)."""
-    if not auth.enabled:
+    if not auth.enabled():
         return RedirectResponse(_safe_next(next), status_code=303)
     return HTMLResponse(_login_page(_safe_next(next)))
 
 
 @router.post("/login", response_class=HTMLResponse)
-async def login(request: Request, auth: Auth = Depends(_auth)) -> Response:
+async def login(request: Request, auth: Auth = Depends(current)) -> Response:
     """Check a name and password; on success set the session cookie and go on to ``next``.
 
     The form is read only up to :data:`MAX_FORM_BYTES` (413 beyond), the name
@@ -268,7 +298,7 @@ async def login(request: Request, auth: Auth = Depends(_auth)) -> Response:
     sign-ins cannot run argon2's 64 MiB many times over.
     """
     client = request.client.host if request.client else "?"
-    body = await _read_limited(request, MAX_FORM_BYTES)
+    body = await read_limited(request, MAX_FORM_BYTES)
     if body is None:
         log.warning("sign-in form from %s refused: larger than %d bytes", client, MAX_FORM_BYTES)
         return HTMLResponse(_login_page("/", error=f"The form is too large (at most {MAX_FORM_BYTES} bytes)."),
@@ -309,7 +339,7 @@ async def login(request: Request, auth: Auth = Depends(_auth)) -> Response:
 
 
 @router.post("/logout")
-def logout(request: Request, auth: Auth = Depends(_auth)) -> Response:
+def logout(request: Request, auth: Auth = Depends(current)) -> Response:
     """End the session in the store (so a copy of the cookie opens nothing either) and delete the cookie."""
     auth.end(request.cookies.get(COOKIE))
     response = RedirectResponse("/login", status_code=303)
@@ -317,7 +347,7 @@ def logout(request: Request, auth: Auth = Depends(_auth)) -> Response:
     return response
 
 
-async def _read_limited(request: Request, limit: int) -> bytes | None:
+async def read_limited(request: Request, limit: int) -> bytes | None:
     """The request's body, or None when it is (or says it is) longer than ``limit`` bytes; reads no further."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
@@ -339,7 +369,7 @@ def _safe_next(target: str) -> str:
 
 def _login_page(target: str, *, name: str = "", error: str = "") -> str:
     alert = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
-    return _page("Sign in", f"""
+    return page("Sign in", f"""
 <form method="post" action="/login">
   {alert}
   <input type="hidden" name="next" value="{html.escape(target)}">
@@ -351,14 +381,16 @@ def _login_page(target: str, *, name: str = "", error: str = "") -> str:
 </form>""")
 
 
-def _page(title: str, body: str) -> str:
+def page(title: str, body: str, *, wide: bool = False) -> str:
+    """A small standalone page (sign-in, errors, the admin's pages): no script, no CDN."""
+    width = "min(60rem, calc(100vw - 2rem))" if wide else "min(22rem, calc(100vw - 2rem))"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)} · DeskPulse</title>
 <style>
   body {{ margin: 0; min-height: 100vh; display: grid; place-items: center; background: #f5f5f0; color: #1a1a1a;
           font: 17px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; }}
-  main {{ width: min(22rem, calc(100vw - 2rem)); background: #fff; border: 1px solid #d6d6cf;
+  main {{ width: {width}; background: #fff; border: 1px solid #d6d6cf;
           border-radius: .5rem; padding: 1.5rem 1.5rem 1.75rem; }}
   h1 {{ font-size: 1.3rem; margin: 0 0 1rem; }}
   label {{ display: block; font-weight: 600; margin: .9rem 0 .3rem; }}
@@ -367,6 +399,11 @@ def _page(title: str, body: str) -> str:
   button {{ margin-top: 1.3rem; width: 100%; font: inherit; font-weight: 600; padding: .65rem; border: 0;
             border-radius: .35rem; background: #0b57d0; color: #fff; cursor: pointer; }}
   input:focus-visible, button:focus-visible {{ outline: 3px solid #0b57d0; outline-offset: 2px; }}
+  table {{ border-collapse: collapse; width: 100%; }}
+  th, td {{ text-align: left; padding: .4rem; border-bottom: 1px solid #d6d6cf; vertical-align: top; }}
+  td form {{ display: inline-block; margin: .15rem .3rem .15rem 0; }}
+  td input, td button, td select {{ width: auto; margin-top: 0; padding: .3rem .5rem; }}
+  select {{ font: inherit; padding: .45rem; }}
   .error {{ background: #fde8e6; border: 1px solid #b3261e; color: #8c1d18; padding: .5rem .7rem;
             border-radius: .35rem; margin: 0 0 .5rem; }}
 </style></head>

@@ -25,6 +25,7 @@ from central.faults import Faults
 from sync.errors import DeskPulseError
 
 if TYPE_CHECKING:
+    from central.accounts import Accounts
     from central.store import Store
 
 log = logging.getLogger("deskpulse.central")
@@ -37,6 +38,12 @@ commands:
   hash-password  read a password (asked twice, or one line on stdin) and print its argon2
                  hash for [dashboard.accounts]
   new-token      print a new random display token for [dashboard.tv.<name>]
+  user add NAME [--role viewer|admin]   add a staff account to the database (password
+                 asked twice, or one line on stdin; never an argument); default role viewer
+  user passwd NAME   set a new password (ends that account's sessions)
+  user role NAME --role viewer|admin   change the role (ends its sessions)
+  user remove NAME   remove the account (ends its sessions)
+  user list      list every account: name, role, and where it is kept (store | file)
 
 examples:
   deskpulse-central --config /etc/deskpulse/central.toml
@@ -44,6 +51,7 @@ examples:
   deskpulse-central migrate --db postgresql://deskpulse@db.example/deskpulse
   deskpulse-central check-config --config central.toml
   deskpulse-central hash-password
+  deskpulse-central user add manager --role admin --config /etc/deskpulse/central.toml
 
 Without --config, {DEFAULT_PATH} is read if it exists; otherwise the defaults
 apply (broker mqtt://127.0.0.1:1883, database sqlite:////var/lib/deskpulse/central.sqlite3,
@@ -52,8 +60,8 @@ described in docs/configuration.md.
 
 When the web server listens, "Dashboard: http://HOST:PORT/" is printed on
 standard output. Logs go to standard error (the journal, under systemd).
-Without [dashboard.accounts], central serves only a loopback address unless
-the file says [dashboard] open = true. Exit status: 0 done, 1 the database or
+Without any account (in the database or [dashboard.accounts]), central serves
+only a loopback address unless the file says [dashboard] open = true. Exit status: 0 done, 1 the database or
 the web address failed, 2 a bad configuration or option.
 """
 
@@ -61,14 +69,17 @@ the web address failed, 2 a bad configuration or option.
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deskpulse-central",
-        usage="deskpulse-central [run | migrate | check-config | hash-password | new-token] [options]",
+        usage="deskpulse-central [run | migrate | check-config | hash-password | new-token | user …] [options]",
         description="DeskPulse central: stores every kiosk answer exactly once (from MQTT, with "
         "receipts to the kiosks) and shows staff a live web page.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("command", nargs="?", default="run", help=argparse.SUPPRESS,
-                        choices=["run", "migrate", "check-config", "hash-password", "new-token"])
+                        choices=["run", "migrate", "check-config", "hash-password", "new-token", "user"])
+    parser.add_argument("words", nargs="*", help=argparse.SUPPRESS)  # user's action and name
+    parser.add_argument("--role", choices=["viewer", "admin"], default=None,
+                        help="user add / user role: the account's role (add's default: viewer)")
     parser.add_argument("--version", action="version", version=f"deskpulse-central {__version__}")
     parser.add_argument("-c", "--config", type=Path, default=None, metavar="FILE",
                         help=f"central TOML file (default: {DEFAULT_PATH} if it exists)")
@@ -98,15 +109,29 @@ def _config(args: argparse.Namespace) -> CentralConfig:
         config = load(DEFAULT_PATH)
     else:
         config = CentralConfig()
-    config = config.with_overrides(broker=args.broker, db=args.db, bind=args.bind)
-    if args.command in ("run", "check-config"):
-        config.check_open()
-    return config
+    return config.with_overrides(broker=args.broker, db=args.db, bind=args.bind)
+
+
+def _store_has_accounts(config: CentralConfig) -> bool:
+    """Whether the database already holds accounts (for check-config; False when it cannot be read)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from central.accounts import Accounts
+    from central.store import Store
+
+    try:
+        with Store(config.database_url) as store:
+            return store.revision() is not None and Accounts(store).any()
+    except (SQLAlchemyError, OSError):
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``deskpulse-central``; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.words and args.command != "user":
+        parser.error(f"unexpected {' '.join(args.words)!r} after {args.command}")
     if args.command in ("hash-password", "new-token"):
         return _secret(args.command)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
@@ -119,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deskpulse-central: {exc}", file=sys.stderr)
         return 2
     if args.command == "check-config":
+        try:
+            config.check_open(store_accounts=_store_has_accounts(config))
+        except DeskPulseError as exc:
+            print(f"deskpulse-central: {exc}", file=sys.stderr)
+            return 2
         print(f"{config.source}: ok (broker {config.broker.url}, database {config.safe_database_url}, "
               f"web {config.dashboard_url})")
         return 0
@@ -136,8 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         store.close()
         return 0
+    from central.accounts import Accounts
+
+    accounts = Accounts(store, config.dashboard.accounts)
+    if args.command == "user":
+        try:
+            return _user(args.words, args.role, accounts)
+        finally:
+            store.close()
     try:
-        secret = _session_secret(config)
+        config.check_open(store_accounts=accounts.any())
+        secret = _session_secret(config, accounts.any())
     except DeskPulseError as exc:
         print(f"deskpulse-central: {exc}", file=sys.stderr)
         store.close()
@@ -148,13 +187,71 @@ def main(argv: list[str] | None = None) -> int:
         store.close()
 
 
-def _session_secret(config: CentralConfig) -> bytes | None:
-    """The session secret from ``web.secret_file`` (made on first start) when anyone can sign in; else None."""
-    if not config.dashboard.accounts:
+def _session_secret(config: CentralConfig, accounts: bool) -> bytes | None:
+    """The session secret from ``web.secret_file`` (made on first start) when anyone can sign in; else None
+    (a random key for this run: the first account added while central runs gets sessions until a restart)."""
+    if not accounts:
         return None
     from central.sessions import load_secret
 
     return load_secret(config.session_secret_path)
+
+
+USER_USAGE = "deskpulse-central user add NAME [--role viewer|admin] | passwd NAME | role NAME --role R | " \
+             "remove NAME | list"
+
+
+def _user(words: list[str], role: str | None, accounts: Accounts) -> int:
+    """``user add|passwd|role|remove|list``: manage the store's accounts; a password is read, never an argument."""
+    from central import auth
+    from central.accounts import AccountError, check_name, check_password
+
+    action, names = (words[0], words[1:]) if words else ("", [])
+    try:
+        if action == "list" and not names:
+            for account in accounts.all():
+                print(f"{account.name}\t{account.role}\t{account.source}")
+            return 0
+        if action not in ("add", "passwd", "role", "remove") or len(names) != 1:
+            print(f"deskpulse-central: usage: {USER_USAGE}", file=sys.stderr)
+            return 2
+        name = check_name(names[0])
+        if action == "remove":
+            accounts.remove(name)
+            print(f"removed {name}; their sessions ended")
+        elif action == "role":
+            accounts.set_role(name, role or "")
+            print(f"{name} is now {role}; their sessions ended")
+        else:
+            if action == "add" and accounts.get(name) is not None:
+                raise AccountError(f"account {name!r} exists already")
+            password = _read_password()
+            if password is None:
+                return 2
+            hashed = auth.hash_password(check_password(password))
+            if action == "add":
+                accounts.add(name, hashed, role or "viewer")
+                print(f"added {name} ({role or 'viewer'})")
+            else:
+                accounts.set_password(name, hashed)
+                print(f"new password for {name}; their sessions ended")
+        return 0
+    except AccountError as exc:
+        print(f"deskpulse-central: {exc}", file=sys.stderr)
+        return 2
+
+
+def _read_password() -> str | None:
+    """A password asked twice on a terminal, or the first line of standard input; None when the two differ."""
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Again: "):
+            print("deskpulse-central: the two passwords differ; nothing changed", file=sys.stderr)
+            return None
+        return password
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 def _secret(command: str) -> int:

@@ -212,19 +212,21 @@ class CentralConfig:
         except ValueError:
             return False  # a host name: it may resolve to anything
 
-    def check_open(self) -> None:
+    def check_open(self, *, store_accounts: bool = False) -> None:
         """Refuse to serve everyone by accident: no accounts on a non-loopback address needs ``dashboard.open``.
 
+        Args:
+            store_accounts: whether the database holds accounts (``deskpulse-central user add``).
+
         Raises:
-            ConfigError: no ``[dashboard.accounts]``, ``web.bind`` (or ``--bind``)
-                is not a loopback address, and ``dashboard.open = true`` is not set.
+            ConfigError: no account at all, ``web.bind`` (or ``--bind``) is not a
+                loopback address, and ``dashboard.open = true`` is not set.
         """
-        if not self.dashboard.accounts and not self.dashboard.open and not self.loopback_only:
+        if not (self.dashboard.accounts or store_accounts or self.dashboard.open or self.loopback_only):
             raise ConfigError(
                 f"{self.source}: web.bind {self.bind_host}:{self.bind_port} is reachable from other machines and "
-                "no [dashboard.accounts] are configured, so anyone could read every answer; add an account "
-                "('deskpulse-central hash-password'), bind to 127.0.0.1, or set dashboard.open = true to serve it "
-                "open on purpose")
+                "there are no accounts, so anyone could read every answer; add one ('deskpulse-central user add "
+                "NAME --role admin'), bind to 127.0.0.1, or set dashboard.open = true to serve it open on purpose")
 
     @property
     def session_secret_path(self) -> Path:

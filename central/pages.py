@@ -377,7 +377,8 @@ def _overview_page(request: Request, web: WebState, partial: bool) -> HTMLRespon
     f, refused = filters.parse({name: request.query_params.get(name) for name in filters.NAMES}, now)
     ctx = overview_context(store, config, f, now=now)
     ctx["problems"] = [f"{exc}; “{exc.name}” was ignored" for exc in refused]
-    ctx["open_dashboard"] = not config.dashboard.accounts
+    # The guard (central/auth.py) sets the signed-in account; none here means no accounts exist.
+    ctx["open_dashboard"] = getattr(request.state, "account", None) is None
     if not partial:
         events, cursor = recent_feed(store, config, site=f.site, device=f.device, limit=FEED_ROWS, now=now)
         today = now.date()

@@ -190,6 +190,16 @@ sign_in_throttle = sa.Table(
     sa.Index("ix_sign_in_throttle_last_failure", "last_failure"),
 )
 
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("password_hash", sa.Text, nullable=False),  # argon2id
+    sa.Column("role", sa.String(8), nullable=False),  # viewer | admin
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 #: Bytes a dead letter is counted as against the budget: its payload, reason and topic, plus a row's overhead.
 DEAD_LETTER_ROW_OVERHEAD: Final = 64
 dead_letter_size = (sa.func.length(dead_letters.c.raw) + sa.func.length(dead_letters.c.reason)

@@ -20,7 +20,8 @@ from typing import Final
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from central import __version__, api, auth, exports, pages
+from central import __version__, admin, api, auth, exports, pages
+from central.accounts import Accounts
 from central.config import CentralConfig
 from central.deps import WebState
 from central.sessions import Sessions
@@ -65,7 +66,8 @@ def create_app(
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     sessions = Sessions(store, secret or secrets.token_hex(32).encode())
     # The guard in front of every route below.
-    auth.install(app, config.dashboard, sessions, Throttle(store), config.origins)
-    for router in (auth.router, api.router, exports.router, pages.router):
+    accounts = Accounts(store, config.dashboard.accounts)
+    auth.install(app, config.dashboard, sessions, Throttle(store), accounts, config.origins)
+    for router in (auth.router, admin.router, api.router, exports.router, pages.router):
         app.include_router(router)
     return app

@@ -121,7 +121,7 @@ def test_migrate_creates_the_database_and_exits(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'new' / 'central.sqlite3'}"
     assert main(["migrate", "--db", url]) == 0
     with Store(url) as store:
-        assert store.revision() == "0006"
+        assert store.revision() == "0007"
 
 
 def test_an_unopenable_database_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -153,7 +153,8 @@ def test_run_prints_the_dashboard_url_when_ready_and_stops_on_sigterm(broker: Mo
         line = proc.stdout.readline()  # printed once the web server listens
         assert line.strip() == f"Dashboard: http://127.0.0.1:{port}/"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
-            assert json.load(reply) == {"ok": True, "events": 0}
+            assert json.load(reply) == {"ok": True, "events": 0, "dead_letters": 0, "dead_letter_bytes": 0,
+                                        "dead_letter_budget_bytes": 64 * 1024 * 1024}
         wait_for(lambda: retained_central_state(broker) == "online", what="central online")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
@@ -203,3 +204,40 @@ def test_check_config_refuses_an_open_non_loopback_bind_unless_open_is_said(tmp_
     said.write_text("[dashboard]\nopen = \"yes\"\n")
     assert main(["check-config", "--config", str(said)]) == 2
     assert "dashboard.open must be true or false" in capsys.readouterr().err
+
+
+def test_user_commands_manage_accounts_with_the_password_from_stdin(tmp_path: Path, capsys,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from central.accounts import Accounts
+    from central.auth import verify
+
+    db = ["--db", f"sqlite:///{tmp_path / 'central.sqlite3'}"]
+
+    def run(*words: str, stdin: str = "") -> int:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        return main(["user", *words, *db])
+
+    assert run("add", "ann", "--role", "admin", stdin="a long pass phrase\n") == 0
+    assert run("add", "bob", stdin="another long one\n") == 0
+    assert run("add", "bob", stdin="another long one\n") == 2
+    assert "exists already" in capsys.readouterr().err
+    assert run("add", "carl", stdin="short\n") == 2
+    assert "10 to 1,024 characters" in capsys.readouterr().err
+    assert run("add", "bad name", stdin="a long pass phrase\n") == 2
+    assert "1 to 64 of A-Z" in capsys.readouterr().err
+    assert run("list") == 0
+    assert capsys.readouterr().out.splitlines() == ["ann\tadmin\tstore", "bob\tviewer\tstore"]
+    assert run("passwd", "bob", stdin="a brand new password\n") == 0
+    assert run("role", "bob", "--role", "admin") == 0
+    with Store(db[1]) as store:
+        bob = Accounts(store).get("bob")
+        assert bob is not None and bob.role == "admin" and verify(bob.password_hash, "a brand new password")
+    assert run("remove", "bob") == 0 and run("remove", "bob") == 2
+    assert "no account 'bob'" in capsys.readouterr().err
+    assert run("frobnicate", "x") == 2 and "usage:" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # there is no way to give a password as an argument
+        main(["user", "add", "dan", "--password", "a long pass phrase", *db])
+    with pytest.raises(SystemExit):
+        main(["run", "extra", *db])

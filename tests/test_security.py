@@ -412,3 +412,108 @@ def test_a_broker_with_the_shipped_limits_refuses_a_1_mib_publish(broker: Mosqui
             device.send(raw(feedback_event(site=device.site, device="small")))
         central.wait_for_count(1)  # the positive marker: a later, valid answer arrived
         assert health(central)["dead_letters"] == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Accounts in the store with roles: a viewer reads, only an admin manages.
+
+def add_user(central: CentralProcess, name: str, password: str, role: str) -> None:
+    """``deskpulse-central user add`` on central's database, the password on stdin (never an argument)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "central.cli", "user", "add", name, "--role", role,
+                           "--db", central.db_url], input=password + "\n", capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def staffed_central(broker: Mosquitto, tmp_path: Path):
+    """A central bound to 0.0.0.0 whose only accounts are in the store: an admin and a viewer."""
+    central = CentralProcess(broker, tmp_path / "central", bind_host="0.0.0.0")
+    add_user(central, "boss", "the admin's long password", "admin")
+    add_user(central, "vera", "the viewer's long password", "viewer")
+    with central:
+        yield central
+
+
+def test_a_viewer_reads_but_gets_403_from_admin_pages_and_api(staffed_central: CentralProcess) -> None:
+    import json
+
+    viewer = sign_in(staffed_central, "vera", "the viewer's long password")
+    admin = sign_in(staffed_central, "boss", "the admin's long password")
+    assert request(staffed_central, "GET", "/api/events", headers={"Cookie": viewer}).status == 200
+    assert request(staffed_central, "GET", "/export/answers.csv", headers={"Cookie": viewer}).status == 200
+    for path in ("/api/admin/accounts", "/admin/accounts"):
+        assert request(staffed_central, "GET", path, headers={"Cookie": viewer}).status == 403, path
+        assert request(staffed_central, "GET", path).status in (401, 303), path
+    own = {"Cookie": viewer, "Origin": staffed_central.url.rstrip("/"), **FORM}
+    post = request(staffed_central, "POST", "/admin/accounts", headers=own,
+                   body=b"action=add&name=mallory&password=a+long+password+here&role=admin")
+    assert post.status == 403
+    listed = request(staffed_central, "GET", "/api/admin/accounts", headers={"Cookie": admin})
+    assert listed.status == 200
+    assert json.loads(listed.body) == [{"name": "boss", "role": "admin", "source": "store"},
+                                       {"name": "vera", "role": "viewer", "source": "store"}]
+
+
+def test_removing_an_account_or_changing_its_password_ends_its_sessions_at_once(
+        staffed_central: CentralProcess) -> None:
+    admin = {"Cookie": sign_in(staffed_central, "boss", "the admin's long password"),
+             "Origin": staffed_central.url.rstrip("/"), **FORM}
+    viewer = sign_in(staffed_central, "vera", "the viewer's long password")
+    changed = request(staffed_central, "POST", "/admin/accounts", headers=admin,
+                      body=b"action=password&name=vera&password=a+new+long+password")
+    assert changed.status == 303 and "new+password+for+vera" in changed.headers["location"]
+    assert request(staffed_central, "GET", "/api/events", headers={"Cookie": viewer}).status == 401
+    viewer = sign_in(staffed_central, "vera", "a new long password")
+    removed = request(staffed_central, "POST", "/admin/accounts", headers=admin, body=b"action=remove&name=vera")
+    assert removed.status == 303
+    assert request(staffed_central, "GET", "/api/events", headers={"Cookie": viewer}).status == 401
+    refused = request(staffed_central, "POST", "/admin/accounts", headers=admin, body=b"action=remove&name=boss")
+    assert "err=" in refused.headers["location"]  # not the account one is signed in with
+
+
+def browser_sign_in(page: object, central: CentralProcess, name: str, password: str) -> None:
+    """Sign in through the real form in Chromium."""
+    from typing import Any
+
+    p: Any = page
+    p.goto(central.url + "login")
+    p.fill("#name", name)
+    p.fill("#password", password)
+    p.click("button[type=submit]")
+    p.wait_for_url(central.url)
+
+
+def test_in_chromium_a_viewer_is_refused_the_admin_page_and_an_admin_adds_an_account(
+        staffed_central: CentralProcess) -> None:
+    from tests.support.browser import chromium, chromium_path
+
+    if chromium_path() is None:
+        pytest.skip("chromium is not installed (make test installs it)")
+    with chromium() as browser:
+        viewer = browser.new_context().new_page()
+        viewer.set_default_timeout(10_000)
+        browser_sign_in(viewer, staffed_central, "vera", "the viewer's long password")
+        assert viewer.locator("#open-banner").count() == 0
+        refused = viewer.goto(staffed_central.url + "admin/accounts")
+        assert refused is not None and refused.status == 403
+        assert "this account is a viewer" in viewer.inner_text("main")
+        admin = browser.new_context().new_page()
+        admin.set_default_timeout(10_000)
+        browser_sign_in(admin, staffed_central, "boss", "the admin's long password")
+        admin.goto(staffed_central.url + "admin/accounts")
+        admin.fill("#new-name", "newbie")
+        admin.fill("#new-password", "the newbie's long password")
+        admin.select_option("#new-role", "viewer")
+        admin.click("#add button[type=submit]")
+        admin.wait_for_selector("text=added newbie (viewer)")
+        assert "newbie" in admin.inner_text("#accounts")
+        # The new account signs in at once, as a viewer.
+        newbie = browser.new_context().new_page()
+        newbie.set_default_timeout(10_000)
+        browser_sign_in(newbie, staffed_central, "newbie", "the newbie's long password")
+        reply = newbie.goto(staffed_central.url + "admin/accounts")
+        assert reply is not None and reply.status == 403
