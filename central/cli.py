@@ -78,8 +78,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("command", nargs="?", default="run", help=argparse.SUPPRESS,
                         choices=["run", "migrate", "check-config", "hash-password", "new-token", "user"])
     parser.add_argument("words", nargs="*", help=argparse.SUPPRESS)  # user's action and name
-    parser.add_argument("--role", choices=["viewer", "admin"], default=None,
-                        help="user add / user role: the account's role (add's default: viewer)")
     parser.add_argument("--version", action="version", version=f"deskpulse-central {__version__}")
     parser.add_argument("-c", "--config", type=Path, default=None, metavar="FILE",
                         help=f"central TOML file (default: {DEFAULT_PATH} if it exists)")
@@ -89,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--bind", metavar="HOST:PORT", help="the web server's address (default 127.0.0.1:8080)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                         help="how much to log on stderr (default: info)")
+    parser.add_argument("--role", choices=["viewer", "admin"], default=None,
+                        help="user add / user role: the account's role (add's default: viewer)")
     # For DeskPulse's own crash tests only (tests/test_sync_faults.py): SIGKILL central at a named
     # point (central/faults.py). Left out of --help so nobody arms it by accident.
     parser.add_argument("--fault-point", type=_faults, default=None, metavar="NAME[:N]", help=argparse.SUPPRESS)
