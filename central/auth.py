@@ -17,7 +17,9 @@
   paths under it, nothing else: no login form on a TV.
 - **Failed sign-ins** slow down the address that sent them, and an account's
   failures slow down only addresses that failed too (:mod:`central.throttle`,
-  kept in the store); each is logged with the client's address.
+  kept in the store); each is logged with the client's address, the first of a
+  kind per address at once and the rest as one line a minute
+  (:mod:`central.logsummary`).
 - **Cross-site requests**: every POST (any method but GET, HEAD and OPTIONS)
   whose ``Origin`` (or, without it, ``Referer``) is not this site's own
   ``Host`` nor in ``web.origins`` is refused with a 403, accounts or not.
@@ -43,8 +45,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from central.accounts import Account, Accounts
 from central.config import DashboardConfig
+from central.logsummary import SummaryLog
 from central.sessions import SESSION_S, Sessions, credential_of
-from central.throttle import Throttle
+from central.throttle import Throttle, address_key
 
 log = logging.getLogger("deskpulse.central.auth")
 
@@ -106,6 +109,8 @@ class Auth:
         self.throttle = throttle
         #: Password checks under way; changed only on the event loop's thread (see :func:`login`).
         self.checking = 0
+        #: Refusals, one line per client address and kind a minute (a flood of guesses costs a few lines).
+        self.refusals = SummaryLog(log)
 
     def enabled(self) -> bool:
         """Whether anyone can sign in (else the dashboard is open). Reads the store."""
@@ -151,14 +156,15 @@ class Auth:
         known = account.name if account is not None else None
         wait = self.throttle.wait(client, known)
         if wait:
-            log.warning("sign-in for %r from %s refused: too many failures (wait %d s)", name, client, wait)
+            self.refusals.warning(f"sign-in for {name!r} from {client} refused: too many failures (wait {wait} s)",
+                                  key=f"throttled {address_key(client)}")
             return False, f"Too many failed sign-ins. Try again in {wait} seconds.", wait
         if verify(account.password_hash if account else _DUMMY_HASH, password) and known is not None:
             self.throttle.succeeded(client, known)
             log.info("%r signed in from %s", name, client)
             return True, "", 0
         self.throttle.failed(client, known)
-        log.warning("failed sign-in for %r from %s", name, client)
+        self.refusals.warning(f"failed sign-in for {name!r} from {client}", key=f"failed {address_key(client)}")
         return False, "That name and password do not match.", 0
 
     # ------------------------------------------------------------------ guard
@@ -233,11 +239,12 @@ def install(app: FastAPI, dashboard: DashboardConfig, sessions: Sessions, thrott
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        auth.refusals.flush()
         foreign = foreign_origin(request, origins)
         if foreign is not None:
             client = request.client.host if request.client else "?"
-            log.warning("%s %s from %s refused: origin %r is not this site (web.origins)", request.method,
-                        request.url.path[:100], client, foreign)
+            auth.refusals.warning(f"{request.method} {request.url.path[:100]} from {client} refused: origin "
+                                  f"{foreign!r} is not this site (web.origins)", key=f"origin {address_key(client)}")
             return JSONResponse({"detail": f"cross-origin request refused: {foreign!r} is not this site's "
                                            "origin (add it to web.origins if it is central behind a proxy)"},
                                 status_code=403)

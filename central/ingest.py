@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -56,6 +55,7 @@ from sqlalchemy import exc as sa_exc
 from central import __version__
 from central.config import CentralConfig
 from central.faults import Faults
+from central.logsummary import SummaryLog
 from central.store import DeadLetter, Store, event_time
 from sync import protocol
 from sync.broker import backoff_delay, make_client
@@ -109,56 +109,8 @@ class CollectorStats:
     last_error: str | None = None
 
 
-#: Identical refusals are logged once, then as one summary line per this many seconds.
-LOG_SUMMARY_S: Final = 60.0
-#: Distinct refusal reasons counted per interval; more share one "other reasons" line.
-_MAX_REASONS: Final = 50
 #: Dead letters are pruned to their budget at most this often (seconds) while more arrive.
 PRUNE_EVERY_S: Final = 1.0
-
-
-class RefusalLog:
-    """Logs refused payloads without flooding the log: the first of each reason at once, then one summary
-    line per reason per :data:`LOG_SUMMARY_S` saying how many more there were.
-
-    Reasons are grouped with their digits blanked (``rating 7`` and ``rating 9`` are one reason) and
-    cut to 200 characters. Only the collector's thread uses it.
-
-    Args:
-        interval_s: seconds between summaries.
-        clock: a monotonic clock (tests pass their own).
-    """
-
-    def __init__(self, interval_s: float = LOG_SUMMARY_S, clock: Any = time.monotonic) -> None:
-        self.interval_s = interval_s
-        self._clock = clock
-        self._since = clock()
-        self._seen: dict[str, list[Any]] = {}  # key -> [count since logged, last topic, last reason]
-
-    def refused(self, topic: str, reason: str) -> None:
-        """One refused payload on ``topic``."""
-        self.flush()
-        key = re.sub(r"\d+", "#", reason)[:200]
-        if key not in self._seen and len(self._seen) >= _MAX_REASONS:
-            key = "(other reasons)"
-        entry = self._seen.get(key)
-        if entry is None:
-            self._seen[key] = [0, topic, reason]
-            log.warning("refused a payload on %s: %s", topic[:200], reason[:300])
-        else:
-            entry[0] += 1
-            entry[1], entry[2] = topic, reason
-
-    def flush(self, force: bool = False) -> None:
-        """Log the summaries when the interval is over (or ``force``); start a new interval."""
-        if not force and self._clock() - self._since < self.interval_s:
-            return
-        for count, topic, reason in self._seen.values():
-            if count:
-                log.warning("refused %d more payloads like that in the last %.0f s, the last on %s: %s",
-                            count, self._clock() - self._since, topic[:200], reason[:300])
-        self._seen.clear()
-        self._since = self._clock()
 
 
 class Collector:
@@ -189,7 +141,7 @@ class Collector:
         self._retry_at = 0.0
         self._db_attempt = 0
         self._refused = False
-        self._refusals = RefusalLog()
+        self._refusals = SummaryLog(log)  # a flood of junk costs a few lines
         self._dead_since_prune = 0  # dead letters written since the last prune
         self._pruned_at = 0.0
 
@@ -532,7 +484,7 @@ class Collector:
                 status = decode_status(topic, raw)
             except Exception as exc:  # ProtocolError, or a decoder bug: dead-letter it, never drop it
                 self.stats.statuses_refused += 1
-                self._refusals.refused(topic, f"status: {exc}")
+                self._refusals.warning(f"refused a status on {topic[:200]}: {exc}", key=f"status: {exc}")
                 self.store.dead_letter(topic, str(exc), raw)
                 self._dead_since_prune += 1
                 return
@@ -553,7 +505,7 @@ class Collector:
             pending.event = event
         except ValueError as exc:  # ProtocolError included
             pending.reason = str(exc)
-            self._refusals.refused(topic, str(exc))
+            self._refusals.warning(f"refused a payload on {topic[:200]}: {exc}", key=str(exc))
         except Exception as exc:  # a decoder bug must not stop ingest
             pending.reason = f"could not be decoded: {type(exc).__name__}: {exc}"
             log.exception("unexpected error decoding a payload on %s", topic)

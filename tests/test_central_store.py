@@ -335,16 +335,22 @@ def test_dead_letters_are_pruned_to_their_size_and_age_budget(store: Store) -> N
 
 
 def test_identical_refusals_are_logged_once_then_summarised(caplog: pytest.LogCaptureFixture) -> None:
-    from central.ingest import RefusalLog
+    import logging
+
+    from central.logsummary import MAX_KINDS, SummaryLog
 
     now = [0.0]
-    refusals = RefusalLog(interval_s=60, clock=lambda: now[0])
-    with caplog.at_level("WARNING", logger="deskpulse.central.ingest"):
+    refusals = SummaryLog(logging.getLogger("test.summary"), interval_s=60, clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="test.summary"):
         for i in range(1000):
-            refusals.refused("deskpulse/v1/s/d/feedback", f"rating {i} is out of range")
-        refusals.refused("deskpulse/v1/s/d/feedback", "not JSON")
-        assert len(caplog.records) == 2
+            refusals.warning(f"refused a payload on t/{i % 7}: rating {i} is out of range", key=f"rating {i}")
+        refusals.warning("refused a payload on t/1: not JSON")
+        for i in range(MAX_KINDS + 10):
+            refusals.warning(f"kind {chr(65 + i % 26)}{chr(65 + i // 26)}")
+        assert len(caplog.records) == MAX_KINDS + 1  # 50 kinds, then the first of the rest
         now[0] = 61.0
         refusals.flush()
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 3 and "refused 999 more payloads like that" in lines[2] and "rating 999" in lines[2]
+    assert "999 more like this in the last 61 s, the last: refused a payload on t/5: rating 999 is out of range" \
+        in lines
+    assert lines[-1].startswith("11 more like this") and len(lines) == MAX_KINDS + 3

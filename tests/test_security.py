@@ -298,6 +298,9 @@ def test_guessing_many_names_from_one_address_is_throttled_and_adds_no_rows(guar
     statuses = [r.status for r in replies]
     assert statuses.count(401) == FREE_FAILURES and statuses.count(429) == 80 - FREE_FAILURES
     assert throttle_rows(guarded_central) == [("address", "127.0.0.1", 80)]  # one row, whatever the names
+    # And a few log lines: the first failure and the first refusal of this address; the rest are counted.
+    lines = [line for line in guarded_central.log().splitlines() if "sign-in" in line]
+    assert len(lines) == 2 and "failed sign-in for 'name-0'" in lines[0] and "too many failures" in lines[1]
 
 
 # ------------------------------------------------------------------------------------------------
