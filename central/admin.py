@@ -1,4 +1,5 @@
-"""The admin's router: staff accounts on a page (``/admin/accounts``) and in the JSON API (``/api/admin/accounts``).
+"""The admin's router: staff accounts and wall-TV tokens on a page (``/admin/accounts``) and in the JSON API
+(``/api/admin/accounts``, ``/api/admin/tv``).
 
 Only an account with the role ``admin`` reaches these paths (the guard in
 :mod:`central.auth` answers 403 to a viewer, and to everyone while no account
@@ -19,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from central import auth
 from central.accounts import AccountError, check_password
+from central.tvtokens import TokenError
 
 router = APIRouter()
 
@@ -43,6 +45,23 @@ def api_accounts(guard: auth.Auth = Depends(auth.current)) -> list[dict[str, Any
     return [{"name": a.name, "role": a.role, "source": a.source} for a in guard.accounts.all()]
 
 
+class TvOut(BaseModel):
+    """A display token as the API shows it (never the token)."""
+
+    name: str
+    site: str
+    device: str | None = Field(description="one desk, or null for the whole site")
+    source: str = Field(description="store (made on the admin page) | file ([dashboard.tv], read only)")
+
+
+@router.get("/api/admin/tv", response_model=list[TvOut],
+            responses={401: {"description": "not signed in"},
+                       403: {"description": "not an admin (or no account exists yet)"}})
+def api_tv(guard: auth.Auth = Depends(auth.current)) -> list[dict[str, Any]]:
+    """Every wall-TV display token, without the token (admins only)."""
+    return [{"name": t.name, "site": t.site, "device": t.device, "source": t.source} for t in guard.tv.all()]
+
+
 @router.get("/admin/accounts", response_class=HTMLResponse, include_in_schema=False)
 def accounts_page(request: Request, guard: auth.Auth = Depends(auth.current)) -> HTMLResponse:
     """The accounts page: every account, and forms to add, change a password, change a role, remove."""
@@ -52,7 +71,7 @@ def accounts_page(request: Request, guard: auth.Auth = Depends(auth.current)) ->
 
 @router.post("/admin/accounts", include_in_schema=False)
 async def accounts_post(request: Request, guard: auth.Auth = Depends(auth.current)) -> Response:
-    """One change from the page's forms: ``action`` add | password | role | remove."""
+    """One change from the page's forms: ``action`` add | password | role | remove | tv-add | tv-remove."""
     body = await auth.read_limited(request, MAX_FORM_BYTES)
     if body is None:
         return _back(err=f"the form is larger than {MAX_FORM_BYTES} bytes")
@@ -60,7 +79,18 @@ async def accounts_post(request: Request, guard: auth.Auth = Depends(auth.curren
     action, name = form.get("action", ""), form.get("name", "").strip()
     me = getattr(request.state, "account", None)
     try:
-        if action in ("add", "password"):
+        if action == "tv-add":
+            device = form.get("device", "").strip() or None
+            token = await anyio.to_thread.run_sync(guard.tv.add, name, form.get("site", "").strip(), device)
+            auth.log.info("admin %s: made display token %r", me.name if me is not None else "?", name)
+            # Shown once, in this page (never in a redirect's URL, which browsers and proxies keep).
+            address = f"{request.base_url}tv/{token}"
+            return HTMLResponse(await anyio.to_thread.run_sync(
+                _page, guard, request, f"made TV {name}: open {address} on it (shown only now)", ""))
+        if action == "tv-remove":
+            await anyio.to_thread.run_sync(guard.tv.remove, name)
+            message = f"removed TV {name}; it is closed now"
+        elif action in ("add", "password"):
             hashed = await anyio.to_thread.run_sync(auth.hash_password, check_password(form.get("password", "")))
             if action == "add":
                 await anyio.to_thread.run_sync(guard.accounts.add, name, hashed, form.get("role", "viewer"))
@@ -78,7 +108,7 @@ async def accounts_post(request: Request, guard: auth.Auth = Depends(auth.curren
             message = f"removed {name}; their sessions ended"
         else:
             raise AccountError(f"unknown action {action[:20]!r}")
-    except AccountError as exc:
+    except (AccountError, TokenError) as exc:
         return _back(err=str(exc))
     auth.log.info("admin %s: %s", me.name if me is not None else "?", message)
     return _back(msg=message)
@@ -107,7 +137,15 @@ def _page(guard: auth.Auth, request: Request, message: str, error: str) -> str:
 <form method="post"><input type="hidden" name="action" value="remove"><input type="hidden" name="name" value="{name}">
 <button>Remove</button></form></td>"""
         rows.append(f"<tr><td>{name}</td><td>{a.role}</td>{actions}</tr>")
-    note = f'<p role="status">{html.escape(message)}</p>' if message else ""
+    tvs = []
+    for t in guard.tv.all():
+        name = html.escape(t.name)
+        shows = html.escape(t.site + (f" / {t.device}" if t.device else ""))
+        change = ("<td>in central.toml (read only)</td>" if t.source == "file" else
+                  f"""<td><form method="post"><input type="hidden" name="action" value="tv-remove">
+<input type="hidden" name="name" value="{name}"><button>Remove</button></form></td>""")
+        tvs.append(f"<tr><td>{name}</td><td>{shows}</td>{change}</tr>")
+    note = f'<p role="status" id="message">{html.escape(message)}</p>' if message else ""
     alert = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
     return auth.page("Accounts", f"""{note}{alert}
 <table id="accounts"><thead><tr><th>Name</th><th>Role</th><th>Change</th></tr></thead>
@@ -120,4 +158,12 @@ def _page(guard: auth.Auth, request: Request, message: str, error: str) -> str:
 <label for="new-role">Role</label>
 <select id="new-role" name="role"><option>viewer</option><option>admin</option></select>
 <button type="submit">Add</button></form>
+<h2>Wall TVs</h2>
+<table id="tvs"><thead><tr><th>Name</th><th>Shows</th><th>Change</th></tr></thead>
+<tbody>{''.join(tvs)}</tbody></table>
+<form method="post" id="tv-add"><input type="hidden" name="action" value="tv-add">
+<label for="tv-name">TV name</label><input id="tv-name" name="name" required maxlength="64">
+<label for="tv-site">Site</label><input id="tv-site" name="site" required maxlength="64">
+<label for="tv-device">Desk (empty: the whole site)</label><input id="tv-device" name="device" maxlength="64">
+<button type="submit">Make a TV link</button></form>
 <p><a href="/">Back to the dashboard</a></p>""", wide=True)

@@ -13,7 +13,8 @@
   session at once, and nothing in ``central.toml`` or the database lets anyone
   make a cookie. A session lasts 12 hours from sign-in. ``HttpOnly``,
   ``SameSite=Lax``, and ``Secure`` when the request came over HTTPS.
-- **Display tokens** (``[dashboard.tv.<name>]``) open ``/tv/<token>`` and the
+- **Display tokens** (``[dashboard.tv.<name>]``, and those an admin makes:
+  :mod:`central.tvtokens`) open ``/tv/<token>`` and the
   paths under it, nothing else: no login form on a TV.
 - **Failed sign-ins** slow down the address that sent them, and an account's
   failures slow down only addresses that failed too (:mod:`central.throttle`,
@@ -44,10 +45,11 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from central.accounts import Account, Accounts
-from central.config import DashboardConfig
+from central.config import DashboardConfig, DisplayToken
 from central.logsummary import SummaryLog
 from central.sessions import SESSION_S, Sessions, credential_of
 from central.throttle import Throttle, address_key
+from central.tvtokens import TvTokens
 
 log = logging.getLogger("deskpulse.central.auth")
 
@@ -99,12 +101,14 @@ class Auth:
         sessions: the store's sessions table.
         throttle: the store's sign-in throttle.
         accounts: every account (the store's and ``[dashboard.accounts]``).
+        tv: every display token (the store's and ``[dashboard.tv]``).
     """
 
     def __init__(self, dashboard: DashboardConfig, sessions: Sessions, throttle: Throttle,
-                 accounts: Accounts) -> None:
+                 accounts: Accounts, tv: TvTokens) -> None:
         self.dashboard = dashboard
         self.accounts = accounts
+        self.tv = tv
         self.sessions = sessions
         self.throttle = throttle
         #: Password checks under way; changed only on the event loop's thread (see :func:`login`).
@@ -168,14 +172,15 @@ class Auth:
         return False, "That name and password do not match.", 0
 
     # ------------------------------------------------------------------ guard
-    def verdict(self, path: str, cookie: str | None) -> tuple[int, Account | None]:
+    def verdict(self, path: str, cookie: str | None) -> tuple[int, Account | DisplayToken | None]:
         """What the guard does with a request for ``path``: (200 go on, 401 sign in first, 403 not for
-        this account, 404 not a display token), and the signed-in account. Reads the store."""
+        this account, 404 not a display token), and who asks (the signed-in account, or the display
+        token of a ``/tv/`` path). Reads the store."""
         if path.startswith(PUBLIC_PREFIXES):
             return 200, None
         if path.startswith("/tv/"):
-            token = path[4:].split("/", 1)[0]
-            return (200 if self.dashboard.display_token(token) is not None else 404), None
+            display = self.tv.find(path[4:].split("/", 1)[0])
+            return (200 if display is not None else 404), display
         admin_only = path.startswith(ADMIN_PREFIXES)
         if not self.enabled():
             return (403 if admin_only else 200), None
@@ -223,7 +228,7 @@ def foreign_origin(request: Request, trusted: tuple[str, ...] = ()) -> str | Non
 
 
 def install(app: FastAPI, dashboard: DashboardConfig, sessions: Sessions, throttle: Throttle,
-            accounts: Accounts, origins: tuple[str, ...] = ()) -> Auth:
+            accounts: Accounts, tv: TvTokens, origins: tuple[str, ...] = ()) -> Auth:
     """Guard ``app``: the middleware in front of every route, and ``app.state.auth`` for :data:`router`.
 
     Args:
@@ -232,9 +237,10 @@ def install(app: FastAPI, dashboard: DashboardConfig, sessions: Sessions, thrott
         sessions: the store's sessions.
         throttle: the store's sign-in throttle.
         accounts: every account.
+        tv: every display token.
         origins: ``web.origins``: further origins that may send state-changing requests.
     """
-    auth = Auth(dashboard, sessions, throttle, accounts)
+    auth = Auth(dashboard, sessions, throttle, accounts, tv)
     app.state.auth = auth
 
     @app.middleware("http")
@@ -253,8 +259,10 @@ def install(app: FastAPI, dashboard: DashboardConfig, sessions: Sessions, thrott
             return await call_next(request)
         import anyio.to_thread
 
-        status, user = await anyio.to_thread.run_sync(auth.verdict, path, request.cookies.get(COOKIE))
+        status, who = await anyio.to_thread.run_sync(auth.verdict, path, request.cookies.get(COOKIE))
+        user = who if isinstance(who, Account) else None
         request.state.account = user
+        request.state.display = who if isinstance(who, DisplayToken) else None
         if status == 200:
             return await call_next(request)
         if status == 404:

@@ -200,6 +200,17 @@ accounts = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+tv_tokens = sa.Table(
+    "tv_tokens",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    # SHA-256 of the token (hex): the token itself is shown once, when it is made.
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("site", sa.String(64), nullable=False),
+    sa.Column("device", sa.String(64), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 #: Bytes a dead letter is counted as against the budget: its payload, reason and topic, plus a row's overhead.
 DEAD_LETTER_ROW_OVERHEAD: Final = 64
 dead_letter_size = (sa.func.length(dead_letters.c.raw) + sa.func.length(dead_letters.c.reason)

@@ -27,6 +27,7 @@ from central.deps import WebState
 from central.sessions import Sessions
 from central.store import Store
 from central.throttle import Throttle
+from central.tvtokens import TvTokens
 
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
 
@@ -67,7 +68,8 @@ def create_app(
     sessions = Sessions(store, secret or secrets.token_hex(32).encode())
     # The guard in front of every route below.
     accounts = Accounts(store, config.dashboard.accounts)
-    auth.install(app, config.dashboard, sessions, Throttle(store), accounts, config.origins)
+    auth.install(app, config.dashboard, sessions, Throttle(store), accounts, TvTokens(store, config.dashboard),
+                 config.origins)
     for router in (auth.router, admin.router, api.router, exports.router, pages.router):
         app.include_router(router)
     return app

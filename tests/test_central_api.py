@@ -152,12 +152,14 @@ def test_a_session_ends_on_logout_a_new_password_another_secret_or_its_lifetime(
     from central.accounts import Accounts
     from central.sessions import SESSION_S, Sessions
     from central.throttle import Throttle
+    from central.tvtokens import TvTokens
 
     config = make_config(accounts=True)
     now = [datetime.now(UTC)]
     sessions = Sessions(store, b"k" * 64, clock=lambda: now[0])
     def make(dashboard: central_config.DashboardConfig, sessions: Sessions) -> central_auth.Auth:
-        return central_auth.Auth(dashboard, sessions, Throttle(store), Accounts(store, dashboard.accounts))
+        return central_auth.Auth(dashboard, sessions, Throttle(store), Accounts(store, dashboard.accounts),
+                                 TvTokens(store, dashboard))
 
     guard = make(config.dashboard, sessions)
     cookie = guard.begin("ann")

@@ -121,7 +121,7 @@ def test_migrate_creates_the_database_and_exits(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'new' / 'central.sqlite3'}"
     assert main(["migrate", "--db", url]) == 0
     with Store(url) as store:
-        assert store.revision() == "0007"
+        assert store.revision() == "0008"
 
 
 def test_an_unopenable_database_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,7 +26,7 @@ from tests.support.central_rows import count_dead_letters, dead_letter_rows, get
 from tests.support.events import feedback_event
 
 #: The newest migration.
-HEAD = "0007"
+HEAD = "0008"
 
 
 @pytest.fixture

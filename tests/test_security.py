@@ -520,3 +520,27 @@ def test_in_chromium_a_viewer_is_refused_the_admin_page_and_an_admin_adds_an_acc
         browser_sign_in(newbie, staffed_central, "newbie", "the newbie's long password")
         reply = newbie.goto(staffed_central.url + "admin/accounts")
         assert reply is not None and reply.status == 403
+
+
+def test_an_admin_makes_and_removes_a_tv_link_and_a_viewer_cannot(staffed_central: CentralProcess) -> None:
+    import json
+    import re
+
+    own = {"Origin": staffed_central.url.rstrip("/"), **FORM}
+    viewer = {"Cookie": sign_in(staffed_central, "vera", "the viewer's long password"), **own}
+    admin = {"Cookie": sign_in(staffed_central, "boss", "the admin's long password"), **own}
+    body = b"action=tv-add&name=lobby&site=north&device="
+    assert request(staffed_central, "POST", "/admin/accounts", headers=viewer, body=body).status == 403
+    made = request(staffed_central, "POST", "/admin/accounts", headers=admin, body=body)
+    assert made.status == 200  # the page itself, so the token is never in a redirect's URL
+    found = re.search(r"/tv/([A-Za-z0-9_-]{43})", made.body)
+    assert found is not None, made.body
+    tv = f"/tv/{found[1]}"
+    assert request(staffed_central, "GET", tv).status == 200  # no sign-in on a TV
+    assert request(staffed_central, "GET", "/api/events", headers={"Cookie": f"x={found[1]}"}).status == 401
+    listed = json.loads(request(staffed_central, "GET", "/api/admin/tv", headers={"Cookie": admin["Cookie"]}).body)
+    assert listed == [{"name": "lobby", "site": "north", "device": None, "source": "store"}]
+    assert found[1] not in staffed_central.log()
+    removed = request(staffed_central, "POST", "/admin/accounts", headers=admin, body=b"action=tv-remove&name=lobby")
+    assert removed.status == 303
+    assert request(staffed_central, "GET", tv).status == 404  # closed at once
