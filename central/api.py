@@ -104,6 +104,9 @@ class Health(BaseModel):
 
     ok: bool
     events: int
+    dead_letters: int = Field(description="refused payloads kept (ingest.dead_letters_max_mb/_max_days bound them)")
+    dead_letter_bytes: int = Field(description="what they count against the budget (payload, reason, topic, row)")
+    dead_letter_budget_bytes: int = Field(description="the budget: ingest.dead_letters_max_mb in bytes")
 
 
 class DayScore(BaseModel):
@@ -187,9 +190,11 @@ class Aggregates(BaseModel):
 
 
 @router.get("/healthz", response_model=Health)
-def healthz(store: Store = Depends(deps.store)) -> dict[str, Any]:
-    """Liveness: the store answers, and how many events it holds."""
-    return {"ok": True, "events": reads.count_events(store)}
+def healthz(web: WebState = Depends(deps.web_state)) -> dict[str, Any]:
+    """Liveness: the store answers, how many events it holds, and the dead letters against their budget."""
+    rows, size = reads.dead_letter_usage(web.store)
+    return {"ok": True, "events": reads.count_events(web.store), "dead_letters": rows, "dead_letter_bytes": size,
+            "dead_letter_budget_bytes": web.config.ingest.dead_letters_max_mb * 1024 * 1024}
 
 
 @router.get("/api/events", response_model=list[FeedbackEvent])
@@ -233,7 +238,8 @@ def api_devices(
     responses={200: {"content": {"text/event-stream": {}},
                      "description": "`event: feedback` (data: a stored event) and `event: tick` (data: "
                                     "{site, device}: an answer at a desk whose feed is aggregated); "
-                                    "`id:` is a cursor to resume from"}},
+                                    "`id:` is a cursor to resume from"},
+               400: {"description": "`Last-Event-ID` or `after` is not a cursor this stream sends"}},
 )
 async def api_stream(
     request: Request,
@@ -250,5 +256,6 @@ async def api_stream(
     Each desk's privacy mode applies (docs/dashboard.md): a delayed desk's
     answers come late, an aggregated desk's only as ``tick`` events.
     """
+    resume = stream.resume_cursor(last_event_id, after)
     feed = Feed(web.store, web.config, site=site, device=device)
-    return await stream.feed_response(request, feed, last_event_id if last_event_id is not None else after, web)
+    return await stream.feed_response(request, feed, resume, web)

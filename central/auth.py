@@ -1,50 +1,68 @@
 """Staff sign-in and wall-TV tokens.
 
-- **Accounts** (``[dashboard.accounts]``: name -> argon2 hash from
-  ``deskpulse-central hash-password``). With none configured the dashboard is
-  open to whoever reaches ``web.bind`` (central says so in its log); with any,
+- **Accounts** (:mod:`central.accounts`: the store's, with a role, and
+  ``[dashboard.accounts]``, admins). A viewer gets 403 on ``/admin…`` and
+  ``/api/admin…``. With no account at all the dashboard is
+  open to whoever reaches ``web.bind`` (a loopback address unless
+  ``dashboard.open = true``; every page shows a band saying so); with any,
   every page, the JSON API, the live feed and the exports need a signed-in
   session, and ``/login`` shows a form.
-- **Sessions** are a cookie ``deskpulse_session``: the name, an expiry and an
-  HMAC-SHA256 of both, keyed by the account's own password hash. Nothing is kept
-  on the server, so several central processes behind one address accept each
-  other's sessions, and changing a password ends that account's sessions.
-  ``HttpOnly``, ``SameSite=Lax``, and ``Secure`` when the request came over HTTPS.
-- **Display tokens** (``[dashboard.tv.<name>]``) open ``/tv/<token>`` and the
+- **Sessions** live in the store (:mod:`central.sessions`): the cookie
+  ``deskpulse_session`` holds a random token, the store an HMAC of it under
+  central's secret file, so logout, a new password or a removed account end a
+  session at once, and nothing in ``central.toml`` or the database lets anyone
+  make a cookie. A session lasts 12 hours from sign-in. ``HttpOnly``,
+  ``SameSite=Lax``, and ``Secure`` when the request came over HTTPS.
+- **Display tokens** (``[dashboard.tv.<name>]``, and those an admin makes:
+  :mod:`central.tvtokens`) open ``/tv/<token>`` and the
   paths under it, nothing else: no login form on a TV.
-- **Failed sign-ins** are rate limited per account name (5 tries, then one a
-  minute), and logged with the client's address.
+- **Failed sign-ins** slow down the address that sent them, and an account's
+  failures slow down only addresses that failed too (:mod:`central.throttle`,
+  kept in the store); each is logged with the client's address, the first of a
+  kind per address at once and the rest as one line a minute
+  (:mod:`central.logsummary`).
+- **Cross-site requests**: every POST (any method but GET, HEAD and OPTIONS)
+  whose ``Origin`` (or, without it, ``Referer``) is not this site's own
+  ``Host`` nor in ``web.origins`` is refused with a 403, accounts or not.
+- **Bounded work per sign-in**: the form is read up to 4 KiB, a name is at most
+  64 characters and a password 1,024 (checked before hashing or logging), and
+  at most :data:`MAX_CONCURRENT_CHECKS` argon2 checks run at once; more is a 429.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import html
 import logging
 import secrets
-import threading
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Final
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-from central.config import DashboardConfig
+from central.accounts import Account, Accounts
+from central.config import DashboardConfig, DisplayToken
+from central.logsummary import SummaryLog
+from central.sessions import SESSION_S, Sessions, credential_of
+from central.throttle import Throttle, address_key
+from central.tvtokens import TvTokens
 
 log = logging.getLogger("deskpulse.central.auth")
 
 COOKIE: Final = "deskpulse_session"
-SESSION_S: Final = 12 * 3600
-#: Tries per account name before it is slowed to one a minute.
-MAX_FAILURES: Final = 5
-LOCKOUT_S: Final = 60.0
+#: Password checks running at once at most (argon2 takes 64 MiB each); more sign-ins get a 429.
+MAX_CONCURRENT_CHECKS: Final = 2
+#: Seconds a sign-in refused for being one too many at once is told to wait (``Retry-After``).
+BUSY_RETRY_S: Final = 1
+#: The largest sign-in form read (bytes); a larger one is a 413 before anything is hashed or logged.
+MAX_FORM_BYTES: Final = 4096
+#: The longest account name and password accepted (characters).
+MAX_NAME: Final = 64
+MAX_PASSWORD: Final = 1024
 #: Paths anyone may open (the login form itself, liveness, the stylesheet).
 PUBLIC_PREFIXES: Final = ("/login", "/healthz", "/static/")
 
@@ -58,108 +76,204 @@ def hash_password(password: str) -> str:
     return _HASHER.hash(password)
 
 
+def verify(hashed: str, password: str) -> bool:
+    """Whether ``password`` matches the argon2 ``hashed`` (False for a hash that is not one)."""
+    try:
+        return _HASHER.verify(hashed, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
 def new_token() -> str:
     """A display token: 32 random bytes, URL-safe (43 characters)."""
     return secrets.token_urlsafe(32)
 
 
-@dataclass(slots=True)
-class _Failures:
-    count: int = 0
-    until: float = 0.0
+#: Paths only an admin may open (a viewer gets 403).
+ADMIN_PREFIXES: Final = ("/admin", "/api/admin")
 
 
 class Auth:
-    """Checks passwords, signs and reads session cookies, and guards the app's paths."""
+    """Checks passwords, begins and reads server-side sessions, and guards the app's paths.
 
-    def __init__(self, dashboard: DashboardConfig) -> None:
+    Args:
+        dashboard: display tokens.
+        sessions: the store's sessions table.
+        throttle: the store's sign-in throttle.
+        accounts: every account (the store's and ``[dashboard.accounts]``).
+        tv: every display token (the store's and ``[dashboard.tv]``).
+    """
+
+    def __init__(self, dashboard: DashboardConfig, sessions: Sessions, throttle: Throttle,
+                 accounts: Accounts, tv: TvTokens) -> None:
         self.dashboard = dashboard
-        self.accounts = dict(dashboard.accounts)
-        self._failures: dict[str, _Failures] = {}
-        self._lock = threading.Lock()
+        self.accounts = accounts
+        self.tv = tv
+        self.sessions = sessions
+        self.throttle = throttle
+        #: Password checks under way; changed only on the event loop's thread (see :func:`login`).
+        self.checking = 0
+        #: Refusals, one line per client address and kind a minute (a flood of guesses costs a few lines).
+        self.refusals = SummaryLog(log)
 
-    @property
     def enabled(self) -> bool:
-        return bool(self.accounts)
+        """Whether anyone can sign in (else the dashboard is open). Reads the store."""
+        return self.accounts.any()
 
     # ---------------------------------------------------------------- sessions
-    def _mac(self, name: str, expires: int) -> str:
-        key = hashlib.sha256(b"deskpulse-session\0" + self.accounts[name].encode()).digest()
-        msg = f"{name}\0{expires}".encode()
-        return base64.urlsafe_b64encode(hmac.new(key, msg, hashlib.sha256).digest()).decode().rstrip("=")
+    def begin(self, name: str) -> str:
+        """A new session for ``name`` (signed in just now); the cookie's value.
 
-    def session(self, name: str, now: float | None = None) -> str:
-        """A cookie value for ``name``, valid for 12 hours."""
-        expires = int((now or time.time()) + SESSION_S)
-        encoded = base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
-        return f"{encoded}.{expires}.{self._mac(name, expires)}"
+        Raises:
+            KeyError: ``name`` is no account (any more).
+        """
+        account = self.accounts.get(name)
+        if account is None:
+            raise KeyError(name)
+        return self.sessions.begin(name, credential_of(account.password_hash))
 
-    def user(self, cookie: str | None, now: float | None = None) -> str | None:
-        """The account a cookie signs in, or None (missing, forged, expired or for a removed account)."""
-        if not cookie or cookie.count(".") != 2:
+    def user(self, cookie: str | None) -> Account | None:
+        """The account a cookie's session signs in, or None (missing, unknown, ended, expired, a changed
+        password or a removed account). Reads the store: call it off the event loop."""
+        if not cookie:
             return None
-        encoded, expires_text, mac = cookie.split(".")
-        try:
-            name = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
-            expires = int(expires_text)
-        except (ValueError, UnicodeDecodeError):
+        session = self.sessions.get(cookie)
+        if session is None:
             return None
-        if name not in self.accounts or expires < (now or time.time()):
+        account = self.accounts.get(session.account)
+        if account is None or not hmac.compare_digest(session.credential, credential_of(account.password_hash)):
             return None
-        return name if hmac.compare_digest(mac, self._mac(name, expires)) else None
+        return account
+
+    def end(self, cookie: str | None) -> None:
+        """End the cookie's session (logout). Reads the store: call it off the event loop."""
+        if cookie:
+            self.sessions.end(cookie)
 
     # --------------------------------------------------------------- passwords
-    def check(self, name: str, password: str, client: str = "?") -> tuple[bool, str]:
-        """Whether ``password`` is ``name``'s; the reason when not (for the form)."""
-        with self._lock:
-            failures = self._failures.setdefault(name, _Failures())
-            if failures.until > time.monotonic():
-                wait = int(failures.until - time.monotonic()) + 1
-                log.warning("sign-in for %r from %s refused: too many failures (wait %d s)", name, client, wait)
-                return False, f"Too many failed attempts. Try again in {wait} seconds."
-        hashed = self.accounts.get(name, _DUMMY_HASH)
-        try:
-            ok = _HASHER.verify(hashed, password) and name in self.accounts
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            ok = False
-        with self._lock:
-            if ok:
-                self._failures.pop(name, None)
-                log.info("%r signed in from %s", name, client)
-                return True, ""
-            failures.count += 1
-            if failures.count >= MAX_FAILURES:
-                failures.until = time.monotonic() + LOCKOUT_S
-            log.warning("failed sign-in for %r from %s (%d in a row)", name, client, failures.count)
-        return False, "That name and password do not match."
+    def check(self, name: str, password: str, client: str = "?") -> tuple[bool, str, int]:
+        """Whether ``password`` is ``name``'s: (ok, the reason when not, seconds to wait when throttled).
+
+        Reads and writes the store and runs argon2: call it off the event loop.
+        """
+        account = self.accounts.get(name)
+        known = account.name if account is not None else None
+        wait = self.throttle.wait(client, known)
+        if wait:
+            self.refusals.warning(f"sign-in for {name!r} from {client} refused: too many failures (wait {wait} s)",
+                                  key=f"throttled {address_key(client)}")
+            return False, f"Too many failed sign-ins. Try again in {wait} seconds.", wait
+        if verify(account.password_hash if account else _DUMMY_HASH, password) and known is not None:
+            self.throttle.succeeded(client, known)
+            log.info("%r signed in from %s", name, client)
+            return True, "", 0
+        self.throttle.failed(client, known)
+        self.refusals.warning(f"failed sign-in for {name!r} from {client}", key=f"failed {address_key(client)}")
+        return False, "That name and password do not match.", 0
 
     # ------------------------------------------------------------------ guard
-    def allows(self, request: Request) -> bool:
-        """Whether the request may go on: public path, a display token's own paths, or a session."""
-        path = request.url.path
+    def verdict(self, path: str, cookie: str | None) -> tuple[int, Account | DisplayToken | None]:
+        """What the guard does with a request for ``path``: (200 go on, 401 sign in first, 403 not for
+        this account, 404 not a display token), and who asks (the signed-in account, or the display
+        token of a ``/tv/`` path). Reads the store."""
         if path.startswith(PUBLIC_PREFIXES):
-            return True
+            return 200, None
         if path.startswith("/tv/"):
-            token = path[4:].split("/", 1)[0]
-            return self.dashboard.display_token(token) is not None
-        if not self.enabled:
-            return True
-        return self.user(request.cookies.get(COOKIE)) is not None
+            display = self.tv.find(path[4:].split("/", 1)[0])
+            return (200 if display is not None else 404), display
+        admin_only = path.startswith(ADMIN_PREFIXES)
+        if not self.enabled():
+            return (403 if admin_only else 200), None
+        user = self.user(cookie)
+        if user is None:
+            return 401, None
+        if admin_only and user.role != "admin":
+            return 403, user
+        return 200, user
 
 
-def install(app: FastAPI, dashboard: DashboardConfig) -> Auth:
-    """Guard ``app``: the middleware in front of every route, and ``app.state.auth`` for :data:`router`."""
-    auth = Auth(dashboard)
+#: Methods that change nothing: no origin check.
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def foreign_origin(request: Request, trusted: tuple[str, ...] = ()) -> str | None:
+    """The origin a state-changing request came from when it is not this site's, else None.
+
+    A browser sends ``Origin`` with every POST (and ``Referer`` with most); the
+    request is this site's when that origin's host and port are the request's
+    own ``Host``, or the origin is one of ``trusted`` (``web.origins``). A
+    request with neither header is no browser's cross-site form (a script or
+    ``curl``), so it passes: what a cookie signs in is guarded by the session.
+
+    Args:
+        request: the incoming request.
+        trusted: further origins allowed (lower case, ``scheme://host[:port]``).
+    """
+    if request.method in SAFE_METHODS:
+        return None
+    origin = request.headers.get("origin")
+    if origin is None:
+        referer = request.headers.get("referer")
+        if referer is None:
+            return None
+        parts = urlsplit(referer)
+        origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else referer
+    parts = urlsplit(origin)
+    host = request.headers.get("host", "").lower()
+    if parts.scheme in ("http", "https") and host and parts.netloc.lower() == host:
+        return None
+    if origin.lower() in trusted:
+        return None
+    return origin[:100]
+
+
+def install(app: FastAPI, dashboard: DashboardConfig, sessions: Sessions, throttle: Throttle,
+            accounts: Accounts, tv: TvTokens, origins: tuple[str, ...] = ()) -> Auth:
+    """Guard ``app``: the middleware in front of every route, and ``app.state.auth`` for :data:`router`.
+
+    Args:
+        app: the app to guard.
+        dashboard: accounts and display tokens.
+        sessions: the store's sessions.
+        throttle: the store's sign-in throttle.
+        accounts: every account.
+        tv: every display token.
+        origins: ``web.origins``: further origins that may send state-changing requests.
+    """
+    auth = Auth(dashboard, sessions, throttle, accounts, tv)
     app.state.auth = auth
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if auth.allows(request):
-            return await call_next(request)
+        auth.refusals.flush()
+        foreign = foreign_origin(request, origins)
+        if foreign is not None:
+            client = request.client.host if request.client else "?"
+            auth.refusals.warning(f"{request.method} {request.url.path[:100]} from {client} refused: origin "
+                                  f"{foreign!r} is not this site (web.origins)", key=f"origin {address_key(client)}")
+            return JSONResponse({"detail": f"cross-origin request refused: {foreign!r} is not this site's "
+                                           "origin (add it to web.origins if it is central behind a proxy)"},
+                                status_code=403)
         path = request.url.path
-        if path.startswith("/tv/"):
-            return HTMLResponse(_page("Not found", "<p>This display link is not valid. Ask for a new one.</p>"),
+        if path.startswith(PUBLIC_PREFIXES):
+            return await call_next(request)
+        import anyio.to_thread
+
+        status, who = await anyio.to_thread.run_sync(auth.verdict, path, request.cookies.get(COOKIE))
+        user = who if isinstance(who, Account) else None
+        request.state.account = user
+        request.state.display = who if isinstance(who, DisplayToken) else None
+        if status == 200:
+            return await call_next(request)
+        if status == 404:
+            return HTMLResponse(page("Not found", "<p>This display link is not valid. Ask for a new one.</p>"),
                                 status_code=404)
+        if status == 403:
+            detail = ("an admin's page: this account is a viewer" if user is not None else
+                      "no accounts yet: add the first admin with 'deskpulse-central user add NAME --role admin'")
+            if "text/html" in request.headers.get("accept", ""):
+                return HTMLResponse(page("Not allowed", f"<p>{html.escape(detail)}.</p>"), status_code=403)
+            return JSONResponse({"detail": detail}, status_code=403)
         wants_html = "text/html" in request.headers.get("accept", "") and not path.startswith(("/api/", "/export/"))
         if wants_html:
             target = path + (f"?{request.url.query}" if request.url.query else "")
@@ -170,7 +284,8 @@ def install(app: FastAPI, dashboard: DashboardConfig) -> Auth:
     return auth
 
 
-def _auth(request: Request) -> Auth:
+def current(request: Request) -> Auth:
+    """The app's :class:`Auth` (a FastAPI dependency)."""
     auth: Auth = request.app.state.auth  # set by install()
     return auth
 
@@ -180,42 +295,84 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_form(next: str = "/", auth: Auth = Depends(_auth)) -> Response:
+def login_form(next: str = "/", auth: Auth = Depends(current)) -> Response:
     """The sign-in form (or straight on when no accounts are configured)."""
-    if not auth.enabled:
+    if not auth.enabled():
         return RedirectResponse(_safe_next(next), status_code=303)
     return HTMLResponse(_login_page(_safe_next(next)))
 
 
 @router.post("/login", response_class=HTMLResponse)
-async def login(request: Request, auth: Auth = Depends(_auth)) -> Response:
-    """Check a name and password; on success set the session cookie and go on to ``next``."""
-    form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+async def login(request: Request, auth: Auth = Depends(current)) -> Response:
+    """Check a name and password; on success set the session cookie and go on to ``next``.
+
+    The form is read only up to :data:`MAX_FORM_BYTES` (413 beyond), the name
+    and password are checked for length (400) before anything is hashed or
+    logged, and at most :data:`MAX_CONCURRENT_CHECKS` passwords are checked at
+    once: a sign-in beyond that is a 429 with ``Retry-After``, so a burst of
+    sign-ins cannot run argon2's 64 MiB many times over.
+    """
+    client = request.client.host if request.client else "?"
+    body = await read_limited(request, MAX_FORM_BYTES)
+    if body is None:
+        log.warning("sign-in form from %s refused: larger than %d bytes", client, MAX_FORM_BYTES)
+        return HTMLResponse(_login_page("/", error=f"The form is too large (at most {MAX_FORM_BYTES} bytes)."),
+                            status_code=413)
+    form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
     name = (form.get("name") or [""])[0].strip()
     password = (form.get("password") or [""])[0]
     target = _safe_next((form.get("next") or ["/"])[0])
-    client = request.client.host if request.client else "?"
-    ok, reason = await _to_thread(auth.check, name, password, client)
+    if len(name) > MAX_NAME or len(password) > MAX_PASSWORD:
+        log.warning("sign-in from %s refused: a name over %d or a password over %d characters",
+                    client, MAX_NAME, MAX_PASSWORD)
+        return HTMLResponse(_login_page(target, error=f"A name is at most {MAX_NAME} characters and a password "
+                                                      f"at most {MAX_PASSWORD}."), status_code=400)
+    if auth.checking >= MAX_CONCURRENT_CHECKS:
+        log.debug("sign-in from %s refused: %d checks under way", client, auth.checking)
+        return HTMLResponse(_login_page(target, name=name, error="Busy checking other sign-ins. Try again in a "
+                                                                 "moment."),
+                            status_code=429, headers={"Retry-After": str(BUSY_RETRY_S)})
+    auth.checking += 1  # the event loop's thread only: no lock needed between the test and the increment
+    try:
+        import anyio.to_thread
+
+        ok, reason, wait = await anyio.to_thread.run_sync(auth.check, name, password, client)
+    finally:
+        auth.checking -= 1
+    if wait:
+        return HTMLResponse(_login_page(target, name=name, error=reason), status_code=429,
+                            headers={"Retry-After": str(wait)})
     if not ok:
         return HTMLResponse(_login_page(target, name=name, error=reason), status_code=401)
+    import anyio.to_thread
+
+    token = await anyio.to_thread.run_sync(auth.begin, name)
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(COOKIE, auth.session(name), max_age=SESSION_S, httponly=True, samesite="lax",
+    response.set_cookie(COOKIE, token, max_age=SESSION_S, httponly=True, samesite="lax",
                         secure=request.url.scheme == "https", path="/")
     return response
 
 
 @router.post("/logout")
-def logout() -> Response:
-    """End the session: the cookie is deleted."""
+def logout(request: Request, auth: Auth = Depends(current)) -> Response:
+    """End the session in the store (so a copy of the cookie opens nothing either) and delete the cookie."""
+    auth.end(request.cookies.get(COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response
 
 
-async def _to_thread(fn: Callable[..., tuple[bool, str]], *args: str) -> tuple[bool, str]:
-    import anyio.to_thread
-
-    return await anyio.to_thread.run_sync(fn, *args)  # argon2 takes ~50 ms: keep the loop free
+async def read_limited(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None when it is (or says it is) longer than ``limit`` bytes; reads no further."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def _safe_next(target: str) -> str:
@@ -227,7 +384,7 @@ def _safe_next(target: str) -> str:
 
 def _login_page(target: str, *, name: str = "", error: str = "") -> str:
     alert = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
-    return _page("Sign in", f"""
+    return page("Sign in", f"""
 <form method="post" action="/login">
   {alert}
   <input type="hidden" name="next" value="{html.escape(target)}">
@@ -239,14 +396,16 @@ def _login_page(target: str, *, name: str = "", error: str = "") -> str:
 </form>""")
 
 
-def _page(title: str, body: str) -> str:
+def page(title: str, body: str, *, wide: bool = False) -> str:
+    """A small standalone page (sign-in, errors, the admin's pages): no script, no CDN."""
+    width = "min(60rem, calc(100vw - 2rem))" if wide else "min(22rem, calc(100vw - 2rem))"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)} · DeskPulse</title>
 <style>
   body {{ margin: 0; min-height: 100vh; display: grid; place-items: center; background: #f5f5f0; color: #1a1a1a;
           font: 17px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; }}
-  main {{ width: min(22rem, calc(100vw - 2rem)); background: #fff; border: 1px solid #d6d6cf;
+  main {{ width: {width}; background: #fff; border: 1px solid #d6d6cf;
           border-radius: .5rem; padding: 1.5rem 1.5rem 1.75rem; }}
   h1 {{ font-size: 1.3rem; margin: 0 0 1rem; }}
   label {{ display: block; font-weight: 600; margin: .9rem 0 .3rem; }}
@@ -255,6 +414,11 @@ def _page(title: str, body: str) -> str:
   button {{ margin-top: 1.3rem; width: 100%; font: inherit; font-weight: 600; padding: .65rem; border: 0;
             border-radius: .35rem; background: #0b57d0; color: #fff; cursor: pointer; }}
   input:focus-visible, button:focus-visible {{ outline: 3px solid #0b57d0; outline-offset: 2px; }}
+  table {{ border-collapse: collapse; width: 100%; }}
+  th, td {{ text-align: left; padding: .4rem; border-bottom: 1px solid #d6d6cf; vertical-align: top; }}
+  td form {{ display: inline-block; margin: .15rem .3rem .15rem 0; }}
+  td input, td button, td select {{ width: auto; margin-top: 0; padding: .3rem .5rem; }}
+  select {{ font: inherit; padding: .45rem; }}
   .error {{ background: #fde8e6; border: 1px solid #b3261e; color: #8c1d18; padding: .5rem .7rem;
             border-radius: .35rem; margin: 0 0 .5rem; }}
 </style></head>

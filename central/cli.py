@@ -25,6 +25,7 @@ from central.faults import Faults
 from sync.errors import DeskPulseError
 
 if TYPE_CHECKING:
+    from central.accounts import Accounts
     from central.store import Store
 
 log = logging.getLogger("deskpulse.central")
@@ -46,6 +47,12 @@ commands:
   broker init|setup
                  the plugin's first file; the collectors' and dashboard's clients
                  (deskpulse-central broker --help)
+  user add NAME [--role viewer|admin]   add a staff account to the database (password
+                 asked twice, or one line on stdin; never an argument); default role viewer
+  user passwd NAME   set a new password (ends that account's sessions)
+  user role NAME --role viewer|admin   change the role (ends its sessions)
+  user remove NAME   remove the account (ends its sessions)
+  user list      list every account: name, role, and where it is kept (store | file)
 
 examples:
   deskpulse-central --config /etc/deskpulse/central.toml
@@ -53,6 +60,7 @@ examples:
   deskpulse-central migrate --db postgresql://deskpulse@db.example/deskpulse
   deskpulse-central check-config --config central.toml
   deskpulse-central hash-password
+  deskpulse-central user add manager --role admin --config /etc/deskpulse/central.toml
 
 Without --config, {DEFAULT_PATH} is read if it exists; otherwise the defaults
 apply (broker mqtt://127.0.0.1:1883, database sqlite:////var/lib/deskpulse/central.sqlite3,
@@ -61,16 +69,17 @@ described in docs/configuration.md.
 
 When the web server listens, "Dashboard: http://HOST:PORT/" is printed on
 standard output. Logs go to standard error (the journal, under systemd).
-Exit status: 0 done, 1 the database or the web address failed, 2 a bad
-configuration or option.
+Without any account (in the database or [dashboard.accounts]), central serves
+only a loopback address unless the file says [dashboard] open = true. Exit status: 0 done, 1 the database or
+the web address failed, 2 a bad configuration or option.
 """
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deskpulse-central",
-        usage="deskpulse-central [run | migrate | rebuild-rollups | check-config | hash-password | new-token]"
-              " [options]\n"
+        usage="deskpulse-central [run | migrate | rebuild-rollups | check-config | hash-password | new-token"
+              " | user …] [options]\n"
               "       deskpulse-central {device,broker} ...",
         description="DeskPulse central: stores every kiosk answer exactly once (from MQTT, with "
         "receipts to the kiosks) and shows staff a live web page.",
@@ -78,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("command", nargs="?", default="run", help=argparse.SUPPRESS,
-                        choices=["run", "migrate", "rebuild-rollups", "check-config", "hash-password", "new-token"])
+                        choices=["run", "migrate", "rebuild-rollups", "check-config", "hash-password", "new-token",
+                                 "user"])
+    parser.add_argument("words", nargs="*", help=argparse.SUPPRESS)  # user's action and name
     parser.add_argument("--version", action="version", version=f"deskpulse-central {__version__}")
     parser.add_argument("-c", "--config", type=Path, default=None, metavar="FILE",
                         help=f"central TOML file (default: {DEFAULT_PATH} if it exists)")
@@ -88,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--bind", metavar="HOST:PORT", help="the web server's address (default 127.0.0.1:8080)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                         help="how much to log on stderr (default: info)")
+    parser.add_argument("--role", choices=["viewer", "admin"], default=None,
+                        help="user add / user role: the account's role (add's default: viewer)")
     # For DeskPulse's own crash tests only (tests/test_sync_faults.py): SIGKILL central at a named
     # point (central/faults.py). Left out of --help so nobody arms it by accident.
     parser.add_argument("--fault-point", type=_faults, default=None, metavar="NAME[:N]", help=argparse.SUPPRESS)
@@ -111,6 +124,20 @@ def _config(args: argparse.Namespace) -> CentralConfig:
     return config.with_overrides(broker=args.broker, db=args.db, bind=args.bind)
 
 
+def _store_has_accounts(config: CentralConfig) -> bool:
+    """Whether the database already holds accounts (for check-config; False when it cannot be read)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from central.accounts import Accounts
+    from central.store import Store
+
+    try:
+        with Store(config.database_url) as store:
+            return store.revision() is not None and Accounts(store).any()
+    except (SQLAlchemyError, OSError):
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``deskpulse-central``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -118,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         from central import fleet
 
         return fleet.main(argv)
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.words and args.command != "user":
+        parser.error(f"unexpected {' '.join(args.words)!r} after {args.command}")
     if args.command in ("hash-password", "new-token"):
         return _secret(args.command)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
@@ -131,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deskpulse-central: {exc}", file=sys.stderr)
         return 2
     if args.command == "check-config":
+        try:
+            config.check_open(store_accounts=_store_has_accounts(config))
+        except DeskPulseError as exc:
+            print(f"deskpulse-central: {exc}", file=sys.stderr)
+            return 2
         print(f"{config.source}: ok (broker {config.broker.url}, database {config.safe_database_url}, "
               f"web {config.dashboard_url})")
         return 0
@@ -148,18 +183,104 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rollups rebuilt for {len(counted)} sites ({sum(counted.values())} answers)")
             store.close()
             return 0
-        if args.command == "run":
-            _refresh_rollups(store)
     except (SQLAlchemyError, OSError) as exc:
         print(f"deskpulse-central: database {config.safe_database_url}: {exc}", file=sys.stderr)
         return 1
     if args.command == "migrate":
         store.close()
         return 0
+    from central.accounts import Accounts
+
+    accounts = Accounts(store, config.dashboard.accounts)
+    if args.command == "user":
+        try:
+            return _user(args.words, args.role, accounts)
+        finally:
+            store.close()
     try:
-        return serve(config, store, log_level=args.log_level, faults=args.fault_point)
+        config.check_open(store_accounts=accounts.any())
+        secret = _session_secret(config, accounts.any())
+    except DeskPulseError as exc:
+        print(f"deskpulse-central: {exc}", file=sys.stderr)
+        store.close()
+        return 2
+    try:
+        _refresh_rollups(store)
+    except SQLAlchemyError as exc:
+        print(f"deskpulse-central: database {config.safe_database_url}: {exc}", file=sys.stderr)
+        store.close()
+        return 1
+    try:
+        return serve(config, store, log_level=args.log_level, faults=args.fault_point, secret=secret)
     finally:
         store.close()
+
+
+def _session_secret(config: CentralConfig, accounts: bool) -> bytes | None:
+    """The session secret from ``web.secret_file`` (made on first start) when anyone can sign in; else None
+    (a random key for this run: the first account added while central runs gets sessions until a restart)."""
+    if not accounts:
+        return None
+    from central.sessions import load_secret
+
+    return load_secret(config.session_secret_path)
+
+
+USER_USAGE = "deskpulse-central user add NAME [--role viewer|admin] | passwd NAME | role NAME --role R | " \
+             "remove NAME | list"
+
+
+def _user(words: list[str], role: str | None, accounts: Accounts) -> int:
+    """``user add|passwd|role|remove|list``: manage the store's accounts; a password is read, never an argument."""
+    from central import auth
+    from central.accounts import AccountError, check_name, check_password
+
+    action, names = (words[0], words[1:]) if words else ("", [])
+    try:
+        if action == "list" and not names:
+            for account in accounts.all():
+                print(f"{account.name}\t{account.role}\t{account.source}")
+            return 0
+        if action not in ("add", "passwd", "role", "remove") or len(names) != 1:
+            print(f"deskpulse-central: usage: {USER_USAGE}", file=sys.stderr)
+            return 2
+        name = check_name(names[0])
+        if action == "remove":
+            accounts.remove(name)
+            print(f"removed {name}; their sessions ended")
+        elif action == "role":
+            accounts.set_role(name, role or "")
+            print(f"{name} is now {role}; their sessions ended")
+        else:
+            if action == "add" and accounts.get(name) is not None:
+                raise AccountError(f"account {name!r} exists already")
+            password = _read_password()
+            if password is None:
+                return 2
+            hashed = auth.hash_password(check_password(password))
+            if action == "add":
+                accounts.add(name, hashed, role or "viewer")
+                print(f"added {name} ({role or 'viewer'})")
+            else:
+                accounts.set_password(name, hashed)
+                print(f"new password for {name}; their sessions ended")
+        return 0
+    except AccountError as exc:
+        print(f"deskpulse-central: {exc}", file=sys.stderr)
+        return 2
+
+
+def _read_password() -> str | None:
+    """A password asked twice on a terminal, or the first line of standard input; None when the two differ."""
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Again: "):
+            print("deskpulse-central: the two passwords differ; nothing changed", file=sys.stderr)
+            return None
+        return password
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 def _secret(command: str) -> int:
@@ -194,7 +315,8 @@ def _refresh_rollups(store: Store) -> None:
     store.rebuild_rollups(stale, progress=lambda site, n: log.info("rollups of %s: %d answers counted", site, n))
 
 
-def serve(config: CentralConfig, store: Store, *, log_level: str = "info", faults: Faults | None = None) -> int:
+def serve(config: CentralConfig, store: Store, *, log_level: str = "info", faults: Faults | None = None,
+          secret: bytes | None = None) -> int:
     """Run the web server and the collector until SIGTERM or Ctrl-C.
 
     The collector starts once the web server listens, so central announces
@@ -205,6 +327,7 @@ def serve(config: CentralConfig, store: Store, *, log_level: str = "info", fault
         store: the migrated store.
         log_level: uvicorn's log level.
         faults: fault points armed for a crash test (``--fault-point``); None in production.
+        secret: the session secret (``web.secret_file``); None: a random one for this run.
 
     Returns:
         0 after a clean stop; 1 when the web server could not start or died.
@@ -218,7 +341,7 @@ def serve(config: CentralConfig, store: Store, *, log_level: str = "info", fault
     restore = _handle_signals(lambda: stop.set())
     shutdown = threading.Event()
     server = uvicorn.Server(uvicorn.Config(
-        create_app(store, config, shutdown=shutdown), host=config.bind_host, port=config.bind_port,
+        create_app(store, config, shutdown=shutdown, secret=secret), host=config.bind_host, port=config.bind_port,
         log_level=log_level, log_config=None, access_log=log_level == "debug",
         timeout_graceful_shutdown=5,
     ))
@@ -237,9 +360,9 @@ def serve(config: CentralConfig, store: Store, *, log_level: str = "info", fault
                 status = 1
             return status
         print(f"Dashboard: {config.dashboard_url}", flush=True)
-        if not config.dashboard.accounts and config.bind_host not in ("127.0.0.1", "::1", "localhost"):
-            log.warning("the dashboard is open to anyone who reaches %s: no [dashboard.accounts] are configured "
-                        "(docs/configuration.md)", config.dashboard_url)
+        if not config.dashboard.accounts and not config.loopback_only:
+            log.warning("the dashboard is open to anyone who reaches %s (dashboard.open = true, no accounts): "
+                        "every page says so", config.dashboard_url)
         log.info("dashboard at %s; database %s; broker %s", config.dashboard_url, config.safe_database_url,
                  config.broker.url)
         if faults:

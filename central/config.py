@@ -9,6 +9,7 @@ the file or the environment later. Command-line options (``--broker``,
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 import re
 import socket
@@ -31,6 +32,8 @@ DEFAULT_PATH = Path("/etc/deskpulse/central.toml")
 DEFAULT_DATA_DIR = Path("/var/lib/deskpulse")
 DEFAULT_DB = f"sqlite:///{DEFAULT_DATA_DIR / 'central.sqlite3'}"
 DEFAULT_BIND = "127.0.0.1:8080"
+#: The session secret's default place when the database is not a SQLite file.
+DEFAULT_SECRET = Path("/var/lib/deskpulse/central-secret")
 DEFAULT_GROUP = "deskpulse-central"
 
 #: Database drivers central supports; ``postgresql`` means psycopg 3.
@@ -55,6 +58,10 @@ class IngestConfig:
 
     batch_size: int = 200
     batch_ms: int = 100
+    #: Dead letters kept at most (MiB, counting each row's payload, reason and topic).
+    dead_letters_max_mb: int = 64
+    #: Dead letters older than this many days are deleted.
+    dead_letters_max_days: int = 30
 
 
 #: Days of the week as written in ``[sites.<slug>.hours]``, Monday first (``date.weekday()``).
@@ -130,12 +137,15 @@ class DashboardConfig:
         accounts: staff sign-in: name -> argon2 password hash. Empty: the
             dashboard is open to whoever reaches ``web.bind``.
         tv: display tokens for wall TVs.
+        open: the dashboard may be served without accounts on an address other
+            than loopback (``dashboard.open = true``, said explicitly).
     """
 
     min_answers: int = 5
     include_flagged: bool = False
     accounts: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
     tv: tuple[DisplayToken, ...] = ()
+    open: bool = False
 
     def display_token(self, token: str) -> DisplayToken | None:
         """The display token ``token`` is, or None (compared in constant time)."""
@@ -175,6 +185,11 @@ class CentralConfig:
         database_url: ``sqlite:///…`` (absolute path) or ``postgresql://…``.
         bind_host: the web server's address.
         bind_port: the web server's port.
+        origins: origins (``https://dash.example``) besides the request's own
+            ``Host`` that may send state-changing requests (a reverse proxy
+            that rewrites ``Host``).
+        secret_file: the session secret (``web.secret_file``); None: see
+            :attr:`session_secret_path`.
         ingest: batching of the collector's commits.
         sites: the sites the file names (time zone, hours, desks); others get defaults.
         dashboard: index minimum, flagged default, accounts, wall-TV tokens.
@@ -188,6 +203,8 @@ class CentralConfig:
     database_url: str = DEFAULT_DB
     bind_host: str = "127.0.0.1"
     bind_port: int = 8080
+    origins: tuple[str, ...] = ()
+    secret_file: Path | None = None
     ingest: IngestConfig = IngestConfig()
     sites: MappingProxyType[str, SiteConfig] = field(default_factory=lambda: MappingProxyType({}))
     dashboard: DashboardConfig = DashboardConfig()
@@ -204,6 +221,43 @@ class CentralConfig:
         host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.bind_host, self.bind_host)
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.bind_port}/"
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether the web server listens on a loopback address only (127.0.0.0/8, ::1, localhost)."""
+        if self.bind_host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.bind_host).is_loopback
+        except ValueError:
+            return False  # a host name: it may resolve to anything
+
+    def check_open(self, *, store_accounts: bool = False) -> None:
+        """Refuse to serve everyone by accident: no accounts on a non-loopback address needs ``dashboard.open``.
+
+        Args:
+            store_accounts: whether the database holds accounts (``deskpulse-central user add``).
+
+        Raises:
+            ConfigError: no account at all, ``web.bind`` (or ``--bind``) is not a
+                loopback address, and ``dashboard.open = true`` is not set.
+        """
+        if not (self.dashboard.accounts or store_accounts or self.dashboard.open or self.loopback_only):
+            raise ConfigError(
+                f"{self.source}: web.bind {self.bind_host}:{self.bind_port} is reachable from other machines and "
+                "there are no accounts, so anyone could read every answer; add one ('deskpulse-central user add "
+                "NAME --role admin'), bind to 127.0.0.1, or set dashboard.open = true to serve it open on purpose")
+
+    @property
+    def session_secret_path(self) -> Path:
+        """Where the session secret is: ``web.secret_file``, else ``central-secret`` next to a SQLite
+        database, else ``/var/lib/deskpulse/central-secret``."""
+        if self.secret_file is not None:
+            return self.secret_file
+        url = make_url(self.database_url)
+        if url.drivername.startswith("sqlite") and url.database:
+            return Path(url.database).parent / "central-secret"
+        return DEFAULT_SECRET
 
     @property
     def safe_database_url(self) -> str:
@@ -315,20 +369,25 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
     db = TableReader(source, tables["database"], "database.", {"url"})
     url = check_database_url(db.get("url", str, DEFAULT_DB), f"{source}: database.url", base)
 
-    web = TableReader(source, tables["web"], "web.", {"bind"})
+    web = TableReader(source, tables["web"], "web.", {"bind", "origins", "secret_file"})
     host, port = parse_bind(web.get("bind", str, DEFAULT_BIND), f"{source}: web.bind")
+    origins = _origins(web, web.get("origins", list, []))
+    secret_file = web.path("secret_file", base, None)
 
-    ing = TableReader(source, tables["ingest"], "ingest.", {"batch_size", "batch_ms"})
+    ing = TableReader(source, tables["ingest"], "ingest.",
+                      {"batch_size", "batch_ms", "dead_letters_max_mb", "dead_letters_max_days"})
     ingest = IngestConfig(
         batch_size=_integer(ing, "batch_size", 200, 1, 10_000),
         batch_ms=_integer(ing, "batch_ms", 100, 1, 60_000),
+        dead_letters_max_mb=_integer(ing, "dead_letters_max_mb", 64, 1, 1_000_000),
+        dead_letters_max_days=_integer(ing, "dead_letters_max_days", 30, 1, 3650),
     )
     sites = {slug: _site(source, slug, table) for slug, table in tables["sites"].items()}
     dashboard = _dashboard(source, tables["dashboard"], sites)
     fleet = _fleet(source, tables["fleet"], base)
     return CentralConfig(broker=broker, client_id=client_id, group=group, database_url=url,
-                         bind_host=host, bind_port=port, ingest=ingest, sites=MappingProxyType(sites),
-                         dashboard=dashboard, fleet=fleet, source=source)
+                         bind_host=host, bind_port=port, origins=origins, secret_file=secret_file, ingest=ingest,
+                         sites=MappingProxyType(sites), dashboard=dashboard, fleet=fleet, source=source)
 
 
 def _fleet(source: str, table: dict[str, Any], base: Path) -> FleetConfig:
@@ -351,6 +410,20 @@ def _fleet(source: str, table: dict[str, Any], base: Path) -> FleetConfig:
         parse_broker_url(url, where=f"{source}: fleet.device_broker_url")
     return FleetConfig(admin_username=admin, admin_password=password, device_broker_url=url,
                        device_ca_file=r.path("device_ca_file", base, None))
+
+
+_ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
+def _origins(reader: TableReader, values: list[Any]) -> tuple[str, ...]:
+    """``web.origins``: each ``scheme://host[:port]``, nothing after it, lower-cased."""
+    out: list[str] = []
+    for value in values:
+        if not isinstance(value, str) or not _ORIGIN_RE.fullmatch(value):
+            raise reader.fail("origins", f"each must be an origin like https://dash.example or "
+                                         f"http://10.0.0.5:8080 (no path, no trailing '/'), got {value!r}")
+        out.append(value.lower())
+    return tuple(out)
 
 
 def _site(source: str, slug: str, table: Any) -> SiteConfig:
@@ -417,7 +490,7 @@ def _desk(source: str, where: str, slug: str, table: Any) -> DeskConfig:
 
 
 def _dashboard(source: str, table: dict[str, Any], sites: dict[str, SiteConfig]) -> DashboardConfig:
-    r = TableReader(source, table, "dashboard.", {"min_answers", "include_flagged", "accounts", "tv"})
+    r = TableReader(source, table, "dashboard.", {"min_answers", "include_flagged", "accounts", "tv", "open"})
     accounts: dict[str, str] = {}
     for name, hashed in r.get("accounts", dict, {}).items():
         if not isinstance(hashed, str) or not hashed.startswith("$argon2"):
@@ -449,6 +522,7 @@ def _dashboard(source: str, table: dict[str, Any], sites: dict[str, SiteConfig])
         include_flagged=r.get("include_flagged", bool, False),
         accounts=MappingProxyType(accounts),
         tv=tuple(tokens),
+        open=r.get("open", bool, False),
     )
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from central import reads
 from central.config import CentralConfig, DeskConfig
@@ -46,17 +46,37 @@ class Cursor:
 
     @classmethod
     def parse(cls, text: str) -> Cursor | None:
-        """A cursor from its text (a plain ingest id is a cursor too); None if it is not one."""
+        """A cursor from its text (a plain ingest id is a cursor too); None if it is not one.
+
+        Each number is at most 19 digits and fits a signed 64-bit integer (what
+        the store's ingest id is), and there are at most :data:`MAX_CURSOR_PARTS`
+        delay parts, so a hostile ``Last-Event-ID`` can neither overflow a query
+        nor make the parse itself costly.
+        """
+        if len(text) > MAX_CURSOR_LENGTH:
+            return None
         head, *rest = text.strip().split(";")
-        if not head.isdigit():
+        if not _is_id(head) or len(rest) > MAX_CURSOR_PARTS:
             return None
         parts: dict[int, int] = {}
         for item in rest:
             minutes, sep, upto = item.partition(":")
-            if not (sep and minutes.isdigit() and upto.isdigit()):
+            if not (sep and _is_id(minutes) and _is_id(upto)):
                 return None
             parts[int(minutes)] = int(upto)
         return cls(int(head), tuple(sorted(parts.items())))
+
+
+#: The longest cursor text accepted (a live part and 64 delay parts fit in it).
+MAX_CURSOR_LENGTH: Final = 2000
+#: The most delay parts a cursor may have (each distinct desk delay in use adds one).
+MAX_CURSOR_PARTS: Final = 64
+_MAX_ID: Final = 2**63 - 1
+
+
+def _is_id(text: str) -> bool:
+    """Whether ``text`` is a decimal number of at most 19 ASCII digits that fits a signed 64-bit integer."""
+    return 0 < len(text) <= 19 and text.isascii() and text.isdigit() and int(text) <= _MAX_ID
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any, Final
 
@@ -54,6 +55,7 @@ from sqlalchemy import exc as sa_exc
 from central import __version__
 from central.config import CentralConfig
 from central.faults import Faults
+from central.logsummary import SummaryLog
 from central.store import DeadLetter, Store, event_time
 from sync import protocol
 from sync.broker import backoff_delay, make_client
@@ -107,6 +109,10 @@ class CollectorStats:
     last_error: str | None = None
 
 
+#: Dead letters are pruned to their budget at most this often (seconds) while more arrive.
+PRUNE_EVERY_S: Final = 1.0
+
+
 class Collector:
     """Subscribes to every device's feedback and stores it.
 
@@ -135,6 +141,9 @@ class Collector:
         self._retry_at = 0.0
         self._db_attempt = 0
         self._refused = False
+        self._refusals = SummaryLog(log)  # a flood of junk costs a few lines
+        self._dead_since_prune = 0  # dead letters written since the last prune
+        self._pruned_at = 0.0
 
     # ------------------------------------------------------------------ control
 
@@ -199,6 +208,9 @@ class Collector:
                 self._stop.wait(backoff_delay(attempt - 1, cap=30.0))
         if self._batch:
             self._flush(None)
+        if self._dead_since_prune:
+            self._prune()
+        self._refusals.flush(force=True)
 
     def _client(self) -> mqtt.Client:
         client = make_client(self.config.client_id, self.config.broker)
@@ -238,9 +250,31 @@ class Collector:
                 break
             if self._due():
                 self._flush(client)
+            self._housekeeping()
         if self._stop.is_set() and self.stats.connected and self._batch:
             self._retry_at = 0.0
             self._flush(client)
+
+    def _housekeeping(self) -> None:
+        """Log due refusal summaries; keep dead letters within budget once a second while they come."""
+        self._refusals.flush()
+        if not self._dead_since_prune or time.monotonic() - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._prune()
+
+    def _prune(self) -> None:
+        ingest = self.config.ingest
+        self._pruned_at = time.monotonic()
+        try:
+            deleted = self.store.prune_dead_letters(ingest.dead_letters_max_mb * 1024 * 1024,
+                                                    timedelta(days=ingest.dead_letters_max_days))
+        except sa_exc.SQLAlchemyError as exc:
+            self._error(f"could not prune dead letters: {_short(exc)}")
+            return
+        self._dead_since_prune = 0
+        if deleted:
+            log.info("deleted %d dead letters beyond their budget (ingest.dead_letters_max_mb = %d, "
+                     "dead_letters_max_days = %d)", deleted, ingest.dead_letters_max_mb, ingest.dead_letters_max_days)
 
     def _wait(self) -> float:
         """How long the next ``loop()`` may block: until the batch is due, at most 0.2 s."""
@@ -290,6 +324,7 @@ class Collector:
         self._db_attempt = 0
         self._retry_at = 0.0
         self.stats.batches += 1
+        self._dead_since_prune += sum(1 for p in batch if p.event is None)
         live = client is not None and self.stats.connected
         self.faults.point("after-commit")
         if live:
@@ -449,8 +484,9 @@ class Collector:
                 status = decode_status(topic, raw)
             except Exception as exc:  # ProtocolError, or a decoder bug: dead-letter it, never drop it
                 self.stats.statuses_refused += 1
-                log.warning("refused a status on %s: %s", topic, exc)
+                self._refusals.warning(f"refused a status on {topic[:200]}: {exc}", key=f"status: {exc}")
                 self.store.dead_letter(topic, str(exc), raw)
+                self._dead_since_prune += 1
                 return
             self.store.record_status(status)
             self.stats.statuses += 1
@@ -469,7 +505,7 @@ class Collector:
             pending.event = event
         except ValueError as exc:  # ProtocolError included
             pending.reason = str(exc)
-            log.warning("refused a payload on %s: %s", topic, exc)
+            self._refusals.warning(f"refused a payload on {topic[:200]}: {exc}", key=str(exc))
         except Exception as exc:  # a decoder bug must not stop ingest
             pending.reason = f"could not be decoded: {type(exc).__name__}: {exc}"
             log.exception("unexpected error decoding a payload on %s", topic)

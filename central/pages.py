@@ -385,6 +385,8 @@ def _overview_page(request: Request, web: WebState, partial: bool) -> HTMLRespon
     f, refused = filters.parse({name: request.query_params.get(name) for name in filters.NAMES}, now)
     ctx = overview_context(store, config, f, now=now)
     ctx["problems"] = [f"{exc}; “{exc.name}” was ignored" for exc in refused]
+    # The guard (central/auth.py) sets the signed-in account; none here means no accounts exist.
+    ctx["open_dashboard"] = getattr(request.state, "account", None) is None
     if not partial:
         events, cursor = recent_feed(store, config, site=f.site, device=f.device, limit=FEED_ROWS, now=now)
         today = now.date()
@@ -408,15 +410,16 @@ async def overview_parts(request: Request, web: WebState = Depends(deps.web_stat
     return await anyio.to_thread.run_sync(_overview_page, request, web, True)
 
 
-def _display_for(config: CentralConfig, token: str) -> DisplayToken:
-    display = config.dashboard.display_token(token)
+def _display_for(request: Request, config: CentralConfig, token: str) -> DisplayToken:
+    # The guard (central/auth.py) found the token, in the file or the store.
+    display: DisplayToken | None = getattr(request.state, "display", None) or config.dashboard.display_token(token)
     if display is None:
         raise HTTPException(status_code=404, detail="Not Found")
     return display
 
 
 def _tv_page(request: Request, web: WebState, token: str, partial: bool) -> HTMLResponse:
-    ctx = tv_context(web.store, web.config, _display_for(web.config, token))
+    ctx = tv_context(web.store, web.config, _display_for(request, web.config, token))
     ctx["token"] = token
     ctx["stream_url"] = f"/tv/{token}/stream?" + urlencode({"after": ctx["cursor"]})
     name = "_tv_parts.html" if partial else "tv.html"
@@ -438,8 +441,8 @@ async def tv_parts(request: Request, token: str, web: WebState = Depends(deps.we
 @router.get("/tv/{token}/stream")
 async def tv_stream(request: Request, token: str, web: WebState = Depends(deps.web_state)) -> StreamingResponse:
     """The TV's live feed: /api/stream for its site or desk only, reached with its token."""
-    display = _display_for(web.config, token)
-    resume = request.headers.get("last-event-id") or request.query_params.get("after")
+    display = _display_for(request, web.config, token)
+    resume = stream.resume_cursor(request.headers.get("last-event-id"), request.query_params.get("after"))
     feed = Feed(web.store, web.config, site=display.site, device=display.device)
     return await stream.feed_response(request, feed, resume, web)
 

@@ -45,9 +45,11 @@ from central.store import (
     RENAMED,
     STEP_COLUMNS,
     Store,
+    dead_letter_size,
     utc,
 )
 from central.store import day_rollups as day_rollups_table
+from central.store import dead_letters as dead_letters_table
 from central.store import devices as devices_table
 from central.store import epochs as epochs_table
 from central.store import events as events_table
@@ -224,6 +226,14 @@ def count_events(store: Store) -> int:
     """How many events are stored."""
     with store.engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(events_table)).scalar_one())
+
+
+def dead_letter_usage(store: Store) -> tuple[int, int]:
+    """Dead letters kept: (rows, bytes as counted against ``ingest.dead_letters_max_mb``)."""
+    with store.engine.connect() as conn:
+        rows, size = conn.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(dead_letter_size), 0))
+                                  .select_from(dead_letters_table)).one()
+    return int(rows), int(size)
 
 
 # --------------------------------------------------------------------------- counts for the scores

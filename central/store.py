@@ -274,6 +274,57 @@ class RollupDelta:
                 index_elements=["site", "device", "day", "flagged", "reason"],
                 set_={"answers": reason_rollups.c.answers + insert_r.excluded.answers}), rows)
 
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    # HMAC-SHA256 of the cookie's random token under the secret file's key (hex): the
+    # cookie itself is never stored, and a row cannot be made without the key.
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("account", sa.String(64), nullable=False),
+    # A digest of the account's password hash when the session began: a new password ends it.
+    sa.Column("credential", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_sessions_account", "account"),
+    sa.Index("ix_sessions_expires_at", "expires_at"),
+)
+
+sign_in_throttle = sa.Table(
+    "sign_in_throttle",
+    metadata,
+    sa.Column("kind", sa.String(8), primary_key=True),  # address | account
+    sa.Column("subject", sa.String(64), primary_key=True),  # an IPv4 address, an IPv6 /64, or an account name
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("last_failure", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("blocked_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_sign_in_throttle_last_failure", "last_failure"),
+)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("password_hash", sa.Text, nullable=False),  # argon2id
+    sa.Column("role", sa.String(8), nullable=False),  # viewer | admin
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+tv_tokens = sa.Table(
+    "tv_tokens",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    # SHA-256 of the token (hex): the token itself is shown once, when it is made.
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("site", sa.String(64), nullable=False),
+    sa.Column("device", sa.String(64), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: Bytes a dead letter is counted as against the budget: its payload, reason and topic, plus a row's overhead.
+DEAD_LETTER_ROW_OVERHEAD: Final = 64
+dead_letter_size = (sa.func.length(dead_letters.c.raw) + sa.func.length(dead_letters.c.reason)
+                    + sa.func.length(dead_letters.c.topic) + DEAD_LETTER_ROW_OVERHEAD)
 
 #: The columns an insert writes (every one but the ingest id), in table order.
 _INSERTED: Final = tuple(c.name for c in events.columns if c.name != "ingest_id")
@@ -666,6 +717,20 @@ class Store:
                 own.execute(dead_letters.insert(), [_dead_row(DeadLetter(topic, reason, raw), datetime.now(UTC))])
         else:
             conn.execute(dead_letters.insert(), [_dead_row(DeadLetter(topic, reason, raw), datetime.now(UTC))])
+
+    def prune_dead_letters(self, max_bytes: int, max_age: timedelta) -> int:
+        """Keep dead letters within a budget: delete those older than ``max_age``, then the oldest beyond
+        ``max_bytes`` (each counted as :data:`dead_letter_size`). Returns how many were deleted."""
+        cutoff = datetime.now(UTC) - max_age
+        running = (sa.select(dead_letters.c.dead_id,
+                             sa.func.sum(dead_letter_size).over(order_by=dead_letters.c.dead_id.desc())
+                             .label("running"))
+                   .subquery())
+        over = sa.select(running.c.dead_id).where(running.c.running > max_bytes)
+        with self.engine.begin() as conn:
+            old = conn.execute(dead_letters.delete().where(dead_letters.c.received_at < cutoff)).rowcount
+            big = conn.execute(dead_letters.delete().where(dead_letters.c.dead_id.in_(over))).rowcount
+        return int(old) + int(big)
 
     def record_status(self, status: Mapping[str, Any], *, conn: Connection | None = None) -> None:
         """Keep a device's latest status (validated, body matching its topic).

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import anyio.to_thread
-from fastapi import Request
+from fastapi import HTTPException, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -37,17 +37,37 @@ def sse_event(event: dict[str, Any], cursor: Cursor | str | None = None, kind: s
     return f"id: {ident}\nevent: {kind}\ndata: {data}\n\n"
 
 
-async def feed_response(request: Request, feed: Feed, resume: str | None, web: WebState) -> StreamingResponse:
+def resume_cursor(last_event_id: str | None, after: str | None) -> Cursor | None:
+    """The cursor a stream resumes from: ``Last-Event-ID`` wins over ``after``; None when neither is given.
+
+    Raises:
+        HTTPException: 400 naming the header or parameter when its value is
+            not a cursor this stream sends (digits, ``;M:D`` parts, each a
+            64-bit number).
+    """
+    for where, text in (("Last-Event-ID", last_event_id), ("after", after)):
+        if not text:
+            continue
+        cursor = Cursor.parse(text)
+        if cursor is None:
+            shown = text if len(text) <= 40 else text[:40] + f"… ({len(text)} characters)"
+            raise HTTPException(400, f"{where}: {shown!r} is not a stream cursor (an ingest id, or an id: "
+                                     "this stream sent; each number below 2**63)")
+        return cursor
+    return None
+
+
+async def feed_response(request: Request, feed: Feed, resume: Cursor | None, web: WebState) -> StreamingResponse:
     """The stream of ``feed`` from the cursor ``resume`` (default: now).
 
     Args:
         request: the request (its disconnection ends the stream).
         feed: what the viewer may see.
-        resume: a cursor the stream sent before (``Last-Event-ID``), or None.
+        resume: where to go on from (see :func:`resume_cursor`), or None for now.
         web: the app's settings: how often to poll and send keep-alives, and
             the shutdown event.
     """
-    cursor = Cursor.parse(resume) if resume else None
+    cursor = resume
     if cursor is None:
         cursor = await anyio.to_thread.run_sync(feed.start)
     return StreamingResponse(_stream(request, feed, cursor, web), media_type="text/event-stream",

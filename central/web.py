@@ -12,6 +12,7 @@ OpenAPI description is at /openapi.json.)
 
 from __future__ import annotations
 
+import secrets
 import threading
 from pathlib import Path
 from typing import Final
@@ -19,10 +20,14 @@ from typing import Final
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from central import __version__, api, auth, exports, pages
+from central import __version__, admin, api, auth, exports, pages
+from central.accounts import Accounts
 from central.config import CentralConfig
 from central.deps import WebState
+from central.sessions import Sessions
 from central.store import Store
+from central.throttle import Throttle
+from central.tvtokens import TvTokens
 
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
 
@@ -35,6 +40,7 @@ def create_app(
     keepalive_s: float = 15.0,
     stream_idle_exit_s: float | None = None,
     shutdown: threading.Event | None = None,
+    secret: bytes | None = None,
 ) -> FastAPI:
     """The web app over ``store``.
 
@@ -49,6 +55,8 @@ def create_app(
             default) streams until the client goes away.
         shutdown: set it to end every open event stream (the server is
             stopping; browsers reconnect to the next one with Last-Event-ID).
+        secret: the key sessions are kept under (``deskpulse-central`` reads
+            it from ``web.secret_file``); None: a random one for this app alone.
     """
     config = config or CentralConfig()
     app = FastAPI(title="DeskPulse central", version=__version__,
@@ -57,7 +65,11 @@ def create_app(
                              stream_idle_exit_s=stream_idle_exit_s, shutdown=shutdown or threading.Event())
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    auth.install(app, config.dashboard)  # the guard in front of every route below
-    for router in (auth.router, api.router, exports.router, pages.router):
+    sessions = Sessions(store, secret or secrets.token_hex(32).encode())
+    # The guard in front of every route below.
+    accounts = Accounts(store, config.dashboard.accounts)
+    auth.install(app, config.dashboard, sessions, Throttle(store), accounts, TvTokens(store, config.dashboard),
+                 config.origins)
+    for router in (auth.router, admin.router, api.router, exports.router, pages.router):
         app.include_router(router)
     return app

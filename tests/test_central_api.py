@@ -148,25 +148,71 @@ def test_sign_in_guards_pages_api_and_exports(store: Store) -> None:
     assert c.get("/api/events").status_code == 401
 
 
-def test_a_session_cookie_cannot_be_forged_or_outlive_its_password(store: Store) -> None:
+def test_a_session_ends_on_logout_a_new_password_another_secret_or_its_lifetime(store: Store) -> None:
+    from central.accounts import Accounts
+    from central.sessions import SESSION_S, Sessions
+    from central.throttle import Throttle
+    from central.tvtokens import TvTokens
+
     config = make_config(accounts=True)
-    guard = central_auth.Auth(config.dashboard)
-    cookie = guard.session("ann")
-    assert guard.user(cookie) == "ann"
-    name, expires, mac = cookie.split(".")
-    assert guard.user(f"{name}.{int(expires) + 999}.{mac}") is None  # a longer life, same MAC
-    assert guard.user(cookie, now=int(expires) + 1) is None  # expired
-    assert guard.user("YWRtaW4.9999999999.AAAA") is None
-    changed = central_auth.Auth(make_config(accounts=True).dashboard)  # a new hash: a new password
-    assert changed.user(cookie) is None
+    now = [datetime.now(UTC)]
+    sessions = Sessions(store, b"k" * 64, clock=lambda: now[0])
+    def make(dashboard: central_config.DashboardConfig, sessions: Sessions) -> central_auth.Auth:
+        return central_auth.Auth(dashboard, sessions, Throttle(store), Accounts(store, dashboard.accounts),
+                                 TvTokens(store, dashboard))
+
+    guard = make(config.dashboard, sessions)
+    cookie = guard.begin("ann")
+    assert getattr(guard.user(cookie), "name", None) == "ann"
+    assert guard.user(cookie[:-1]) is None and guard.user("") is None and guard.user("x" * 5000) is None
+    other_secret = make(config.dashboard, Sessions(store, b"j" * 64))
+    assert other_secret.user(cookie) is None
+    new_password = make(make_config(accounts=True).dashboard, sessions)
+    assert new_password.user(cookie) is None
+    now[0] += timedelta(seconds=SESSION_S - 1)
+    assert getattr(guard.user(cookie), "name", None) == "ann"
+    now[0] += timedelta(seconds=2)
+    assert guard.user(cookie) is None  # an absolute lifetime
+    second = guard.begin("ann")
+    guard.end(second)
+    assert guard.user(second) is None
 
 
-def test_failed_sign_ins_are_slowed_down(store: Store) -> None:
+def test_failed_sign_ins_slow_down_their_address_with_growing_delays(store: Store) -> None:
+    from central.throttle import FREE_FAILURES, MAX_DELAY_S, Throttle, delay_after
+
     c = client(store, make_config(accounts=True))
-    for _ in range(central_auth.MAX_FAILURES):
+    for _ in range(FREE_FAILURES):
         assert c.post("/login", data={"name": "ann", "password": "wrong"}).status_code == 401
-    locked = c.post("/login", data={"name": "ann", "password": PASSWORD})
-    assert locked.status_code == 401 and "Too many failed attempts" in locked.text
+    held = c.post("/login", data={"name": "ann", "password": PASSWORD})
+    assert held.status_code == 429 and "Too many failed sign-ins" in held.text
+    assert held.headers["retry-after"] == "1"
+    assert [delay_after(n) for n in range(FREE_FAILURES + 5)] == [0] * FREE_FAILURES + [1, 2, 4, 8, 16]
+    assert delay_after(10_000) == MAX_DELAY_S
+    # Each try while held counts: the wait grows.
+    assert int(c.post("/login", data={"name": "ann", "password": PASSWORD}).headers["retry-after"]) == 2
+    assert Throttle(store).count() == 2  # the address and the account "ann"
+
+
+def test_the_throttle_stays_bounded_and_keys_ipv6_by_its_64(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from central import throttle
+
+    now = [datetime.now(UTC)]
+    t = throttle.Throttle(store, clock=lambda: now[0])
+    for i in range(30):
+        t.failed(f"10.0.{i}.1", None)  # unknown names add no account rows
+    t.failed("2001:db8::1", "ann")
+    t.failed("2001:db8::ffff", None)
+    assert throttle.address_key("2001:db8::1") == "2001:db8::/64" == throttle.address_key("2001:db8::ffff")
+    assert throttle.address_key("::ffff:10.0.0.1") == "10.0.0.1"
+    assert t.count() == 32
+    now[0] += timedelta(seconds=throttle.FORGET_S + 1)
+    t.failed("10.9.9.9", None)
+    assert t.count() == 1  # quiet rows forgotten
+    monkeypatch.setattr(throttle, "MAX_ROWS", 5)
+    for i in range(8):
+        t.failed(f"10.1.{i}.1", None)
+    assert t.count() == 5  # the oldest addresses go first
 
 
 def test_the_tv_token_opens_only_the_tv_view(store: Store) -> None:
@@ -188,8 +234,8 @@ def test_hash_password_and_new_token_commands(capsys, monkeypatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
     assert cli.main(["hash-password"]) == 0
     hashed = capsys.readouterr().out.strip()
-    config = central_config.from_dict({"dashboard": {"accounts": {"ann": hashed}}})
-    assert central_auth.Auth(config.dashboard).check("ann", PASSWORD)[0]
+    central_config.from_dict({"dashboard": {"accounts": {"ann": hashed}}})
+    assert central_auth.verify(hashed, PASSWORD)
     assert cli.main(["new-token"]) == 0
     token = capsys.readouterr().out.strip()
     assert len(token) >= central_config.MIN_TOKEN_LENGTH
@@ -234,3 +280,14 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(sqlite_store: St
         run()
     assert {"/api/events", "/api/aggregates", "/api/devices", "/healthz"} <= set(checked)
     assert date.today()  # the store's answers span today and the days before
+
+
+def test_web_origins_let_a_proxy_origin_post_and_bad_ones_are_named(store: Store) -> None:
+    config = central_config.from_dict({"web": {"origins": ["https://Dash.example"]}})
+    assert config.origins == ("https://dash.example",)
+    c = client(store, config)
+    assert c.post("/logout", headers={"Origin": "https://dash.example"}, follow_redirects=False).status_code == 303
+    assert c.post("/logout", headers={"Origin": "https://dash.example.evil"}).status_code == 403
+    for bad in ("https://dash.example/", "dash.example", "ftp://x", 7):
+        with pytest.raises(central_config.ConfigError, match=r"web\.origins each must be an origin"):
+            central_config.from_dict({"web": {"origins": [bad]}})

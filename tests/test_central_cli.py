@@ -154,7 +154,8 @@ def test_run_prints_the_dashboard_url_when_ready_and_stops_on_sigterm(broker: Mo
         line = proc.stdout.readline()  # printed once the web server listens
         assert line.strip() == f"Dashboard: http://127.0.0.1:{port}/"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
-            assert json.load(reply) == {"ok": True, "events": 0}
+            assert json.load(reply) == {"ok": True, "events": 0, "dead_letters": 0, "dead_letter_bytes": 0,
+                                        "dead_letter_budget_bytes": 64 * 1024 * 1024}
         wait_for(lambda: retained_central_state(broker) == "online", what="central online")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
@@ -189,3 +190,55 @@ def test_collectors_starting_at_once_on_a_new_sqlite_file_migrate_once(tmp_path:
         assert [p.returncode for p in procs] == [0, 0, 0, 0], "\n".join(outputs)
         with Store(url) as store:
             assert store.revision() is not None
+
+
+def test_check_config_refuses_an_open_non_loopback_bind_unless_open_is_said(tmp_path: Path, capsys) -> None:
+    quiet = tmp_path / "quiet.toml"
+    quiet.write_text("[web]\nbind = \"0.0.0.0:8080\"\n")
+    assert main(["check-config", "--config", str(quiet)]) == 2
+    assert "dashboard.open = true" in capsys.readouterr().err
+    assert main(["check-config", "--config", str(quiet), "--bind", "127.0.0.1:8080"]) == 0
+    assert main(["check-config", "--config", str(quiet), "--bind", "[::1]:8080"]) == 0
+    said = tmp_path / "said.toml"
+    said.write_text("[web]\nbind = \"0.0.0.0:8080\"\n[dashboard]\nopen = true\n")
+    assert main(["check-config", "--config", str(said)]) == 0
+    said.write_text("[dashboard]\nopen = \"yes\"\n")
+    assert main(["check-config", "--config", str(said)]) == 2
+    assert "dashboard.open must be true or false" in capsys.readouterr().err
+
+
+def test_user_commands_manage_accounts_with_the_password_from_stdin(tmp_path: Path, capsys,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from central.accounts import Accounts
+    from central.auth import verify
+
+    db = ["--db", f"sqlite:///{tmp_path / 'central.sqlite3'}"]
+
+    def run(*words: str, stdin: str = "") -> int:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        return main(["user", *words, *db])
+
+    assert run("add", "ann", "--role", "admin", stdin="a long pass phrase\n") == 0
+    assert run("add", "bob", stdin="another long one\n") == 0
+    assert run("add", "bob", stdin="another long one\n") == 2
+    assert "exists already" in capsys.readouterr().err
+    assert run("add", "carl", stdin="short\n") == 2
+    assert "10 to 1,024 characters" in capsys.readouterr().err
+    assert run("add", "bad name", stdin="a long pass phrase\n") == 2
+    assert "1 to 64 of A-Z" in capsys.readouterr().err
+    assert run("list") == 0
+    assert capsys.readouterr().out.splitlines() == ["ann\tadmin\tstore", "bob\tviewer\tstore"]
+    assert run("passwd", "bob", stdin="a brand new password\n") == 0
+    assert run("role", "bob", "--role", "admin") == 0
+    with Store(db[1]) as store:
+        bob = Accounts(store).get("bob")
+        assert bob is not None and bob.role == "admin" and verify(bob.password_hash, "a brand new password")
+    assert run("remove", "bob") == 0 and run("remove", "bob") == 2
+    assert "no account 'bob'" in capsys.readouterr().err
+    assert run("frobnicate", "x") == 2 and "usage:" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # there is no way to give a password as an argument
+        main(["user", "add", "dan", "--password", "a long pass phrase", *db])
+    with pytest.raises(SystemExit):
+        main(["run", "extra", *db])

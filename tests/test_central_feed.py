@@ -54,7 +54,9 @@ def test_cursor_text_round_trips() -> None:
     c = Cursor(42, ((30, 7), (60, 0)))
     assert str(c) == "42;30:7;60:0" and Cursor.parse(str(c)) == c
     assert Cursor.parse("17") == Cursor(17)
-    for bad in ("", "x", "1;2", "1;a:2", "-1", "1;2:"):
+    assert Cursor.parse(str(2**63 - 1)) == Cursor(2**63 - 1)
+    for bad in ("", "x", "1;2", "1;a:2", "-1", "1;2:", str(2**63), "9" * 5000, "1;5:" + "9" * 20, "١٢",
+                "1" + ";1:1" * 65):
         assert Cursor.parse(bad) is None
 
 

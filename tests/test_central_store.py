@@ -22,13 +22,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from central import reads
-from central.store import MAX_DEAD_LETTER_BYTES, DeadLetter, Store, metadata
+from central.store import MAX_DEAD_LETTER_BYTES, DeadLetter, Store, dead_letters, metadata
 from sync import protocol
 from tests.support.central_rows import count_dead_letters, dead_letter_rows, get_event
 from tests.support.events import feedback_event
 
 #: The newest migration.
-HEAD = "0006"
+HEAD = "0010"
 
 
 @pytest.fixture
@@ -216,7 +216,7 @@ def test_an_existing_database_at_0001_is_upgraded_in_place_with_its_data(store_u
             assert stored["time_source"] == "device"  # where 0001 placed every answer
         with store.engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), metadata) == []
-        # 0005 counted the old answers per epoch: each sits alone in its epoch at seq i, a hole 1..i-1.
+        # 0009 counted the old answers per epoch: each sits alone in its epoch at seq i, a hole 1..i-1.
         assert sorted((g["first"], g["last"]) for g in reads.gaps(store)) == [(1, i - 1) for i in range(2, 52)]
         # The upgraded database keeps working: new ids come after the old ones, duplicates are refused.
         new = feedback_event(seq=52)
@@ -364,3 +364,44 @@ def test_a_retired_device_stays_retired_until_added_again(store: Store) -> None:
     assert store.unretire_device("test-site", "desk-1") is False
     store.record_status({"schema": 1, "site": "test-site", "device": "desk-1", "state": "online"})
     assert [(r["device"], r["state"]) for r in device_rows(store)] == [("desk-1", "online"), ("desk-7", "retired")]
+
+
+def test_dead_letters_are_pruned_to_their_size_and_age_budget(store: Store) -> None:
+    from datetime import timedelta
+
+    from central import reads
+
+    for i in range(50):
+        store.dead_letter("deskpulse/v1/s/d/feedback", f"junk {i:03d}", b"x" * 1000)
+    rows, size = reads.dead_letter_usage(store)
+    each = size // rows
+    assert rows == 50 and each >= 1000
+    assert store.prune_dead_letters(10 * each, timedelta(days=1)) == 40
+    assert reads.dead_letter_usage(store) == (10, 10 * each)
+    with store.engine.connect() as conn:  # the newest are kept
+        reasons = sorted(conn.execute(sa.select(dead_letters.c.reason)).scalars())
+    assert reasons == [f"junk {i:03d}" for i in range(40, 50)]
+    assert store.prune_dead_letters(10**9, timedelta(seconds=-1)) == 10  # all older than "in a second"
+    assert reads.dead_letter_usage(store) == (0, 0)
+
+
+def test_identical_refusals_are_logged_once_then_summarised(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from central.logsummary import MAX_KINDS, SummaryLog
+
+    now = [0.0]
+    refusals = SummaryLog(logging.getLogger("test.summary"), interval_s=60, clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="test.summary"):
+        for i in range(1000):
+            refusals.warning(f"refused a payload on t/{i % 7}: rating {i} is out of range", key=f"rating {i}")
+        refusals.warning("refused a payload on t/1: not JSON")
+        for i in range(MAX_KINDS + 10):
+            refusals.warning(f"kind {chr(65 + i % 26)}{chr(65 + i // 26)}")
+        assert len(caplog.records) == MAX_KINDS + 1  # 50 kinds, then the first of the rest
+        now[0] = 61.0
+        refusals.flush()
+    lines = [r.getMessage() for r in caplog.records]
+    assert "999 more like this in the last 61 s, the last: refused a payload on t/5: rating 999 is out of range" \
+        in lines
+    assert lines[-1].startswith("11 more like this") and len(lines) == MAX_KINDS + 3

@@ -65,7 +65,8 @@ def stream(client: TestClient, url: str = "/api/stream", **headers: str) -> list
 
 
 def test_healthz_counts_the_stored_events(store: Store, events: list[dict[str, Any]]) -> None:
-    assert client_for(store).get("/healthz").json() == {"ok": True, "events": 5}
+    assert client_for(store).get("/healthz").json() == {"ok": True, "events": 5, "dead_letters": 0,
+                                                         "dead_letter_bytes": 0, "dead_letter_budget_bytes": 64 << 20}
 
 
 def test_api_events_pages_in_ingest_order(store: Store, events: list[dict[str, Any]]) -> None:

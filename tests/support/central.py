@@ -25,13 +25,26 @@ REPO = Path(__file__).resolve().parents[2]
 class CentralProcess:
     """One central (collector + web) process with its own SQLite file."""
 
-    def __init__(self, broker: Mosquitto, workdir: Path, *, db_url: str | None = None) -> None:
+    def __init__(self, broker: Mosquitto, workdir: Path, *, db_url: str | None = None,
+                 config: str | None = None, bind_host: str = "127.0.0.1") -> None:
+        """Args:
+            broker: the Mosquitto central collects from.
+            workdir: central's folder (database, log, configuration file).
+            db_url: the database (default: a SQLite file in ``workdir``).
+            config: TOML text written to ``workdir/central.toml`` and passed with ``--config``.
+            bind_host: the web server's address (the port is a free one).
+        """
         self.broker = broker
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.db_url = db_url or f"sqlite:///{self.workdir / 'central.sqlite3'}"
         self.port = free_port()
+        self.bind_host = bind_host
         self.url = f"http://127.0.0.1:{self.port}/"
+        self.config_path: Path | None = None
+        if config is not None:
+            self.config_path = self.workdir / "central.toml"
+            self.config_path.write_text(config)
         self.log_path = self.workdir / "central.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -41,8 +54,9 @@ class CentralProcess:
 
     def command(self) -> list[str]:
         """The command line that runs this central."""
-        return [sys.executable, "-m", *self.entry(), "--broker", self.broker.url, "--db", self.db_url,
-                "--bind", f"127.0.0.1:{self.port}"]
+        config = ["--config", str(self.config_path)] if self.config_path is not None else []
+        return [sys.executable, "-m", *self.entry(), *config, "--broker", self.broker.url, "--db", self.db_url,
+                "--bind", f"{self.bind_host}:{self.port}"]
 
     def start(self, timeout: float = 30.0) -> Self:
         log = open(self.log_path, "ab")

@@ -6,8 +6,8 @@ per desk, local day and flagged-or-not: the answers per reason; per site: the
 zone its rows were made in. Created empty: central fills them from ``events`` at
 start (a migration does not know the sites' zones) and keeps them as answers arrive.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-11-29
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
