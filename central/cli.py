@@ -289,15 +289,9 @@ def _secret(command: str) -> int:
     if command == "new-token":
         print(auth.new_token())
         return 0
-    if sys.stdin.isatty():
-        import getpass
-
-        password = getpass.getpass("Password: ")
-        if password != getpass.getpass("Again: "):
-            print("deskpulse-central: the two passwords differ; nothing printed", file=sys.stderr)
-            return 2
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
+    password = _read_password()
+    if password is None:
+        return 2
     if len(password) < 10:
         print("deskpulse-central: use a password of at least 10 characters", file=sys.stderr)
         return 2

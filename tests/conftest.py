@@ -34,6 +34,30 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 
 
 @pytest.fixture
+def plugin_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A private Mosquitto with the dynamic-security plugin (only its administrator exists)."""
+    mosq = Mosquitto(tmp_path / "mosquitto", dynsec=True).start()
+    try:
+        yield mosq
+    finally:
+        mosq.kill()
+
+
+@pytest.fixture
+def target() -> Iterator[Path]:
+    """An empty target root for the installer that other users may traverse (pytest's tmp_path is 0700)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="deskpulse-root-", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+@pytest.fixture
 def mock_factory() -> Iterator[object]:
     """gpiozero's MockFactory as the default pin factory; the old one is restored."""
     from gpiozero import Device

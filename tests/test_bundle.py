@@ -11,11 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import tarfile
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,15 +34,6 @@ def bundle(archive: Path, tmp_path: Path) -> Path:
         tar.extractall(tmp_path, filter="data")
     return tmp_path / archive.name.removesuffix(".tar.gz")
 
-
-@pytest.fixture
-def target() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="deskpulse-root-", dir="/tmp"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path)
 
 
 def install(bundle: Path, target: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -60,14 +60,6 @@ def _device_file(path: Path, mode: int = 0o660) -> None:
     path.chmod(mode)
 
 
-@pytest.fixture
-def plugin_broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    mosq = Mosquitto(tmp_path / "mosquitto", dynsec=True).start()
-    try:
-        yield mosq
-    finally:
-        mosq.kill()
-
 
 @pytest.fixture
 def pi(plugin_broker: Mosquitto, tmp_path: Path) -> Iterator[Pi]:

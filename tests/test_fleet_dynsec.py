@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,15 +31,6 @@ from tests.support.wait import wait_for
 
 SITE = "test-site"
 
-
-@pytest.fixture
-def plugin_broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A private Mosquitto with the dynamic-security plugin (only its administrator exists)."""
-    mosq = Mosquitto(tmp_path / "mosquitto", dynsec=True).start()
-    try:
-        yield mosq
-    finally:
-        mosq.kill()
 
 
 def write_central_toml(tmp_path: Path, broker: Mosquitto, admin_password: str | None = None) -> Path:

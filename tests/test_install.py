@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import grp
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,16 +25,6 @@ CA = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n"
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="owners and another user's reads need root")
 
-
-@pytest.fixture
-def target() -> Iterator[Path]:
-    """An empty target root that other users may traverse (pytest's tmp_path is 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="deskpulse-root-", dir="/tmp"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path)
 
 
 def install(target: Path, *args: str, stdin: str = "", check: bool = True) -> subprocess.CompletedProcess[str]:
