@@ -160,7 +160,9 @@ class Scratch:
         self.pg_url = pg_url
         self.name = f"deskpulse_bench_{tag}"
         if backend == "sqlite":
-            self.url = f"sqlite:///{folder / f'{self.name}.sqlite3'}"
+            self.file = folder / f"{self.name}.sqlite3"
+            self._remove()  # a fresh file, whatever an interrupted run left
+            self.url = f"sqlite:///{self.file}"
         else:
             self._admin(f'CREATE DATABASE "{self.name}"')
             base, _, _ = pg_url.rpartition("/")
@@ -172,9 +174,15 @@ class Scratch:
         with psycopg.connect(self.pg_url, autocommit=True) as conn:
             conn.execute(sql.encode())
 
+    def _remove(self) -> None:
+        for suffix in ("", "-wal", "-shm", "-migrate.lock"):
+            Path(f"{self.file}{suffix}").unlink(missing_ok=True)
+
     def drop(self) -> None:
         if self.backend == "postgresql":
             self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        else:
+            self._remove()
 
 
 def collector_run(broker: Mosquitto, client: mqtt.Client, acked: list[int], central_state: CentralWatch,

@@ -26,7 +26,9 @@ scale, best to worst, give (126·1 + 60·⅔ + 16·⅓ + 17·0) / 219 × 100 = 7
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+import copy
+import threading
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -135,12 +137,39 @@ def aggregate(
     Raises:
         FilterError: the range cannot be used (:func:`central.filters.check_range`).
     """
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    if now is None:  # to the minute: every page asking within it shares one computation
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+    now = now.astimezone(UTC)
     check_range(start, end, now)
-    first, last = read_window(start, end, now)
-    rows, reasons = reads.days(store, zone_of(config), site=site, device=device, first=first, last=last)
-    return summarise(config, days=rows, reasons=reasons, known_desks=reads.desks(store, site), site=site,
-                     device=device, start=start, end=end, include_flagged=include_flagged, now=now)
+    known_desks = tuple(reads.desks(store, site))
+    # The same view with no new answer since (ingest ids only grow; a re-timing comes with a new
+    # answer) and the same desks is the same numbers: computed once, shared by every page and TV.
+    key = (id(store), id(config), site, device, start, end, include_flagged, now, known_desks,
+           reads.last_ingest_id(store))
+    with _SHARED_LOCK:
+        entry = _SHARED.get(key)
+        if entry is not None:
+            _SHARED.move_to_end(key)
+    if entry is not None and entry[0] is store and entry[1] is config:
+        shared = entry[2]
+    else:
+        first, last = read_window(start, end, now)
+        rows, reasons = reads.days(store, zone_of(config), site=site, device=device, first=first, last=last)
+        shared = summarise(config, days=rows, reasons=reasons, known_desks=known_desks, site=site, device=device,
+                           start=start, end=end, include_flagged=include_flagged, now=now)
+        with _SHARED_LOCK:
+            # The entry holds the store and the configuration too: while it lives, their ids
+            # (in the key) cannot be taken by new objects.
+            _SHARED[key] = (store, config, shared)
+            while len(_SHARED) > SHARED_VIEWS:
+                _SHARED.popitem(last=False)
+    return copy.deepcopy(shared)  # callers may change their copy
+
+
+#: How many views' numbers are kept for other pages asking the same (newest used last).
+SHARED_VIEWS: Final = 128
+_SHARED: OrderedDict[tuple[Any, ...], tuple[Store, CentralConfig, dict[str, Any]]] = OrderedDict()
+_SHARED_LOCK = threading.Lock()
 
 
 def summarise(

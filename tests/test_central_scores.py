@@ -23,6 +23,7 @@ from tests.support.events import feedback_event
 def store(store_url):
     with Store(store_url) as s:
         s.migrate()
+        s.zones = lambda slug: cfg().site(slug).timezone  # as central sets it: the rollups in local days
         yield s
 
 
@@ -215,3 +216,26 @@ def test_ranges_are_bounded(store) -> None:
         aggregate(store, cfg(), start=date(9999, 12, 30), end=date(9999, 12, 31), now=now)
     agg = aggregate(store, cfg(), start=date(2025, 1, 1), end=date(2026, 12, 31), now=now)  # 730 days: fine
     assert len(agg["days"]) == 730 and agg["total"] == 0
+
+
+def test_a_view_is_computed_once_until_the_next_answer(store: Store) -> None:
+    """Every page and TV showing the same view shares one computation; a new answer makes a new one."""
+    import sqlalchemy as sa
+
+    now = datetime(2026, 11, 18, 3, 0, tzinfo=UTC)  # 16:00 in Auckland
+    put(store, now - timedelta(hours=1), 4, n=3)
+    statements: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute",
+                    lambda conn, cursor, statement, *rest: statements.append(statement))
+    c = cfg()
+    first = aggregate(store, c, site="akl", now=now)
+    assert any("day_rollups" in q for q in statements)  # computed
+    statements.clear()
+    again = aggregate(store, c, site="akl", now=now)
+    assert again == first and not any("day_rollups" in q or "GROUP BY" in q.upper() for q in statements)
+    again["total"] = -1  # a caller's copy: the shared numbers stay as they were
+    assert aggregate(store, c, site="akl", now=now)["total"] == 3
+    put(store, now - timedelta(minutes=5), 1)
+    statements.clear()
+    after = aggregate(store, c, site="akl", now=now)
+    assert after["total"] == 4 and any("day_rollups" in q for q in statements)  # the new answer counts at once
