@@ -294,13 +294,14 @@ class DayReason:
 
 
 def days(store: Store, zone_of: Callable[[str], str], *, site: str | None = None, device: str | None = None,
-         first: date, last: date) -> tuple[list[DayRow], list[DayReason]]:
+         first: date, last: date, known: Iterable[Desk] | None = None) -> tuple[list[DayRow], list[DayReason]]:
     """Answers per desk and local day from ``first`` to ``last`` (both included), in each site's zone.
 
     Read from the rollups for every site kept there in the zone ``zone_of`` gives
     it (an IANA name, from central.toml); counted from ``events`` for
     the others (a site whose rollups are missing or were made in another zone), so
-    the numbers are the same either way, only slower for those.
+    the numbers are the same either way, only slower for those. ``known``: the
+    desks :func:`desks` would list, when the caller has them already.
     """
     with store.engine.connect() as conn:
         recorded = store.rolled_up(conn)
@@ -320,7 +321,7 @@ def days(store: Store, zone_of: Callable[[str], str], *, site: str | None = None
                 if x[0] in rolled and any(x[5:10])]  # not emptied by a re-timing that moved its answers
         reasons = [DayReason(x.site, x.device, x.day, bool(x.flagged), x.reason, int(x.answers))
                    for x in conn.execute(rstmt) if x.site in rolled]
-        others = sorted({s for s, _ in desks(store, site)} - rolled)
+        others = sorted({s for s, _ in (desks(store, site) if known is None else known)} - rolled)
     for other in others:  # not (or not yet) in the rollups: counted from events
         more, more_reasons = days_from_events(store, _zone(zone_of(other)), site=other, device=device,
                                               first=first, last=last)

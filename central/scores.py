@@ -154,7 +154,8 @@ def aggregate(
         shared = entry[2]
     else:
         first, last = read_window(start, end, now)
-        rows, reasons = reads.days(store, zone_of(config), site=site, device=device, first=first, last=last)
+        rows, reasons = reads.days(store, zone_of(config), site=site, device=device, first=first, last=last,
+                                   known=known_desks)
         shared = summarise(config, days=rows, reasons=reasons, known_desks=known_desks, site=site, device=device,
                            start=start, end=end, include_flagged=include_flagged, now=now)
         with _SHARED_LOCK:

@@ -179,7 +179,7 @@ def serving(store: Store, config: CentralConfig) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        app.state.shutdown.set()
+        app.state.web.shutdown.set()
         server.should_exit = True
         thread.join(10)
 

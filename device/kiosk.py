@@ -136,7 +136,9 @@ class Kiosk:
         self.screen_down = screen_down
         self._screen_retry = screen_retry
         self._next_screen_try = clock() + RETRY_S
-        self._screen_alarm: str | None = None  # what the sender was last told about the screen
+        #: Alarms only the kiosk sees (None clears one), and what the sender was last told of each.
+        self._alarms: dict[str, str | None] = {}
+        self._reported: dict[str, str | None] = {}
         self.chime = Chime(config.sound.volume) if config.sound.confirm else None
         self.display = Display(surface, Geometry(surface.get_size(), config.screen.mm, config.screen.rotation))
         self.settings = flow_settings(config)
@@ -319,27 +321,28 @@ class Kiosk:
             log.error("held rating not kept on disk (it stays in memory): %s", exc)
 
     def _recover_held(self) -> None:
-        """Store the rating an interrupted follow-up held, unless the outbox has it already.
+        """Store ratings an interrupted follow-up held (this file or ones set aside), unless already stored.
 
-        When the outbox cannot say (or the write fails), the file stays for the
-        next start and an alarm says so: storing on a guess could count one tap
-        twice under two ids.
+        When the outbox cannot say (or the write fails), the answer waits in a
+        file of its own for the next start and an alarm says so: storing on a
+        guess could count one tap twice under two ids.
         """
+        waiting = self.held.set_aside_answers()
         answer = self.held.load()
-        if answer is None:
-            return
-        try:
-            if self.outbox.has_tap(answer.get("boot_id"), answer.get("mono_ms")):
-                log.info("the rating held by an interrupted follow-up is stored already")
-            else:
-                record = self.outbox.append(answer)
-                log.warning("stored the rating held by an interrupted follow-up: %s", record.id)
-            self.held.clear()
-        except (DeskPulseError, OSError) as exc:
-            log.error("the rating held by an interrupted follow-up stays in %s for the next start: %s",
-                      self.held.path, exc)
-            if self.sender is not None:
-                self.sender.set_alarm("held-answer", f"a held rating could not be stored yet: {exc}")
+        if answer is not None:
+            waiting.append((self.held.path, answer))
+        for path, answer in waiting:
+            try:
+                if self.outbox.has_tap(answer.get("boot_id"), answer.get("mono_ms")):
+                    log.info("the rating held by an interrupted follow-up is stored already")
+                else:
+                    record = self.outbox.append(answer)
+                    log.warning("stored the rating held by an interrupted follow-up: %s", record.id)
+                path.unlink(missing_ok=True)
+            except (DeskPulseError, OSError) as exc:
+                kept = self.held.set_aside(answer) if path == self.held.path else path
+                log.error("a rating held by an interrupted follow-up waits in %s for the next start: %s", kept, exc)
+                self._alarms["held-answer"] = f"a held rating could not be stored yet: {exc}"
 
     def _save(self, effect: Save) -> None:
         answer = self._answer(effect)
@@ -439,6 +442,7 @@ class Kiosk:
         if self.lights is not None and self.sender is not None:
             self.lights.status(self.sender.status.connected)
         self._watch_screen()
+        self._report_alarms()
 
     def _watch_screen(self) -> None:
         """Try a missing screen again now and then, and say in the status whether it is there."""
@@ -455,10 +459,17 @@ class Kiosk:
                 log.error("%s; still collecting from the buttons", problem)
             self.screen_down = problem
             self.redraw(force=True)
-        if self.sender is not None and self._screen_alarm != self.screen_down:
-            self._screen_alarm = self.screen_down
-            self.sender.set_alarm("screen-down", None if self.screen_down is None else
-                                  f"{self.screen_down}; collecting from the buttons meanwhile")
+        self._alarms["screen-down"] = (None if self.screen_down is None else
+                                       f"{self.screen_down}; collecting from the buttons meanwhile")
+
+    def _report_alarms(self) -> None:
+        """Hand the sender what only the kiosk sees (it may be attached after the kiosk started)."""
+        if self.sender is None:
+            return
+        for code, message in self._alarms.items():
+            if self._reported.get(code) != message:
+                self.sender.set_alarm(code, message)
+                self._reported[code] = message
 
     def _countdown_tick(self) -> float | None:
         """When the follow-up's countdown shows one second less (None: no countdown on screen)."""

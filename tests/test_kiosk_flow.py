@@ -13,6 +13,7 @@ import sqlite3
 import pygame
 import pytest
 
+from device.held import HeldAnswer
 from display.view import FollowUpView, LanguageView, MessageView, PinView, RatingView
 from tests.support.kiosk import HeadlessKiosk, stored
 
@@ -160,14 +161,18 @@ def test_a_held_rating_stays_held_when_the_outbox_cannot_say_whether_it_is_store
     crash(k)
     with sqlite3.connect(config.outbox_path) as conn:  # a damaged row: the tap look-up cannot read it
         conn.execute("INSERT INTO outbox (seq, id, payload, created_at) VALUES (999, 'damaged', x'7b7b', 0)")
-    with HeadlessKiosk(config) as again:
-        assert held.exists(), "the held rating is kept for the next start"
-        assert [r["id"] for r in again.kiosk.outbox._conn.execute("SELECT id FROM outbox")] == ["damaged"]
+    again = HeldAnswer(held)
+    k2 = HeadlessKiosk(config)
+    assert len(again.set_aside_answers()) == 1, "the held rating is kept for the next start"
+    assert [r["id"] for r in k2.kiosk.outbox._conn.execute("SELECT id FROM outbox")] == ["damaged"]
+    k2.tap_rating(1, follow_up=None)  # the next customer's held rating cannot overwrite it
+    assert held.exists()
+    crash(k2)
     with sqlite3.connect(config.outbox_path) as conn:  # repaired
         conn.execute("DELETE FROM outbox WHERE id = 'damaged'")
     with HeadlessKiosk(config) as fixed:
-        assert [(e["rating"], e["reasons"]) for e in stored(fixed)] == [(2, [])]
-        assert not held.exists()
+        assert sorted((e["rating"], e["reasons"]) for e in stored(fixed)) == [(1, []), (2, [])]
+        assert not held.exists() and again.set_aside_answers() == []
 
 
 @pytest.mark.parametrize("scale", [3, 4])
