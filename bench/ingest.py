@@ -187,8 +187,12 @@ class Scratch:
 
 def collector_run(broker: Mosquitto, client: mqtt.Client, acked: list[int], central_state: CentralWatch,
                   payloads: list[tuple[str, bytes]], db: Scratch, folder: Path, batch: dict[str, int],
-                  collectors: int = 1) -> float:
-    """Seconds from the first publish until the ``collectors`` processes have committed every event."""
+                  collectors: int = 1, rollups: bool = True) -> float:
+    """Seconds from the first publish until the ``collectors`` processes have committed every event.
+
+    ``rollups=False``: the collectors store the answers without adding them to the
+    dashboard's rollups (central's hidden ``--without-rollups``), to measure what they cost.
+    """
     from central.store import Store
 
     # Forget the last run's retained status, so that "online" below is these collectors'.
@@ -205,7 +209,8 @@ def collector_run(broker: Mosquitto, client: mqtt.Client, acked: list[int], cent
                           f'[database]\nurl = "{db.url}"\n[web]\nbind = "127.0.0.1:{free_port()}"\n'
                           + (f"[ingest]\n{ingest}" if ingest else ""))
         procs.append(subprocess.Popen([sys.executable, "-m", "central.cli", "--config", str(config),
-                                       "--log-level", "warning"], stdout=subprocess.DEVNULL))
+                                       "--log-level", "warning", *([] if rollups else ["--without-rollups"])],
+                                      stdout=subprocess.DEVNULL, stderr=None if rollups else subprocess.DEVNULL))
     store = Store(db.url)
     try:
         deadline = time.monotonic() + 60
@@ -262,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-ms", type=int, default=None, help="collector's ingest.batch_ms (default: central's)")
     parser.add_argument("--collectors", type=int, default=1, help="deskpulse-central processes on the shared "
                         "subscription, all writing to the same database (default 1)")
+    parser.add_argument("--rollups", choices=["on", "both"], default="on",
+                        help="both: also run each back end's collector without the dashboard's rollups, "
+                        "interleaved, and print what they cost (default: on, as deployed)")
     parser.add_argument("--dir", type=Path, default=Path(__file__).resolve().parent / ".work",
                         help="work folder on a real file system for SQLite (default bench/.work)")
     args = parser.parse_args(argv)
@@ -283,23 +291,25 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(dir=args.dir))
     broker = Mosquitto(work / "mosquitto", persistence=False).start()
     payloads = make_payloads(args.count, args.sites, args.devices)
-    results: dict[str, list[float]] = {"raw": [], **{b: [] for b in backends}}
+    kinds = [*backends, *(f"{b} without rollups" for b in backends if args.rollups == "both")]
+    results: dict[str, list[float]] = {"raw": [], **{k: [] for k in kinds}}
     client, acked, central_state = publisher(broker, args.window)
     try:
         for run in range(args.runs):
             print(f"run {run + 1}/{args.runs}…", file=sys.stderr, flush=True)
-            order = ["raw", *backends] if run % 2 == 0 else [*backends[::-1], "raw"]
+            order = ["raw", *kinds] if run % 2 == 0 else [*kinds[::-1], "raw"]
             for kind in order:
                 if kind == "raw":
                     results["raw"].append(raw_run(broker, client, acked, payloads))
                 else:
-                    db = Scratch(kind, work, args.pg_url, f"{uuid.uuid4().hex[:8]}_{run}")
+                    backend, _, without = kind.partition(" ")
+                    db = Scratch(backend, work, args.pg_url, f"{uuid.uuid4().hex[:8]}_{run}")
                     try:
                         results[kind].append(collector_run(broker, client, acked, central_state, payloads, db,
-                                                           work, batch, args.collectors))
+                                                           work, batch, args.collectors, rollups=not without))
                     finally:
                         db.drop()
-                print(f"  {kind:10s} {args.count / results[kind][-1]:8.0f} /s", file=sys.stderr, flush=True)
+                print(f"  {kind:28s} {args.count / results[kind][-1]:8.0f} /s", file=sys.stderr, flush=True)
     finally:
         client.disconnect()
         broker.stop()
@@ -315,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     for b in backends:
         print(f"collector, stored in {b:10s}:        {rate(b):8.0f} events/s   ratio {rate(b) / rate('raw'):.2f}"
               "  (goal >= 0.7)")
+        if args.rollups == "both":
+            off = f"{b} without rollups"
+            print(f"  same without the rollups:              {rate(off):8.0f} events/s   ratio "
+                  f"{rate(off) / rate('raw'):.2f}; with / without {rate(b) / rate(off):.2f}  (goal >= 0.9)")
     return 0
 
 

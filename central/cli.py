@@ -104,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     # For DeskPulse's own crash tests only (tests/test_sync_faults.py): SIGKILL central at a named
     # point (central/faults.py). Left out of --help so nobody arms it by accident.
     parser.add_argument("--fault-point", type=_faults, default=None, metavar="NAME[:N]", help=argparse.SUPPRESS)
+    # For bench/ingest.py only: store answers without the rollups, to measure what they cost
+    # (Store.leave_rollups: the dashboard then counts every answer until the next ordinary start).
+    parser.add_argument("--without-rollups", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -205,7 +208,12 @@ def main(argv: list[str] | None = None) -> int:
         store.close()
         return 2
     try:
-        _refresh_rollups(store)
+        if args.without_rollups:
+            log.warning("storing answers without the rollups (a benchmark option): the dashboard counts every "
+                        "answer until central starts without it")
+            store.leave_rollups()
+        else:
+            _refresh_rollups(store)
     except SQLAlchemyError as exc:
         print(f"deskpulse-central: database {config.safe_database_url}: {exc}", file=sys.stderr)
         store.close()

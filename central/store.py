@@ -256,23 +256,44 @@ class RollupDelta:
             self.reasons[key] = self.reasons.get(key, 0) + sign
 
     def write(self, conn: Connection) -> None:
-        """Add the counts to the rollup rows (made when missing), in the caller's transaction."""
-        dialect = conn.dialect.name
+        """Add the counts to the rollup rows (made when missing), in the caller's transaction.
+
+        Rows in key order (several collectors lock them in the same order). The
+        statements are fixed texts (:func:`_rollup_upserts`): building the 58
+        ``SET`` expressions with SQLAlchemy for every batch cost more than the write.
+        """
+        days, reasons = _rollup_upserts(conn.dialect.name)
+        # SQLite stores a Date as ISO text and a Boolean as 0/1 (SQLAlchemy's own way); psycopg adapts both.
+        text = conn.dialect.name == "sqlite"
         if self.days:
-            insert = (postgresql.insert(day_rollups) if dialect == "postgresql" else sqlite.insert(day_rollups))
-            rows = [{"site": k[0], "device": k[1], "day": k[2], "scale": k[3], "flagged": k[4],
-                     **dict(zip(_COUNTS, v, strict=True))} for k, v in sorted(self.days.items())]
-            conn.execute(insert.on_conflict_do_update(
-                index_elements=["site", "device", "day", "scale", "flagged"],
-                set_={name: day_rollups.c[name] + insert.excluded[name] for name in _COUNTS}), rows)
+            conn.exec_driver_sql(days, [(k[0], k[1], k[2].isoformat() if text else k[2], k[3],
+                                         int(k[4]) if text else k[4], *v) for k, v in sorted(self.days.items())])
         if self.reasons:
-            insert_r = (postgresql.insert(reason_rollups) if dialect == "postgresql"
-                        else sqlite.insert(reason_rollups))
-            rows = [{"site": k[0], "device": k[1], "day": k[2], "flagged": k[3], "reason": k[4], "answers": n}
-                    for k, n in sorted(self.reasons.items())]
-            conn.execute(insert_r.on_conflict_do_update(
-                index_elements=["site", "device", "day", "flagged", "reason"],
-                set_={"answers": reason_rollups.c.answers + insert_r.excluded.answers}), rows)
+            conn.exec_driver_sql(reasons, [(k[0], k[1], k[2].isoformat() if text else k[2],
+                                            int(k[3]) if text else k[3], k[4], n)
+                                           for k, n in sorted(self.reasons.items())])
+
+
+@lru_cache(maxsize=2)
+def _rollup_upserts(dialect: str) -> tuple[str, str]:
+    """The upserts of ``day_rollups`` and ``reason_rollups``: add to a row, or make it.
+
+    One row per parameter tuple: sqlite3 keeps the statement prepared, psycopg
+    prepares it and sends the rows in one pipeline (arrays per column, as the
+    events' insert does, cost more here: psycopg dumps 58 arrays of integers in Python).
+    """
+    day_keys = ("site", "device", "day", "scale", "flagged")
+    reason_keys = ("site", "device", "day", "flagged", "reason")
+    mark = "%s" if dialect == "postgresql" else "?"
+    add = ", ".join(f"{c} = day_rollups.{c} + excluded.{c}" for c in _COUNTS)
+    days = (f"INSERT INTO day_rollups ({', '.join(day_keys + _COUNTS)}) "
+            f"VALUES ({', '.join([mark] * (len(day_keys) + len(_COUNTS)))}) "
+            f"ON CONFLICT ({', '.join(day_keys)}) DO UPDATE SET {add}")
+    reasons = (f"INSERT INTO reason_rollups ({', '.join(reason_keys)}, answers) VALUES ({', '.join([mark] * 6)}) "
+               f"ON CONFLICT ({', '.join(reason_keys)}) DO UPDATE SET answers = reason_rollups.answers + "
+               "excluded.answers")
+    return days, reasons
+
 
 sessions = sa.Table(
     "sessions",
@@ -427,6 +448,9 @@ class Store:
         self._binds: list[tuple[str, Any]] | None = None
         #: The IANA time zone of a site (from central.toml; central sets it): local days in the rollups.
         self.zones: Callable[[str], str] = lambda site: "UTC"
+        #: False only for ``bench.ingest``'s comparison (see :meth:`leave_rollups`): answers are stored
+        #: without adding to the rollups.
+        self.rollups = True
 
     def __repr__(self) -> str:
         return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
@@ -558,7 +582,9 @@ class Store:
             stored = self._insert_rows(conn, list(rows.values()))
             new_rows = [rows[i] for i in stored]
             moves = _retime(conn, new_rows)
-            self._roll_up(conn, [events_by_id[i] for i in stored], {r["id"]: r["ts_utc"] for r in new_rows}, moves)
+            if self.rollups:
+                self._roll_up(conn, [events_by_id[i] for i in stored], {r["id"]: r["ts_utc"] for r in new_rows},
+                              moves)
             self._count_epochs(conn, new_rows)
         letters = [_dead_row(d, now) for d in dead]
         if letters:
@@ -676,6 +702,18 @@ class Store:
             if progress is not None:
                 progress(site, count)
         return done
+
+    def leave_rollups(self) -> None:
+        """Store answers without the rollups from now on (``bench.ingest`` measures what they cost).
+
+        Every site is taken out of the rollups first, so the dashboard reads
+        them from ``events`` (correct, only slower) rather than from rows that
+        stop being kept; the next ordinary start counts them again
+        (:meth:`stale_rollups`).
+        """
+        with self.transaction() as conn:
+            conn.execute(rollup_zones.delete())
+        self.rollups = False
 
     def stale_rollups(self) -> list[str]:
         """Sites with answers whose rollups are missing or in another zone than :attr:`zones` gives."""
