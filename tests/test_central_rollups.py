@@ -128,3 +128,19 @@ def test_an_upgraded_store_is_counted_from_events_until_its_rollups_are_built(st
     store.rebuild_rollups(store.stale_rollups())
     rows, _ = reads.days(store, lambda s: "UTC", first=T0.date(), last=T0.date())
     assert [sum(r.ratings) for r in rows if r.site == "s-u"] == [2]
+
+
+def test_a_store_left_without_rollups_counts_from_events_and_is_rebuilt_after(store: Store) -> None:
+    """``--without-rollups`` (bench.ingest's comparison) never leaves the dashboard on stale rows."""
+    store.zones = lambda s: "UTC"
+    store.insert_events([feedback_event("s-w", "d-1", seq=1, ts=protocol.utc_timestamp(T0), rating=2)])
+    store.leave_rollups()
+    store.insert_events([feedback_event("s-w", "d-1", seq=2, ts=protocol.utc_timestamp(T0), rating=5)])
+    with store.engine.connect() as conn:
+        assert "s-w" not in store.rolled_up(conn)
+    rows, _ = reads.days(store, lambda s: "UTC", first=T0.date(), last=T0.date())
+    assert [r.ratings for r in rows if r.site == "s-w"] == [(0, 1, 0, 0, 1)]  # both, counted from events
+    store.rollups = True  # the next ordinary start
+    assert store.stale_rollups() == ["s-w"]
+    store.rebuild_rollups(store.stale_rollups())
+    compare(store, {"s-w": "UTC"}, ["s-w"])
