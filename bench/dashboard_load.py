@@ -53,6 +53,8 @@ from bench.ingest import DEFAULT_PG_URL, Scratch
 from dev.broker import Mosquitto, free_port
 from sync import protocol
 
+#: The site the seeded wall TV shows (bench.dashboard's TV token).
+TV_SITE = "lhr-t5"
 #: How dashboard.js paces its refreshes (MIN_GAP_MS and the first delay).
 MIN_GAP_S = 2.0
 FIRST_DELAY_S = 0.3
@@ -70,6 +72,7 @@ class Page:
 
     base: str
     path: str
+    site: str | None  # the only site it shows (None: every site)
     stop: threading.Event
     received: dict[str, float] = field(default_factory=dict)  # answer id -> when its event came
     shown: dict[str, float] = field(default_factory=dict)  # answer id -> when a refresh after it finished
@@ -149,7 +152,7 @@ class Publisher:
         self.client.loop_start()
         self.kiosks: list[dict[str, Any]] = [{"site": s, "device": d, "epoch": str(uuid.uuid4()), "seq": 0}
                                              for s, d in desks]
-        self.sent: dict[str, float] = {}
+        self.sent: dict[str, tuple[float, str]] = {}  # answer id -> (when published, its site)
         self.turn = 0
 
     def run(self, rate: float, seconds: float) -> None:
@@ -166,7 +169,7 @@ class Publisher:
                      "epoch": k["epoch"], "seq": k["seq"], "ts": protocol.utc_timestamp(), "clock_synced": True,
                      "boot_id": k["epoch"], "mono_ms": k["seq"], "rating": 1 + self.turn % 5, "scale": 5,
                      "reasons": [], "lang": "en", "source": "touch", "survey": 0, "flags": []}
-            self.sent[event["id"]] = time.monotonic()
+            self.sent[event["id"]] = (time.monotonic(), k["site"])
             self.client.publish(protocol.feedback_topic(k["site"], k["device"]),
                                 protocol.encode("feedback", event), qos=1)
             n += 1
@@ -190,8 +193,9 @@ def phase(kind: str, base: str, pid: int, publisher: Publisher, pages: int, rate
           sites: list[str]) -> Phase:
     """One phase: ``pages`` open pages (or none) while answers arrive at ``rate`` for ``seconds``."""
     stop = threading.Event()
-    paths = [("/", f"/?site={sites[i % len(sites)]}", f"/tv/{TV_TOKEN}")[i % 3] for i in range(pages)]
-    open_pages = [Page(base, p, stop) for p in paths]
+    scopes = [(("/", None), (f"/?site={sites[i % len(sites)]}", sites[i % len(sites)]),
+               (f"/tv/{TV_TOKEN}", TV_SITE))[i % 3] for i in range(pages)]
+    open_pages = [Page(base, path, site, stop) for path, site in scopes]
     threads = [t for page in open_pages for t in page.start()]
     time.sleep(1.0)  # every stream connected and idle before the clock starts
     publisher.sent.clear()
@@ -206,7 +210,9 @@ def phase(kind: str, base: str, pid: int, publisher: Publisher, pages: int, rate
     for page in open_pages:
         if page.errors:
             raise RuntimeError(f"page {page.path}: {page.errors[:3]}")
-        for answer, sent in publisher.sent.items():
+        for answer, (sent, site) in publisher.sent.items():
+            if page.site is not None and site != page.site:
+                continue  # not on this page
             arrivals.append(page.received[answer] - sent if answer in page.received else float("inf"))
             latencies.append(page.shown[answer] - sent if answer in page.shown else float("inf"))
     return Phase(kind, cores, arrivals, latencies, sum(p.fetches for p in open_pages), len(publisher.sent))
