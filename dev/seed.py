@@ -17,11 +17,13 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from central.config import CentralConfig, from_dict
+from central.config import CentralConfig, SiteConfig, from_dict
 from central.store import Store
 from sync import protocol
 
@@ -50,60 +52,99 @@ def seed_config(desks: int) -> dict[str, Any]:
     return {"sites": sites}
 
 
+@dataclass(slots=True)
+class _Kiosk:
+    site: SiteConfig
+    desk: str
+    epoch: str
+    quality: float  # how happy its customers are, 0.45..0.9
+    scale: int
+    n: int  # answers in all
+    seq: int = 0
+
+
+#: Answers generated and stored per time slice (a slice's answers are held in memory at once).
+SLICE_ANSWERS = 500_000
+
+
 def answers(config: CentralConfig, total: int, days: int, now: datetime, rng: random.Random) -> list[dict[str, Any]]:
     """``total`` answers over the ``days`` days before ``now``, in time order, spread over every desk."""
+    return [event for chunk in answer_slices(config, total, days, now, rng) for event in chunk]
+
+
+def answer_slices(config: CentralConfig, total: int, days: int, now: datetime,
+                  rng: random.Random) -> Iterator[list[dict[str, Any]]]:
+    """The answers of :func:`answers` in consecutive time slices of about :data:`SLICE_ANSWERS` each.
+
+    Each slice is in time order and later than the one before; each desk's ``seq``
+    counts on across slices, so ten million answers never sit in memory at once.
+    """
     desks = [(site.slug, desk) for site in config.sites.values() for desk in site.desks]
     per_desk = total // len(desks)
-    out: list[dict[str, Any]] = []
+    slices = max(1, -(-total // SLICE_ANSWERS))
+    kiosks = []
     for k, (site_slug, desk) in enumerate(desks):
-        site = config.site(site_slug)
-        epoch, quality = str(uuid.uuid4()), 0.45 + 0.45 * rng.random()
-        scale = 4 if k % 7 == 6 else 5
         n = per_desk + (1 if k < total - per_desk * len(desks) else 0)
-        moments = []
-        for _ in range(n):
-            day = (now - timedelta(days=rng.random() * days)).astimezone(site.tz).date()
-            opens, closes = site.hours.get(day.weekday()) or (None, None)
-            first = 6 if opens is None else opens.hour
-            last = 21 if closes is None else max(first, (closes.hour or 24) - 1)
-            hour = rng.choice((12, 13, 17, 18)) if rng.random() < 0.3 else rng.randint(first, last)
-            local = datetime(day.year, day.month, day.day, min(hour, last), rng.randrange(60), rng.randrange(60),
-                             tzinfo=site.tz)
-            moments.append(min(local.astimezone(UTC), now))
-        moments.sort()
-        for seq, at in enumerate(moments, start=1):
-            x = rng.betavariate(max(0.3, 6 * quality), max(0.3, 6 * (1 - quality)))
-            rating = 1 + min(scale - 1, int(x * scale))
-            flags = ["rapid_repeat"] if rng.random() < 0.02 else []
-            out.append({
-                "schema": 1, "id": protocol.uuid7(), "site": site_slug, "device": desk, "epoch": epoch, "seq": seq,
-                "ts": protocol.utc_timestamp(at), "clock_synced": True, "boot_id": epoch, "mono_ms": seq * 1000,
-                "rating": rating, "scale": scale,
-                "reasons": [rng.choice(REASONS)] if rating <= scale // 2 and rng.random() < 0.7 else [],
-                "lang": "en", "source": "touch", "survey": 1, "flags": flags,
-            })
-    out.sort(key=lambda e: e["ts"])
-    return out
+        kiosks.append(_Kiosk(config.site(site_slug), desk, str(uuid.uuid4()), 0.45 + 0.45 * rng.random(),
+                             4 if k % 7 == 6 else 5, n))
+    span = timedelta(days=days)
+    for part in range(slices):
+        begins, ends = now - span + span * part / slices, now - span + span * (part + 1) / slices
+        out: list[dict[str, Any]] = []
+        for kiosk in kiosks:
+            site, scale = kiosk.site, kiosk.scale
+            n = kiosk.n * (part + 1) // slices - kiosk.n * part // slices
+            moments = []
+            for _ in range(n):
+                for _try in range(20):  # a moment inside this slice (its first and last days are cut)
+                    day = (begins + (ends - begins) * rng.random()).astimezone(site.tz).date()
+                    opens, closes = site.hours.get(day.weekday()) or (None, None)
+                    first = 6 if opens is None else opens.hour
+                    last = 21 if closes is None else max(first, (closes.hour or 24) - 1)
+                    hour = rng.choice((12, 13, 17, 18)) if rng.random() < 0.3 else rng.randint(first, last)
+                    at = datetime(day.year, day.month, day.day, min(hour, last), rng.randrange(60),
+                                  rng.randrange(60), tzinfo=site.tz).astimezone(UTC)
+                    if begins <= at < ends:
+                        break
+                moments.append(min(max(at, begins), ends, now))
+            moments.sort()
+            for at in moments:
+                kiosk.seq += 1
+                seq = kiosk.seq
+                x = rng.betavariate(max(0.3, 6 * kiosk.quality), max(0.3, 6 * (1 - kiosk.quality)))
+                rating = 1 + min(scale - 1, int(x * scale))
+                flags = ["rapid_repeat"] if rng.random() < 0.02 else []
+                out.append({
+                    "schema": 1, "id": protocol.uuid7(), "site": site.slug, "device": kiosk.desk,
+                    "epoch": kiosk.epoch, "seq": seq, "ts": protocol.utc_timestamp(at), "clock_synced": True,
+                    "boot_id": kiosk.epoch, "mono_ms": seq * 1000, "rating": rating, "scale": scale,
+                    "reasons": [rng.choice(REASONS)] if rating <= scale // 2 and rng.random() < 0.7 else [],
+                    "lang": "en", "source": "touch", "survey": 1, "flags": flags,
+                })
+        out.sort(key=lambda e: e["ts"])
+        yield out
 
 
 def seed(store: Store, config: CentralConfig, *, total: int, days: int, now: datetime | None = None,
          batch: int = 5000, rng: random.Random | None = None, progress: bool = False) -> int:
     """Store ``total`` answers and one status per desk; returns how many answers were stored."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    events = answers(config, total, days, now, rng or random.Random(11))
     started = time.monotonic()
-    for first in range(0, len(events), batch):
-        store.insert_events(events[first:first + batch])
-        if progress and (first // batch) % 20 == 0:
-            done = first + batch
-            rate = done / max(1e-9, time.monotonic() - started)
-            print(f"  {min(done, len(events)):>9,} of {len(events):,} stored ({rate:,.0f}/s)", file=sys.stderr)
+    done = shown = 0
+    for events in answer_slices(config, total, days, now, rng or random.Random(11)):
+        for first in range(0, len(events), batch):
+            store.insert_events(events[first:first + batch])
+            done += len(events[first:first + batch])
+            if progress and done - shown >= 100_000:
+                shown = done
+                rate = done / max(1e-9, time.monotonic() - started)
+                print(f"  {done:>10,} of {total:,} stored ({rate:,.0f}/s)", file=sys.stderr)
     for site in config.sites.values():
         for desk in site.desks:
             store.record_status({"schema": 1, "site": site.slug, "device": desk, "state": "online",
                                  "ts": protocol.utc_timestamp(now), "version": "0.1.0",
                                  "health": {"backlog": 0, "clock_synced": True, "last_error": None}})
-    return len(events)
+    return done
 
 
 def main(argv: list[str] | None = None) -> int:
