@@ -77,6 +77,7 @@ class Page:
     received: dict[str, float] = field(default_factory=dict)  # answer id -> when its event came
     shown: dict[str, float] = field(default_factory=dict)  # answer id -> when a refresh after it finished
     fetches: int = 0
+    cursor: str = ""  # the stream's last id: sent as ?seen=, as dashboard.js does
     errors: list[str] = field(default_factory=list)
     _wake: threading.Condition = field(default_factory=threading.Condition)
 
@@ -106,6 +107,8 @@ class Page:
                     text = line.decode().rstrip("\n")
                     if text.startswith("event:"):
                         kind = text[6:].strip()
+                    elif text.startswith("id:"):
+                        self.cursor = text[3:].strip()
                     elif text.startswith("data:") and kind == "feedback":
                         event = json.loads(text[5:])
                         with self._wake:
@@ -130,7 +133,9 @@ class Page:
             with self._wake:
                 pending = [i for i, at in self.received.items() if i not in self.shown and at <= started]
             try:
-                with urllib.request.urlopen(self.parts_url, timeout=60) as reply:
+                seen = f"&seen={self.cursor}" if self.cursor else ""
+                with urllib.request.urlopen(self.parts_url + ("&" if "?" in self.parts_url else "?")
+                                            + seen.lstrip("&"), timeout=60) as reply:
                     reply.read()
                 self.fetches += 1
             except OSError as exc:
@@ -230,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL, metavar="URL",
                         help=f"a PostgreSQL server to create a scratch database on (default {DEFAULT_PG_URL})")
+    parser.add_argument("--db", metavar="URL", help="use this store, seeded before by `python -m dev.seed` with its "
+                        "default 80 desks (kept afterwards; the answers published here stay in it), instead of "
+                        "seeding a scratch one")
     parser.add_argument("--dir", type=Path, default=Path(__file__).resolve().parent / ".work",
                         help="work folder on a real file system (default bench/.work)")
     args = parser.parse_args(argv)
@@ -240,22 +248,24 @@ def main(argv: list[str] | None = None) -> int:
     from dev.seed import seed, seed_config
 
     args.dir.mkdir(parents=True, exist_ok=True)
-    db = Scratch(args.backend, args.dir, args.pg_url, f"load_{args.backend}")
+    db = None if args.db else Scratch(args.backend, args.dir, args.pg_url, f"load_{args.backend}")
+    db_url = args.db or (db.url if db else "")
     try:
         raw = seed_config(80)
         raw["dashboard"] = {"tv": {"wall": {"token": TV_TOKEN, "site": "lhr-t5"}}}
-        config = from_dict({**raw, "database": {"url": db.url}}, source="<bench>")
-        started = time.monotonic()
-        with Store(db.url) as store:
-            store.migrate()
-            store.zones = lambda slug: config.site(slug).timezone
-            seed(store, config, total=args.answers, days=365)
-        print(f"{args.backend}: seeded {args.answers:,} answers in {time.monotonic() - started:.0f} s",
-              file=sys.stderr)
+        config = from_dict({**raw, "database": {"url": db_url}}, source="<bench>")
+        if db is not None:
+            started = time.monotonic()
+            with Store(db_url) as store:
+                store.migrate()
+                store.zones = lambda slug: config.site(slug).timezone
+                seed(store, config, total=args.answers, days=365, progress=True)
+            print(f"{args.backend}: seeded {args.answers:,} answers in {time.monotonic() - started:.0f} s",
+                  file=sys.stderr)
         broker = Mosquitto(args.dir / f"mosquitto-load-{args.backend}").start()
         port = free_port()
         toml = args.dir / f"load-{args.backend}.toml"
-        toml.write_text(_toml(raw, db.url, broker.url, port))
+        toml.write_text(_toml(raw, db_url, broker.url, port))
         proc = subprocess.Popen([sys.executable, "-m", "central.cli", "--config", str(toml),
                                  "--log-level", "warning"], stdout=subprocess.DEVNULL)
         publisher = Publisher(broker, [(s.slug, d) for s in config.sites.values() for d in s.desks])
@@ -274,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(30)
             broker.kill()
     finally:
-        db.drop()
+        if db is not None:
+            db.drop()
     idle = statistics.median(p.cores for p in phases if p.kind == "none")
     busy = statistics.median(p.cores for p in phases if p.kind == "pages")
     fetches = sum(p.fetches for p in phases if p.kind == "pages")
@@ -286,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         return (f"median {values[len(values) // 2]:.2f} s, p99 {p99:.2f} s, max {values[-1]:.2f} s; "
                 f"over 2 s: {late} of {len(values)}, never: {never}")
 
-    print(f"\n{args.backend}, {args.answers:,} answers seeded; {args.rate:g} answers/s through MQTT; "
+    store_said = f"{args.db} (given)" if args.db else f"{args.backend}, {args.answers:,} answers seeded"
+    print(f"\n{store_said}; {args.rate:g} answers/s through MQTT; "
           f"{args.runs} phases of {args.seconds:g} s each kind (median)")
     print(f"  central's CPU, answers only:            {idle:.3f} cores")
     print(f"  central's CPU, answers + {args.pages} pages:        {busy:.3f} cores")

@@ -31,7 +31,7 @@ from fastapi.templating import Jinja2Templates
 from central import __version__, deps, filters, reads, scores, stream
 from central.config import CentralConfig, DisplayToken
 from central.deps import WebState
-from central.feed import Feed
+from central.feed import Cursor, Feed
 from central.filters import Filters
 from central.store import Store
 from display import palette, texts
@@ -228,14 +228,18 @@ def trend_summary(days: list[dict[str, Any]]) -> str:
 
 # --------------------------------------------------------------------------- page contexts
 
-def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: datetime | None = None) -> dict[str, Any]:
-    """Everything the overview (and its refreshed parts) shows for the filters ``f``."""
+def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: datetime | None = None,
+                     seen: int | None = None) -> dict[str, Any]:
+    """Everything the overview (and its refreshed parts) shows for the filters ``f``.
+
+    ``seen``: the newest answer the page's live feed has had (see :func:`central.scores.aggregate`).
+    """
     now = now or datetime.now(UTC)
     include = _include_flagged(config, f)
     agg = _aggregate(store, config, site=f.site, device=f.device, start=f.start, end=f.end,
-                     include_flagged=include, now=now)
+                     include_flagged=include, now=now, seen=seen)
     compare = agg if f.device is None else _aggregate(store, config, site=f.site, start=f.start, end=f.end,
-                                                      include_flagged=include, now=now)
+                                                      include_flagged=include, now=now, seen=seen)
     today = agg["today"]  # each site's own local today
     ratings = _rating_shares(agg)
     other_scales = agg["counted"] - sum(agg.get("ratings") or [])  # answers on a less common scale
@@ -316,14 +320,14 @@ def _scope_words(site_name: str | None, desk_name: str | None) -> str:
 
 
 def tv_context(store: Store, config: CentralConfig, display: DisplayToken, *,
-               now: datetime | None = None) -> dict[str, Any]:
+               now: datetime | None = None, seen: int | None = None) -> dict[str, Any]:
     """What the wall TV shows for one display token: today at its site or desk."""
     now = now or datetime.now(UTC)
     site = config.site(display.site)
     local = now.astimezone(site.tz)
     include = bool(config.dashboard.include_flagged)
     agg = _aggregate(store, config, site=display.site, device=display.device, start=local.date(),
-                     end=local.date(), include_flagged=include, now=now)
+                     end=local.date(), include_flagged=include, now=now, seen=seen)
     desk = site.desks.get(display.device) if display.device else None
     events, cursor = recent_feed(store, config, site=display.site, device=display.device, limit=TV_ROWS, now=now)
     index = agg["index"]
@@ -383,7 +387,7 @@ def _overview_page(request: Request, web: WebState, partial: bool) -> HTMLRespon
     store, config = web.store, web.config
     now = datetime.now(UTC)
     f, refused = filters.parse({name: request.query_params.get(name) for name in filters.NAMES}, now)
-    ctx = overview_context(store, config, f, now=now)
+    ctx = overview_context(store, config, f, now=now, seen=_seen(request) if partial else None)
     ctx["problems"] = [f"{exc}; “{exc.name}” was ignored" for exc in refused]
     # The guard (central/auth.py) sets the signed-in account; none here means no accounts exist.
     ctx["open_dashboard"] = getattr(request.state, "account", None) is None
@@ -410,6 +414,12 @@ async def overview_parts(request: Request, web: WebState = Depends(deps.web_stat
     return await anyio.to_thread.run_sync(_overview_page, request, web, True)
 
 
+def _seen(request: Request) -> int | None:
+    """``?seen=``: the newest ingest id in the page's feed cursor (dashboard.js sends it); None if absent or not one."""
+    cursor = Cursor.parse(request.query_params.get("seen") or "")
+    return None if cursor is None else max([cursor.live, *(part for _, part in cursor.delayed)])
+
+
 def _display_for(request: Request, config: CentralConfig, token: str) -> DisplayToken:
     # The guard (central/auth.py) found the token, in the file or the store.
     display: DisplayToken | None = getattr(request.state, "display", None) or config.dashboard.display_token(token)
@@ -419,7 +429,8 @@ def _display_for(request: Request, config: CentralConfig, token: str) -> Display
 
 
 def _tv_page(request: Request, web: WebState, token: str, partial: bool) -> HTMLResponse:
-    ctx = tv_context(web.store, web.config, _display_for(request, web.config, token))
+    ctx = tv_context(web.store, web.config, _display_for(request, web.config, token),
+                     seen=_seen(request) if partial else None)
     ctx["token"] = token
     ctx["stream_url"] = f"/tv/{token}/stream?" + urlencode({"after": ctx["cursor"]})
     name = "_tv_parts.html" if partial else "tv.html"

@@ -131,8 +131,12 @@ def aggregate(
     end: date | None = None,
     include_flagged: bool | None = None,
     now: datetime | None = None,
+    seen: int | None = None,
 ) -> dict[str, Any]:
     """Every number the dashboard shows for one filter: days read (:func:`central.reads.days`), then summarised.
+
+    ``seen``: the newest ingest id the asking page has been sent (its live feed's
+    cursor); numbers already computed that include it are good enough for it.
 
     Raises:
         FilterError: the range cannot be used (:func:`central.filters.check_range`).
@@ -142,35 +146,53 @@ def aggregate(
     now = now.astimezone(UTC)
     check_range(start, end, now)
     known_desks = tuple(reads.desks(store, site))
-    # The same view with no new answer since (ingest ids only grow; a re-timing comes with a new
-    # answer) and the same desks is the same numbers: computed once, shared by every page and TV.
-    key = (id(store), id(config), site, device, start, end, include_flagged, now, known_desks,
-           reads.last_ingest_id(store))
+    # One view: the same filters, minute and desks. Its numbers, computed when the newest stored
+    # answer had ingest id L, are every answer up to L (answers are committed in ingest-id order).
+    # They are handed to every page and TV asking for the view while no newer answer is stored, or
+    # while the asking page has seen no answer after L (``seen``): one computation per change and
+    # view, not one per viewer. Pages asking at once wait for the one computing.
+    view = (id(store), id(config), site, device, start, end, include_flagged, now, known_desks)
     with _SHARED_LOCK:
-        entry = _SHARED.get(key)
-        if entry is not None:
-            _SHARED.move_to_end(key)
-    if entry is not None and entry[0] is store and entry[1] is config:
-        shared = entry[2]
-    else:
-        first, last = read_window(start, end, now)
-        rows, reasons = reads.days(store, zone_of(config), site=site, device=device, first=first, last=last,
-                                   known=known_desks)
-        shared = summarise(config, days=rows, reasons=reasons, known_desks=known_desks, site=site, device=device,
-                           start=start, end=end, include_flagged=include_flagged, now=now)
+        turn = _TURNS.setdefault(view, threading.Lock())
+    with turn:
         with _SHARED_LOCK:
-            # The entry holds the store and the configuration too: while it lives, their ids
-            # (in the key) cannot be taken by new objects.
-            _SHARED[key] = (store, config, shared)
-            while len(_SHARED) > SHARED_VIEWS:
-                _SHARED.popitem(last=False)
+            entry = _SHARED.get(view)
+            if entry is not None:
+                _SHARED.move_to_end(view)
+        fresh = entry is not None and entry[0] is store and entry[1] is config
+        if fresh and entry is not None and (seen is None or entry[2] < seen):
+            fresh = entry[2] == reads.last_ingest_id(store)
+        if fresh and entry is not None:
+            shared = entry[3]
+        else:
+            try:
+                last_id = reads.last_ingest_id(store)  # before reading: the numbers hold at least this
+                first, last = read_window(start, end, now)
+                rows, reasons = reads.days(store, zone_of(config), site=site, device=device, first=first,
+                                           last=last, known=known_desks)
+                shared = summarise(config, days=rows, reasons=reasons, known_desks=known_desks, site=site,
+                                   device=device, start=start, end=end, include_flagged=include_flagged, now=now)
+            except BaseException:
+                with _SHARED_LOCK:
+                    if view not in _SHARED:
+                        _TURNS.pop(view, None)
+                raise
+            with _SHARED_LOCK:
+                # The entry holds the store and the configuration too: while it lives, their ids
+                # (in the key) cannot be taken by new objects.
+                _SHARED[view] = (store, config, last_id, shared)
+                while len(_SHARED) > SHARED_VIEWS:
+                    gone, _ = _SHARED.popitem(last=False)
+                    _TURNS.pop(gone, None)
     return copy.deepcopy(shared)  # callers may change their copy
 
 
 #: How many views' numbers are kept for other pages asking the same (newest used last).
 SHARED_VIEWS: Final = 128
-_SHARED: OrderedDict[tuple[Any, ...], tuple[Store, CentralConfig, dict[str, Any]]] = OrderedDict()
+_SHARED: OrderedDict[tuple[Any, ...], tuple[Store, CentralConfig, int, dict[str, Any]]] = OrderedDict()
 _SHARED_LOCK = threading.Lock()
+#: One lock per view: the pages asking for a view while it is computed wait for its numbers.
+_TURNS: dict[tuple[Any, ...], threading.Lock] = {}
 
 
 def summarise(

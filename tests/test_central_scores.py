@@ -239,3 +239,29 @@ def test_a_view_is_computed_once_until_the_next_answer(store: Store) -> None:
     statements.clear()
     after = aggregate(store, c, site="akl", now=now)
     assert after["total"] == 4 and any("day_rollups" in q for q in statements)  # the new answer counts at once
+
+
+def test_a_page_that_has_seen_an_answer_gets_numbers_that_include_it(store: Store) -> None:
+    """``seen`` (the page's feed cursor): numbers computed since are shared even after newer answers."""
+    import sqlalchemy as sa
+
+    from central import reads
+
+    now = datetime(2026, 11, 18, 3, 0, tzinfo=UTC)
+    put(store, now - timedelta(hours=1), 4, n=2)
+    c = cfg()
+    assert aggregate(store, c, site="akl", now=now)["total"] == 2
+    seen = reads.last_ingest_id(store)
+    put(store, now - timedelta(minutes=5), 1)  # a newer answer this page has not been sent yet
+    statements: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute",
+                    lambda conn, cursor, statement, *rest: statements.append(statement))
+    shared = aggregate(store, c, site="akl", now=now, seen=seen)
+    assert shared["total"] == 2  # includes what it saw, and nothing counted or looked up anew
+    assert not any("day_rollups" in q or "max(" in q.lower() for q in statements), statements
+    newest = reads.last_ingest_id(store)
+    fresh = aggregate(store, c, site="akl", now=now, seen=newest)  # it has seen the newer one: computed
+    assert fresh["total"] == 3 and any("day_rollups" in q for q in statements)
+    statements.clear()
+    assert aggregate(store, c, site="akl", now=now, seen=newest)["total"] == 3
+    assert not any("day_rollups" in q for q in statements)

@@ -116,6 +116,7 @@
   let refreshing = false;
   let again = false;
   let lastRefresh = 0;
+  let lastSeen = "";  // the feed's cursor after the newest answer (or tick) it brought
   function scheduleRefresh(delay) {
     if (!partsHost) return;
     if (refreshTimer) return;
@@ -129,7 +130,11 @@
     refreshing = true;
     lastRefresh = Date.now();
     try {
-      const reply = await fetch(partsHost.dataset.parts, {headers: {Accept: "text/html"}, cache: "no-store"});
+      // seen: the newest answer this page's feed has had; numbers central already computed for
+      // this view that include it are shared with this page rather than computed again
+      const url = new URL(partsHost.dataset.parts, location.href);
+      if (lastSeen) url.searchParams.set("seen", lastSeen);
+      const reply = await fetch(url.toString(), {headers: {Accept: "text/html"}, cache: "no-store"});
       if (!reply.ok) return;
       const doc = new DOMParser().parseFromString(await reply.text(), "text/html");
       doc.querySelectorAll("[data-part][id]").forEach((fresh) => {
@@ -176,7 +181,7 @@
   let wasDown = false;
 
   function onFeedback(msg) {
-    if (msg.lastEventId) lastId = msg.lastEventId;
+    if (msg.lastEventId) lastId = lastSeen = msg.lastEventId;
     let e;
     try { e = JSON.parse(msg.data); } catch (err) { return; }
     const key = String(e.ingest_id);
@@ -214,7 +219,10 @@
       }
     };
     source.addEventListener("feedback", onFeedback);
-    source.addEventListener("tick", (msg) => { if (msg.lastEventId) lastId = msg.lastEventId; scheduleRefresh(); });
+    source.addEventListener("tick", (msg) => {
+      if (msg.lastEventId) lastId = lastSeen = msg.lastEventId;
+      scheduleRefresh();
+    });
   }
   connect();
 
