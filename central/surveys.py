@@ -184,17 +184,19 @@ def verdicts(store: Store, site: str, published: Mapping[str, Published]) -> lis
         error = json.loads(r.config_error) if r.config_error else None
         meant = published.get(r.device) or published.get("")
         expected = meant.version if meant else None
-        if expected is None:
+        refused = error.get("version") if isinstance(error, dict) else None
+        if isinstance(error, dict) and (expected is None or refused is None or refused >= expected) \
+                and refused != in_force:
+            # The kiosk refused the newest it was offered (ours, or one published by someone else).
+            outcome = "refused"
+            reason = f"version {refused}: {error.get('reason', '')}" if refused is not None \
+                else str(error.get("reason", ""))
+        elif expected is None:
             outcome, reason = "none", ""
         elif in_force == expected:
             outcome, reason = "accepted", ""
-        elif isinstance(error, dict) and error.get("version") == expected:
-            outcome, reason = "refused", str(error.get("reason", ""))
         else:
             outcome, reason = "waiting", ""
-        if outcome != "refused" and isinstance(error, dict) and error.get("version") is not None \
-                and outcome != "accepted":
-            reason = f"refused version {error.get('version')}: {error.get('reason', '')}"
         out.append(Verdict(r.device, r.state, in_force, expected, outcome, reason))
     return out
 
