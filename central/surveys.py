@@ -202,13 +202,15 @@ def verdicts(store: Store, site: str, published: Mapping[str, Published]) -> lis
 
 
 def next_version(store: Store, site: str) -> int:
-    """A version above every survey published and every one a kiosk of ``site`` reports in force."""
+    """A version above every survey published here and every one a kiosk of ``site`` reports (in force,
+    or refused: a survey someone else published), so each kiosk sees the numbers grow."""
     with store.engine.connect() as conn:
         top = conn.execute(sa.select(sa.func.max(surveys.c.version))).scalar() or 0
-        for (health,) in conn.execute(sa.select(devices.c.health).where(devices.c.site == site)):
-            reported = json.loads(health).get("survey") if health else None
-            if isinstance(reported, int) and not isinstance(reported, bool):
-                top = max(top, reported)
+        for health, error in conn.execute(sa.select(devices.c.health, devices.c.config_error)
+                                          .where(devices.c.site == site)):
+            reported = [json.loads(health).get("survey") if health else None,
+                        (json.loads(error) or {}).get("version") if error else None]
+            top = max([top, *(v for v in reported if isinstance(v, int) and not isinstance(v, bool))])
     return int(top) + 1
 
 
