@@ -38,7 +38,7 @@ _STYLE = """<style>
   .row { display: flex; flex-wrap: wrap; gap: .6rem; align-items: center; }
   .row label { display: inline; font-weight: 400; margin: 0; }
   .row input[type=checkbox], .row input[type=radio] { width: auto; }
-  textarea { width: 100%; box-sizing: border-box; font: inherit; min-height: 5rem; padding: .5rem;
+  textarea { width: 100%; box-sizing: border-box; font: inherit; min-height: 6.5rem; padding: .5rem;
              border: 1px solid #767670; border-radius: .35rem; }
   .source { color: #4a4a45; font-size: .9rem; }
   .previews { display: flex; flex-wrap: wrap; gap: 1rem; }
@@ -48,9 +48,27 @@ _STYLE = """<style>
   .wait { color: #6b4e00; font-weight: 600; }
   nav a { margin-right: 1rem; }
   button.secondary { background: #fff; color: #0b57d0; border: 1px solid #0b57d0; }
-  .actions { display: flex; gap: 1rem; } .actions button { width: auto; padding: .6rem 1.2rem; }
+  .actions { display: flex; gap: 1rem; align-items: baseline; flex-wrap: wrap; }
+  .actions button { width: auto; padding: .6rem 1.2rem; }
+  .fields { display: grid; grid-template-columns: 2fr 2fr 1fr; gap: 0 1rem; }
+  @media (max-width: 40rem) { .fields { grid-template-columns: 1fr; } }
+  section { border-top: 2px solid #d6d6cf; margin-top: 1.5rem; }
+  details.lang { border: 1px solid #d6d6cf; border-radius: .4rem; margin: .8rem 0; padding: .5rem 1rem; }
+  details.lang[open] { padding-bottom: 1rem; }
+  summary { font-weight: 700; cursor: pointer; }
+  .survey-layout { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 27rem); gap: 2rem;
+                   align-items: start; }
+  .survey-layout aside { position: sticky; top: 1rem; }
+  .survey-layout aside h2 { font-size: 1.1rem; margin: .2rem 0 .5rem; }
+  .survey-layout aside table { font-size: .9rem; margin-bottom: 1.2rem; }
+  @media (max-width: 72rem) { .survey-layout { grid-template-columns: minmax(0, 1fr); }
+                              .survey-layout aside { position: static; } }
+  td.slug { white-space: nowrap; }
   [aria-invalid=true] { border-color: #b3261e; outline: 2px solid #b3261e; }
 </style>"""
+
+#: The survey page is two columns on a laptop: the form, and beside it the kiosks, what was published, the preview.
+_WIDE = "<style>main { width: min(88rem, calc(100vw - 2rem)); }</style>"
 
 _NAV = ('<nav><a href="/">Dashboard</a><a href="/admin/sites">Sites and desks</a>'
         '<a href="/admin/audit">Changes</a><a href="/admin/accounts">Accounts</a></nav>')
@@ -144,32 +162,33 @@ def _sites_page(web: WebState, *, message: str, error: str, field: str, site: st
             f'value="{hours_text(s.hours.get(i))}" required maxlength="20"{bad(f"hours_{day}")}></div>'
             for i, day in enumerate(WEEKDAYS))
         target = "" if s.target is None else f"{s.target:g}"
+        reset = ('<button type="submit" name="action" value="reset" class="secondary" formnovalidate>'
+                 'Use central.toml again</button>' if edited else "")
         desk_slugs = sorted(set(desks_of.get(slug, [])) | set(s.desks))
         desk_rows = "".join(
             f'''<tr><td><code>{html.escape(d)}</code></td><td><form method="post">
 <input type="hidden" name="action" value="desk"><input type="hidden" name="site" value="{e}">
 <input type="hidden" name="device" value="{html.escape(d)}">
 <input name="name" value="{html.escape(s.desk(d).name)}" aria-label="Name of desk {html.escape(d)}" maxlength="200"
+ size="36"
 {bad(f"desk-{d}")}><button>Rename</button></form></td></tr>''' for d in desk_slugs)
         alert = (f'<p class="error" role="alert">{html.escape(error)}</p>' if error and site == slug else
                  f'<p role="status" id="message">{html.escape(message)}</p>' if message and site == slug else "")
         blocks.append(f'''<section id="site-{e}"><h2>{html.escape(s.name)} <code>{e}</code></h2>{alert}
-<form method="post" class="site-form"><input type="hidden" name="action" value="site">
-<input type="hidden" name="site" value="{e}">
-<label for="name-{e}">Name {src("name")}</label>
-<input id="name-{e}" name="name" value="{html.escape(s.name)}" required maxlength="200"{bad("name")}>
-<label for="tz-{e}">Time zone {src("timezone")}</label>
-<input id="tz-{e}" name="timezone" value="{html.escape(s.timezone)}" list="zones" required{bad("timezone")}>
+<form method="post" class="site-form"><input type="hidden" name="site" value="{e}">
+<div class="fields"><div><label for="name-{e}">Name {src("name")}</label>
+<input id="name-{e}" name="name" value="{html.escape(s.name)}" required maxlength="200"{bad("name")}></div>
+<div><label for="tz-{e}">Time zone {src("timezone")}</label>
+<input id="tz-{e}" name="timezone" value="{html.escape(s.timezone)}" list="zones" required{bad("timezone")}></div>
+<div><label for="target-{e}">Target index {src("target")}</label>
+<input id="target-{e}" name="target" value="{target}" inputmode="decimal" maxlength="10" placeholder="0 to 100, or none"
+{bad("target")}></div></div>
 <fieldset><legend>Opening hours {src("hours")}: "08:00-18:00", "closed", or "00:00-24:00"</legend>
 <div class="grid">{hours}</div></fieldset>
-<label for="target-{e}">Target index (0 to 100, empty for none) {src("target")}</label>
-<input id="target-{e}" name="target" value="{target}" inputmode="decimal" maxlength="10"{bad("target")}>
-<div class="actions"><button type="submit">Save {e}</button></div></form>
-<form method="post"><input type="hidden" name="action" value="reset"><input type="hidden" name="site" value="{e}">
-<button class="secondary" type="submit">Use central.toml again for {e}</button></form>
+<div class="actions"><button type="submit" name="action" value="site">Save {e}</button>
+{reset}<a href="/admin/surveys/{e}">Survey of {html.escape(s.name)}</a></div></form>
 <h3>Desks</h3><table class="desks"><thead><tr><th>Desk</th><th>Name</th></tr></thead>
-<tbody>{desk_rows or '<tr><td colspan="2">No kiosk has reported yet.</td></tr>'}</tbody></table>
-<p><a href="/admin/surveys/{e}">Survey of {html.escape(s.name)}</a></p></section>''')
+<tbody>{desk_rows or '<tr><td colspan="2">No kiosk has reported yet.</td></tr>'}</tbody></table></section>''')
     zones = "".join(f'<option value="{z}">' for z in zone_names())
     empty = "<p>No site yet: name one in central.toml or start a kiosk.</p>"
     lead = ("<p>What you save here wins over central.toml for that value; central.toml supplies the rest "
@@ -290,8 +309,9 @@ def _survey_page(web: WebState, site: str, device: str, config: dict[str, Any],
         question = config.get("question", {}).get(code, "")
         followup = config.get("followup_question", {}).get(code, "")
         labels = "\n".join(r["label"].get(code, "") for r in reasons if r["label"].get(code))
-        per_lang.append(f'''<fieldset class="lang" id="lang-{code}"><legend>Texts in {code}
-(used when {code} is ticked above; empty: the kiosk's own words)</legend>
+        ticked = " open" if code in langs or question or followup or labels else ""
+        per_lang.append(f'''<details class="lang" id="lang-{code}"{ticked}><summary>Texts in {code}
+<span class="source">(used when {code} is ticked; empty: the kiosk's own words)</span></summary>
 <label for="q-{code}">Question</label>
 <input id="q-{code}" name="question_{code}" value="{val(f"question_{code}", question)}" maxlength="200"
 {bad("question")}>
@@ -301,7 +321,7 @@ def _survey_page(web: WebState, site: str, device: str, config: dict[str, Any],
 <label for="rl-{code}">Reason labels, one per line in the keys' order</label>
 <textarea id="rl-{code}" name="reason_labels_{code}"{bad(f"reason_labels_{code}")}>{val(f"reason_labels_{code}",
                                                                                       labels)}</textarea>
-</fieldset>''')
+</details>''')
     timings = "".join(
         f'<div><label for="{k}">{label}</label><input id="{k}" name="{k}" value="{val(k, config.get(k))}" '
         f'inputmode="decimal" maxlength="8"{bad(k)}></div>'
@@ -326,7 +346,8 @@ def _survey_page(web: WebState, site: str, device: str, config: dict[str, Any],
                     images.append(f'<figure><img id="preview-{screen}-{lang}" src="data:image/png;base64,{data}" '
                                   f'alt="The kiosk\'s {screen} screen in {lang}" width="400" height="240">'
                                   f'<figcaption>{screen} screen, {lang}</figcaption></figure>')
-            previews = f'<h2>Preview (as the kiosk draws it)</h2><div class="previews">{"".join(images)}</div>'
+            previews = ('<h2 id="preview">Preview (as the kiosk draws it)</h2>'
+                        f'<div class="previews">{"".join(images)}</div>')
         except SurveyError:
             previews = ""
     published_rows = []
@@ -338,11 +359,12 @@ def _survey_page(web: WebState, site: str, device: str, config: dict[str, Any],
         cls, word = {"accepted": ("ok", "accepted"), "refused": ("bad", "refused"), "waiting": ("wait", "waiting"),
                      "none": ("", "no survey published")}[v.outcome]
         verdict_rows.append(
-            f'<tr data-device="{html.escape(v.device)}"><td>{html.escape(v.device)}</td><td>{html.escape(v.state)}</td>'
+            f'<tr data-device="{html.escape(v.device)}"><td class="slug">{html.escape(v.device)}</td>'
+            f'<td>{html.escape(v.state)}</td>'
             f'<td>{v.expected or "—"}</td><td>{v.in_force or "—"}</td><td class="{cls} outcome">{word}</td>'
             f'<td class="reason">{html.escape(v.reason)}</td></tr>')
-    return auth.page(f"Survey of {site_cfg.name}", f'''{_STYLE}{_NAV}{note}{alert}
-<form method="post" id="survey"><input type="hidden" name="site" value="{e}">
+    return auth.page(f"Survey of {site_cfg.name}", f'''{_STYLE}{_WIDE}{_NAV}{note}{alert}
+<div class="survey-layout"><form method="post" id="survey"><input type="hidden" name="site" value="{e}">
 <label for="scope">For</label><select id="scope" name="device">{scope_opts}</select>
 <fieldset><legend>Languages the kiosk offers</legend><div class="row"{bad("languages")}>{lang_boxes}</div>
 <label for="default-lang">First language</label><select id="default-lang" name="default_lang"
@@ -358,13 +380,14 @@ def _survey_page(web: WebState, site: str, device: str, config: dict[str, Any],
 <fieldset><legend>Timings (empty: the kiosk's own)</legend><div class="grid">{timings}</div></fieldset>
 <div class="actions"><button type="submit" name="action" value="preview" class="secondary">Preview</button>
 <button type="submit" name="action" value="publish" id="publish">Publish</button></div></form>
-{previews}
-<h2>Published</h2><table id="published"><thead><tr><th>For</th><th>Version</th><th>When</th><th>By</th></tr></thead>
-<tbody>{"".join(published_rows) or '<tr><td colspan="4">Nothing published yet.</td></tr>'}</tbody></table>
+<aside>
 <h2>Kiosks</h2><table id="kiosks"><thead><tr><th>Desk</th><th>State</th><th>Meant for it</th><th>In force</th>
 <th>Outcome</th><th>Kiosk's reason</th></tr></thead>
 <tbody>{"".join(verdict_rows) or '<tr><td colspan="6">No kiosk of this site has reported yet.</td></tr>'}</tbody>
-</table>''', wide=True)
+</table>
+<h2>Published</h2><table id="published"><thead><tr><th>For</th><th>Version</th><th>When</th><th>By</th></tr></thead>
+<tbody>{"".join(published_rows) or '<tr><td colspan="4">Nothing published yet.</td></tr>'}</tbody></table>
+{previews}</aside></div>''', wide=True)
 
 
 # ---------------------------------------------------------------------- audit
@@ -377,12 +400,25 @@ def audit_page(web: WebState = Depends(deps.web_state)) -> HTMLResponse:
     for entry in audit_entries(web.store):
         detail = entry.detail
         if entry.action == "survey":
-            what = f"published version {detail.get('version')} on {detail.get('topic')}"
+            body = detail.get("survey", {})
+            question = body.get("question", {}).get(body.get("default_lang", "en"), "the kiosk's own question")
+            what = (f"published version {detail.get('version')} on {detail.get('topic')}: {body.get('scale')} faces, "
+                    f"{' '.join(body.get('languages', ['en']))}, \u201c{question}\u201d")
         else:
-            what = "; ".join(f"{k}: {v.get('before')} → {v.get('after')}" for k, v in detail.get("changed", {}).items())
-        rows.append(f"<tr><td>{entry.at:%Y-%m-%d %H:%M:%S} UTC</td><td>{html.escape(entry.account)}</td>"
-                    f"<td>{html.escape(entry.action)}</td><td>{html.escape(entry.subject)}</td>"
+            what = "; ".join(f"{k}: {_word(v.get('before'))} → {_word(v.get('after'))}"
+                             for k, v in detail.get("changed", {}).items()) or "nothing"
+        rows.append(f'<tr><td class="slug">{entry.at:%Y-%m-%d %H:%M:%S} UTC</td><td>{html.escape(entry.account)}</td>'
+                    f'<td>{html.escape(entry.action)}</td><td class="slug">{html.escape(entry.subject)}</td>'
                     f"<td>{html.escape(what)}</td></tr>")
     return HTMLResponse(auth.page("Changes", f'''{_STYLE}{_NAV}
 <table id="audit"><thead><tr><th>When</th><th>Who</th><th>What</th><th>Of</th><th>Change</th></tr></thead>
 <tbody>{"".join(rows) or '<tr><td colspan="5">No change yet.</td></tr>'}</tbody></table>''', wide=True))
+
+
+def _word(value: Any) -> str:
+    """A value of the audit as words: ``none`` for no value, whole numbers without ``.0``."""
+    if value is None:
+        return "none"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

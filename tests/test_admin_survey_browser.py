@@ -24,7 +24,7 @@ from display.view import FollowUpView, RatingView
 from sync import protocol
 from tests.support.broker import Mosquitto
 from tests.support.browser import chromium, chromium_path
-from tests.support.kiosk import HeadlessKiosk
+from tests.support.kiosk import HeadlessKiosk, stored
 from tests.support.mqtt_client import MqttClient
 from tests.support.wait import wait_for
 from tests.test_admin_sites import ADMIN_PASSWORD, add_accounts
@@ -33,9 +33,6 @@ from tests.test_dashboard_browser import Web
 
 pytestmark = pytest.mark.skipif(chromium_path() is None,
                                 reason="chromium is not installed (make test installs it)")
-
-SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
-
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
@@ -58,7 +55,7 @@ def kiosk_row(page: Any) -> tuple[str, str]:
 
 
 def test_an_admin_publishes_a_survey_the_kiosk_draws_and_a_refused_one_shows_the_kiosks_reason(
-        broker: Mosquitto, store: Store, kiosk_config: Any) -> None:
+        broker: Mosquitto, store: Store, kiosk_config: Any, tmp_path: Path) -> None:
     add_accounts(store)
     config = central_config.from_dict({
         "broker": {"url": broker.url, "keepalive": 5},
@@ -68,7 +65,9 @@ def test_an_admin_publishes_a_survey_the_kiosk_draws_and_a_refused_one_shows_the
     web = Web(store, config).start()
     kiosk_cfg = kiosk_config(broker.url)
     try:
-        with HeadlessKiosk(kiosk_cfg, sender=make_sender(kiosk_cfg).start()) as k, chromium() as browser:
+        clock = [0.0]  # the kiosk's own clock: its screens time out when the test says
+        with HeadlessKiosk(kiosk_cfg, sender=make_sender(kiosk_cfg).start(), clock=lambda: clock[0]) as k, \
+                chromium() as browser:
             wait_for(lambda: any(d["device"] == "desk-1" for d in _devices(store)), what="the kiosk's status")
             page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
             page.set_default_timeout(15_000)
@@ -99,8 +98,7 @@ def test_an_admin_publishes_a_survey_the_kiosk_draws_and_a_refused_one_shows_the
             image.wait_for()
             assert page.evaluate("document.getElementById('preview-rating-de').naturalWidth") == 800
             assert page.locator("#preview-followup-en").is_visible()
-            SHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SHOTS / "admin-survey.png"), full_page=True)
+            page.screenshot(path=str(tmp_path / "admin-survey.png"), full_page=True)  # to look at when it fails
 
             page.click("#publish")
             assert "published version 1 to the whole site" in page.locator("#message").inner_text()
@@ -117,6 +115,12 @@ def test_an_admin_publishes_a_survey_the_kiosk_draws_and_a_refused_one_shows_the
             follow_up = k.kiosk.view
             assert isinstance(follow_up, FollowUpView) and follow_up.title == "What went wrong?"
             assert [label for _, label in follow_up.reasons] == ["The queue", "The price"]
+            k.tap_target(("reason", "queue"))
+            (answer,) = stored(k)
+            assert (answer["survey"], answer["scale"], answer["rating"], answer["reasons"]) == (1, 4, 1, ["queue"])
+            clock[0] += 60  # the thank-you screen ends: back to the question
+            k.pump()
+            assert isinstance(k.kiosk.view, RatingView)
 
             def shown(outcome: str) -> bool:
                 page.reload()
@@ -133,7 +137,7 @@ def test_an_admin_publishes_a_survey_the_kiosk_draws_and_a_refused_one_shows_the
             wait_for(lambda: shown("refused"), what="the kiosk's refusal on the page")
             reason = kiosk_row(page)[1]
             assert "version 7" in reason and "followup_ratings: [5] exceed the scale of 3" in reason
-            page.screenshot(path=str(SHOTS / "admin-survey-kiosks.png"), full_page=True)
+            page.screenshot(path=str(tmp_path / "admin-survey-kiosks.png"), full_page=True)
             assert k.kiosk.survey_version == 1  # the kiosk kept the good one
 
             # Central publishes above what any kiosk reported (7), for the desk alone this time.
