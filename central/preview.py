@@ -66,7 +66,7 @@ def render_png(config: dict[str, Any], *, lang: str, screen: Screen = "rating") 
             keys = texts.PRESETS[config["reason_preset"]] if "reason_preset" in config else texts.DEFAULT_REASONS
             reasons = tuple((k, texts.reason(lang, k)) for k in keys)
         ratings = sorted(config.get("followup_ratings", [1]))
-        timeout = float(config.get("followup_timeout_s", 20))
+        timeout = float(config.get("followup_timeout_s", 10))  # the kiosk's default (survey.follow_up_s)
         view = FollowUpView(title=t("follow_up", config.get("followup_question")), reasons=reasons,
                             skip=texts.text(lang, "skip"), rating=ratings[0] if ratings else 1, scale=scale,
                             note=texts.text(lang, "anonymous"), back=texts.text(lang, "change_answer"),
@@ -74,7 +74,10 @@ def render_png(config: dict[str, Any], *, lang: str, screen: Screen = "rating") 
     else:
         view = RatingView(question=t("question", config.get("question")), labels=texts.labels(lang, scale),
                           all_labels=tuple(texts.labels(code, scale) for code in texts.LANGUAGES),
-                          note=texts.text(lang, "anonymous"), hint=texts.text(lang, "invite"),
+                          note=texts.text(lang, "anonymous"),
+                          # The resting screen (with its invitation) is in the first language; another
+                          # one is shown after a customer chose it, without the invitation.
+                          hint=texts.text(lang, "invite") if lang == offered[0] else "",
                           lang_button=texts.text(lang, "lang_name") if len(offered) > 1 else "")
     with _LOCK:
         if not pygame.font.get_init():
