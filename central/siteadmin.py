@@ -235,6 +235,16 @@ async def survey_post(request: Request, site: str, web: WebState = Depends(deps.
     published = await anyio.to_thread.run_sync(surveys.latest, web.store, site)
     config: dict[str, Any] = {}
     try:
+        if action == "clear":
+            who = _who(request)
+            again = await anyio.to_thread.run_sync(
+                lambda: surveys.clear_desk(web.store, web.config.broker, site, device, who))
+            text = (f"removed desk {device}'s own survey; the site's is published again as version {again.version}"
+                    if again else f"removed desk {device}'s own survey; it keeps running its last one until the "
+                                  "site gets a survey")
+            auth.log.info("admin %s: %s", who, text)
+            return RedirectResponse(f"/admin/surveys/{site}?" + urlencode({"msg": text, "device": device}),
+                                    status_code=303)
         config = surveys.from_form(form)
         surveys.validate(surveys.sample(config))
         if action == "publish":
@@ -331,6 +341,8 @@ def _survey_page(web: WebState, site: str, device: str, config: dict[str, Any],
     scope_opts = '<option value="">the whole site</option>' + "".join(
         f'<option value="{html.escape(d)}"{" selected" if d == device else ""}>desk {html.escape(d)} '
         f'({html.escape(site_cfg.desk(d).name)}) only</option>' for d in desks)
+    clear = ('<button type="submit" name="action" value="clear" class="secondary" id="clear" formnovalidate>'
+             "Remove this desk's own survey</button>" if device and device in published else "")
     alert = (f'<p class="error" role="alert" id="survey-error">{html.escape(str(error))}</p>' if error else "")
     note = f'<p role="status" id="message">{html.escape(message)}</p>' if message else ""
     previews = ""
@@ -379,7 +391,7 @@ def _survey_page(web: WebState, site: str, device: str, config: dict[str, Any],
 {"".join(per_lang)}
 <fieldset><legend>Timings (empty: the kiosk's own)</legend><div class="grid">{timings}</div></fieldset>
 <div class="actions"><button type="submit" name="action" value="preview" class="secondary">Preview</button>
-<button type="submit" name="action" value="publish" id="publish">Publish</button></div></form>
+<button type="submit" name="action" value="publish" id="publish">Publish</button>{clear}</div></form>
 <aside>
 <h2>Kiosks</h2><table id="kiosks"><thead><tr><th>Desk</th><th>State</th><th>Meant for it</th><th>In force</th>
 <th>Outcome</th><th>Kiosk's reason</th></tr></thead>
@@ -404,6 +416,9 @@ def audit_page(web: WebState = Depends(deps.web_state)) -> HTMLResponse:
             question = body.get("question", {}).get(body.get("default_lang", "en"), "the kiosk's own question")
             what = (f"published version {detail.get('version')} on {detail.get('topic')}: {body.get('scale')} faces, "
                     f"{' '.join(body.get('languages', ['en']))}, \u201c{question}\u201d")
+        elif entry.action == "survey-removed":
+            what = (f"removed the desk's own survey (version {detail.get('removed_version')}); "
+                    f"{detail.get('topic')} cleared")
         else:
             what = "; ".join(f"{k}: {_word(v.get('before'))} → {_word(v.get('after'))}"
                              for k, v in detail.get("changed", {}).items()) or "nothing"

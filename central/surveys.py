@@ -154,7 +154,11 @@ def latest(store: Store, site: str) -> dict[str, Published]:
     out: dict[str, Published] = {}
     for r in rows:
         at = r.published_at if r.published_at.tzinfo else r.published_at.replace(tzinfo=UTC)
-        out[r.device] = Published(int(r.version), r.site, r.device, json.loads(r.body), at, r.published_by)
+        body = json.loads(r.body)
+        if body is None:  # a desk's own survey removed (clear_desk)
+            out.pop(r.device, None)
+        else:
+            out[r.device] = Published(int(r.version), r.site, r.device, body, at, r.published_by)
     return out
 
 
@@ -244,6 +248,38 @@ def publish(store: Store, broker: BrokerSettings, site: str, device: str, config
     except sa.exc.IntegrityError:
         raise SurveyError("publish", f"version {version} was just taken by another publish; publish again") from None
     return Published(version, site, device, body, now, account)
+
+
+def clear_desk(store: Store, broker: BrokerSettings, site: str, device: str, account: str, *,
+               timeout: float = PUBLISH_TIMEOUT_S) -> Published | None:
+    """Remove a desk's own survey (an empty retained ``config`` on its topic), so the site's applies again.
+
+    A kiosk keeps the survey in force until another arrives, so the site's survey is published
+    again under a new version right after (every kiosk of the site gets the same survey with a
+    higher number). Returns that republished survey, or None when the site has none (the desk
+    then keeps running its last one).
+
+    Raises:
+        SurveyError: the desk has no survey of its own, or the broker refused or did not answer.
+    """
+    protocol.check_slug(site, "site")
+    protocol.check_slug(device, "desk")
+    current = latest(store, site)
+    if device not in current:
+        raise SurveyError("device", f"desk {device} has no survey of its own; it runs the site's")
+    marker = next_version(store, site)
+    topic = protocol.device_config_topic(site, device)
+    with store.engine.begin() as conn:
+        conn.execute(surveys.insert().values(version=marker, site=site, device=device, body="null",
+                                             published_at=datetime.now(UTC), published_by=account))
+        record(conn, account, "survey-removed", f"{site}/{device}",
+               {"topic": topic, "removed_version": current[device].version})
+        send_retained(broker, topic, b"", timeout=timeout)
+    site_survey = current.get("")
+    if site_survey is None:
+        return None
+    again = {k: v for k, v in site_survey.config.items() if k not in ("schema", "version")}
+    return publish(store, broker, site, "", again, account, timeout=timeout)
 
 
 def send_retained(broker: BrokerSettings, topic: str, payload: bytes, *, timeout: float) -> None:

@@ -153,10 +153,23 @@ def test_an_admin_publishes_a_survey_the_kiosk_draws_and_a_refused_one_shows_the
 
             wait_for(desk_drawn, what="the kiosk to draw the desk's own survey")
             wait_for(lambda: shown("accepted"), what="the desk's survey accepted on the page")
-            assert [(e.action, e.subject) for e in audit_entries(store)] == [("survey", "test-site/desk-1"),
-                                                                               ("survey", "test-site")]
+
+            # The desk's own survey removed: the site's is published again above it, and the kiosk runs it.
+            page.click("#clear")
+            assert "the site's is published again as version 10" in page.locator("#message").inner_text()
+            wait_for(drawn, what="the kiosk to draw the site's question again")
+            assert k.kiosk.survey_version == 10
+            desk_topic = protocol.device_config_topic("test-site", "desk-1")
+            with MqttClient(broker, "late-subscriber", subscribe=[desk_topic]) as late:
+                late.sync()
+                assert late.payloads(desk_topic) == []  # nothing retained on the desk's topic any more
+            wait_for(lambda: shown("accepted"), what="the site's survey accepted again on the page")
+            assert [(e.action, e.subject) for e in audit_entries(store)] == [
+                ("survey", "test-site"), ("survey-removed", "test-site/desk-1"), ("survey", "test-site/desk-1"),
+                ("survey", "test-site")]
             page.goto(web.url + "/admin/audit")
-            assert "published version 8" in page.locator("#audit").inner_text()
+            audit = page.locator("#audit").inner_text()
+            assert "published version 8" in audit and "removed the desk's own survey (version 8)" in audit
     finally:
         web.stop()
         collector.stop()
