@@ -83,7 +83,10 @@ async def _form(request: Request) -> dict[str, list[str]] | None:
     body = await auth.read_limited(request, MAX_FORM_BYTES)
     if body is None:
         return None
-    return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=200)
+    try:
+        return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=200)
+    except ValueError:  # more fields than any of our forms has
+        return None
 
 
 def _known_sites(web: WebState) -> list[str]:
@@ -109,7 +112,7 @@ async def sites_post(request: Request, web: WebState = Depends(deps.web_state)) 
     """``action`` = site (save a site's values) | reset (central.toml's again) | desk (a desk's name)."""
     form = await _form(request)
     if form is None:
-        return _back_sites(err=f"the form is larger than {MAX_FORM_BYTES} bytes")
+        return _back_sites(err=f"the form is larger than {MAX_FORM_BYTES} bytes or has too many fields")
     flat = {k: v[0] for k, v in form.items()}
     action, slug = flat.get("action", ""), flat.get("site", "")
     who = _who(request)
@@ -226,8 +229,8 @@ async def survey_post(request: Request, site: str, web: WebState = Depends(deps.
         return HTMLResponse(auth.page("Not found", "<p>No such site.</p>"), status_code=404)
     form = await _form(request)
     if form is None:
-        return HTMLResponse(auth.page("Too large", f"<p>The form is larger than {MAX_FORM_BYTES} bytes.</p>"),
-                            status_code=413)
+        return HTMLResponse(auth.page("Too large", f"<p>The form is larger than {MAX_FORM_BYTES} bytes or has "
+                                                   "too many fields.</p>"), status_code=413)
     device = (form.get("device") or [""])[0]
     if device and not SLUG_RE.fullmatch(device):
         device = ""

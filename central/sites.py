@@ -238,6 +238,7 @@ class SiteBook:
             What changed, in words (empty: nothing did).
         """
         _check_slug(slug, "site")
+        self.invalidate()  # compare with the store as it is now, not as this process saw it last
         before = self.config().site(slug)
         after = replace(before, name=edit.name, timezone=edit.timezone,
                         hours=MappingProxyType(edit.hours), target=edit.target)
@@ -260,6 +261,7 @@ class SiteBook:
     def reset_site(self, slug: str, account: str) -> bool:
         """Forget the dashboard's values for a site (central.toml's apply again); returns whether any were set."""
         _check_slug(slug, "site")
+        self.invalidate()
         before = self.config().site(slug)
         with self.store.transaction() as conn:
             deleted = conn.execute(site_settings.delete().where(site_settings.c.site == slug)).rowcount
@@ -276,6 +278,7 @@ class SiteBook:
         """Name a desk (an empty name: central.toml's again); returns whether anything changed."""
         _check_slug(site, "site")
         _check_slug(device, "desk")
+        self.invalidate()
         before = self.config().site(site).desk(device).name
         cleared = not name.strip()
         new = self.base.site(site).desk(device).name if cleared else _name(name, f"desk-{device}", "desk")

@@ -17,6 +17,8 @@ them beside the survey.
 from __future__ import annotations
 
 import json
+import math
+import re
 import threading
 import uuid
 from collections.abc import Mapping
@@ -109,6 +111,8 @@ def from_form(form: Mapping[str, list[str]]) -> dict[str, Any]:
                 config[key] = float(one(key).replace(",", "."))
             except ValueError:
                 raise SurveyError(key, f"{key}: {one(key)!r} is not a number of seconds") from None
+            if not math.isfinite(config[key]):
+                raise SurveyError(key, f"{key}: {one(key)!r} is not a number of seconds")
             if config[key].is_integer():
                 config[key] = int(config[key])
     return config
@@ -125,8 +129,8 @@ def validate(config: dict[str, Any]) -> None:
         check(config)
     except ProtocolError as exc:
         message = str(exc)
-        field = message.split(" at ", 1)[1].split(":", 1)[0].split(".", 1)[0].split("[", 1)[0] \
-            if " at " in message else "survey"
+        # "config payload invalid at reasons/0/key: …" (schema) or "config invalid at followup_ratings: …".
+        field = re.split(r"[/.\[:]", message.split(" at ", 1)[1], maxsplit=1)[0] if " at " in message else "survey"
         raise SurveyError(field, message) from None
 
 
