@@ -59,18 +59,23 @@ def main(argv: list[str] | None = None) -> int:
                         "hours_sat": "10:00-18:00", "hours_sun": "closed"}
                 book.save_site("nyc-5th", parse_site_form("nyc-5th", form), "manager")
                 book.save_desk("lhr-t5", "bag-2", "Baggage desk 2 (oversize)", "manager")
+                for desk in ("bag-1", "bag-2", "info"):  # the seeded answers' survey 3 in force
+                    _status(store, desk, 3)
                 done = publish(store, config.broker, "lhr-t5", "", SURVEY, "manager")
-                for desk, health in (("bag-1", {"survey": done.version}), ("bag-2", {"survey": done.version}),
-                                     ("info", {"survey": 3})):
-                    store.record_status({"schema": 1, "site": "lhr-t5", "device": desk, "state": "online",
-                                         "ts": protocol.utc_timestamp(), "version": "0.6.0",
-                                         "health": {"backlog": 0, "clock_synced": True, **health}})
+                for desk in ("bag-1", "bag-2"):  # two kiosks took it; the third has not yet
+                    _status(store, desk, done.version)
                 with serving(store, config) as base:
                     for path in shoot(base, args.out):
                         print(path)
         finally:
             broker.kill()
     return 0
+
+
+def _status(store: Store, desk: str, survey: int) -> None:
+    store.record_status({"schema": 1, "site": "lhr-t5", "device": desk, "state": "online",
+                         "ts": protocol.utc_timestamp(), "version": "0.6.0",
+                         "health": {"backlog": 0, "clock_synced": True, "survey": survey}})
 
 
 def shoot(base: str, out: Path) -> list[Path]:
