@@ -475,6 +475,7 @@ class Store:
         self.dialect: str = self.engine.dialect.name
         self._binds: list[tuple[str, Any]] | None = None
         #: The IANA time zone of a site (from central.toml; central sets it): local days in the rollups.
+        #: A zone set on the dashboard's sites page wins over it (:meth:`zones_in`).
         self.zones: Callable[[str], str] = lambda site: "UTC"
 
     def __repr__(self) -> str:
