@@ -17,6 +17,7 @@ editor (:mod:`central.surveys`).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 import time as clock
@@ -37,6 +38,8 @@ from central.config import WEEKDAYS, CentralConfig, DeskConfig, Hours, SiteConfi
 from central.store import Store, audit_log, desk_settings, site_settings
 from sync.errors import ConfigError
 from sync.protocol import SLUG_RE
+
+log = logging.getLogger("deskpulse.central.sites")
 
 #: Seconds a process may show a site as it was before another process saved a change.
 REFRESH_S: Final = 1.0
@@ -209,11 +212,18 @@ class SiteBook:
             changes: dict[str, Any] = {}
             if row.name is not None:
                 changes["name"] = row.name
-            if row.timezone is not None:
+            if row.timezone is not None and row.timezone in zone_names():
                 changes["timezone"] = row.timezone
+            elif row.timezone is not None:
+                log.error("site %s: the time zone saved in the dashboard, %r, is unknown here; central.toml's "
+                          "applies until it is saved again", row.site, row.timezone)
             if row.hours is not None:
-                stored = json.loads(row.hours)
-                changes["hours"] = MappingProxyType(central_config._hours("the store", row.site, stored))
+                try:
+                    stored = json.loads(row.hours)
+                    changes["hours"] = MappingProxyType(central_config._hours("site_settings", row.site, stored))
+                except (ValueError, TypeError, AttributeError, ConfigError) as exc:  # edited by hand in the database
+                    log.error("site %s: the opening hours saved in the dashboard cannot be read (%s); "
+                              "central.toml's apply until they are saved again", row.site, exc)
             if row.target is not None:
                 changes["target"] = float(row.target)
             sites[row.site] = replace(site, **changes)

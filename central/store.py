@@ -655,7 +655,8 @@ class Store:
             edited.update((r.site, r.timezone) for r in conn.execute(
                 sa.select(site_settings.c.site, site_settings.c.timezone)
                 .where(site_settings.c.site.in_(chunk), site_settings.c.timezone.is_not(None))))
-        return {site: edited.get(site) or self.zones(site) for site in wanted}
+        return {site: edited[site] if site in edited and _known_zone(edited[site]) else self.zones(site)
+                for site in wanted}
 
     def rolled_up(self, conn: Connection) -> dict[str, str]:
         """Every site whose rollups are complete, with the zone they were made in."""
@@ -960,6 +961,16 @@ def _words(text: str | None) -> tuple[str, ...]:
 @lru_cache(maxsize=256)
 def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
+
+
+@lru_cache(maxsize=256)
+def _known_zone(name: str) -> bool:
+    """Whether ``name`` is a time zone this machine knows (a value edited by hand in the database may not be)."""
+    try:
+        _zone(name)
+    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError; a malformed name a ValueError
+        return False
+    return True
 
 
 def _dead_row(letter: DeadLetter, received_at: datetime) -> dict[str, Any]:

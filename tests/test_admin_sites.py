@@ -177,3 +177,21 @@ def test_a_viewer_gets_403_and_a_cross_site_post_is_refused(store: Store) -> Non
                       headers=evil).status_code == 403
     assert audit_entries(store) == []
     assert SiteBook(store, make_config()).config().site("north").name == "North hall"
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_values_broken_by_hand_in_the_database_fall_back_to_central_toml(store: Store) -> None:
+    from central.store import site_settings
+
+    base = make_config()
+    store.zones = lambda slug: base.site(slug).timezone
+    with store.transaction() as conn:
+        conn.execute(site_settings.insert().values(site="north", name="Still named", timezone="Mars/Olympus",
+                                                   hours="{not json", target=None, updated_at=datetime.now(UTC),
+                                                   updated_by="someone with psql"))
+    site = SiteBook(store, base).config().site("north")
+    assert (site.name, site.timezone, site.hours) == ("Still named", "Europe/London", base.site("north").hours)
+    put(store, datetime(2026, 11, 20, 23, 30, tzinfo=UTC), 4)  # the collector keeps storing and counting
+    with store.engine.connect() as conn:
+        assert store.zones_in(conn, ["north"]) == {"north": "Europe/London"}
+    assert local_days(store, SiteBook(store, base).config()) == from_events(store, "Europe/London")
