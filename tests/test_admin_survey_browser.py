@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from tests.support.mqtt_client import MqttClient
 from tests.support.wait import wait_for
 from tests.test_admin_sites import ADMIN_PASSWORD, add_accounts
 from tests.test_central_health import start_collector
+from tests.test_dashboard import make_config, put
 from tests.test_dashboard_browser import Web
 
 pytestmark = pytest.mark.skipif(chromium_path() is None,
@@ -179,3 +181,31 @@ def _devices(store: Store) -> list[dict[str, Any]]:
     from central import reads
 
     return reads.device_rows(store)
+
+
+def test_an_admin_renames_a_site_and_moves_its_zone_and_the_overview_follows_at_once(store: Store) -> None:
+    add_accounts(store)
+    base = make_config()
+    store.zones = lambda slug: base.site(slug).timezone
+    # 23:30 UTC: still the 20th in London, already the 21st in Tokyo.
+    put(store, datetime(2026, 11, 20, 23, 30, tzinfo=UTC), 5, n=3)
+    web = Web(store, base).start()
+    try:
+        with chromium() as browser:
+            page = browser.new_context(viewport={"width": 1366, "height": 768}).new_page()
+            page.set_default_timeout(15_000)
+            sign_in(page, web.url)
+            day = "/?site=north&from=2026-11-21&to=2026-11-21"
+            page.goto(web.url + day)
+            assert "North hall" in page.content() and page.locator("#total").inner_text() == "0"
+            page.goto(web.url + "/admin/sites")
+            page.fill("#name-north", "Nordhalle")
+            page.fill("#tz-north", "Asia/Tokyo")
+            page.click("#site-north button[value=site]")
+            message = page.locator("#site-north #message").inner_text()
+            assert "name: North hall → Nordhalle" in message and "timezone: Europe/London → Asia/Tokyo" in message
+            page.goto(web.url + day)
+            assert "Nordhalle" in page.content() and "North hall" not in page.content()
+            assert page.locator("#total").inner_text() == "3"  # the answers moved to Tokyo's 21st
+    finally:
+        web.stop()
