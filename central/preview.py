@@ -15,9 +15,6 @@ import os
 import threading
 from typing import Any, Final, Literal
 
-os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-
 #: The panel drawn: the kiosk's default (Raspberry Pi Touch Display, 7").
 SIZE: Final = (800, 480)
 MM: Final = (154.0, 86.0)
@@ -43,6 +40,9 @@ def render_png(config: dict[str, Any], *, lang: str, screen: Screen = "rating") 
     """
     import io
 
+    # Off-screen: no window, no display (set before pygame is first imported in this process).
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     import pygame
 
     from display import texts
