@@ -369,15 +369,6 @@ def _survey_page(web: WebState, site: str, device: str, config: dict[str, Any],
     for scope, p in sorted(published.items()):
         published_rows.append(f'<tr><td>{html.escape(scope or "whole site")}</td><td>{p.version}</td>'
                               f'<td>{p.at:%Y-%m-%d %H:%M} UTC</td><td>{html.escape(p.by)}</td></tr>')
-    verdict_rows = []
-    for v in surveys.verdicts(web.store, site, published):
-        cls, word = {"accepted": ("ok", "accepted"), "refused": ("bad", "refused"), "waiting": ("wait", "waiting"),
-                     "none": ("", "no survey published")}[v.outcome]
-        verdict_rows.append(
-            f'<tr data-device="{html.escape(v.device)}"><td class="slug">{html.escape(v.device)}</td>'
-            f'<td>{html.escape(v.state)}</td>'
-            f'<td>{v.expected or "—"}</td><td>{v.in_force or "—"}</td><td class="{cls} outcome">{word}</td>'
-            f'<td class="reason">{html.escape(v.reason)}</td></tr>')
     return auth.page(f"Survey of {site_cfg.name}", f'''{_STYLE}{_WIDE}{_NAV}{note}{alert}
 <div class="survey-layout"><form method="post" id="survey"><input type="hidden" name="site" value="{e}">
 <label for="scope">For</label><select id="scope" name="device">{scope_opts}</select>
@@ -398,11 +389,45 @@ def _survey_page(web: WebState, site: str, device: str, config: dict[str, Any],
 <aside>
 <h2>Kiosks</h2><table id="kiosks"><thead><tr><th>Desk</th><th>State</th><th>Meant for it</th><th>In force</th>
 <th>Outcome</th><th>Kiosk's reason</th></tr></thead>
-<tbody>{"".join(verdict_rows) or '<tr><td colspan="6">No kiosk of this site has reported yet.</td></tr>'}</tbody>
-</table>
+<tbody aria-live="polite">{_kiosk_rows(web, site, published)}</tbody></table>
 <h2>Published</h2><table id="published"><thead><tr><th>For</th><th>Version</th><th>When</th><th>By</th></tr></thead>
 <tbody>{"".join(published_rows) or '<tr><td colspan="4">Nothing published yet.</td></tr>'}</tbody></table>
-{previews}</aside></div>''', wide=True)
+{previews}</aside></div>
+<script>
+// The kiosks' verdicts follow without a reload (every 3 s while the page is visible).
+setInterval(() => {{
+  if (document.hidden) return;
+  fetch("/admin/surveys/{e}/kiosks", {{credentials: "same-origin"}})
+    .then((r) => r.ok ? r.text() : null)
+    .then((rows) => {{ if (rows !== null) document.querySelector("#kiosks tbody").innerHTML = rows; }})
+    .catch(() => {{}});
+}}, 3000);
+</script>''', wide=True)
+
+
+def _kiosk_rows(web: WebState, site: str, published: dict[str, surveys.Published]) -> str:
+    rows = []
+    for v in surveys.verdicts(web.store, site, published):
+        cls, word = {"accepted": ("ok", "accepted"), "refused": ("bad", "refused"), "waiting": ("wait", "waiting"),
+                     "none": ("", "no survey published")}[v.outcome]
+        rows.append(
+            f'<tr data-device="{html.escape(v.device)}"><td class="slug">{html.escape(v.device)}</td>'
+            f'<td>{html.escape(v.state)}</td>'
+            f'<td>{v.expected or "—"}</td><td>{v.in_force or "—"}</td><td class="{cls} outcome">{word}</td>'
+            f'<td class="reason">{html.escape(v.reason)}</td></tr>')
+    return "".join(rows) or '<tr><td colspan="6">No kiosk of this site has reported yet.</td></tr>'
+
+
+@router.get("/admin/surveys/{site}/kiosks", response_class=HTMLResponse)
+async def kiosk_rows(site: str, web: WebState = Depends(deps.web_state)) -> Response:
+    """The survey page's kiosk rows (what its script fetches to follow the verdicts)."""
+    if not SLUG_RE.fullmatch(site):
+        return HTMLResponse("", status_code=404)
+
+    def rows() -> str:
+        return _kiosk_rows(web, site, surveys.latest(web.store, site))
+
+    return HTMLResponse(await anyio.to_thread.run_sync(rows), headers={"Cache-Control": "no-store"})
 
 
 # ---------------------------------------------------------------------- audit

@@ -165,7 +165,7 @@ def test_a_viewer_gets_403_and_a_cross_site_post_is_refused(store: Store) -> Non
     add_accounts(store)
     app = make_app(store, make_config())
     viewer = signed_in(app, "vera", VIEWER_PASSWORD)
-    for path in ("/admin/sites", "/admin/audit", "/admin/surveys/north"):
+    for path in ("/admin/sites", "/admin/audit", "/admin/surveys/north", "/admin/surveys/north/kiosks"):
         assert viewer.get(path).status_code == 403, path
     assert viewer.post("/admin/sites", data=site_form(name="Mine now"), headers=SAME).status_code == 403
     assert viewer.post("/admin/surveys/north", data={"action": "publish", "languages": "en", "scale": "5"},

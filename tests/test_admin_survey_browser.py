@@ -124,8 +124,7 @@ def test_an_admin_publishes_a_survey_the_kiosk_draws_and_a_refused_one_shows_the
             k.pump()
             assert isinstance(k.kiosk.view, RatingView)
 
-            def shown(outcome: str) -> bool:
-                page.reload()
+            def shown(outcome: str) -> bool:  # the page follows the kiosks by itself: no reload
                 return kiosk_row(page)[0] == outcome
 
             wait_for(lambda: shown("accepted"), what="the kiosk's acceptance on the page")
