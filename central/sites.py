@@ -190,10 +190,6 @@ class SiteBook:
             self._checked = now
             return self._config
 
-    def zone(self, site: str) -> str:
-        """A site's IANA zone in the merged configuration (the collector's fallback, :attr:`Store.zones`)."""
-        return self.config().site(site).timezone
-
     def edited(self, site: str) -> frozenset[str]:
         """Which of the site's values were set in the dashboard (name, timezone, hours, target)."""
         self.config()
@@ -255,11 +251,20 @@ class SiteBook:
         changes = _differences(before, after)
         if not changes:
             return []
+        # Kept value by value: one equal to central.toml's is not kept (it follows the file).
+        file = self.base.site(slug)
         hours = {day: hours_text(edit.hours[i]) for i, day in enumerate(WEEKDAYS)}
+        file_hours = {day: hours_text(file.hours.get(i)) for i, day in enumerate(WEEKDAYS)}
+        kept = {"name": edit.name if edit.name != file.name else None,
+                "timezone": edit.timezone if edit.timezone != file.timezone else None,
+                "hours": json.dumps(hours) if hours != file_hours else None,
+                "target": edit.target if edit.target != file.target else None}
         with self.store.transaction() as conn:
-            _upsert(conn, site_settings, ["site"], {
-                "site": slug, "name": edit.name, "timezone": edit.timezone, "hours": json.dumps(hours),
-                "target": edit.target, "updated_at": datetime.now(UTC), "updated_by": account})
+            if any(v is not None for v in kept.values()):
+                _upsert(conn, site_settings, ["site"], {"site": slug, **kept, "updated_at": datetime.now(UTC),
+                                                        "updated_by": account})
+            else:
+                conn.execute(site_settings.delete().where(site_settings.c.site == slug))
             if before.timezone != edit.timezone:
                 # Local days and hours move with the zone: count the site's answers anew, in this
                 # transaction, so no reader ever sees rollups of one zone under another's name.
@@ -320,8 +325,10 @@ def _differences(before: SiteConfig, after: SiteConfig) -> dict[str, dict[str, A
         out["timezone"] = {"before": before.timezone, "after": after.timezone}
     old = {d: hours_text(before.hours.get(i)) for i, d in enumerate(WEEKDAYS)}
     new = {d: hours_text(after.hours.get(i)) for i, d in enumerate(WEEKDAYS)}
-    if old != new:
-        out["hours"] = {"before": _hours_words(old), "after": _hours_words(new)}
+    if old != new:  # only the days that changed
+        days = [d for d in WEEKDAYS if old[d] != new[d]]
+        out["hours"] = {"before": _hours_words({d: old[d] for d in days}),
+                        "after": _hours_words({d: new[d] for d in days})}
     if before.target != after.target:
         out["target"] = {"before": before.target, "after": after.target}
     return out

@@ -7,7 +7,7 @@ through FastAPI's TestClient (the guard, sessions and origin check included).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -22,8 +22,8 @@ from tests.test_dashboard import make_app, make_config, put
 
 ADMIN_PASSWORD = "the admin's long password"
 VIEWER_PASSWORD = "the viewer's long password"
-HOURS = {f"hours_{d}": "08:00-18:00" for d in ("mon", "tue", "wed", "thu", "fri")} | {
-    "hours_sat": "09:00-13:00", "hours_sun": "closed"}
+#: North hall's opening hours as central.toml gives them (make_config: open all day).
+HOURS = {f"hours_{d}": "00:00-24:00" for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 
 
 @pytest.fixture
@@ -88,6 +88,12 @@ def test_a_new_time_zone_recounts_the_rollups_in_the_same_change(store: Store) -
     assert "timezone: Europe/London → Asia/Tokyo" in changes
     config = book.config()
     assert config.site("north").timezone == "Asia/Tokyo" and config.site("north").target == 80
+    assert book.edited("north") == {"timezone", "target"}  # name and hours still follow central.toml
+    sundays_closed = site_form(timezone="Asia/Tokyo", target="80", hours_sun="closed")
+    assert book.save_site("north", parse_site_form("north", sundays_closed), "boss") == [
+        "hours: sun 00:00-24:00 → sun closed"]
+    assert book.edited("north") == {"timezone", "target", "hours"}
+    assert book.config().site("north").hours[6] is None and book.config().site("north").is_open(0, time(3))
     with store.engine.connect() as conn:
         assert store.rolled_up(conn)["north"] == "Asia/Tokyo"  # read from the rollups, not from events
     assert store.stale_rollups() == []
@@ -105,7 +111,7 @@ def test_a_new_time_zone_recounts_the_rollups_in_the_same_change(store: Store) -
     assert config.site("north").timezone == "Europe/London" and config.site("north").target is None
     assert local_days(store, config) == from_events(store, "Europe/London")
     actions = [(e.account, e.action, e.subject) for e in audit_entries(store)]
-    assert actions == [("boss", "site-reset", "north"), ("boss", "site", "north")]
+    assert actions == [("boss", "site-reset", "north"), ("boss", "site", "north"), ("boss", "site", "north")]
 
 
 def test_another_process_sees_a_change_within_the_refresh(store_url: str, tmp_path: Any) -> None:
@@ -155,6 +161,11 @@ def test_an_admin_renames_a_site_and_a_desk_and_every_page_shows_it_without_rest
     assert 'value="Nordhalle"' in page and "(set here)" in page
     audit = admin.get("/admin/audit").text
     assert "boss" in audit and "name: North hall → Nordhalle" in audit and "name: Desk Alpha → Schalter A" in audit
+    book = app.state.web.sites
+    assert book.edited("north") == {"name"}
+    # Saved back to central.toml's value: no longer kept, it follows the file again.
+    admin.post("/admin/sites", data=site_form(name="North hall"), headers=SAME)
+    assert book.edited("north") == frozenset() and book.config().site("north").name == "North hall"
     refused = admin.post("/admin/sites", data=site_form(timezone="Mars/Olympus"), headers=SAME)
     assert refused.status_code == 200 and "is not a known time zone" in refused.text
     assert 'aria-invalid="true"' in refused.text
