@@ -174,7 +174,9 @@ def _sites_page(web: WebState, *, message: str, error: str, field: str, site: st
 <input type="hidden" name="device" value="{html.escape(d)}">
 <input name="name" value="{html.escape(s.desk(d).name)}" aria-label="Name of desk {html.escape(d)}" maxlength="200"
  size="36"
-{bad(f"desk-{d}")}><button>Rename</button></form></td></tr>''' for d in desk_slugs)
+{bad(f"desk-{d}")}><button>Rename</button></form> <span class="source">({"set here" if web.sites.desk_edited(slug, d)
+                                                             else "central.toml"})</span></td></tr>'''
+            for d in desk_slugs)
         alert = (f'<p class="error" role="alert">{html.escape(error)}</p>' if error and site == slug else
                  f'<p role="status" id="message">{html.escape(message)}</p>' if message and site == slug else "")
         blocks.append(f'''<section id="site-{e}"><h2>{html.escape(s.name)} <code>{e}</code></h2>{alert}
@@ -190,7 +192,7 @@ def _sites_page(web: WebState, *, message: str, error: str, field: str, site: st
 <div class="grid">{hours}</div></fieldset>
 <div class="actions"><button type="submit" name="action" value="site">Save {e}</button>
 {reset}<a href="/admin/surveys/{e}">Survey of {html.escape(s.name)}</a></div></form>
-<h3>Desks</h3><table class="desks"><thead><tr><th>Desk</th><th>Name</th></tr></thead>
+<h3>Desks</h3><table class="desks"><thead><tr><th>Desk</th><th>Name (empty: central.toml's again)</th></tr></thead>
 <tbody>{desk_rows or '<tr><td colspan="2">No kiosk has reported yet.</td></tr>'}</tbody></table></section>''')
     zones = "".join(f'<option value="{z}">' for z in zone_names())
     empty = "<p>No site yet: name one in central.toml or start a kiosk.</p>"

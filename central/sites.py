@@ -173,6 +173,7 @@ class SiteBook:
         self._mark: int | None = None
         self._checked = -math.inf
         self._edited: dict[str, frozenset[str]] = {}
+        self._edited_desks: frozenset[tuple[str, str]] = frozenset()
 
     # ------------------------------------------------------------------ reading
 
@@ -194,6 +195,11 @@ class SiteBook:
         """Which of the site's values were set in the dashboard (name, timezone, hours, target)."""
         self.config()
         return self._edited.get(site, frozenset())
+
+    def desk_edited(self, site: str, device: str) -> bool:
+        """Whether the desk's name was set in the dashboard."""
+        self.config()
+        return (site, device) in self._edited_desks
 
     def invalidate(self) -> None:
         """Read the store again at the next :meth:`config` (after a change this process saved)."""
@@ -224,15 +230,18 @@ class SiteBook:
                 changes["target"] = float(row.target)
             sites[row.site] = replace(site, **changes)
             edited[row.site] = frozenset(changes)
+        desks_edited: set[tuple[str, str]] = set()
         for row in conn.execute(sa.select(desk_settings)):
             site = sites.get(row.site) or self.base.site(row.site)
             if row.name is None:
                 continue
+            desks_edited.add((row.site, row.device))
             desk = site.desks.get(row.device) or DeskConfig(slug=row.device, name=row.device)
             desks = dict(site.desks)
             desks[row.device] = replace(desk, name=row.name)
             sites[row.site] = replace(site, desks=MappingProxyType(desks))
         self._edited = edited
+        self._edited_desks = frozenset(desks_edited)
         return replace(self.base, sites=MappingProxyType(sites))
 
     # ------------------------------------------------------------------ changing
@@ -295,12 +304,13 @@ class SiteBook:
         _check_slug(device, "desk")
         self.invalidate()
         before = self.config().site(site).desk(device).name
-        cleared = not name.strip()
-        new = self.base.site(site).desk(device).name if cleared else _name(name, f"desk-{device}", "desk")
-        if new == before and not cleared:
+        file_name = self.base.site(site).desk(device).name
+        new = file_name if not name.strip() else _name(name, f"desk-{device}", "desk")
+        kept = self.desk_edited(site, device)
+        if new == before and kept == (new != file_name):
             return False
         with self.store.transaction() as conn:
-            if cleared:
+            if new == file_name:  # central.toml's name (or the slug): nothing to keep
                 conn.execute(desk_settings.delete().where(desk_settings.c.site == site,
                                                           desk_settings.c.device == device))
             else:

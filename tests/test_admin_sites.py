@@ -162,7 +162,10 @@ def test_an_admin_renames_a_site_and_a_desk_and_every_page_shows_it_without_rest
     audit = admin.get("/admin/audit").text
     assert "boss" in audit and "name: North hall → Nordhalle" in audit and "name: Desk Alpha → Schalter A" in audit
     book = app.state.web.sites
-    assert book.edited("north") == {"name"}
+    assert book.edited("north") == {"name"} and book.desk_edited("north", "a")
+    admin.post("/admin/sites", data={"action": "desk", "site": "north", "device": "b", "name": "  "}, headers=SAME)
+    assert not book.desk_edited("north", "b") and book.config().site("north").desk("b").name == "Desk Bravo"
+    assert [e.subject for e in audit_entries(store)] == ["north/a", "north"]  # nothing changed for b: no entry
     # Saved back to central.toml's value: no longer kept, it follows the file again.
     admin.post("/admin/sites", data=site_form(name="North hall"), headers=SAME)
     assert book.edited("north") == frozenset() and book.config().site("north").name == "North hall"
