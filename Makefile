@@ -47,6 +47,7 @@ test: venv deps ## Run ruff, strict mypy and the whole test suite
 screenshots: venv deps ## Save PNGs of the kiosk screens and the dashboard to docs/img/
 	$(PY) -m device.cli screenshot --all --out docs/img
 	$(PY) -m dev.dashboard_screenshots --out docs/img
+	$(PY) -m dev.admin_screenshots --out docs/img
 
 bundle: venv ## Release archives in dist/, one per target, with every wheel (needs PyPI; BUNDLE_ARGS=--target NAME)
 	$(PY) -m dev.bundle $(BUNDLE_ARGS)

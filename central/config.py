@@ -102,6 +102,8 @@ class SiteConfig:
     hours: MappingProxyType[int, Hours] = field(
         default_factory=lambda: MappingProxyType(dict.fromkeys(range(7), ALL_DAY)))
     desks: MappingProxyType[str, DeskConfig] = field(default_factory=lambda: MappingProxyType({}))
+    #: The index (0 to 100) the site aims for; None: no target.
+    target: float | None = None
 
     @property
     def tz(self) -> ZoneInfo:

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 
 from central import filters
 from central.config import CentralConfig
+from central.sites import SiteBook
 from central.store import Store
 
 
@@ -29,7 +30,8 @@ class WebState:
 
     Args:
         store: the store to read (migrated).
-        config: sites, desks, dashboard settings.
+        sites: central.toml with the sites page's changes on top; :attr:`config` is its
+            current merged configuration (sites, desks, dashboard settings).
         poll_s: how often an event stream looks for new events.
         keepalive_s: how often an idle stream sends a comment.
         stream_idle_exit_s: end a caught-up, idle event stream after this
@@ -38,11 +40,16 @@ class WebState:
     """
 
     store: Store
-    config: CentralConfig
+    sites: SiteBook
     poll_s: float = 0.5
     keepalive_s: float = 15.0
     stream_idle_exit_s: float | None = None
     shutdown: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def config(self) -> CentralConfig:
+        """Central's configuration as it is now (sites edited in the dashboard included)."""
+        return self.sites.config()
 
 
 def web_state(request: Request) -> WebState:

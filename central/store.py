@@ -342,6 +342,55 @@ tv_tokens = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+site_settings = sa.Table(
+    "site_settings",
+    metadata,
+    # What an admin set on the sites page; NULL: central.toml's value (central/sites.py).
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column("timezone", sa.String(64), nullable=True),
+    sa.Column("hours", sa.Text, nullable=True),  # JSON: {"mon": "08:00-18:00" | "closed", ...}
+    sa.Column("target", sa.Float, nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", sa.String(64), nullable=False),
+)
+
+desk_settings = sa.Table(
+    "desk_settings",
+    metadata,
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("device", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", sa.String(64), nullable=False),
+)
+
+surveys = sa.Table(
+    "surveys",
+    metadata,
+    # Every survey configuration published; version is the config's own, unique across all.
+    sa.Column("version", IngestId, primary_key=True, autoincrement=False),
+    sa.Column("site", sa.String(64), nullable=False),
+    sa.Column("device", sa.String(64), nullable=False, server_default=""),  # "": the whole site
+    sa.Column("body", sa.Text, nullable=False),  # the config as published (JSON)
+    sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("published_by", sa.String(64), nullable=False),
+    sa.Index("ix_surveys_site_device", "site", "device", "version"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("audit_id", IngestId, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("account", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),  # site | desk | site-reset | survey
+    sa.Column("subject", sa.String(140), nullable=False),  # site or site/desk
+    sa.Column("detail", sa.Text, nullable=False),  # JSON: what changed (before and after) or was published
+    sa.Index("ix_audit_log_at", "at"),
+    sqlite_autoincrement=True,
+)
+
 #: Bytes a dead letter is counted as against the budget: its payload, reason and topic, plus a row's overhead.
 DEAD_LETTER_ROW_OVERHEAD: Final = 64
 dead_letter_size = (sa.func.length(dead_letters.c.raw) + sa.func.length(dead_letters.c.reason)
@@ -447,6 +496,7 @@ class Store:
         self.dialect: str = self.engine.dialect.name
         self._binds: list[tuple[str, Any]] | None = None
         #: The IANA time zone of a site (from central.toml; central sets it): local days in the rollups.
+        #: A zone set on the dashboard's sites page wins over it (:meth:`zones_in`).
         self.zones: Callable[[str], str] = lambda site: "UTC"
         #: False only for ``bench.ingest``'s comparison (see :meth:`leave_rollups`): answers are stored
         #: without adding to the rollups.
@@ -621,6 +671,19 @@ class Store:
         """The time zone of ``site``'s local days and hours (what :attr:`zones` names; UTC by default)."""
         return _zone(self.zones(site))
 
+    def zones_in(self, conn: Connection, sites: Iterable[str]) -> dict[str, str]:
+        """Each site's zone as the caller's transaction sees it: the one an admin set on the sites page
+        (``site_settings``), else what :attr:`zones` names (central.toml)."""
+        wanted = sorted(set(sites))
+        edited: dict[str, str] = {}
+        for start in range(0, len(wanted), _ANSWERS_PER_QUERY):
+            chunk = wanted[start:start + _ANSWERS_PER_QUERY]
+            edited.update((r.site, r.timezone) for r in conn.execute(
+                sa.select(site_settings.c.site, site_settings.c.timezone)
+                .where(site_settings.c.site.in_(chunk), site_settings.c.timezone.is_not(None))))
+        return {site: edited[site] if site in edited and _known_zone(edited[site]) else self.zones(site)
+                for site in wanted}
+
     def rolled_up(self, conn: Connection) -> dict[str, str]:
         """Every site whose rollups are complete, with the zone they were made in."""
         return {r.site: r.timezone for r in conn.execute(sa.select(rollup_zones))}
@@ -639,9 +702,10 @@ class Store:
             return
         recorded = {r.site: r.timezone for r in conn.execute(
             sa.select(rollup_zones).where(rollup_zones.c.site.in_(sorted(sites))))}
+        zones = self.zones_in(conn, sites)
         kept: set[str] = set()
         for site in sorted(sites):
-            zone = self.zones(site)
+            zone = zones[site]
             if recorded.get(site) == zone:
                 kept.add(site)
             elif site in recorded:
@@ -657,14 +721,15 @@ class Store:
             if move.id in new_ids:
                 placed[move.id] = move.after  # a new answer: counted once, where it ends up
             elif move.site in kept:
-                tz = self.zone(move.site)
+                tz = _zone(zones[move.site])
                 delta.add(move.site, move.device, move.before.astimezone(tz), move.rating, move.scale, move.flags,
                           move.reasons, sign=-1)
                 delta.add(move.site, move.device, move.after.astimezone(tz), move.rating, move.scale, move.flags,
                           move.reasons)
         for event in new:
             if event["site"] in kept:
-                delta.add(event["site"], event["device"], utc(placed[event["id"]]).astimezone(self.zone(event["site"])),
+                local = utc(placed[event["id"]]).astimezone(_zone(zones[event["site"]]))
+                delta.add(event["site"], event["device"], local,
                           event["rating"], event["scale"], event["flags"], event["reasons"])
         delta.write(conn)
 
@@ -683,21 +748,8 @@ class Store:
             known = sorted({r.site for r in conn.execute(sa.select(epochs.c.site).distinct())})
         done: dict[str, int] = {}
         for site in (known if sites is None else sorted(set(sites))):
-            tz = self.zone(site)
             with self.transaction() as conn:
-                conn.execute(day_rollups.delete().where(day_rollups.c.site == site))
-                conn.execute(reason_rollups.delete().where(reason_rollups.c.site == site))
-                conn.execute(rollup_zones.delete().where(rollup_zones.c.site == site))
-                delta, count = RollupDelta(), 0
-                stmt = (sa.select(events.c.device, events.c.ts_utc, events.c.rating, events.c.scale, events.c.flags,
-                                  events.c.reasons).where(events.c.site == site)
-                        .execution_options(yield_per=20_000))
-                for row in conn.execute(stmt):
-                    delta.add(site, row.device, utc(row.ts_utc).astimezone(tz), int(row.rating), int(row.scale),
-                              _words(row.flags), _words(row.reasons))
-                    count += 1
-                delta.write(conn)
-                conn.execute(rollup_zones.insert().values(site=site, timezone=self.zones(site)))
+                count = self.rebuild_site(conn, site)
             done[site] = count
             if progress is not None:
                 progress(site, count)
@@ -715,12 +767,33 @@ class Store:
             conn.execute(rollup_zones.delete())
         self.rollups = False
 
+    def rebuild_site(self, conn: Connection, site: str) -> int:
+        """Count one site's answers anew in the caller's transaction, in the zone :meth:`zones_in` gives it
+        there (so a zone changed in the same transaction is the one used). Returns the answers counted."""
+        zone = self.zones_in(conn, [site])[site]
+        tz = _zone(zone)
+        conn.execute(day_rollups.delete().where(day_rollups.c.site == site))
+        conn.execute(reason_rollups.delete().where(reason_rollups.c.site == site))
+        conn.execute(rollup_zones.delete().where(rollup_zones.c.site == site))
+        delta, count = RollupDelta(), 0
+        stmt = (sa.select(events.c.device, events.c.ts_utc, events.c.rating, events.c.scale, events.c.flags,
+                          events.c.reasons).where(events.c.site == site)
+                .execution_options(yield_per=20_000))
+        for row in conn.execute(stmt):
+            delta.add(site, row.device, utc(row.ts_utc).astimezone(tz), int(row.rating), int(row.scale),
+                      _words(row.flags), _words(row.reasons))
+            count += 1
+        delta.write(conn)
+        conn.execute(rollup_zones.insert().values(site=site, timezone=zone))
+        return count
+
     def stale_rollups(self) -> list[str]:
         """Sites with answers whose rollups are missing or in another zone than :attr:`zones` gives."""
         with self.engine.connect() as conn:
             known = {r.site for r in conn.execute(sa.select(epochs.c.site).distinct())}
             recorded = self.rolled_up(conn)
-        return sorted(site for site in known if recorded.get(site) != self.zones(site))
+            zones = self.zones_in(conn, known)
+        return sorted(site for site in known if recorded.get(site) != zones[site])
 
     def _count_epochs(self, conn: Connection, new_rows: list[dict[str, Any]]) -> None:
         """Add the newly stored answers to their epochs' counts and highest seq (same transaction)."""
@@ -926,6 +999,16 @@ def _words(text: str | None) -> tuple[str, ...]:
 @lru_cache(maxsize=256)
 def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
+
+
+@lru_cache(maxsize=256)
+def _known_zone(name: str) -> bool:
+    """Whether ``name`` is a time zone this machine knows (a value edited by hand in the database may not be)."""
+    try:
+        _zone(name)
+    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError; a malformed name a ValueError
+        return False
+    return True
 
 
 def _dead_row(letter: DeadLetter, received_at: datetime) -> dict[str, Any]:

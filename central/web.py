@@ -20,11 +20,12 @@ from typing import Final
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from central import __version__, admin, api, auth, exports, pages
+from central import __version__, admin, api, auth, exports, pages, siteadmin
 from central.accounts import Accounts
 from central.config import CentralConfig
 from central.deps import WebState
 from central.sessions import Sessions
+from central.sites import SiteBook
 from central.store import Store
 from central.throttle import Throttle
 from central.tvtokens import TvTokens
@@ -61,7 +62,8 @@ def create_app(
     config = config or CentralConfig()
     app = FastAPI(title="DeskPulse central", version=__version__,
                   description="Live customer feedback from DeskPulse kiosks.", docs_url=None, redoc_url=None)
-    app.state.web = WebState(store=store, config=config, poll_s=poll_s, keepalive_s=keepalive_s,
+    book = SiteBook(store, config)
+    app.state.web = WebState(store=store, sites=book, poll_s=poll_s, keepalive_s=keepalive_s,
                              stream_idle_exit_s=stream_idle_exit_s, shutdown=shutdown or threading.Event())
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -70,6 +72,6 @@ def create_app(
     accounts = Accounts(store, config.dashboard.accounts)
     auth.install(app, config.dashboard, sessions, Throttle(store), accounts, TvTokens(store, config.dashboard),
                  config.origins)
-    for router in (auth.router, admin.router, api.router, exports.router, pages.router):
+    for router in (auth.router, admin.router, siteadmin.router, api.router, exports.router, pages.router):
         app.include_router(router)
     return app
