@@ -156,7 +156,7 @@ class Feed:
         # answer up to it is committed, and the query below, made later, sees all of them.
         newest = reads.last_ingest_id(self.store)
         rows = reads.events(self.store, site=self.site, device=self.device, after=cursor.live, limit=limit,
-                            without=held)
+                            without=held, tail=True)
         for event in rows:
             key = (event["site"], event["device"])
             if key in self.aggregated:
@@ -178,7 +178,7 @@ class Feed:
                 parts[minutes] = reads.last_ingest_id(self.store, among=desks, received_before=cutoff)
                 continue
             released = reads.events(self.store, site=self.site, device=self.device, after=upto, limit=limit,
-                                    only=desks)
+                                    only=desks, tail=True)
             for event in released:
                 if protocol.parse_timestamp(event["received_at"]) > cutoff:
                     break  # not yet; later ones are younger still

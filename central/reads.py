@@ -135,6 +135,7 @@ def events(
     include_flagged: bool = True,
     only: Collection[Desk] | None = None,
     without: Collection[Desk] = (),
+    tail: bool = False,
 ) -> list[dict[str, Any]]:
     """Stored answers placed in ``[since, until)``, in ingest order after ``after``, at most ``limit``.
 
@@ -149,8 +150,14 @@ def events(
         include_flagged: False leaves out answers flagged ``rapid_repeat`` or ``test``.
         only: only answers of these desks (the live feed's delayed desks).
         without: no answers of these desks.
+        tail: ``after`` is recent (the live feed's cursor): read on from it in ingest order
+            and pick this site's or desk's answers on the way. SQLite, with no statistics,
+            would otherwise read every answer of the site through its index, then sort them
+            (40 ms a poll for a site with 125,000 answers, against 0.1 ms).
     """
     clauses = _where(site, device, since, until)
+    if tail and store.dialect == "sqlite":
+        clauses = [sa.func.likely(c) for c in clauses]
     if not include_flagged:
         clauses.append(_not_flagged())
     if only is not None:
@@ -198,10 +205,26 @@ def recent(
     received = events_table.c.received_at
     visible = [sa.not_(_among(held)),
                *(sa.and_(_among(desks), received <= cutoff.astimezone(UTC)) for desks, cutoff in hold)]
-    stmt = (sa.select(events_table).where(*_where(site, device), sa.not_(_among(hide)), sa.or_(*visible))
+    rest = (sa.not_(_among(hide)), sa.or_(*visible))
+    stmt = (sa.select(events_table).where(*_where(site, device), *rest)
             .order_by(events_table.c.ingest_id.desc()).limit(limit))
     with store.engine.connect() as conn:
+        if store.dialect == "sqlite" and (site is not None or device is not None):
+            # SQLite, with no statistics, reads every answer of the site through its index and
+            # sorts them (60 ms for 125,000): look among the newest answers first.
+            newest = conn.execute(sa.select(sa.func.max(events_table.c.ingest_id))).scalar() or 0
+            recent_rows = conn.execute(
+                sa.select(events_table)
+                .where(events_table.c.ingest_id > newest - RECENT_WINDOW,
+                       *(sa.func.likely(c) for c in _where(site, device)), *rest)
+                .order_by(events_table.c.ingest_id.desc()).limit(limit)).all()
+            if len(recent_rows) == limit:
+                return [event_row(r) for r in recent_rows]
         return [event_row(r) for r in conn.execute(stmt)]
+
+
+#: How many of the newest answers :func:`recent` looks among first (SQLite).
+RECENT_WINDOW: Final = 20_000
 
 
 def last_ingest_id(store: Store, *, among: Collection[Desk] | None = None,

@@ -133,3 +133,16 @@ def test_a_delay_added_later_starts_at_now(store) -> None:
     sent, cursor = drain(after, cursor, now)
     assert sent == []  # not live any more, and younger than its delay
     assert cursor.part(30) is not None
+
+
+def test_the_newest_answers_of_a_quiet_site_are_found_beyond_the_newest_window(store, monkeypatch) -> None:
+    """SQLite looks among the newest answers first; a site with fewer there is read through its index."""
+    monkeypatch.setattr(reads, "RECENT_WINDOW", 5)
+    store.insert_events([feedback_event("quiet", "d-1", seq=i, rating=2) for i in range(1, 4)])
+    store.insert_events([feedback_event("busy", "d-1", seq=i, rating=5) for i in range(1, 11)])
+    assert [e["seq"] for e in reads.recent(store, 3, site="quiet")] == [3, 2, 1]
+    assert [e["seq"] for e in reads.recent(store, 2, site="busy")] == [10, 9]
+    assert [e["seq"] for e in reads.recent(store, 3, site="quiet", device="d-1")] == [3, 2, 1]
+    feed = Feed(store, central_config.from_dict({}), site="quiet")
+    items, _ = feed.poll(Cursor(0))
+    assert [i.data["seq"] for i in items] == [1, 2, 3]  # the live feed reads on from its cursor
