@@ -142,10 +142,28 @@ def aggregate(
     now = now.astimezone(UTC)
     check_range(start, end, now)
     known_desks = tuple(reads.desks(store, site))
-    # The same view with no new answer since (ingest ids only grow; a re-timing comes with a new
-    # answer) and the same desks is the same numbers: computed once, shared by every page and TV.
-    key = (id(store), id(config), site, device, start, end, include_flagged, now, known_desks,
-           reads.last_ingest_id(store))
+
+    def compute() -> dict[str, Any]:
+        first, last = read_window(start, end, now)
+        rows, reasons = reads.days(store, zone_of(config), site=site, device=device, first=first, last=last,
+                                   known=known_desks)
+        return summarise(config, days=rows, reasons=reasons, known_desks=known_desks, site=site, device=device,
+                         start=start, end=end, include_flagged=include_flagged, now=now)
+
+    return shared_view(store, config, ("aggregate", site, device, start, end, include_flagged, now, known_desks),
+                       compute)
+
+
+def shared_view(store: Store, config: CentralConfig, view: tuple[Any, ...],
+                compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The numbers of ``view`` over ``store``: computed once, shared by every page and TV asking for the same.
+
+    The same view with no new answer since (ingest ids only grow; a re-timing
+    comes with a new answer) is the same numbers. ``view`` names everything
+    else they depend on (the filter, the minute, the desks known). Returns the
+    caller's own copy.
+    """
+    key = (id(store), id(config), *view, reads.last_ingest_id(store))
     with _SHARED_LOCK:
         entry = _SHARED.get(key)
         if entry is not None:
@@ -153,11 +171,7 @@ def aggregate(
     if entry is not None and entry[0] is store and entry[1] is config:
         shared = entry[2]
     else:
-        first, last = read_window(start, end, now)
-        rows, reasons = reads.days(store, zone_of(config), site=site, device=device, first=first, last=last,
-                                   known=known_desks)
-        shared = summarise(config, days=rows, reasons=reasons, known_desks=known_desks, site=site, device=device,
-                           start=start, end=end, include_flagged=include_flagged, now=now)
+        shared = compute()
         with _SHARED_LOCK:
             # The entry holds the store and the configuration too: while it lives, their ids
             # (in the key) cannot be taken by new objects.
