@@ -272,7 +272,8 @@ def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: da
     sites = _site_choices(config, every_desk["desks"], f)
     tz_names = {s["slug"]: s["timezone"] for s in sites}
     cmp = compare.comparisons(store, config, site=f.site, device=f.device, include_flagged=include, now=minute)
-    zones_differ = len({tz_offset_words(ZoneInfo(z), now) for z in tz_names.values()}) > 1
+    feed_zones = [tz_names.get(f.site, config.site(f.site).timezone)] if f.site else tz_names.values()
+    zones_differ = len({tz_offset_words(ZoneInfo(z), now) for z in feed_zones}) > 1
     site_name = config.site(f.site).name if f.site else None
     desk_name = None
     if f.device:
