@@ -140,6 +140,17 @@ def target_words(index: float | None, target: float | None) -> str | None:
     return f"target of {goal} met" if gap == 0 else f"target of {goal} met ({gap} above)"
 
 
+def target_short(index: float | None, target: float | None) -> str | None:
+    """:func:`target_words` for a table cell: "80: 4 below", "80: met", "80: 3 above"; None without a target."""
+    if target is None:
+        return None
+    goal = shown(target)
+    if index is None:
+        return f"{goal}"
+    gap = (shown(index) or 0) - (goal or 0)
+    return f"{goal}: {-gap} below" if gap < 0 else f"{goal}: met" if gap == 0 else f"{goal}: {gap} above"
+
+
 def than_words(period: str, today: date | None) -> str:
     """The earlier period in words: "yesterday", "last Tuesday" (or "the same day last week" with no one today)."""
     if period == "yesterday":
@@ -253,9 +264,11 @@ def summarise(
                 a, b = a_tally.index(minimum), b_tally.index(minimum)
             than = than_words(earlier, today)
             changes[earlier] = {**change(a, b), "words": change_words(a, b, than), "than": than,
-                                "partial": partial, "sites": len(both), "later": a, "earlier": b}
+                                "partial": partial, "sites": len(both), "of_sites": len(active),
+                                "site_names": [config.site(s).name for s in both], "later": a, "earlier": b}
         return {**names, "today_date": today.isoformat() if today else None, "target": target,
                 "target_words": target_words(values["today"]["index"], target),
+                "target_short": target_short(values["today"]["index"], target),
                 "periods": values, "changes": changes}
 
     site_entries = []

@@ -126,7 +126,8 @@ def test_several_sites_are_compared_like_for_like(north: Store) -> None:
     assert scope["periods"]["today"]["index"] == 85 and scope["periods"]["yesterday"]["index"] == 75
     # A site without answers today is left out of the change: 85 against North's own 50, not against 75.
     ch = scope["changes"]["yesterday"]
-    assert (ch["partial"], ch["sites"], ch["later"], ch["earlier"]) == (True, 1, 85, 50)
+    assert (ch["partial"], ch["sites"], ch["of_sites"], ch["later"], ch["earlier"]) == (True, 1, 2, 85, 50)
+    assert ch["site_names"] == ["North hall"]
     assert ch["words"] == "35 points better than yesterday"
     # Two different todays in view: "the same day last week", not a weekday's name.
     assert scope["changes"]["last_weekday"]["than"] == "the same day last week"
@@ -147,6 +148,8 @@ def test_the_change_is_the_difference_of_the_indexes_as_shown() -> None:
     assert compare.target_words(79.5, 80) == "target of 80 met"
     assert compare.target_words(76, 80) == "4 points below the target of 80"
     assert compare.target_words(None, 80) == "target 80" and compare.target_words(60, None) is None
+    assert [compare.target_short(i, 80) for i in (76, 79.5, 83, None)] == ["80: 4 below", "80: met", "80: 3 above",
+                                                                          "80"]
 
 
 def test_desks_are_ranked_worst_first_from_the_minimum_of_answers(store: Store) -> None:
