@@ -186,12 +186,13 @@ def _ago(delta: timedelta) -> str:
 # --------------------------------------------------------------------------- charts (inline SVG)
 
 def trend_chart(days: list[dict[str, Any]], *, width: int = 900, height: int = 240,
-                max_labels: int = 8) -> dict[str, Any]:
+                max_labels: int = 8, left: int = 58) -> dict[str, Any]:
     """The daily index as an SVG line (gaps where a day has too few answers), answers as bars.
 
-    At most ``max_labels`` dates label the axis, counted back from the newest day (always labelled).
+    At most ``max_labels`` dates label the axis, counted back from the newest day (always labelled);
+    ``left`` is the room for the axis' words.
     """
-    left, right, top, bottom = 58, 10, 12, 26
+    right, top, bottom = 10, 12, 26
     plot_w, plot_h = width - left - right, height - top - bottom
     n = max(1, len(days))
     step = plot_w / n
@@ -282,7 +283,8 @@ def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: da
         "f": f, "agg": agg, "today": today, "ratings": ratings, "other_scales": other_scales, "reasons": reasons,
         "reasons_total": counted_reasons,
         "trend": trend_chart(agg["days"]), "trend_text": trend_summary(agg["days"]),
-        "trend_phone": trend_chart(agg["days"][-PHONE_DAYS:], width=360, height=230, max_labels=4),
+        "trend_phone": trend_chart(agg["days"][-PHONE_DAYS:], width=360, height=230, max_labels=4,
+                                    left=66),
         "phone_days": min(PHONE_DAYS, len(agg["days"])),
         "weeks": agg["weeks"], "heat_hours": heat["hours"], "heat_rows": heat_rows,
         "heat_by_hour": _heat_by_hour(heat, agg["timezone"], now),

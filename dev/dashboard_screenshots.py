@@ -211,7 +211,7 @@ def shoot(base_url: str, out: Path) -> list[Path]:
                 page.screenshot(path=str(path))
                 saved.append(path)
             path = out / f"dashboard-{width}x{height}.png"
-            page.screenshot(path=str(path), full_page=True)
+            page.screenshot(path=str(path), full_page=True, scale="css")  # the phone's long page at 1x
             saved.append(path)
             page.close()
         page = browser.new_page(viewport={"width": 1000, "height": 1200})
