@@ -35,6 +35,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Final
 
 from central import reads, scores
@@ -66,26 +67,30 @@ class Periods:
 
     def days(self, period: str) -> tuple[date, date]:
         """The first and last local date (both included) of ``period``."""
-        t = self.today
-        monday = t - timedelta(days=t.weekday())
-        return {
-            "today": (t, t),
-            "yesterday": (t - timedelta(days=1), t - timedelta(days=1)),
-            "last_weekday": (t - timedelta(days=7), t - timedelta(days=7)),
-            "this_week": (monday, t),
-            "last_week": (monday - timedelta(days=7), monday - timedelta(days=1)),
-            "last7": (t - timedelta(days=RANK_DAYS - 1), t),
-            "prev7": (t - timedelta(days=2 * RANK_DAYS - 1), t - timedelta(days=RANK_DAYS)),
-        }[period]
+        return _ranges(self.today)[period]
 
-    def periods_of(self, day: date) -> list[str]:
+    def periods_of(self, day: date) -> tuple[str, ...]:
         """Every period ``day`` falls in."""
-        out = []
-        for period in PERIODS:
-            first, last = self.days(period)
-            if first <= day <= last:
-                out.append(period)
-        return out
+        return _periods_of(self.today, day)
+
+
+@lru_cache(maxsize=64)
+def _ranges(t: date) -> dict[str, tuple[date, date]]:
+    monday = t - timedelta(days=t.weekday())
+    return {
+        "today": (t, t),
+        "yesterday": (t - timedelta(days=1), t - timedelta(days=1)),
+        "last_weekday": (t - timedelta(days=7), t - timedelta(days=7)),
+        "this_week": (monday, t),
+        "last_week": (monday - timedelta(days=7), monday - timedelta(days=1)),
+        "last7": (t - timedelta(days=RANK_DAYS - 1), t),
+        "prev7": (t - timedelta(days=2 * RANK_DAYS - 1), t - timedelta(days=RANK_DAYS)),
+    }
+
+
+@lru_cache(maxsize=1024)
+def _periods_of(today: date, day: date) -> tuple[str, ...]:
+    return tuple(p for p, (first, last) in _ranges(today).items() if first <= day <= last)
 
 
 def shown(index: float | None) -> int | None:

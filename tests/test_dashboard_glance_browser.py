@@ -90,6 +90,11 @@ def test_comparisons_and_the_worst_first_block_are_above_the_fold_on_a_laptop(st
         for cls, fg, bg in pairs:
             ratio = contrast(_rgb(fg), _rgb(bg))
             assert ratio >= 4.5, f"{cls}: {fg} on {bg} is {ratio:.2f}:1"
+        # The filters are open here, their phone summary hidden; folded (a phone turned sideways), it shows.
+        assert page.locator("#f-site").is_visible() and not page.locator("#filter-box > summary").is_visible()
+        page.evaluate("document.getElementById('filter-box').open = false")
+        page.click("#filter-box > summary")
+        assert page.locator("#f-site").is_visible()
     finally:
         page.context.close()
 
