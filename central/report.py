@@ -401,6 +401,13 @@ def main(argv: list[str]) -> int:
     except DeskPulseError as exc:
         print(f"deskpulse-central: {exc}", file=sys.stderr)
         return 2
+    from sqlalchemy.engine import make_url
+
+    url = make_url(config.database_url)
+    if url.drivername.startswith("sqlite") and url.database and not Path(url.database).is_file():
+        print(f"deskpulse-central: no database at {url.database} (is --config or --db the one central uses?)",
+              file=sys.stderr)
+        return 1
     try:
         with Store(config.database_url) as store:
             if store.revision() is None:

@@ -187,6 +187,9 @@ def test_the_command_writes_the_report(seeded: Store, store_url: str, tmp_path: 
     assert "is not an ISO week like 2026-W47" in capsys.readouterr().err
     assert cli.main(["weekly-report", "--config", str(conf), "--site", "nowhere", "--out", str(out)]) == 2
     assert "no site 'nowhere'" in capsys.readouterr().err
+    nowhere = f"sqlite:///{tmp_path / 'none.sqlite3'}"
+    assert cli.main(["weekly-report", "--db", nowhere, "--site", "north", "--out", str(out)]) == 1
+    assert "no database at" in capsys.readouterr().err and not (tmp_path / "none.sqlite3").exists()
     with pytest.raises(SystemExit) as done:
         cli.main(["weekly-report", "--help"])
     assert done.value.code == 0
