@@ -184,3 +184,18 @@ def test_a_live_answer_from_another_zone_shows_its_date_and_zone_as_the_server_d
         assert page.locator("#feed tr").first.locator("td.time").inner_text() == live  # the server's rendering
     finally:
         page.context.close()
+
+
+def test_the_weekly_report_prints_without_its_links(store: Store, web: Web, browser: Any) -> None:  # noqa: F811
+    seed_week(store)
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    try:
+        page = context.new_page()
+        page.goto(web.url + "/report/weekly?site=north")
+        assert page.locator("nav").is_visible() and page.locator("#week-index").is_visible()
+        page.emulate_media(media="print")
+        assert not page.locator("nav").is_visible(), "the links and form are printed"
+        assert page.locator("#week-index").is_visible() and page.locator("#worst-desk").is_visible()
+        assert page.pdf(format="A4")[:4] == b"%PDF"  # saves as PDF the way the browser's Print does
+    finally:
+        context.close()
