@@ -69,9 +69,22 @@ def contrast(fg: tuple[float, ...], bg: tuple[float, ...]) -> float:
 
 def test_comparisons_and_the_worst_first_block_are_above_the_fold_on_a_laptop(store: Store, web: Web,
                                                                              browser: Any) -> None:  # noqa: F811
+    from central.accounts import Accounts
+    from central.auth import hash_password
+
     seed_week(store)
-    page = open_page(browser, web.url + "/?site=north", 1366, 768)
+    Accounts(store).add("frontdesk", hash_password("a long pass phrase"), "viewer")  # a viewer, signed in
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
     try:
+        page.goto(web.url + "/?site=north")
+        page.wait_for_url("**/login?next=*")
+        page.fill("#name", "frontdesk")
+        page.fill("#password", "a long pass phrase")
+        page.click("button[type=submit]")
+        page.wait_for_url("**/?site=north")
+        page.wait_for_selector("#live.on")
         assert page.evaluate("scrollY") == 0
         # The site today: Alpha's 100; yesterday Alpha's 50 and Bravo's 25: (10 + 5) / 40 -> 37.5 -> 38.
         assert page.locator("#today-vs-yesterday").inner_text() == "▲ 62 points better than yesterday (38)"
