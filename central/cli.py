@@ -47,6 +47,9 @@ commands:
   broker init|setup
                  the plugin's first file; the collectors' and dashboard's clients
                  (deskpulse-central broker --help)
+  weekly-report --site SITE [--week YYYY-Www] --out FILE
+                 write a site's weekly report as HTML, the e-mail's (deskpulse-central
+                 weekly-report --help)
   user add NAME [--role viewer|admin]   add a staff account to the database (password
                  asked twice, or one line on stdin; never an argument); default role viewer
   user passwd NAME   set a new password (ends that account's sessions)
@@ -80,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="deskpulse-central",
         usage="deskpulse-central [run | migrate | rebuild-rollups | check-config | hash-password | new-token"
               " | user …] [options]\n"
-              "       deskpulse-central {device,broker} ...",
+              "       deskpulse-central {device,broker,weekly-report} ...",
         description="DeskPulse central: stores every kiosk answer exactly once (from MQTT, with "
         "receipts to the kiosks) and shows staff a live web page.",
         epilog=EPILOG,
@@ -148,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         from central import fleet
 
         return fleet.main(argv)
+    if argv[:1] == ["weekly-report"]:
+        from central import report
+
+        return report.main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.words and args.command != "user":

@@ -102,7 +102,7 @@ class SiteConfig:
     hours: MappingProxyType[int, Hours] = field(
         default_factory=lambda: MappingProxyType(dict.fromkeys(range(7), ALL_DAY)))
     desks: MappingProxyType[str, DeskConfig] = field(default_factory=lambda: MappingProxyType({}))
-    #: The index (0 to 100) the site aims for; None: no target.
+    #: The index the site aims for (0 to 100), or None: shown beside today's index and in the weekly report.
     target: float | None = None
 
     @property
@@ -135,6 +135,8 @@ class DashboardConfig:
 
     Attributes:
         min_answers: no index is shown for fewer counted answers than this.
+        rank_min_answers: a desk is ranked in "needs attention" from this many
+            counted answers in the last 7 days (at least ``min_answers``).
         include_flagged: the default of the "include flagged answers" switch.
         accounts: staff sign-in: name -> argon2 password hash. Empty: the
             dashboard is open to whoever reaches ``web.bind``.
@@ -144,6 +146,7 @@ class DashboardConfig:
     """
 
     min_answers: int = 5
+    rank_min_answers: int = 20
     include_flagged: bool = False
     accounts: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
     tv: tuple[DisplayToken, ...] = ()
@@ -434,7 +437,7 @@ def _site(source: str, slug: str, table: Any) -> SiteConfig:
         raise ConfigError(f"{source}: {where}: a site slug is 1 to 64 of a-z, 0-9 and '-' (as the kiosks send it)")
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: {where} must be a table, got {type(table).__name__}")
-    r = TableReader(source, table, where + ".", {"name", "timezone", "hours", "desks"})
+    r = TableReader(source, table, where + ".", {"name", "timezone", "hours", "desks", "target"})
     name = r.get("name", str, slug).strip() or slug
     zone = r.get("timezone", str, "UTC")
     try:
@@ -448,8 +451,11 @@ def _site(source: str, slug: str, table: Any) -> SiteConfig:
     desks: dict[str, DeskConfig] = {}
     for desk_slug, desk_table in r.get("desks", dict, {}).items():
         desks[desk_slug] = _desk(source, f"{where}.desks.{desk_slug}", desk_slug, desk_table)
+    target = r.get("target", (int, float), None)
+    if target is not None and not 0 <= target <= 100:
+        raise r.fail("target", f"must be an index from 0 to 100 (the dashboard's scale), got {target:g}")
     return SiteConfig(slug=slug, name=name, timezone=zone, hours=MappingProxyType(hours),
-                      desks=MappingProxyType(desks))
+                      desks=MappingProxyType(desks), target=None if target is None else float(target))
 
 
 def _hours(source: str, where: str, table: dict[str, Any]) -> dict[int, Hours]:
@@ -492,7 +498,8 @@ def _desk(source: str, where: str, slug: str, table: Any) -> DeskConfig:
 
 
 def _dashboard(source: str, table: dict[str, Any], sites: dict[str, SiteConfig]) -> DashboardConfig:
-    r = TableReader(source, table, "dashboard.", {"min_answers", "include_flagged", "accounts", "tv", "open"})
+    r = TableReader(source, table, "dashboard.",
+                    {"min_answers", "rank_min_answers", "include_flagged", "accounts", "tv", "open"})
     accounts: dict[str, str] = {}
     for name, hashed in r.get("accounts", dict, {}).items():
         if not isinstance(hashed, str) or not hashed.startswith("$argon2"):
@@ -519,8 +526,15 @@ def _dashboard(source: str, table: dict[str, Any], sites: dict[str, SiteConfig])
         if device is not None and not SLUG_RE.fullmatch(device):
             raise t.fail("device", f"must be a desk slug, got {device!r}")
         tokens.append(DisplayToken(name=name, token=token, site=site, device=device))
+    min_answers = _integer(r, "min_answers", 5, 1, 1_000_000)
+    rank_min_answers = _integer(r, "rank_min_answers", max(20, min_answers), 1, 1_000_000)
+    if rank_min_answers < min_answers:
+        raise r.fail("rank_min_answers", f"must be at least dashboard.min_answers ({min_answers}): a desk is "
+                                         f"ranked by its index, shown from {min_answers} answers; "
+                                         f"got {rank_min_answers}")
     return DashboardConfig(
-        min_answers=_integer(r, "min_answers", 5, 1, 1_000_000),
+        min_answers=min_answers,
+        rank_min_answers=rank_min_answers,
         include_flagged=r.get("include_flagged", bool, False),
         accounts=MappingProxyType(accounts),
         tv=tuple(tokens),

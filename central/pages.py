@@ -28,7 +28,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
-from central import __version__, deps, filters, reads, scores, stream
+from central import __version__, compare, deps, filters, reads, scores, stream
 from central.config import CentralConfig, DisplayToken
 from central.deps import WebState
 from central.feed import Cursor, Feed
@@ -50,6 +50,10 @@ WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 #: How many answers the overview's feed and the TV's list render.
 FEED_ROWS: Final = 30
 TV_ROWS: Final = 6
+#: The days the phone's trend chart shows (the newest; the table below it has every day).
+PHONE_DAYS: Final = 14
+#: How many ranked desks "needs attention" lists.
+ATTENTION_ROWS: Final = compare.ATTENTION_ROWS
 
 
 # --------------------------------------------------------------------------- words and colours
@@ -137,12 +141,18 @@ def recent_feed(store: Store, config: CentralConfig, *, site: str | None, device
     return events, str(cursor)
 
 
-def feed_row(event: dict[str, Any], config: CentralConfig, today: date | None = None) -> dict[str, Any]:
-    """What a feed row shows for one stored answer (times in its site's zone)."""
+def feed_row(event: dict[str, Any], config: CentralConfig, today: date | None = None, *,
+             zones_differ: bool = False) -> dict[str, Any]:
+    """What a feed row shows for one stored answer (times in its site's zone).
+
+    ``HH:MM`` today and the date before it on other days; with sites of different zones in the
+    feed (``zones_differ``), always the date and the zone's offset from UTC, so rows read in order.
+    """
     site = config.site(event["site"])
     desk = site.desks.get(event["device"])
-    local = protocol.parse_timestamp(event.get("placed_at") or event["ts"]).astimezone(site.tz)
-    same_day = today is not None and local.date() == today
+    moment = protocol.parse_timestamp(event.get("placed_at") or event["ts"])
+    local = moment.astimezone(site.tz)
+    same_day = today is not None and local.date() == today and not zones_differ
     return {
         "id": event["ingest_id"],
         "site": event["site"], "site_name": site.name,
@@ -153,6 +163,8 @@ def feed_row(event: dict[str, Any], config: CentralConfig, today: date | None = 
         "flags": [f.replace("_", " ") for f in event.get("flags", [])],
         "iso": local.isoformat(timespec="seconds"),
         "time": local.strftime("%H:%M") if same_day else local.strftime("%a %d %b, %H:%M"),
+        "hm": local.strftime("%H:%M"), "day": f"{local:%a} {local.day} {local:%b}",
+        "zone": tz_offset_words(site.tz, moment) if zones_differ else None,
     }
 
 
@@ -173,9 +185,14 @@ def _ago(delta: timedelta) -> str:
 
 # --------------------------------------------------------------------------- charts (inline SVG)
 
-def trend_chart(days: list[dict[str, Any]], *, width: int = 900, height: int = 240) -> dict[str, Any]:
-    """The daily index as an SVG line (gaps where a day has too few answers), answers as bars."""
-    left, right, top, bottom = 58, 10, 12, 26
+def trend_chart(days: list[dict[str, Any]], *, width: int = 900, height: int = 240,
+                max_labels: int = 8, left: int = 58) -> dict[str, Any]:
+    """The daily index as an SVG line (gaps where a day has too few answers), answers as bars.
+
+    At most ``max_labels`` dates label the axis, counted back from the newest day (always labelled);
+    ``left`` is the room for the axis' words.
+    """
+    right, top, bottom = 10, 12, 26
     plot_w, plot_h = width - left - right, height - top - bottom
     n = max(1, len(days))
     step = plot_w / n
@@ -198,11 +215,14 @@ def trend_chart(days: list[dict[str, Any]], *, width: int = 900, height: int = 2
         y = top + index_h * (1 - d["index"] / 100)
         points[-1].append((x, y))
         dots.append({"x": x, "y": y})
-    every = max(1, math.ceil(n / 8))
+    every = max(1, math.ceil(n / max_labels))
     for i, d in enumerate(days):
-        if i % every == 0 or i == n - 1 and n - 1 - (i // every) * every >= every / 2:
+        if (n - 1 - i) % every == 0:
             day = date.fromisoformat(d["date"])
-            labels.append({"x": left + step * i + step / 2, "text": day.strftime("%d %b").lstrip("0")})
+            x = left + step * i + step / 2
+            newest = i == n - 1  # ends at its day's right edge, inside the chart
+            labels.append({"x": min(x + step / 2, width - 2) if newest else x, "anchor": "end" if newest else "middle",
+                           "text": day.strftime("%d %b").lstrip("0"), "newest": newest})
     lines = [" ".join(f"{x:.1f},{y:.1f}" for x, y in seg) for seg in points if len(seg) > 1]
     singles = [seg[0] for seg in points if len(seg) == 1]
     grid = [{"y": top + index_h * (1 - v / 100), "label": str(v)} for v in (0, 25, 50, 75, 100)]
@@ -235,11 +255,12 @@ def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: da
     ``seen``: the newest answer the page's live feed has had (see :func:`central.scores.aggregate`).
     """
     now = now or datetime.now(UTC)
+    minute = now.replace(second=0, microsecond=0)  # the numbers' key: pages within a minute share them
     include = _include_flagged(config, f)
     agg = _aggregate(store, config, site=f.site, device=f.device, start=f.start, end=f.end,
-                     include_flagged=include, now=now, seen=seen)
-    compare = agg if f.device is None else _aggregate(store, config, site=f.site, start=f.start, end=f.end,
-                                                      include_flagged=include, now=now, seen=seen)
+                     include_flagged=include, now=minute, seen=seen)
+    every_desk = agg if f.device is None else _aggregate(store, config, site=f.site, start=f.start, end=f.end,
+                                                         include_flagged=include, now=minute, seen=seen)
     today = agg["today"]  # each site's own local today
     ratings = _rating_shares(agg)
     other_scales = agg["counted"] - sum(agg.get("ratings") or [])  # answers on a less common scale
@@ -250,20 +271,30 @@ def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: da
                for r in agg["reasons"][:8]]
     heat = agg["heatmap"]
     heat_rows = [{"day": WEEKDAYS[i], "cells": cells} for i, cells in enumerate(heat["cells"])]
-    desks = sorted(compare["desks"], key=lambda d: (d["site_name"], d["name"]))
+    desks = sorted(every_desk["desks"], key=lambda d: (d["site_name"], d["name"]))
     for d in desks:
         d["selected"] = d["device"] == f.device and (f.site is None or d["site"] == f.site)
-    sites = _site_choices(config, compare["desks"], f)
+    sites = _site_choices(config, every_desk["desks"], f)
     tz_names = {s["slug"]: s["timezone"] for s in sites}
+    cmp = compare.comparisons(store, config, site=f.site, device=f.device, include_flagged=include, now=minute,
+                              seen=seen)
+    feed_zones = [tz_names.get(f.site, config.site(f.site).timezone)] if f.site else tz_names.values()
+    zones_differ = len({tz_offset_words(ZoneInfo(z), now) for z in feed_zones}) > 1
     site_name = config.site(f.site).name if f.site else None
     desk_name = None
     if f.device:
-        desk_name = next((d["name"] for d in compare["desks"] if d["device"] == f.device), f.device)
+        desk_name = next((d["name"] for d in every_desk["desks"] if d["device"] == f.device), f.device)
     return {
         "f": f, "agg": agg, "today": today, "ratings": ratings, "other_scales": other_scales, "reasons": reasons,
         "reasons_total": counted_reasons,
         "trend": trend_chart(agg["days"]), "trend_text": trend_summary(agg["days"]),
+        "trend_phone": trend_chart(agg["days"][-PHONE_DAYS:], width=360, height=230, max_labels=4,
+                                    left=66),
+        "phone_days": min(PHONE_DAYS, len(agg["days"])),
         "weeks": agg["weeks"], "heat_hours": heat["hours"], "heat_rows": heat_rows,
+        "heat_by_hour": _heat_by_hour(heat, agg["timezone"], now),
+        "cmp": cmp, "compare_rows": _compare_rows(cmp, f), "attention": cmp["ranking"]["ranked"][:ATTENTION_ROWS],
+        "zones_differ": zones_differ,
         "desks": desks, "sites": sites, "tz_names": tz_names,
         "fleet": fleet(store, config, site=f.site, device=f.device, now=now),
         "include_flagged": include, "default_flagged": bool(config.dashboard.include_flagged),
@@ -273,9 +304,44 @@ def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: da
             "tz": tz_names, "sites": {s["slug"]: s["name"] for s in sites},
             "desks": {f"{s['slug']}/{d['slug']}": d["name"] for s in sites for d in s["desks"]},
             "words": {str(k): v for k, v in RATING_WORDS.items()}, "reasons": REASON_WORDS,
-            "maxRows": FEED_ROWS, "oneSite": f.site is not None,
+            "maxRows": FEED_ROWS, "oneSite": f.site is not None, "zonesDiffer": zones_differ,
         },
     }
+
+
+def _compare_rows(cmp: dict[str, Any], f: Filters) -> list[dict[str, Any]]:
+    """The rows of "Compared with before": every site (all sites in view), or a site and its desks, or a desk."""
+    sites, desks = cmp["sites"], cmp["desks"]
+    if f.device is not None:
+        picked = [d for d in desks if d["device"] == f.device]
+        return [{**s, "kind": "site"} for s in sites if s["site"] in {d["site"] for d in picked}] + \
+            [{**d, "kind": "desk"} for d in picked]
+    if f.site is None and len(sites) > 1:
+        return [{**s, "kind": "site"} for s in sites]
+    return [{**s, "kind": "site"} for s in sites] + [{**d, "kind": "desk"} for d in desks]
+
+
+def _heat_by_hour(heat: dict[str, Any], timezone: str | None, now: datetime) -> dict[str, Any]:
+    """The heatmap turned for a phone: an hour per row, a weekday per column (it fits 390 px, no sideways scroll).
+
+    With one time zone in view, today's weekday and the current hour are marked.
+    """
+    local = now.astimezone(ZoneInfo(timezone)) if timezone else None
+    rows = [{"hour": h, "now": local is not None and local.hour == h,
+             "cells": [{**heat["cells"][wd][i], "day": WEEKDAYS[wd]} for wd in range(7)]}
+            for i, h in enumerate(heat["hours"])]
+    return {"rows": rows, "today": local.weekday() if local else None}
+
+
+def tz_offset_words(tz: ZoneInfo, moment: datetime) -> str:
+    """A zone's offset from UTC at ``moment``: "UTC", "UTC+9", "UTC−5", "UTC+5:30" (what the feed shows)."""
+    offset = moment.astimezone(tz).utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds() // 60)
+    if minutes == 0:
+        return "UTC"
+    sign = "+" if minutes > 0 else "−"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")
 
 
 def _rating_shares(agg: dict[str, Any]) -> list[dict[str, Any]]:
@@ -327,7 +393,8 @@ def tv_context(store: Store, config: CentralConfig, display: DisplayToken, *,
     local = now.astimezone(site.tz)
     include = bool(config.dashboard.include_flagged)
     agg = _aggregate(store, config, site=display.site, device=display.device, start=local.date(),
-                     end=local.date(), include_flagged=include, now=now, seen=seen)
+                     end=local.date(), include_flagged=include, now=now.replace(second=0, microsecond=0),
+                     seen=seen)
     desk = site.desks.get(display.device) if display.device else None
     events, cursor = recent_feed(store, config, site=display.site, device=display.device, limit=TV_ROWS, now=now)
     index = agg["index"]
@@ -356,6 +423,7 @@ def tv_context(store: Store, config: CentralConfig, display: DisplayToken, *,
 
 def _globals() -> dict[str, Any]:
     return {"version": __version__, "fmt_index": fmt_index, "face_colour": face_colour, "mood": mood,
+            "shown_index": compare.shown,
             "rating_words": rating_words, "index_band": index_band, "index_face": index_face,
             "FACE_COLOURS": FACE_COLOURS, "RATING_WORDS": RATING_WORDS}
 
@@ -375,8 +443,14 @@ def _dayname(value: str) -> str:
     return f"{d:%a} {d.day} {d:%b}"
 
 
+def _week_start(value: str) -> str:
+    """``2026-11-26`` -> ``2026-11-23``, the Monday of its ISO week."""
+    d = date.fromisoformat(value)
+    return (d - timedelta(days=d.weekday())).isoformat()
+
+
 TEMPLATES.env.globals.update(_globals())
-TEMPLATES.env.filters.update(dayrange=_dayrange, dayname=_dayname)
+TEMPLATES.env.filters.update(dayrange=_dayrange, dayname=_dayname, week_start=_week_start)
 
 
 #: The dashboard's HTML routes (none of them in the OpenAPI description); central.web.create_app mounts ``static/``.
@@ -394,7 +468,8 @@ def _overview_page(request: Request, web: WebState, partial: bool) -> HTMLRespon
     if not partial:
         events, cursor = recent_feed(store, config, site=f.site, device=f.device, limit=FEED_ROWS, now=now)
         today = now.date()
-        ctx["feed"] = [feed_row(e, config, today=_site_today(config, e["site"], now) or today) for e in events]
+        ctx["feed"] = [feed_row(e, config, today=_site_today(config, e["site"], now) or today,
+                                zones_differ=ctx["zones_differ"]) for e in events]
         ctx["cursor"] = cursor
         ctx["stream_url"] = "/api/stream?" + urlencode(
             {k: v for k, v in {"site": f.site, "device": f.device, "after": cursor}.items() if v})

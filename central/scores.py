@@ -146,19 +146,39 @@ def aggregate(
     now = now.astimezone(UTC)
     check_range(start, end, now)
     known_desks = tuple(reads.desks(store, site))
-    # One view: the same filters, minute and desks. Its numbers, computed when the newest stored
-    # answer had ingest id L, are every answer up to L (answers are committed in ingest-id order).
-    # They are handed to every page and TV asking for the view while no newer answer is stored, or
-    # while the asking page has seen no answer after L (``seen``): one computation per change and
-    # view, not one per viewer. Pages asking at once wait for the one computing.
-    view = (id(store), id(config), site, device, start, end, include_flagged, now, known_desks)
+
+    def compute() -> dict[str, Any]:
+        first, last = read_window(start, end, now)
+        rows, reasons = reads.days(store, zone_of(config), site=site, device=device, first=first, last=last,
+                                   known=known_desks)
+        return summarise(config, days=rows, reasons=reasons, known_desks=known_desks, site=site, device=device,
+                         start=start, end=end, include_flagged=include_flagged, now=now)
+
+    return shared_view(store, config, ("aggregate", site, device, start, end, include_flagged, now, known_desks),
+                       compute, seen=seen)
+
+
+def shared_view(store: Store, config: CentralConfig, view: tuple[Any, ...],
+                compute: Callable[[], dict[str, Any]], *, seen: int | None = None) -> dict[str, Any]:
+    """The numbers of ``view`` over ``store``: computed once, shared by every page and TV asking for the same.
+
+    ``view`` names everything the numbers depend on besides the answers (the
+    filter, the minute, the desks known). Numbers computed when the newest stored
+    answer had ingest id L hold every answer up to L (answers are committed in
+    ingest-id order). They are handed to whoever asks for the view while no newer
+    answer is stored, or while the asker has been sent no answer after L
+    (``seen``: a page's live-feed cursor): one computation per change and view,
+    not one per viewer. Askers arriving while the view is computed wait for that
+    computation. Returns the caller's own copy.
+    """
+    key = (id(store), id(config), *view)
     with _SHARED_LOCK:
-        turn = _TURNS.setdefault(view, threading.Lock())
+        turn = _TURNS.setdefault(key, threading.Lock())
     with turn:
         with _SHARED_LOCK:
-            entry = _SHARED.get(view)
+            entry = _SHARED.get(key)
             if entry is not None:
-                _SHARED.move_to_end(view)
+                _SHARED.move_to_end(key)
         fresh = entry is not None and entry[0] is store and entry[1] is config
         if fresh and entry is not None and (seen is None or entry[2] < seen):
             fresh = entry[2] == reads.last_ingest_id(store)
@@ -167,20 +187,16 @@ def aggregate(
         else:
             try:
                 last_id = reads.last_ingest_id(store)  # before reading: the numbers hold at least this
-                first, last = read_window(start, end, now)
-                rows, reasons = reads.days(store, zone_of(config), site=site, device=device, first=first,
-                                           last=last, known=known_desks)
-                shared = summarise(config, days=rows, reasons=reasons, known_desks=known_desks, site=site,
-                                   device=device, start=start, end=end, include_flagged=include_flagged, now=now)
+                shared = compute()
             except BaseException:
                 with _SHARED_LOCK:
-                    if view not in _SHARED:
-                        _TURNS.pop(view, None)
+                    if key not in _SHARED:
+                        _TURNS.pop(key, None)
                 raise
             with _SHARED_LOCK:
                 # The entry holds the store and the configuration too: while it lives, their ids
                 # (in the key) cannot be taken by new objects.
-                _SHARED[view] = (store, config, last_id, shared)
+                _SHARED[key] = (store, config, last_id, shared)
                 while len(_SHARED) > SHARED_VIEWS:
                     gone, _ = _SHARED.popitem(last=False)
                     _TURNS.pop(gone, None)

@@ -2,8 +2,8 @@
 
 One router per concern, each in its own module: sign-in and TV tokens
 (:mod:`central.auth`), the JSON API and its live stream (:mod:`central.api`),
-the CSV exports (:mod:`central.exports`), and the dashboard's pages
-(:mod:`central.pages`). They share the store, the configuration and the
+the CSV exports (:mod:`central.exports`), the dashboard's pages
+(:mod:`central.pages`) and the weekly report's (:mod:`central.report`). They share the store, the configuration and the
 stream settings through :mod:`central.deps` (a :class:`~central.deps.WebState`
 set on ``app.state`` here, once), so none imports another. No CDN, no build
 step. (FastAPI's /docs page would load Swagger UI from a CDN, so it is off; the
@@ -20,7 +20,7 @@ from typing import Final
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from central import __version__, admin, api, auth, exports, pages, siteadmin
+from central import __version__, admin, api, auth, exports, pages, report, siteadmin
 from central.accounts import Accounts
 from central.config import CentralConfig
 from central.deps import WebState
@@ -72,6 +72,7 @@ def create_app(
     accounts = Accounts(store, config.dashboard.accounts)
     auth.install(app, config.dashboard, sessions, Throttle(store), accounts, TvTokens(store, config.dashboard),
                  config.origins)
-    for router in (auth.router, admin.router, siteadmin.router, api.router, exports.router, pages.router):
+    for router in (auth.router, admin.router, siteadmin.router, api.router, exports.router, pages.router,
+                   report.router):
         app.include_router(router)
     return app

@@ -35,7 +35,7 @@ DEMO_CONFIG: dict[str, Any] = {
     "sites": {
         "lhr-t5": {
             "name": "Heathrow T5 baggage", "timezone": "Europe/London",
-            "hours": {"default": "06:00-22:00"},
+            "hours": {"default": "06:00-22:00"}, "target": 75,
             "desks": {
                 "bag-1": {"name": "Baggage desk 1"},
                 "bag-2": {"name": "Baggage desk 2"},
@@ -52,7 +52,7 @@ DEMO_CONFIG: dict[str, Any] = {
         },
         "tyo-bay": {
             "name": "Tokyo Bay hotel", "timezone": "Asia/Tokyo",
-            "hours": {"default": "07:00-23:00"},
+            "hours": {"default": "07:00-23:00"}, "target": 85,
             "desks": {
                 "reception": {"name": "Reception"},
                 "concierge": {"name": "Concierge"},
@@ -133,11 +133,14 @@ def seed(store: Store, config: CentralConfig, *, now: datetime | None = None, da
     stored = len(batch)
     for (site_slug, desk) in _HABITS:
         offline = (site_slug, desk) == ("nyc-5th", "pharmacy")
+        testing = (site_slug, desk) == ("tyo-bay", "concierge")  # left in test mode after a screen swap
         store.record_status({
             "schema": 1, "site": site_slug, "device": desk, "state": "offline" if offline else "online",
             "ts": protocol.utc_timestamp(now), "version": "0.6.0",
             "health": {"backlog": 12 if offline else 0, "oldest_pending_age_s": 1800.0 if offline else None,
-                       "clock_synced": True, "last_error": "broker unreachable" if offline else None},
+                       "clock_synced": True, "last_error": "broker unreachable" if offline else None,
+                       "alarms": [{"code": protocol.TEST_MODE_ALARM,
+                                   "message": "test mode: answers are flagged test"}] if testing else []},
         })
     return stored
 
@@ -191,20 +194,32 @@ def _app(store: Store, config: CentralConfig) -> Any:
 
 
 def shoot(base_url: str, out: Path) -> list[Path]:
-    """Photograph the overview at 1366×768 and 1920×1080 and the wall TV at 1920×1080."""
+    """Photograph the overview at 1366×768, 1920×1080 and on a 390×844 phone (its first screen and the
+    whole page), the wall TV at 1920×1080 and the weekly report of the London site."""
     from dev.browser import chromium
 
     out.mkdir(parents=True, exist_ok=True)
     saved: list[Path] = []
     with chromium() as browser:
-        for width, height in ((1366, 768), (1920, 1080)):
-            page = browser.new_page(viewport={"width": width, "height": height})
+        for width, height in ((1366, 768), (1920, 1080), (390, 844)):
+            page = browser.new_page(viewport={"width": width, "height": height},
+                                    device_scale_factor=2 if width < 600 else 1)
             page.goto(base_url + "/")
             page.wait_for_selector("#live.on", timeout=15_000)
+            if width < 600:
+                path = out / f"dashboard-phone-{width}x{height}-first-screen.png"
+                page.screenshot(path=str(path))
+                saved.append(path)
             path = out / f"dashboard-{width}x{height}.png"
-            page.screenshot(path=str(path), full_page=True)
+            page.screenshot(path=str(path), full_page=True, scale="css")  # the phone's long page at 1x
             saved.append(path)
             page.close()
+        page = browser.new_page(viewport={"width": 1000, "height": 1200})
+        page.goto(f"{base_url}/report/weekly?site=lhr-t5")
+        path = out / "report-weekly.png"
+        page.screenshot(path=str(path), full_page=True)
+        saved.append(path)
+        page.close()
         page = browser.new_page(viewport={"width": 1920, "height": 1080})
         page.goto(f"{base_url}/tv/{DEMO_TV_TOKEN}")
         page.wait_for_selector("#live.on", timeout=15_000)

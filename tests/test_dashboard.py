@@ -185,7 +185,8 @@ def test_the_numbers_refresh_from_a_partial_with_the_same_parts(seeded: Store) -
     params = {"site": "north", "from": "2026-11-10", "to": "2026-11-10"}
     full, part = page(client, **params), client.get("/partials/overview", params=params).text
     ids = re.findall(r'id="([a-z-]+)" data-part', part)
-    assert set(ids) == {"total-stat", "kpis", "ratings", "reasons", "trend", "heatmap", "desks", "fleet"}
+    assert set(ids) == {"total-stat", "kpis", "compare", "attention", "ratings", "reasons", "trend", "heatmap", "desks",
+                        "fleet"}
     for part_id in ids:
         assert f'id="{part_id}" data-part' in full
     assert text_of(part, "range-index") == text_of(full, "range-index") == "63"

@@ -83,10 +83,32 @@
   function siteName(e) {
     return (data.sites || {})[e.site] || e.site;
   }
+  // With sites of different zones in the feed, every row says its date and its zone's offset from
+  // UTC, as the server writes them ("14:05 UTC−5" over "Sun 29 Nov"), so "newest first" reads in order.
+  const dayFormats = new Map();
+  function zoned(iso, site) {
+    const tz = (data.tz || {})[site] || "UTC";
+    const when = new Date(iso);
+    let fmt = dayFormats.get(tz);
+    if (!fmt) {
+      const opts = {weekday: "short", day: "numeric", month: "short", timeZoneName: "shortOffset"};
+      try { fmt = new Intl.DateTimeFormat("en-GB", {...opts, timeZone: tz}); }
+      catch (err) { fmt = new Intl.DateTimeFormat("en-GB", {...opts, timeZone: "UTC"}); }
+      dayFormats.set(tz, fmt);
+    }
+    const parts = Object.fromEntries(fmt.formatToParts(when).map((p) => [p.type, p.value]));
+    const zone = (parts.timeZoneName || "GMT").replace("GMT", "UTC").replace("-", "−");
+    return {day: `${parts.weekday} ${parts.day} ${parts.month}`, zone};
+  }
   function row(e) {
     const t = localTime(e.placed_at || e.ts, e.site);
     const time = el("time", null, t.text);
     time.dateTime = t.iso;
+    if (data.zonesDiffer && !isNaN(new Date(t.iso))) {
+      const z = zoned(t.iso, e.site);
+      time.textContent = t.text + " ";
+      time.append(el("span", "zone", z.zone), el("span", "day", z.day));
+    }
     const flagged = e.flags && e.flags.length ? " flagged" : "";
     if (feed.tagName === "TBODY") {
       const tr = el("tr", "new" + flagged);
