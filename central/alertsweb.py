@@ -110,7 +110,7 @@ async def _alerts_stream(request: Request, web: WebState, site: str | None, devi
     async def events() -> Any:
         yield "retry: 2000\n\n"
         shown: tuple[Any, ...] | None = None
-        last_sent = time.monotonic()
+        last_sent = idle_since = time.monotonic()
         sent = 0
         while not web.shutdown.is_set():
             try:
@@ -121,7 +121,9 @@ async def _alerts_stream(request: Request, web: WebState, site: str | None, devi
             if signature is not None and signature != shown:
                 shown, sent = signature, sent + 1
                 yield stream.sse_event({"html": html, "open": count}, str(sent), "alerts")
-                last_sent = time.monotonic()
+                last_sent = idle_since = time.monotonic()
+            elif web.stream_idle_exit_s is not None and time.monotonic() - idle_since >= web.stream_idle_exit_s:
+                return
             elif time.monotonic() - last_sent >= web.keepalive_s:
                 yield ": keepalive\n\n"
                 last_sent = time.monotonic()
