@@ -147,29 +147,34 @@ def test_the_configuration_overrides_per_site_and_desk_and_names_bad_values() ->
 
 # ---------------------------------------------------------------------------- raised once
 
+def race(store: Store, device: str, keys: list[str]) -> list[book.Alert | None]:
+    """One thread per key raises an unhappy alert for ``device``, all at once (windows a minute apart)."""
+    barrier = threading.Barrier(len(keys))
+    results: list[book.Alert | None] = []
+
+    def raise_one(n: int, key: str) -> None:
+        until = T0 + timedelta(minutes=n)
+        cand = book.Candidate(key=key, kind=book.UNHAPPY, site=SITE, device=device,
+                              since=until - timedelta(minutes=15), until=until, late=False, message="m",
+                              overlap=timedelta(minutes=15))
+        barrier.wait()
+        results.append(book.raise_alert(store, cand, send_on=[book.MQTT, book.WEBHOOK]))
+
+    threads = [threading.Thread(target=raise_one, args=(n, k)) for n, k in enumerate(keys)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == len(keys)
+    return results
+
+
 def test_racing_raises_of_one_alert_store_it_once(store: Store) -> None:
     """Eight threads raise the same key, and eight more overlapping windows: one alert each time."""
-    for kind, keys in (("same", ["unhappy:test-site:desk-1:k"] * 8),
-                       ("overlap", [f"unhappy:test-site:desk-2:{n}" for n in range(8)])):
-        device = "desk-1" if kind == "same" else "desk-2"
-        barrier = threading.Barrier(len(keys))
-        results: list[book.Alert | None] = []
-
-        def raise_one(n: int, key: str) -> None:
-            until = T0 + timedelta(minutes=n)
-            cand = book.Candidate(key=key, kind=book.UNHAPPY, site=SITE, device=device,
-                                  since=until - timedelta(minutes=15), until=until, late=False, message="m",
-                                  overlap=timedelta(minutes=15))
-            barrier.wait()
-            results.append(book.raise_alert(store, cand, send_on=[book.MQTT, book.WEBHOOK]))
-
-        threads = [threading.Thread(target=raise_one, args=(n, k)) for n, k in enumerate(keys)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        assert len([r for r in results if r is not None]) == 1, kind
-        assert len(results) == len(keys)
+    same = race(store, "desk-1", ["unhappy:test-site:desk-1:k"] * 8)
+    overlapping = race(store, "desk-2", [f"unhappy:test-site:desk-2:{n}" for n in range(8)])
+    assert len([r for r in same if r is not None]) == 1
+    assert len([r for r in overlapping if r is not None]) == 1
     assert len(all_alerts(store)) == 2
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(alert_deliveries)).scalar() == 4
