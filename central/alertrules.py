@@ -178,6 +178,8 @@ class AnswerWatcher:
             if alert is not None:
                 log.warning("alert%s: %s", " (late)" if late else "", message)
                 raised.append(alert)
+            else:
+                log.info("alert %s was raised already (by another collector, or before a restart)", cand.key)
         return raised
 
 

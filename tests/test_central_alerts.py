@@ -34,6 +34,7 @@ from sync import protocol
 from sync.errors import ConfigError
 from tests.support.alert_receivers import SmtpReceiver, WebhookReceiver
 from tests.support.broker import Mosquitto
+from tests.support.central import CentralProcess
 from tests.support.events import feedback_event
 from tests.support.mqtt_client import FakeDevice, MqttClient
 from tests.support.wait import wait_for
@@ -361,6 +362,34 @@ def test_a_failing_webhook_is_retried_and_never_holds_up_ingest(broker: Mosquitt
             (hook,) = [d for d in book.deliveries(sqlite_store, 1) if d["channel"] == "webhook"]
             assert (hook["state"], hook["attempts"]) == ("done", 2)
             assert service.failures == 1
+
+
+@pytest.mark.slow
+def test_two_collectors_raise_an_alert_once(broker: Mosquitto, store_url: str, tmp_path: Path) -> None:
+    """Two real deskpulse-central processes on one store: both look at the answers, one raises the alert."""
+    with WebhookReceiver() as webhook, MqttClient(broker, "watcher", subscribe=[protocol.alerts_topic(SITE)]) as mq:
+        toml = f'[alerts]\ncheck_every_s = 1\n[alerts.webhook]\nurl = "{webhook.url}"\n'
+        first = CentralProcess(broker, tmp_path / "a", db_url=store_url, config=toml).start()
+        try:
+            second = CentralProcess(broker, tmp_path / "b", db_url=store_url, config=toml).start()
+            try:
+                with FakeDevice(broker, "desk-1") as device:
+                    for rating in (1, 2, 1, 5):
+                        device.send(answer(rating))
+                    logs = lambda: first.log() + second.log()  # noqa: E731
+                    wait_for(lambda: "alert: " in logs() and "was raised already" in logs() and webhook.ok(),
+                             timeout=20, what="one collector to raise the alert and the other to find it raised")
+                    mq.wait_for(lambda: mq.payloads(protocol.alerts_topic(SITE)), what="the alert on MQTT")
+            finally:
+                second.stop()
+        finally:
+            first.stop()
+        with Store(store_url) as store:
+            (alert,) = all_alerts(store)
+            assert {d["state"] for d in book.deliveries(store, alert.alert_id)} == {"done"}
+        assert [first.log().count("alert: "), second.log().count("alert: ")] in ([1, 0], [0, 1])
+        assert webhook.bodies == [alert.payload()]
+        assert [protocol.decode("alert", raw) for raw in mq.payloads(protocol.alerts_topic(SITE))] == [alert.payload()]
 
 
 # ---------------------------------------------------------------------------- the web side
