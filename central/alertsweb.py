@@ -78,10 +78,14 @@ def alert_row(alert: book.Alert, config: CentralConfig, acks: list[book.Ack] | N
         at = moment.astimezone(tz)
         return at.strftime("%H:%M") if at.date() == now.astimezone(tz).date() else at.strftime("%a %d %b, %H:%M")
 
+    desk_name = site.desk(alert.device).name if alert.device else None
+    where = f"{desk_name}, {site.name}" if desk_name else site.name
+    # The message names the desk for e-mail and MQTT; beside the names on a page it need not.
+    detail = alert.message[len(where) + 2:] if alert.message.startswith(where + ": ") else alert.message
     return {
-        "id": alert.alert_id, "key": alert.key, "kind": alert.kind,
+        "id": alert.alert_id, "key": alert.key, "kind": alert.kind, "detail": detail,
         "kind_words": book.KIND_WORDS.get(alert.kind, alert.kind),
-        "site_name": site.name, "desk_name": site.desk(alert.device).name if alert.device else None,
+        "site_name": site.name, "desk_name": desk_name,
         "message": alert.message, "late": alert.late, "open": alert.open,
         "raised": local(alert.raised_at), "raised_iso": alert.raised_at.isoformat(timespec="seconds"),
         "cleared": local(alert.cleared_at), "acked": local(alert.acked_at), "acked_by": alert.acked_by,
