@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlencode
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
@@ -140,10 +141,11 @@ async def _alerts_stream(request: Request, web: WebState, site: str | None, devi
 
 
 def _slug(name: str, value: str | None) -> str | None:
+    """A site or desk slug from the query (None when empty); a 422 naming the parameter otherwise."""
     if not value:
         return None
     if not protocol.SLUG_RE.fullmatch(value):
-        raise HTTPException(422, f"{name}: {value[:70]!r} is not a slug (a-z, 0-9 and '-', 1 to 64)")
+        raise deps.query_error(name, f"{value[:70]!r} is not a slug (a-z, 0-9 and '-', 1 to 64)")
     return value
 
 
@@ -202,20 +204,28 @@ async def alerts_page(request: Request, site: str | None = None, device: str | N
 
 # ---------------------------------------------------------------------------- acknowledging
 
+class AckRefused(Exception):
+    """An acknowledgement refused: ``status`` 403 (a viewer), 404 (no such alert) or 422 (the comment)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def _ack(request: Request, web: WebState, alert_id: int, comment: str) -> book.Ack:
     who = _actor(request)
     if who is None:
-        raise HTTPException(403, "acknowledging an alert needs an admin account; this one is a viewer")
+        raise AckRefused(403, "acknowledging an alert needs an admin account; this one is a viewer")
     comment = " ".join(comment.split())
     if not comment:
-        raise HTTPException(422, "comment: say what was done (it is kept with the alert)")
+        raise AckRefused(422, "say what was done (it is kept with the alert)")
     if len(comment) > book.MAX_COMMENT:
-        raise HTTPException(422, f"comment: at most {book.MAX_COMMENT} characters, got {len(comment)}")
+        raise AckRefused(422, f"at most {book.MAX_COMMENT} characters, got {len(comment)}")
     try:
         ack = book.acknowledge(web.store, alert_id, who, comment,
                                send_on=book.channels(web.config, acknowledged=True))
     except book.AlertNotFound:
-        raise HTTPException(404, f"no alert {alert_id}") from None
+        raise AckRefused(404, f"no alert {alert_id}") from None
     auth.log.info("%s acknowledged alert %d: %s", who, alert_id, comment)
     return ack
 
@@ -230,10 +240,11 @@ async def ack_form(request: Request, alert_id: int, web: WebState = Depends(deps
     back = _safe_back(form.get("next"))
     try:
         await anyio.to_thread.run_sync(_ack, request, web, alert_id, form.get("comment", ""))
-    except HTTPException as exc:
-        if exc.status_code in (403, 422) and "text/html" in request.headers.get("accept", ""):
-            return RedirectResponse(_with(back, err=str(exc.detail)), status_code=303)
-        raise
+    except AckRefused as exc:
+        message = f"comment: {exc}" if exc.status == 422 else str(exc)
+        if exc.status in (403, 422) and "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse(_with(back, err=message), status_code=303)
+        raise HTTPException(exc.status, message) from None
     return RedirectResponse(_with(back, msg="Alert acknowledged."), status_code=303)
 
 
@@ -285,7 +296,13 @@ class AlertOut(BaseModel):
 async def ack_api(alert_id: int, body: AckIn, request: Request,
                   web: WebState = Depends(deps.web_state)) -> dict[str, Any]:
     """Acknowledge an alert with a comment (admins; anyone on a dashboard without accounts)."""
-    ack = await anyio.to_thread.run_sync(_ack, request, web, alert_id, body.comment)
+    try:
+        ack = await anyio.to_thread.run_sync(_ack, request, web, alert_id, body.comment)
+    except AckRefused as exc:
+        if exc.status == 422:
+            raise RequestValidationError([{"loc": ("body", "comment"), "msg": str(exc), "type": "value_error"}]
+                                         ) from None
+        raise HTTPException(exc.status, str(exc)) from None
     return {"alert_id": ack.alert_id, "by": ack.by, "at": protocol.utc_timestamp(ack.at), "comment": ack.comment}
 
 
