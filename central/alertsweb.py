@@ -20,12 +20,12 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Any, Final
 from urllib.parse import parse_qs, urlencode
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
@@ -39,11 +39,13 @@ from central.deps import WebState
 from central.store import Store
 from sync import protocol
 
-TEMPLATES: Final = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
+TEMPLATES: Final = Jinja2Templates(directory=str(FilePath(__file__).resolve().parent / "templates"))
 #: Open alerts the live block shows at most.
 BLOCK_ROWS: Final = 20
 #: Alerts the page lists at most.
 PAGE_ROWS: Final = 200
+#: An alert id in a path: the store's ids are positive 64-bit integers.
+ALERT_ID: Final = Path(ge=1, le=2**63 - 1, description="the alert's id")
 #: The largest acknowledgement form read (bytes).
 MAX_FORM_BYTES: Final = 4096
 #: Who an acknowledgement is from when the dashboard has no accounts.
@@ -231,7 +233,7 @@ def _ack(request: Request, web: WebState, alert_id: int, comment: str) -> book.A
 
 
 @router.post("/alerts/{alert_id}/ack", include_in_schema=False)
-async def ack_form(request: Request, alert_id: int, web: WebState = Depends(deps.web_state)) -> Response:
+async def ack_form(request: Request, alert_id: int = ALERT_ID, web: WebState = Depends(deps.web_state)) -> Response:
     """Acknowledge from a page's form (``comment``, ``next``); back to ``next`` with a message."""
     body = await auth.read_limited(request, MAX_FORM_BYTES)
     if body is None:
@@ -293,7 +295,7 @@ class AlertOut(BaseModel):
 @router.post("/api/alerts/{alert_id}/ack", response_model=AckOut,
              responses={403: {"description": "a viewer (acknowledging needs an admin)"},
                         404: {"description": "no such alert"}})
-async def ack_api(alert_id: int, body: AckIn, request: Request,
+async def ack_api(body: AckIn, request: Request, alert_id: int = ALERT_ID,
                   web: WebState = Depends(deps.web_state)) -> dict[str, Any]:
     """Acknowledge an alert with a comment (admins; anyone on a dashboard without accounts)."""
     try:
