@@ -192,6 +192,7 @@ def check_devices(store: Store, config: CentralConfig, now: datetime | None = No
     """Raise (or clear) the kiosk-condition alerts from every kiosk's latest status; the alerts raised."""
     now = now or datetime.now(UTC)
     held = book.conditions(store)
+    raised_already = book.raised_conditions(store)
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(devices)).all()
     raised: list[Alert] = []
@@ -228,7 +229,10 @@ def check_devices(store: Store, config: CentralConfig, now: datetime | None = No
             since = held.get(ident) or book.note_condition(store, kind, row.site, row.device, since_if_new)
             if now - since < timedelta(minutes=minutes):
                 continue
-            cand = Candidate(key=f"{kind}:{row.site}:{row.device}:{book.key_time(since)}", kind=kind,
+            key = f"{kind}:{row.site}:{row.device}:{book.key_time(since)}"
+            if key in raised_already:
+                continue  # raised while it holds: nothing to write
+            cand = Candidate(key=key, kind=kind,
                              site=row.site, device=row.device, since=since, until=None, late=False,
                              message=message)
             alert = book.raise_alert(store, cand, now=now, send_on=book.channels(config))

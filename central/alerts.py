@@ -209,6 +209,13 @@ def conditions(store: Store) -> dict[tuple[str, str, str], datetime]:
         return {(r.kind, r.site, r.device): utc(r.since) for r in conn.execute(sa.select(alert_conditions))}
 
 
+def raised_conditions(store: Store) -> set[str]:
+    """Keys of the condition alerts not cleared yet (raising one of them again would be a no-op)."""
+    with store.engine.connect() as conn:
+        return set(conn.execute(sa.select(alerts.c.key).where(alerts.c.kind.in_(CONDITIONS),
+                                                              alerts.c.cleared_at.is_(None))).scalars())
+
+
 def note_condition(store: Store, kind: str, site: str, device: str, since: datetime) -> datetime:
     """Record that a condition holds from ``since`` unless it was recorded already; since when it holds."""
     with store.transaction() as conn:
