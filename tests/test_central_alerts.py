@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from central import alertrules, reads
+from central import alertrules, mail, reads
 from central import alerts as book
 from central.accounts import Accounts
 from central.alertrules import Answer, AnswerWatcher, unhappy_windows
@@ -390,6 +390,48 @@ def test_two_collectors_raise_an_alert_once(broker: Mosquitto, store_url: str, t
         assert [first.log().count("alert: "), second.log().count("alert: ")] in ([1, 0], [0, 1])
         assert webhook.bodies == [alert.payload()]
         assert [protocol.decode("alert", raw) for raw in mq.payloads(protocol.alerts_topic(SITE))] == [alert.payload()]
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_mail_sends_with_a_login_and_names_the_server_when_it_is_gone(tmp_path: Path) -> None:
+    (tmp_path / "smtp-password").write_text("s3cret\n")
+    with SmtpReceiver(login=("dp", "s3cret")) as smtp:
+        def mail_config(password_file: str) -> Any:
+            return from_dict({"mail": {"host": "127.0.0.1", "port": smtp.port, "security": "none", "user": "dp",
+                                       "password_file": password_file, "from": "DeskPulse <dp@example.com>"}},
+                             base=tmp_path).mail
+
+        assert mail.send(mail_config("smtp-password"), ["a@example.com", "b@example.com"], "Weekly report",
+                         "<p>Index <b>78</b></p>", "Index 78") == []
+        (envelope,) = smtp.messages
+        assert envelope.rcpt_tos == ["a@example.com", "b@example.com"]
+        (text,) = smtp.texts()
+        assert "Subject: Weekly report" in text and "Index 78" in text and "<b>78</b>" in text
+        closed = mail_config("smtp-password")
+    # The server gone: the error names it and the reason (the sender retries later).
+    with pytest.raises(mail.MailError, match=f"SMTP server 127.0.0.1:{smtp.port} [(]none[)]: ConnectionRefused"):
+        mail.send(closed, ["a@example.com"], "s", "<p>h</p>", "t")
+
+
+def test_a_refused_survey_reported_through_mqtt_raises_an_alert_in_the_collector(
+        broker: Mosquitto, sqlite_store: Store) -> None:
+    with WebhookReceiver() as webhook:
+        config = config_for(broker, webhook=webhook)
+        with Collector(config, sqlite_store) as collector, AlertService(config, sqlite_store) as service, \
+                FakeDevice(broker, "desk-1") as device:
+            assert collector.wait_subscribed(10)
+            body = status("desk-1", config_error={"version": 3, "reason": "question.en is missing"})
+            device.publish(device.status_topic, protocol.encode("status", body), retain=True)
+            wait_for(lambda: webhook.ok(), what="the alert on the webhook")
+            (posted,) = webhook.ok()
+            assert (posted["kind"], posted["device"]) == ("refused-survey", "desk-1")
+            assert "question.en is missing" in posted["message"]
+            device.publish(device.status_topic, protocol.encode("status", status("desk-1")), retain=True)
+            wait_for(lambda: all_alerts(sqlite_store)[0].cleared_at is not None, what="the alert to clear")
+            (alert,) = all_alerts(sqlite_store)
+            assert {(d["channel"], d["state"]) for d in book.deliveries(sqlite_store, alert.alert_id)} == {
+                ("mqtt", "done"), ("webhook", "done")}
+            assert service.sent == 2 and len(webhook.bodies) == 1
 
 
 # ---------------------------------------------------------------------------- the web side

@@ -72,11 +72,20 @@ class WebhookReceiver:
 class SmtpReceiver:
     """aiosmtpd on a free loopback port, keeping every message it is handed."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, login: tuple[str, str] | None = None) -> None:
+        """``login``: (user, password) the server requires (AUTH over the plain connection, as a local relay)."""
         from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult, LoginPassword
 
         self.messages: list[Any] = []  # aiosmtpd envelopes
         receiver = self
+        options: dict[str, Any] = {}
+        if login is not None:
+            def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+                ok = isinstance(data, LoginPassword) and (data.login.decode(), data.password.decode()) == login
+                return AuthResult(success=ok)
+
+            options = {"authenticator": authenticate, "auth_required": True, "auth_require_tls": False}
 
         class Handler:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
@@ -84,7 +93,7 @@ class SmtpReceiver:
                 return "250 OK"
 
         self.port = free_port()
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, **options)
 
     def __enter__(self) -> Self:
         self.controller.start()
