@@ -33,7 +33,8 @@ log = logging.getLogger("deskpulse.central")
 
 EPILOG = f"""\
 commands:
-  run            migrate the database, then collect feedback and serve the web page (default)
+  run            migrate the database, then collect feedback, raise alerts and serve the
+                 web page (default)
   migrate        create or upgrade the database schema, then exit
   rebuild-rollups
                  count every site's answers per desk and local day anew (the dashboard's
