@@ -229,7 +229,9 @@ def email_for(config: CentralConfig, alert: book.Alert) -> tuple[str, str, str]:
     where = site.desk(alert.device).name + ", " + site.name if alert.device else site.name
     kind = book.KIND_WORDS.get(alert.kind, alert.kind)
     raised = alert.raised_at.astimezone(site.tz).strftime("%a %d %b %Y, %H:%M %Z")
-    link = f"{config.dashboard_url}alerts?site={alert.site}"
+    # The address people reach: the first of web.origins (a reverse proxy's), else web.bind's.
+    base = config.origins[0] + "/" if config.origins else config.dashboard_url
+    link = f"{base}alerts?site={alert.site}"
     subject = f"DeskPulse alert: {kind} at {where}"
     text = f"{alert.message}\n\nRaised {raised}.\nAcknowledge it on the dashboard: {link}\n\n-- DeskPulse central"
     body = (f"<!doctype html><html lang=\"en\"><body style=\"font-family: sans-serif\">"
