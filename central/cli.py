@@ -2,7 +2,8 @@
 
 The entry point only wires the parts together: the configuration
 (:mod:`central.config`), the store and its migrations (:mod:`central.store`),
-the collector thread (:mod:`central.ingest`) and the web app
+the collector thread (:mod:`central.ingest`), the alert threads
+(:mod:`central.notify`) and the web app
 (:mod:`central.web`) on uvicorn, on a thread of its own. The main thread
 handles SIGTERM and Ctrl-C and stops both cleanly.
 """
@@ -32,7 +33,8 @@ log = logging.getLogger("deskpulse.central")
 
 EPILOG = f"""\
 commands:
-  run            migrate the database, then collect feedback and serve the web page (default)
+  run            migrate the database, then collect feedback, raise alerts and serve the
+                 web page (default)
   migrate        create or upgrade the database schema, then exit
   rebuild-rollups
                  count every site's answers per desk and local day anew (the dashboard's
@@ -344,6 +346,7 @@ def serve(config: CentralConfig, store: Store, *, log_level: str = "info", fault
     import uvicorn
 
     from central.ingest import Collector
+    from central.notify import AlertService
     from central.web import create_app
 
     stop = threading.Event()
@@ -358,6 +361,7 @@ def serve(config: CentralConfig, store: Store, *, log_level: str = "info", fault
     web = threading.Thread(target=server.run, name="deskpulse-web", daemon=True)
     web.start()
     collector: Collector | None = None
+    alerting: AlertService | None = None
     status = 0
     try:
         while not server.started and web.is_alive() and not stop.wait(0.05):
@@ -377,6 +381,7 @@ def serve(config: CentralConfig, store: Store, *, log_level: str = "info", fault
         if faults:
             log.warning("fault points armed (a test option): %r; central will SIGKILL itself there", faults)
         collector = Collector(config, store, faults=faults).start()
+        alerting = AlertService(config, store).start()
         while not stop.wait(0.5):
             if not web.is_alive():
                 print("deskpulse-central: the web server stopped unexpectedly", file=sys.stderr)
@@ -387,6 +392,8 @@ def serve(config: CentralConfig, store: Store, *, log_level: str = "info", fault
     finally:
         shutdown.set()  # ends open event streams, so uvicorn need not wait for browsers
         server.should_exit = True
+        if alerting is not None:
+            alerting.stop()
         if collector is not None:
             collector.stop()
         web.join(10)

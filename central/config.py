@@ -179,6 +179,118 @@ class FleetConfig:
     device_ca_file: Path | None = None
 
 
+#: Where an alert rule on unhappy answers looks: each desk alone, the whole site, or both.
+AlertScope = Literal["desk", "site", "both"]
+_ALERT_SCOPES = ("desk", "site", "both")
+#: Keys of an alert rule (``[alerts]``, ``[alerts.sites.<site>]``, ``[alerts.sites.<site>.desks.<desk>]``).
+_RULE_KEYS = {"enabled", "unhappy_pct", "window_min", "min_answers", "offline_min", "backlog_min", "test_mode_min",
+              "refused_survey"}
+#: How an SMTP connection is secured: STARTTLS on a plain port, TLS from the start, or none (a local relay).
+MailSecurity = Literal["starttls", "ssl", "none"]
+_MAIL_SECURITY = ("starttls", "ssl", "none")
+_ADDRESS_RE = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRule:
+    """When alerts are raised for one site or desk (docs/central.md, "Alerts").
+
+    Attributes:
+        enabled: whether this site or desk raises alerts at all.
+        unhappy_pct: an alert when at least this share (percent) of the counted
+            answers in a window are unhappy (the two lowest faces of their scale).
+        window_min: the window's length, in minutes of the answers' own time.
+        min_answers: ... and the window holds at least this many counted answers.
+        offline_min: a kiosk offline for longer than this (minutes); 0: never.
+        backlog_min: a kiosk whose oldest unconfirmed answer is older than this (minutes); 0: never.
+        test_mode_min: a kiosk left in test mode for longer than this (minutes); 0: never.
+        refused_survey: an alert when a kiosk refuses the survey configuration.
+    """
+
+    enabled: bool = True
+    unhappy_pct: int = 50
+    window_min: int = 15
+    min_answers: int = 4
+    offline_min: int = 15
+    backlog_min: int = 30
+    test_mode_min: int = 30
+    refused_survey: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """``[alerts.webhook]``: alerts POSTed as JSON to ``url`` (None: no webhook), retried with backoff."""
+
+    url: str | None = None
+    timeout_s: float = 10.0
+    max_attempts: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    """``[alerts]``: the default rule, per-site and per-desk overrides, and where alerts are sent.
+
+    Attributes:
+        default: the rule of every site and desk not overridden.
+        scope: the unhappy-answers rule looks at each desk, each site, or both.
+        sites: ``[alerts.sites.<site>]``: the site's rule (the default with its overrides).
+        site_scopes: a site's own ``scope``.
+        desks: ``[alerts.sites.<site>.desks.<desk>]``: the desk's rule (the site's with its overrides).
+        late_after_min: an alert whose window ended more than this many minutes
+            before central raised it is marked late: kept and listed, never sent.
+        check_every_s: how often the collector looks at kiosks' health and new answers.
+        email_to: who gets each alert by e-mail (needs ``[mail]``); empty: nobody.
+        webhook: the webhook.
+    """
+
+    default: AlertRule = AlertRule()
+    scope: AlertScope = "desk"
+    sites: MappingProxyType[str, AlertRule] = field(default_factory=lambda: MappingProxyType({}))
+    site_scopes: MappingProxyType[str, AlertScope] = field(default_factory=lambda: MappingProxyType({}))
+    desks: MappingProxyType[tuple[str, str], AlertRule] = field(default_factory=lambda: MappingProxyType({}))
+    late_after_min: int = 15
+    check_every_s: float = 30.0
+    email_to: tuple[str, ...] = ()
+    webhook: WebhookConfig = WebhookConfig()
+
+    def rule(self, site: str, device: str | None = None) -> AlertRule:
+        """The rule of a desk (``device``), or of the site as a whole (``device`` None)."""
+        if device is not None and (site, device) in self.desks:
+            return self.desks[(site, device)]
+        return self.sites.get(site, self.default)
+
+    def scope_of(self, site: str) -> AlertScope:
+        """Where the unhappy-answers rule looks at ``site``."""
+        return self.site_scopes.get(site, self.scope)
+
+
+@dataclass(frozen=True, slots=True)
+class MailConfig:
+    """``[mail]``: the SMTP server central sends e-mail through (alerts, reports). ``host`` None: no e-mail.
+
+    Attributes:
+        host: the SMTP server.
+        port: its port (default 587 for starttls, 465 for ssl, 25 for none).
+        sender: the ``From`` address (``mail.from``).
+        security: ``starttls`` (default), ``ssl`` or ``none``.
+        user: the login name; None: no login.
+        password: the login's password (from ``mail.password_file``).
+        timeout_s: how long a connection may take.
+    """
+
+    host: str | None = None
+    port: int = 587
+    sender: str = "deskpulse@localhost"
+    security: MailSecurity = "starttls"
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout_s: float = 20.0
+
+    @property
+    def configured(self) -> bool:
+        return self.host is not None
+
+
 @dataclass(frozen=True, slots=True)
 class CentralConfig:
     """Everything central needs, validated.
@@ -199,6 +311,8 @@ class CentralConfig:
         sites: the sites the file names (time zone, hours, desks); others get defaults.
         dashboard: index minimum, flagged default, accounts, wall-TV tokens.
         fleet: the broker administrator and what provisioning files say.
+        alerts: alert rules and where alerts go (``[alerts]``).
+        mail: the SMTP server (``[mail]``).
         source: where the configuration came from (for messages).
     """
 
@@ -214,6 +328,8 @@ class CentralConfig:
     sites: MappingProxyType[str, SiteConfig] = field(default_factory=lambda: MappingProxyType({}))
     dashboard: DashboardConfig = DashboardConfig()
     fleet: FleetConfig = FleetConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    mail: MailConfig = MailConfig()
     source: str = "<defaults>"
 
     def site(self, slug: str) -> SiteConfig:
@@ -356,7 +472,7 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
         ConfigError: naming ``source``, the key and the reason.
     """
     base = base or Path.cwd()
-    names = ("broker", "database", "web", "ingest", "sites", "dashboard", "fleet")
+    names = ("broker", "database", "web", "ingest", "sites", "dashboard", "fleet", "alerts", "mail")
     top = TableReader(source, data, "", set(names))
     tables = {name: top.get(name, dict, {}) for name in names}
 
@@ -390,9 +506,113 @@ def from_dict(data: dict[str, Any], *, source: str = "<config>", base: Path | No
     sites = {slug: _site(source, slug, table) for slug, table in tables["sites"].items()}
     dashboard = _dashboard(source, tables["dashboard"], sites)
     fleet = _fleet(source, tables["fleet"], base)
+    mail = _mail(source, tables["mail"], base)
+    alerts = _alerts(source, tables["alerts"], mail)
     return CentralConfig(broker=broker, client_id=client_id, group=group, database_url=url,
                          bind_host=host, bind_port=port, origins=origins, secret_file=secret_file, ingest=ingest,
-                         sites=MappingProxyType(sites), dashboard=dashboard, fleet=fleet, source=source)
+                         sites=MappingProxyType(sites), dashboard=dashboard, fleet=fleet, alerts=alerts, mail=mail,
+                         source=source)
+
+
+def _rule(reader: TableReader, base: AlertRule) -> AlertRule:
+    """``base`` with the rule keys ``reader``'s table sets."""
+    return AlertRule(
+        enabled=reader.get("enabled", bool, base.enabled),
+        unhappy_pct=_integer(reader, "unhappy_pct", base.unhappy_pct, 1, 100),
+        window_min=_integer(reader, "window_min", base.window_min, 1, 24 * 60),
+        min_answers=_integer(reader, "min_answers", base.min_answers, 1, 100_000),
+        offline_min=_integer(reader, "offline_min", base.offline_min, 0, 7 * 24 * 60),
+        backlog_min=_integer(reader, "backlog_min", base.backlog_min, 0, 7 * 24 * 60),
+        test_mode_min=_integer(reader, "test_mode_min", base.test_mode_min, 0, 7 * 24 * 60),
+        refused_survey=reader.get("refused_survey", bool, base.refused_survey),
+    )
+
+
+def _scope(reader: TableReader, default: str) -> AlertScope:
+    scope = reader.get("scope", str, default)
+    if scope not in _ALERT_SCOPES:
+        raise reader.fail("scope", f"must be one of {', '.join(_ALERT_SCOPES)}, got {scope!r}")
+    found: AlertScope = scope
+    return found
+
+
+def _alerts(source: str, table: dict[str, Any], mail: MailConfig) -> AlertsConfig:
+    r = TableReader(source, table, "alerts.", _RULE_KEYS | {"scope", "late_after_min", "check_every_s", "email_to",
+                                                            "webhook", "sites"})
+    default = _rule(r, AlertRule())
+    scope = _scope(r, "desk")
+    emails: list[str] = []
+    for value in r.get("email_to", list, []):
+        if not isinstance(value, str) or not _ADDRESS_RE.fullmatch(value.strip()):
+            raise r.fail("email_to", f"each must be an e-mail address like manager@example.com, got {value!r}")
+        emails.append(value.strip())
+    if emails and not mail.configured:
+        raise r.fail("email_to", "names recipients but there is no [mail] table with the SMTP server's host")
+    w = TableReader(source, r.get("webhook", dict, {}), "alerts.webhook.", {"url", "timeout_s", "max_attempts"})
+    url = w.get("url", str, None)
+    if url is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+        raise w.fail("url", f"must be an http:// or https:// address, got {url!r}")
+    webhook = WebhookConfig(url=url, timeout_s=w.number("timeout_s", 10.0, 0.5, 300.0),
+                            max_attempts=_integer(w, "max_attempts", 10, 1, 1000))
+    sites: dict[str, AlertRule] = {}
+    scopes: dict[str, AlertScope] = {}
+    desks: dict[tuple[str, str], AlertRule] = {}
+    for slug, site_table in r.get("sites", dict, {}).items():
+        where = f"alerts.sites.{slug}"
+        if not SLUG_RE.fullmatch(slug):
+            raise ConfigError(f"{source}: {where}: a site slug is 1 to 64 of a-z, 0-9 and '-'")
+        if not isinstance(site_table, dict):
+            raise ConfigError(f"{source}: {where} must be a table, got {type(site_table).__name__}")
+        s = TableReader(source, site_table, where + ".", _RULE_KEYS | {"scope", "desks"})
+        sites[slug] = _rule(s, default)
+        if "scope" in site_table:
+            scopes[slug] = _scope(s, scope)
+        for desk, desk_table in s.get("desks", dict, {}).items():
+            desk_where = f"{where}.desks.{desk}"
+            if not SLUG_RE.fullmatch(desk):
+                raise ConfigError(f"{source}: {desk_where}: a desk slug is 1 to 64 of a-z, 0-9 and '-'")
+            if not isinstance(desk_table, dict):
+                raise ConfigError(f"{source}: {desk_where} must be a table, got {type(desk_table).__name__}")
+            desks[(slug, desk)] = _rule(TableReader(source, desk_table, desk_where + ".", _RULE_KEYS), sites[slug])
+    return AlertsConfig(
+        default=default, scope=scope, sites=MappingProxyType(sites), site_scopes=MappingProxyType(scopes),
+        desks=MappingProxyType(desks),
+        late_after_min=_integer(r, "late_after_min", 15, 1, 7 * 24 * 60),
+        check_every_s=r.number("check_every_s", 30.0, 0.05, 3600.0),
+        email_to=tuple(emails), webhook=webhook)
+
+
+def _mail(source: str, table: dict[str, Any], base: Path) -> MailConfig:
+    r = TableReader(source, table, "mail.", {"host", "port", "from", "security", "user", "password_file",
+                                             "timeout_s"})
+    host = r.get("host", str, None)
+    if host is None:
+        if table:
+            raise r.fail("host", "is missing: name the SMTP server (or remove the [mail] table)")
+        return MailConfig()
+    if not host.strip() or any(c.isspace() for c in host):
+        raise r.fail("host", f"must be a host name or address, got {host!r}")
+    security = r.get("security", str, "starttls")
+    if security not in _MAIL_SECURITY:
+        raise r.fail("security", f"must be one of {', '.join(_MAIL_SECURITY)}, got {security!r}")
+    port = _integer(r, "port", {"starttls": 587, "ssl": 465, "none": 25}[security], 1, 65535)
+    sender = r.get("from", str, "deskpulse@localhost")
+    if not _ADDRESS_RE.fullmatch(sender.rsplit("<", 1)[-1].rstrip(">").strip()):
+        raise r.fail("from", f"must be an e-mail address (or 'Name <address>'), got {sender!r}")
+    user = r.get("user", str, None)
+    password = None
+    password_file = r.path("password_file", base, None)
+    if password_file is not None:
+        try:
+            password = password_file.read_text("utf-8").strip()
+        except OSError as exc:
+            raise r.fail("password_file", f"cannot be read: {exc}") from None
+        if not password:
+            raise r.fail("password_file", f"{password_file} is empty")
+    if (user is None) != (password is None):
+        raise r.fail("user", "and mail.password_file go together: give both or neither")
+    return MailConfig(host=host, port=port, sender=sender, security=security, user=user, password=password,
+                      timeout_s=r.number("timeout_s", 20.0, 0.5, 300.0))
 
 
 def _fleet(source: str, table: dict[str, Any], base: Path) -> FleetConfig:

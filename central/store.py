@@ -388,6 +388,71 @@ audit_log = sa.Table(
     sa.Column("subject", sa.String(140), nullable=False),  # site or site/desk
     sa.Column("detail", sa.Text, nullable=False),  # JSON: what changed (before and after) or was published
     sa.Index("ix_audit_log_at", "at"),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    # One row per alert, raised once: `key` is unique, so collectors racing raise it once
+    # (the SQL that writes these tables is in alerts.py; docs/central.md, "Alerts").
+    sa.Column("alert_id", IngestId, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),  # unhappy | offline | backlog | test-mode | refused-survey
+    sa.Column("site", sa.String(64), nullable=False),
+    sa.Column("device", sa.String(64), nullable=True),  # None: the site as a whole
+    sa.Column("raised_at", sa.DateTime(timezone=True), nullable=False),  # central's clock
+    sa.Column("since", sa.DateTime(timezone=True), nullable=False),  # the window's start, or the condition's
+    sa.Column("until", sa.DateTime(timezone=True), nullable=True),  # the window's end (the answers' time)
+    sa.Column("late", sa.Boolean, nullable=False),  # raised long after its window: kept, never sent
+    sa.Column("answers", sa.Integer, nullable=True),
+    sa.Column("unhappy", sa.Integer, nullable=True),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("cleared_at", sa.DateTime(timezone=True), nullable=True),  # the condition ended
+    sa.Column("acked_at", sa.DateTime(timezone=True), nullable=True),  # the first acknowledgement
+    sa.Column("acked_by", sa.String(64), nullable=True),
+    sa.UniqueConstraint("key", name="uq_alerts_key"),
+    sa.Index("ix_alerts_scope", "kind", "site", "device", "until"),
+    sa.Index("ix_alerts_raised_at", "raised_at"),
+    sqlite_autoincrement=True,
+)
+
+alert_acks = sa.Table(
+    "alert_acks",
+    metadata,
+    sa.Column("ack_id", IngestId, primary_key=True, autoincrement=True),
+    sa.Column("alert_id", sa.BigInteger, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("by", sa.String(64), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Index("ix_alert_acks_alert_id", "alert_id"),
+    sqlite_autoincrement=True,
+)
+
+alert_conditions = sa.Table(
+    "alert_conditions",
+    metadata,
+    # Since when a kiosk's condition (offline, backlog, test mode, refused survey) has held,
+    # as central first saw it: every collector reads the same start, so the same alert key.
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("device", sa.String(64), primary_key=True),
+    sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+)
+
+alert_deliveries = sa.Table(
+    "alert_deliveries",
+    metadata,
+    # What is still to send, per alert (or acknowledgement) and channel: mqtt | webhook | email.
+    sa.Column("delivery_id", IngestId, primary_key=True, autoincrement=True),
+    sa.Column("alert_id", sa.BigInteger, nullable=False),
+    sa.Column("ack_id", sa.BigInteger, nullable=True),  # None: the alert being raised
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # pending | done | failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_at", sa.DateTime(timezone=True), nullable=False),  # not before; a claim pushes it on
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_alert_deliveries_due", "state", "next_at"),
     sqlite_autoincrement=True,
 )
 

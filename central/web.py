@@ -20,7 +20,7 @@ from typing import Final
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from central import __version__, admin, api, auth, exports, pages, report, siteadmin
+from central import __version__, admin, alertsweb, api, auth, exports, pages, report, siteadmin
 from central.accounts import Accounts
 from central.config import CentralConfig
 from central.deps import WebState
@@ -72,7 +72,7 @@ def create_app(
     accounts = Accounts(store, config.dashboard.accounts)
     auth.install(app, config.dashboard, sessions, Throttle(store), accounts, TvTokens(store, config.dashboard),
                  config.origins)
-    for router in (auth.router, admin.router, siteadmin.router, api.router, exports.router, pages.router,
-                   report.router):
+    for router in (auth.router, admin.router, siteadmin.router, alertsweb.router, api.router, exports.router,
+                   pages.router, report.router):
         app.include_router(router)
     return app

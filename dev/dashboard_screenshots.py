@@ -230,6 +230,33 @@ def shoot(base_url: str, out: Path) -> list[Path]:
     return saved
 
 
+def shoot_alert(base_url: str, store: Store, config: CentralConfig, out: Path) -> list[Path]:
+    """Raise an alert (four unhappy answers at the busiest desk, now) and photograph the overview with it."""
+    from central import reads
+    from central.alertrules import AnswerWatcher
+    from dev.browser import chromium
+
+    now = datetime.now(UTC)
+    epoch = str(uuid.uuid4())
+    watcher = AnswerWatcher(store, config)
+    watcher.cursor = reads.last_ingest_id(store)  # the seeded weeks were all received just now: not those
+    store.insert_events([{
+        "schema": 1, "id": protocol.uuid7(), "site": "lhr-t5", "device": "bag-1", "epoch": epoch, "seq": n + 1,
+        "ts": protocol.utc_timestamp(now - timedelta(minutes=8 - 2 * n)), "clock_synced": True,
+        "boot_id": epoch, "mono_ms": 1000 * (n + 1), "rating": rating, "scale": 5,
+        "reasons": ["wait_time"] if rating <= 2 else [], "lang": "en", "source": "touch", "survey": 0, "flags": [],
+    } for n, rating in enumerate((1, 2, 4, 1))])
+    watcher.step(now)
+    path = out / "dashboard-alert-1366x768.png"
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page.goto(base_url + "/")
+        page.wait_for_selector("#alerts .alert-item", timeout=15_000)
+        page.screenshot(path=str(path))
+        page.close()
+    return [path]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dev.dashboard_screenshots", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("docs/img"), help="folder for the PNGs (docs/img)")
@@ -252,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                     except KeyboardInterrupt:
                         return 0
                 for path in shoot(base, args.out):
+                    print(path)
+                for path in shoot_alert(base, store, config, args.out):
                     print(path)
     return 0
 

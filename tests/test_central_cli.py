@@ -102,7 +102,7 @@ def test_check_config_accepts_a_good_file(tmp_path: Path, capsys: pytest.Capture
     ({"ingest": {"batch_ms": 0}}, "ingest.batch_ms"),
     ({"ingest": {"batch_size": 1.5}}, "ingest.batch_size"),
     ({"ingest": {"batch_size": True}}, "ingest.batch_size"),
-    ({"alerts": {}}, "alerts"),
+    ({"alerts": {"window_min": 0}}, "alerts.window_min"),
 ])
 def test_a_wrong_value_names_its_key(data: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
