@@ -361,11 +361,16 @@ served as a page to print at /report/weekly?site=SITE&week=YYYY-Www.
 
 examples:
   deskpulse-central weekly-report --site lhr-t5 --out report.html
+  deskpulse-central weekly-report --site lhr-t5 --mail-to manager@example.com   # through [mail]
   deskpulse-central weekly-report --site lhr-t5 --week 2026-W47 --out week47.html
   deskpulse-central weekly-report --site lhr-t5 --text --out -      # plain text on stdout
 
-Exit status: 0 written, 1 the database could not be read or the file written,
-2 a bad configuration, site or week.
+Sent with --mail-to, it goes through the SMTP server of central.toml's [mail] table
+as one message with the HTML and a plain-text part. Run it weekly from a systemd
+timer or cron (docs/operations.md, "Weekly reports").
+
+Exit status: 0 written (or sent), 1 the database could not be read, the file
+written or the e-mail sent, 2 a bad configuration, site or week.
 """
 
 
@@ -373,12 +378,14 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="deskpulse-central weekly-report",
         description="Write one site's weekly report (index and change against the week before, worst desk, "
-                    "top reasons, worst hours, kiosk health) as an HTML file.",
+                    "top reasons, worst hours, kiosk health) as an HTML file, or send it by e-mail.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--site", required=True, metavar="SLUG", help="the site (its slug, as in [sites.<slug>])")
     p.add_argument("--week", metavar="YYYY-Www", default=None,
                    help="the ISO week, e.g. 2026-W47 (default: the last complete week at the site)")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write it ('-': standard output)")
+    p.add_argument("--out", metavar="FILE", help="where to write it ('-': standard output)")
+    p.add_argument("--mail-to", action="append", default=[], metavar="ADDRESS",
+                   help="send it by e-mail to this address through [mail]'s SMTP server (repeat for more)")
     p.add_argument("--text", action="store_true", help="write the plain-text version instead of HTML")
     p.add_argument("-c", "--config", type=Path, default=None, metavar="FILE",
                    help=f"central TOML file (default: {DEFAULT_PATH} if it exists)")
@@ -390,7 +397,10 @@ def main(argv: list[str]) -> int:
     """``deskpulse-central weekly-report …``; returns the exit status."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.out is None and not args.mail_to:
+        p.error("say where the report goes: --out FILE, --mail-to ADDRESS, or both")
     try:
         if args.config is not None:
             config = load(args.config)
@@ -421,6 +431,19 @@ def main(argv: list[str]) -> int:
     except (SQLAlchemyError, OSError) as exc:
         print(f"deskpulse-central: database {config.safe_database_url}: {exc}", file=sys.stderr)
         return 1
+    if args.mail_to:
+        from central import mail
+
+        try:
+            refused = mail.send(config.mail, args.mail_to, subject(report), render_html(report), render_text(report))
+        except mail.MailError as exc:
+            print(f"deskpulse-central: the report was not sent: {exc}", file=sys.stderr)
+            return 1
+        taken = [a for a in args.mail_to if a not in refused]
+        print(f"weekly report of {report['site_name']}, {report['week']}: sent to {', '.join(taken)}"
+              + (f"; refused by the server: {', '.join(refused)}" if refused else ""))
+        if args.out is None:
+            return 1 if refused else 0
     body = render_text(report) if args.text else render_html(report)
     try:
         if args.out == "-":

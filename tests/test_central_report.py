@@ -198,3 +198,33 @@ def test_the_command_writes_the_report(seeded: Store, store_url: str, tmp_path: 
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     assert "weekly-report --site SITE" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_the_command_mails_the_report_through_the_smtp_server(seeded: Store, store_url: str, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support.alert_receivers import SmtpReceiver
+
+    with SmtpReceiver() as smtp:
+        conf = tmp_path / "central.toml"
+        conf.write_text(f'[database]\nurl = "{store_url}"\n[dashboard]\nrank_min_answers = 10\n'
+                        f'[mail]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "none"\n'
+                        'from = "deskpulse@example.com"\n'
+                        '[sites.north]\nname = "North hall"\ntimezone = "Europe/London"\ntarget = 70\n'
+                        '[sites.north.desks.a]\nname = "Desk Alpha"\n')
+        assert cli.main(["weekly-report", "--config", str(conf), "--site", "north", "--week", "2026-W46",
+                         "--mail-to", "manager@example.com", "--mail-to", "ops@example.com"]) == 0
+        assert "sent to manager@example.com, ops@example.com" in capsys.readouterr().out
+        assert len(smtp.messages) == 1
+        envelope = smtp.messages[0]
+        assert envelope.rcpt_tos == ["manager@example.com", "ops@example.com"]
+        body = envelope.content.decode()
+        assert "North hall" in body and "text/html" in body and "text/plain" in body
+        assert "23 points worse than the week before" in body.replace("=\r\n", "").replace("=\n", "")
+    # The server gone: a clear error, exit 1.
+    assert cli.main(["weekly-report", "--config", str(conf), "--site", "north", "--week", "2026-W46",
+                     "--mail-to", "manager@example.com"]) == 1
+    assert "the report was not sent" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["weekly-report", "--config", str(conf), "--site", "north"])  # neither --out nor --mail-to
+    assert "--out FILE, --mail-to ADDRESS" in capsys.readouterr().err
