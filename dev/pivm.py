@@ -49,10 +49,14 @@ import json
 import os
 import re
 import shutil
+import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +68,7 @@ MIRROR = "http://deb.debian.org/debian"
 #: Host tools and the Debian package of each (installed through apt when missing).
 HOST_TOOLS = {"qemu-system-aarch64": "qemu-system-arm", "qemu-img": "qemu-utils", "debootstrap": "debootstrap",
               "mkfs.ext4": "e2fsprogs", "/usr/bin/qemu-aarch64-static": "qemu-user-static",
-              "update-binfmts": "binfmt-support", "mosquitto": "mosquitto"}
+              "update-binfmts": "binfmt-support", "mosquitto": "mosquitto", "socat": "socat"}
 #: What Raspberry Pi OS Lite has and the VM needs besides what the installer asks for.
 BASE_PACKAGES = ("systemd", "systemd-sysv", "udev", "dbus", "kmod", "iproute2", "procps", "python3",
                  "ca-certificates", "less")
@@ -218,16 +222,576 @@ def build_image() -> Path:
     return folder
 
 
+
+# ---------------------------------------------------------------------- talking to the VM
+
+
+class Serial:
+    """The guest's serial console on a unix socket, read all the time (a console nobody reads stalls the
+    guest for tens of seconds), logged to a file and kept for :meth:`wait_for`."""
+
+    def __init__(self, path: Path, log_path: Path) -> None:
+        self.sock = _connect_unix(path)
+        self.log = open(log_path, "ab", buffering=0)
+        self.text = ""
+        self.cond = threading.Condition()
+        self.closed = False
+        threading.Thread(target=self._drain, name="serial-drain", daemon=True).start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            self.log.write(data)
+            with self.cond:
+                self.text += data.decode("utf-8", "replace").replace("\r", "")
+                self.cond.notify_all()
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def mark(self) -> int:
+        with self.cond:
+            return len(self.text)
+
+    def wait_for(self, pattern: str, timeout: float, since: int = 0) -> re.Match[str]:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                found = regex.search(self.text, since)
+                if found:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed:
+                    tail = self.text[-600:]
+                    raise Failed(f"the serial console did not show {pattern!r} within {timeout:.0f} s; "
+                                 f"its last lines:\n{tail}")
+                self.cond.wait(min(left, 1.0))
+
+    def send(self, text: str) -> None:
+        self.sock.sendall(text.encode())
+
+
+class Shell:
+    """The root shell on the serial console (autologin): commands with their output and exit status."""
+
+    PROMPT = r"root@deskpulse-pi:[^\n]*# "
+
+    def __init__(self, serial: Serial) -> None:
+        self.serial = serial
+
+    def login(self, timeout: float, since: int = 0) -> None:
+        self.serial.wait_for(self.PROMPT, timeout, since)
+        # Quiet: no echo, no prompt, no kernel lines and no systemd status lines in the outputs.
+        self.serial.send("stty -echo -onlcr cols 500; export PS1='' TERM=dumb SYSTEMD_PAGER='' SYSTEMD_COLORS=0; "
+                         "dmesg -n 1; kill -SIGRTMIN+21 1\n")
+        self.run("true", timeout=30)
+
+    def run(self, command: str, timeout: float = 120, check: bool = False) -> tuple[int, str]:
+        token = uuid.uuid4().hex[:10]
+        since = self.serial.mark()
+        self.serial.send(f"{command}\nprintf '\\n__RC_%s_%s__\\n' {token} $?\n")
+        found = self.serial.wait_for(rf"__RC_{token}_(\d+)__", timeout, since)
+        out = self.serial.text[since:found.start()].strip("\n")
+        rc = int(found.group(1))
+        if check and rc != 0:
+            raise Failed(f"in the guest, {command!r} exited {rc}:\n{out[-3000:]}")
+        return rc, out
+
+    def read_file(self, path: str, timeout: float = 120) -> bytes:
+        """A file of the guest, through base64 on the console."""
+        import base64
+
+        rc, out = self.run(f"base64 -w 100 {path}", timeout=timeout)
+        if rc != 0:
+            raise Failed(f"cannot read {path} in the guest: {out}")
+        lines = [line.strip() for line in out.splitlines()]
+        return base64.b64decode("".join(x for x in lines if re.fullmatch(r"[A-Za-z0-9+/=]+", x)))
+
+
+class Qmp:
+    """QEMU's machine protocol on a unix socket: screen captures, input events, reset, quit."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = _connect_unix(path)
+        self.file = self.sock.makefile("rwb", buffering=0)
+        self._read()  # the greeting
+        self.execute("qmp_capabilities")
+
+    def _read(self) -> dict[str, object]:
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise Failed("QEMU closed its QMP socket")
+            msg = json.loads(line)
+            if "event" not in msg:
+                return dict(msg)
+
+    def execute(self, command: str, **arguments: object) -> object:
+        self.file.write(json.dumps({"execute": command, "arguments": arguments}).encode() + b"\n")
+        reply = self._read()
+        if "error" in reply:
+            raise Failed(f"QMP {command}: {reply['error']}")
+        return reply.get("return")
+
+    def screendump(self, path: Path) -> Path:
+        self.execute("screendump", filename=str(path), format="png")
+        return path
+
+    def tap(self, x: int, y: int, size: tuple[int, int]) -> None:
+        """A touch at (x, y) of the screen, on the virtual tablet (absolute axes 0..32767)."""
+        ax = round(x * 32767 / (size[0] - 1))
+        ay = round(y * 32767 / (size[1] - 1))
+        move = [{"type": "abs", "data": {"axis": "x", "value": ax}},
+                {"type": "abs", "data": {"axis": "y", "value": ay}}]
+        self.execute("input-send-event", events=move)
+        self.execute("input-send-event", events=[{"type": "btn", "data": {"down": True, "button": "left"}}])
+        time.sleep(0.15)  # a finger rests a moment (QEMU's events are not a test's synchronisation)
+        self.execute("input-send-event", events=[{"type": "btn", "data": {"down": False, "button": "left"}}])
+
+
+def _connect_unix(path: Path, timeout: float = 30) -> socket.socket:
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(path))
+            return sock
+        except OSError:
+            sock.close()
+            if time.monotonic() > deadline:
+                raise Failed(f"QEMU's socket {path} did not open within {timeout:.0f} s") from None
+            time.sleep(0.1)
+
+
+# ---------------------------------------------------------------------- the host side
+
+
+class Host:
+    """A private Mosquitto (dynamic security) and deskpulse-central on this machine's loopback."""
+
+    SITE, DEVICE = "pi-vm", "front-desk"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.broker: object = None
+
+    def start(self) -> Path:
+        """Start both; return the kiosk's provisioning file (made by ``deskpulse-central device add``)."""
+        from dev.broker import Mosquitto, free_port
+
+        broker = Mosquitto(self.folder / "mosquitto", dynsec=True).start()
+        self.broker = broker
+        self.port = broker.port
+        (self.folder / "admin.password").write_text(broker.admin_password + "\n")
+        self.db = self.folder / "central.sqlite3"
+        self.web = f"127.0.0.1:{free_port()}"
+        conf = self.folder / "central.toml"
+        conf.write_text(
+            f'[broker]\nurl = "{broker.url}"\nusername = "deskpulse-central"\n'
+            f'password_file = "{self.folder}/secrets/deskpulse-central.password"\n\n'
+            f'[database]\nurl = "sqlite:///{self.db}"\n\n[web]\nbind = "{self.web}"\n\n'
+            f'[fleet]\nadmin_password_file = "{self.folder}/admin.password"\n'
+            f'device_broker_url = "mqtt://{GUEST_BROKER[0]}:{GUEST_BROKER[1]}"\n')
+        central = [sys.executable, "-m", "central.cli"]
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        for step in (["broker", "setup", "-c", str(conf), "--secrets-dir", str(self.folder / "secrets")],
+                     ["migrate", "-c", str(conf)]):
+            subprocess.run(central + step, check=True, env=env, cwd=self.folder, capture_output=True)
+        log_file = open(self.folder / "central.log", "ab")
+        self.procs.append(subprocess.Popen(central + ["run", "-c", str(conf)], env=env, cwd=self.folder,
+                                           stdout=log_file, stderr=log_file))
+        log_file.close()
+        provision = self.folder / f"{self.SITE}.{self.DEVICE}.provision.toml"
+        subprocess.run(central + ["device", "add", f"{self.SITE}/{self.DEVICE}", "-c", str(conf), "--out",
+                                  str(provision)], check=True, env=env, cwd=self.folder, capture_output=True)
+        return provision
+
+    def stored(self) -> list[tuple[str, int]]:
+        """The answers central stored from the VM's kiosk: (id, rating), oldest first."""
+        if not self.db.exists():
+            return []
+        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5) as conn:
+            try:
+                return [(str(i), int(r)) for i, r in conn.execute(
+                    "SELECT id, rating FROM events WHERE site = ? AND device = ? ORDER BY ingest_id",
+                    (self.SITE, self.DEVICE))]
+            except sqlite3.OperationalError:
+                return []
+
+    def wait_stored(self, count: int, timeout: float) -> list[tuple[str, int]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.stored()
+            if len(got) >= count or time.monotonic() > deadline:
+                return got
+            time.sleep(0.25)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        if self.broker is not None:
+            self.broker.stop()  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------- the machine
+
+
+class Machine:
+    """One QEMU process booting a copy-on-write overlay of the cached image."""
+
+    SIZE = (800, 480)
+
+    def __init__(self, image: Path, folder: Path, media: Path, broker_port: int) -> None:
+        self.folder = folder
+        self.overlay = folder / "overlay.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image / "base.qcow2"), "-F", "qcow2",
+                        str(self.overlay)], check=True)
+        sockets = Path(tempfile.mkdtemp(prefix="pivm-"))  # unix socket paths must be short
+        self.serial_sock, self.qmp_sock = sockets / "serial", sockets / "qmp"
+        relay = f"cmd:socat - TCP:127.0.0.1:{broker_port}"
+        self.argv = [
+            "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "2048",
+            "-accel", "tcg,thread=multi", "-nodefaults", "-display", "none",
+            "-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.img"), "-append", KERNEL_CMDLINE,
+            "-drive", f"file={self.overlay},if=none,id=root,format=qcow2",
+            "-device", "virtio-blk-pci,drive=root",
+            "-drive", f"file={media},if=none,id=media,format=raw",
+            "-device", "virtio-blk-pci,drive=media",
+            "-device", f"virtio-gpu-pci,xres={self.SIZE[0]},yres={self.SIZE[1]}",
+            "-device", "virtio-tablet-pci",
+            "-netdev", f"user,id=net0,restrict=on,guestfwd=tcp:{GUEST_BROKER[0]}:{GUEST_BROKER[1]}-{relay}",
+            "-device", "virtio-net-pci,netdev=net0",
+            "-chardev", f"socket,id=ser0,path={self.serial_sock},server=on,wait=off",
+            "-serial", "chardev:ser0",
+            "-qmp", f"unix:{self.qmp_sock},server=on,wait=off",
+        ]
+        (folder / "qemu-command.txt").write_text(" ".join(self.argv) + "\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> tuple[Serial, Shell, Qmp]:
+        out = open(self.folder / "qemu.log", "ab")
+        self.proc = subprocess.Popen(self.argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+        out.close()
+        serial = Serial(self.serial_sock, self.folder / "serial.log")
+        return serial, Shell(serial), Qmp(self.qmp_sock)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.serial_sock.parent, ignore_errors=True)
+
+
+def screen_difference(a: Path, b: Path, threshold: int = 40) -> float:
+    """The share of pixels whose colour differs by more than ``threshold`` in a channel (0: the same picture)."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    import pygame
+
+    one, two = pygame.image.load(str(a)), pygame.image.load(str(b))
+    if one.get_size() != two.get_size():
+        return 1.0
+    x, y = pygame.image.tobytes(one, "RGB"), pygame.image.tobytes(two, "RGB")
+    differ = sum(1 for i in range(0, len(x), 3)
+                 if max(abs(x[i] - y[i]), abs(x[i + 1] - y[i + 1]), abs(x[i + 2] - y[i + 2])) > threshold)
+    return differ / (len(x) // 3)
+
+
+def face_centres(size: tuple[int, int]) -> list[tuple[int, int]]:
+    """Where the kiosk draws its faces on the resting screen (the kiosk's own layout code)."""
+    from device.screenshot import PANEL_MM, view_of
+    from display.layout import Geometry, rating_layout
+
+    view = view_of("attract", "en", 5)
+    layout = rating_layout(Geometry(size, PANEL_MM[size], 0), 5, hint=bool(getattr(view, "hint", None)),
+                           lang_button=bool(getattr(view, "lang_button", None)))
+    return [t.center for t in layout.targets]
+
+
+# ---------------------------------------------------------------------- the run
+
+
+class Run:
+    """The steps of one run, each timed; a failed step ends the run unless ``keep_going``."""
+
+    OUTBOX_SQL = ("import sqlite3; c = sqlite3.connect('file:/var/lib/deskpulse/outbox.sqlite3?mode=ro', uri=True); "
+                  "print('OUTBOX', [tuple(r) for r in c.execute('SELECT id, state FROM outbox ORDER BY seq')])")
+
+    def __init__(self, folder: Path, keep_going: bool) -> None:
+        self.folder = folder
+        self.keep_going = keep_going
+        self.results: list[tuple[str, str, float, str]] = []
+
+    def step(self, name: str, fn, *args):  # type: ignore[no-untyped-def]
+        log(f"step: {name}")
+        t = time.monotonic()
+        try:
+            said = fn(*args)
+        except Failed as exc:
+            took = time.monotonic() - t
+            self.results.append((name, "FAIL", took, str(exc)))
+            log(f"FAIL {name} ({took:.1f} s): {exc}")
+            if not self.keep_going:
+                raise
+            return None
+        took = time.monotonic() - t
+        self.results.append((name, "ok", took, str(said or "")))
+        log(f"ok   {name} ({took:.1f} s){': ' + str(said) if said else ''}")
+        return said
+
+    def summary(self) -> str:
+        lines = [f"{'step':44} {'result':6} {'seconds':>8}  notes"]
+        for name, result, took, said in self.results:
+            first = said.splitlines()[0] if said else ""
+            lines.append(f"{name:44} {result:6} {took:8.1f}  {first[:140]}")
+        return "\n".join(lines)
+
+
+def guest_outbox(shell: Shell) -> list[tuple[str, int]]:
+    rc, out = shell.run(f'runuser -u deskpulse -- /opt/deskpulse/venv/bin/python -c "{Run.OUTBOX_SQL}"')
+    found = re.search(r"OUTBOX (\[.*\])", out)
+    if rc != 0 or not found:
+        raise Failed(f"cannot read the guest's outbox: {out[-800:]}")
+    import ast
+
+    return [(str(i), int(s)) for i, s in ast.literal_eval(found.group(1))]
+
+
+def unit_state(shell: Shell) -> dict[str, str]:
+    _, out = shell.run("systemctl show deskpulse-kiosk -p ActiveState -p SubState -p NRestarts -p MainPID "
+                       "-p ExecMainStartTimestampMonotonic -p ActiveEnterTimestampMonotonic -p Result")
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def wait_active(shell: Shell, timeout: float, restarts_above: int = -1) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = unit_state(shell)
+        if (state.get("ActiveState") == "active" and state.get("SubState") == "running"
+                and int(state.get("NRestarts", "0")) > restarts_above):
+            return state
+        if time.monotonic() > deadline:
+            _, journal = shell.run("journalctl -u deskpulse-kiosk -n 40 --no-pager")
+            raise Failed(f"deskpulse-kiosk is not active (running) after {timeout:.0f} s: {state}\n{journal}")
+        time.sleep(1)
+
+
+def wait_screen_change(qmp: Qmp, reference: Path, out: Path, timeout: float, share: float = 0.05) -> float:
+    """Capture the screen until it differs from ``reference`` by more than ``share``; the difference seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        qmp.screendump(out)
+        difference = screen_difference(reference, out)
+        if difference > share:
+            return difference
+        if time.monotonic() > deadline:
+            raise Failed(f"the screen did not change within {timeout:.0f} s after the tap (see {out})")
+        time.sleep(0.2)
+
+
+def run_vm(image: Path, folder: Path, keep_going: bool) -> int:
+    """Boot the image, install, tap, cut the power, hang the loop; print the timed summary."""
+    import dev.bundle as bundle
+
+    run = Run(folder, keep_going)
+    host = Host(folder / "host")
+    machine: Machine | None = None
+    started = time.monotonic()
+    try:
+        media = folder / "media"
+        media.mkdir()
+
+        def prepare() -> str:
+            archive = bundle.build(bundle.TARGETS["kiosk-bookworm-arm64"], folder / "dist")
+            shutil.copy2(archive, media / archive.name)
+            provision = host.start()
+            shutil.copy2(provision, media / "kiosk.provision.toml")
+            subprocess.run(["mkfs.ext4", "-q", "-L", "media", "-d", str(media), str(folder / "media.ext4"), "256M"],
+                           check=True)
+            return f"{archive.name}; Mosquitto on 127.0.0.1:{host.port}, central on {host.web}"
+        run.step("bundle, host broker and central, provisioning", prepare)
+        machine = Machine(image, folder, folder / "media.ext4", host.port)
+        serial, shell, qmp = machine.start()
+
+        def boot() -> str:
+            shell.login(timeout=240)
+            _, kernel = shell.run("uname -rm; python3 --version; . /etc/os-release; echo $PRETTY_NAME")
+            return " / ".join(kernel.splitlines())
+        run.step("boot to a root shell", boot)
+
+        def install() -> str:
+            shell.run("mkdir -p /media/usb && mount -o ro /dev/vdb /media/usb && tar -C /root -xzf "
+                      "/media/usb/deskpulse-*.tar.gz", check=True, timeout=120)
+            # As an ops person would, offline: the guest has no route but the broker's.
+            rc, out = shell.run("/root/deskpulse-*/systemd/install.sh kiosk --provision "
+                                "/media/usb/kiosk.provision.toml > /root/install.log 2>&1; rc=$?; "
+                                "tail -n 25 /root/install.log; exit_code=$rc; (exit $rc)", timeout=900)
+            (folder / "install.log").write_text(out + "\n")
+            if rc != 0:
+                raise Failed(f"install.sh exited {rc}:\n{out}")
+            return out.splitlines()[-1] if out else ""
+        run.step("install from the bundle (install.sh --provision)", install)
+
+        def ready() -> str:
+            state = wait_active(shell, timeout=180)
+            if state.get("NRestarts") != "0":
+                _, journal = shell.run("journalctl -u deskpulse-kiosk -n 60 --no-pager")
+                raise Failed(f"the unit needed {state['NRestarts']} restarts to get going:\n{journal}")
+            took = (int(state["ActiveEnterTimestampMonotonic"]) - int(state["ExecMainStartTimestampMonotonic"])) / 1e6
+            _, notify = shell.run("journalctl -u deskpulse-kiosk -o cat --no-pager | grep -m1 'kiosk ' ")
+            return f"READY (Type=notify) {took:.1f} s after start, first start; {notify.strip()[:100]}"
+        run.step("unit READY on its first start", ready)
+
+        def doctor() -> str:
+            rc, out = shell.run("/opt/deskpulse/venv/bin/deskpulse-kiosk doctor --json", timeout=120)
+            (folder / "doctor.json").write_text(out + "\n")
+            found = re.search(r"\{.*\}", out, re.DOTALL)
+            if not found:
+                raise Failed(f"doctor printed no JSON (rc {rc}):\n{out}")
+            checks = {c["name"]: c for c in json.loads(found.group(0))["checks"]}
+            vm_cannot = {"gpio", "power"}  # no Pi GPIO header, no vcgencmd / firmware
+            bad = {n: c for n, c in checks.items() if c["status"] != "ok" and n not in vm_cannot}
+            if bad:
+                raise Failed("doctor: " + "; ".join(f"{n}: {c['status']}: {c['says']}" for n, c in bad.items()))
+            rc, lg = shell.run("/opt/deskpulse/venv/bin/python -c 'import lgpio, gpiozero; print(lgpio.__file__)'")
+            if rc != 0:
+                raise Failed(f"the bundle's lgpio wheel does not import on aarch64: {lg}")
+            notes = [f"{n}: {c['status']} ({c['says']})" for n, c in checks.items() if n in vm_cannot]
+            return "all ok but what a VM cannot have: " + "; ".join(notes) + "; lgpio wheel imports"
+        run.step("deskpulse-kiosk doctor", doctor)
+
+        captures = folder / "captures"
+        captures.mkdir()
+        rest = captures / "vm-rest-800x480.png"
+
+        def screen() -> str:
+            qmp.screendump(rest)
+            shell.run("rm -f /tmp/own.png; SDL_VIDEODRIVER=kmsdrm /opt/deskpulse/venv/bin/deskpulse-kiosk "
+                      "screenshot --screen attract --size 800x480 --out /tmp/own.png", check=True, timeout=120)
+            own = captures / "kiosk-own-screenshot-attract-800x480.png"
+            own.write_bytes(shell.read_file("/tmp/own.png"))
+            difference = screen_difference(rest, own)
+            if difference > 0.02:
+                raise Failed(f"the screen differs from the kiosk's own screenshot in {difference:.1%} of its "
+                             f"pixels (see {rest} and {own})")
+            return f"the VM's screen matches the kiosk's own screenshot ({difference:.2%} of pixels differ)"
+        run.step("screen shows the rating screen (QMP screendump)", screen)
+
+        faces = face_centres(Machine.SIZE)
+
+        def tap() -> str:
+            t = time.monotonic()
+            qmp.tap(*faces[4], Machine.SIZE)  # Very good
+            wait_screen_change(qmp, rest, captures / "vm-thanks-800x480.png", timeout=30)
+            got = host.wait_stored(1, timeout=60)
+            stored_s = time.monotonic() - t
+            if [r for _, r in got] != [5]:
+                raise Failed(f"central stored {got}, not the one answer 5")
+            deadline = time.monotonic() + 60
+            while (outbox := guest_outbox(shell)) != [(got[0][0], 2)]:
+                if time.monotonic() > deadline:
+                    raise Failed(f"the guest's outbox is {outbox}, not the stored answer confirmed (state 2)")
+                time.sleep(1)
+            return f"rating 5 stored once in central {stored_s:.1f} s after the tap; confirmed in the guest's outbox"
+        run.step("tap a face: stored once, confirmed", tap)
+
+        def power_cut() -> str:
+            since = serial.mark()
+            qmp.tap(*faces[3], Machine.SIZE)  # Good
+            wait_screen_change(qmp, rest, captures / "vm-thanks-before-cut-800x480.png", timeout=30)
+            before = len(host.stored())
+            qmp.execute("system_reset")  # the power goes at the thank-you
+            shell.login(timeout=240, since=since)
+            wait_active(shell, timeout=180)
+            got = host.wait_stored(2, timeout=120)
+            time.sleep(3)  # a duplicate would follow within the kiosk's resend interval
+            got = host.stored()
+            if sorted(r for _, r in got) != [4, 5] or len({i for i, _ in got}) != 2:
+                raise Failed(f"after the power cut central has {got}, not the answers 5 and 4 once each")
+            outbox = guest_outbox(shell)
+            if sorted(outbox) != sorted((i, 2) for i, _ in got):
+                raise Failed(f"after the power cut the guest's outbox is {outbox}")
+            when = "before the cut" if before == 2 else "after the reboot"
+            return f"the answer reached central {when}; stored once; outbox confirmed both"
+        run.step("power cut at the thank-you, boot again", power_cut)
+
+        def watchdog() -> str:
+            state = unit_state(shell)
+            pid, restarts = state["MainPID"], int(state["NRestarts"])
+            t = time.monotonic()
+            shell.run(f"kill -STOP {pid}", check=True)
+            new = wait_active(shell, timeout=120, restarts_above=restarts)
+            _, journal = shell.run("journalctl -u deskpulse-kiosk --no-pager | grep -i -m1 watchdog")
+            if "watchdog" not in journal.lower():
+                raise Failed(f"the unit restarted, but the journal names no watchdog: {journal}")
+            return f"stopped PID {pid}; watchdog restarted it as PID {new['MainPID']} in {time.monotonic() - t:.0f} s"
+        run.step("SIGSTOP: the watchdog restarts the unit", watchdog)
+
+        def security() -> str:
+            _, out = shell.run("systemd-analyze security --no-pager deskpulse-kiosk.service", timeout=120)
+            (folder / "systemd-analyze-security.txt").write_text(out + "\n")
+            print(out, flush=True)
+            overall = re.search(r"Overall exposure level for \S+: (.*)", out)
+            if not overall:
+                raise Failed(f"systemd-analyze security printed no overall level:\n{out[-1000:]}")
+            return overall.group(1)
+        run.step("systemd-analyze security deskpulse-kiosk", security)
+        qmp.screendump(captures / "vm-end-800x480.png")
+        shell.serial.send("systemctl poweroff\n")
+    except Failed:
+        pass
+    finally:
+        if machine is not None:
+            machine.stop()
+        host.stop()
+    total = time.monotonic() - started
+    print("\n" + run.summary(), flush=True)
+    ok = bool(run.results) and all(r == "ok" for _, r, _, _ in run.results)
+    print(f"\npi-vm-test {'passed' if ok else 'FAILED'} in {total:.0f} s; serial log, captures and outputs in "
+          f"{folder}", flush=True)
+    (folder / "summary.txt").write_text(run.summary() + f"\ntotal {total:.0f} s\n")
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dev.pivm", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog="The first run builds the image (10-25 minutes); later runs reuse it.")
     p.add_argument("--build-only", action="store_true", help="only build (or find) the cached image")
+    p.add_argument("--keep-going", action="store_true", help="run every step even after one failed")
+    p.add_argument("--out", type=Path, default=ROOT / "build" / "pi-vm",
+                   help="where each run's folder goes (default build/pi-vm/)")
     args = p.parse_args(argv)
-    ensure_host_tools()
-    build_image()
+    if os.geteuid() != 0:
+        print("pi-vm-test needs root (debootstrap, chroot, mkfs): run it with sudo", file=sys.stderr)
+        return 2
+    t = time.monotonic()
+    try:
+        ensure_host_tools()
+        image = build_image()
+    except (Failed, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        print(f"pi-vm-test: {exc}", file=sys.stderr)
+        return 1
+    log(f"image ready after {time.monotonic() - t:.0f} s")
     if args.build_only:
         return 0
-    return 0
+    folder = args.out / time.strftime("%Y%m%d-%H%M%S")
+    folder.mkdir(parents=True)
+    return run_vm(image, folder, args.keep_going)
 
 
 if __name__ == "__main__":
