@@ -393,24 +393,36 @@ class Host:
         self.db = self.folder / "central.sqlite3"
         self.web = f"127.0.0.1:{free_port()}"
         conf = self.folder / "central.toml"
-        conf.write_text(
-            f'[broker]\nurl = "{broker.url}"\nusername = "deskpulse-central"\n'
-            f'password_file = "{self.folder}/secrets/deskpulse-central.password"\n\n'
-            f'[database]\nurl = "sqlite:///{self.db}"\n\n[web]\nbind = "{self.web}"\n\n'
-            f'[fleet]\nadmin_password_file = "{self.folder}/admin.password"\n'
-            f'device_broker_url = "mqtt://{GUEST_BROKER[0]}:{GUEST_BROKER[1]}"\n')
+
+        def write_conf(credentials: str) -> None:
+            conf.write_text(
+                f'[broker]\nurl = "{broker.url}"\n{credentials}\n'
+                f'[database]\nurl = "sqlite:///{self.db}"\n\n[web]\nbind = "{self.web}"\n\n'
+                f'[fleet]\nadmin_password_file = "{self.folder}/admin.password"\n'
+                f'device_broker_url = "mqtt://{GUEST_BROKER[0]}:{GUEST_BROKER[1]}"\n')
+
         central = [sys.executable, "-m", "central.cli"]
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        for step in (["broker", "setup", "-c", str(conf), "--secrets-dir", str(self.folder / "secrets")],
-                     ["migrate", "-c", str(conf)]):
-            subprocess.run(central + step, check=True, env=env, cwd=self.folder, capture_output=True)
+
+        def cli(*args: str) -> None:
+            done = subprocess.run(central + list(args), env=env, cwd=self.folder, capture_output=True, text=True,
+                                  check=False)
+            if done.returncode != 0:
+                raise Failed(f"deskpulse-central {' '.join(args)} exited {done.returncode}: {done.stderr.strip()}")
+
+        # As docs/security.md has it: the collectors' clients first, then central runs as one of them.
+        write_conf("")
+        (self.folder / "secrets").mkdir(mode=0o750, exist_ok=True)
+        cli("broker", "setup", "-c", str(conf), "--secrets-dir", str(self.folder / "secrets"))
+        cli("migrate", "-c", str(conf))
+        secret = self.folder / "secrets" / "deskpulse-central.password"
+        write_conf(f'username = "deskpulse-central"\npassword_file = "{secret}"\n')
         log_file = open(self.folder / "central.log", "ab")
         self.procs.append(subprocess.Popen(central + ["run", "-c", str(conf)], env=env, cwd=self.folder,
                                            stdout=log_file, stderr=log_file))
         log_file.close()
         provision = self.folder / f"{self.SITE}.{self.DEVICE}.provision.toml"
-        subprocess.run(central + ["device", "add", f"{self.SITE}/{self.DEVICE}", "-c", str(conf), "--out",
-                                  str(provision)], check=True, env=env, cwd=self.folder, capture_output=True)
+        cli("device", "add", f"{self.SITE}/{self.DEVICE}", "-c", str(conf), "--out", str(provision))
         return provision
 
     def stored(self) -> list[tuple[str, int]]:
