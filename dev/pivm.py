@@ -616,7 +616,38 @@ def wait_screen_change(qmp: Qmp, reference: Path, out: Path, timeout: float, sha
         time.sleep(0.2)
 
 
-def run_vm(image: Path, folder: Path, keep_going: bool) -> int:
+def probe_acceleration(shell: Shell, qmp: Qmp, hint: str, captures: Path) -> str:
+    """Restart the unit with SDL_FRAMEBUFFER_ACCELERATION set to ``hint`` ("unset": the product's own
+    default; "1": SDL's own choice, the first renderer that says it is accelerated): is the screen drawn?"""
+    drop_in = "/run/systemd/system/deskpulse-kiosk.service.d"
+    line = ("UnsetEnvironment=SDL_FRAMEBUFFER_ACCELERATION" if hint == "unset"
+            else f"Environment=SDL_FRAMEBUFFER_ACCELERATION={hint}")
+    shell.run(f"mkdir -p {drop_in} && printf '[Service]\\n{line}\\n' > {drop_in}/probe.conf && "
+              "systemctl daemon-reload && systemctl restart deskpulse-kiosk", timeout=120)
+    try:
+        wait_active(shell, timeout=60)
+    except Failed:
+        return "the kiosk did not start"
+    out = captures / f"probe-{hint}.png"
+    deadline = time.monotonic() + 20
+    while True:
+        qmp.screendump(out)
+        if not is_black(out):
+            return "drawn"
+        if time.monotonic() > deadline:
+            return "black"
+        time.sleep(0.5)
+
+
+def is_black(path: Path) -> bool:
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    import pygame
+
+    data = pygame.image.tobytes(pygame.image.load(str(path)), "RGB")
+    return max(data) < 16
+
+
+def run_vm(image: Path, folder: Path, keep_going: bool, probe: bool = False) -> int:
     """Boot the image, install, tap, cut the power, hang the loop; print the timed summary."""
     import dev.bundle as bundle
 
@@ -763,6 +794,15 @@ def run_vm(image: Path, folder: Path, keep_going: bool) -> int:
                 raise Failed(f"systemd-analyze security printed no overall level:\n{out[-1000:]}")
             return overall.group(1)
         run.step("systemd-analyze security deskpulse-kiosk", security)
+        if probe:
+            def acceleration() -> str:
+                seen = []
+                for hint in ("unset", "1", "opengl", "opengles2", "software"):
+                    seen.append(f"{hint}: {probe_acceleration(shell, qmp, hint, captures)}")
+                shell.run("rm -rf /run/systemd/system/deskpulse-kiosk.service.d; systemctl daemon-reload; "
+                          "systemctl restart deskpulse-kiosk", timeout=120)
+                return "; ".join(seen)
+            run.step("SDL_FRAMEBUFFER_ACCELERATION probe", acceleration)
         qmp.screendump(captures / "vm-end-800x480.png")
         shell.serial.send("systemctl poweroff\n")
     except Failed:
@@ -785,6 +825,8 @@ def main(argv: list[str] | None = None) -> int:
                                 epilog="The first run builds the image (10-25 minutes); later runs reuse it.")
     p.add_argument("--build-only", action="store_true", help="only build (or find) the cached image")
     p.add_argument("--keep-going", action="store_true", help="run every step even after one failed")
+    p.add_argument("--probe-acceleration", action="store_true",
+                   help="also restart the kiosk with each SDL_FRAMEBUFFER_ACCELERATION value and say which draw")
     p.add_argument("--out", type=Path, default=ROOT / "build" / "pi-vm",
                    help="where each run's folder goes (default build/pi-vm/)")
     args = p.parse_args(argv)
@@ -803,7 +845,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     folder = args.out / time.strftime("%Y%m%d-%H%M%S")
     folder.mkdir(parents=True)
-    return run_vm(image, folder, args.keep_going)
+    return run_vm(image, folder, args.keep_going, args.probe_acceleration)
 
 
 if __name__ == "__main__":
