@@ -484,7 +484,7 @@ class Machine:
             "-device", f"virtio-gpu-pci,xres={self.SIZE[0]},yres={self.SIZE[1]}",
             "-device", "virtio-tablet-pci",
             "-netdev", f"user,id=net0,restrict=on,guestfwd=tcp:{GUEST_BROKER[0]}:{GUEST_BROKER[1]}-{relay}",
-            "-device", "virtio-net-pci,netdev=net0",
+            "-device", "virtio-net-pci,netdev=net0,romfile=",  # no PXE ROM: the kernel is given
             "-chardev", f"socket,id=ser0,path={self.serial_sock},server=on,wait=off",
             "-serial", "chardev:ser0",
             "-qmp", f"unix:{self.qmp_sock},server=on,wait=off",
@@ -496,8 +496,12 @@ class Machine:
         out = open(self.folder / "qemu.log", "ab")
         self.proc = subprocess.Popen(self.argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
         out.close()
-        serial = Serial(self.serial_sock, self.folder / "serial.log")
-        return serial, Shell(serial), Qmp(self.qmp_sock)
+        try:
+            serial = Serial(self.serial_sock, self.folder / "serial.log")
+            return serial, Shell(serial), Qmp(self.qmp_sock)
+        except (OSError, Failed) as exc:
+            self.proc.wait(10)
+            raise Failed(f"QEMU did not start ({exc}): {(self.folder / 'qemu.log').read_text()[-1000:]}") from None
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -554,7 +558,7 @@ class Run:
         t = time.monotonic()
         try:
             said = fn(*args)
-        except Failed as exc:
+        except (Failed, OSError, subprocess.SubprocessError) as exc:
             took = time.monotonic() - t
             self.results.append((name, "FAIL", took, str(exc)))
             log(f"FAIL {name} ({took:.1f} s): {exc}")
@@ -672,7 +676,14 @@ def run_vm(image: Path, folder: Path, keep_going: bool, probe: bool = False) -> 
         serial, shell, qmp = machine.start()
 
         def boot() -> str:
-            shell.login(timeout=240)
+            assert machine is not None and machine.proc is not None
+            try:
+                shell.login(timeout=240)
+            except Failed:
+                if machine.proc.poll() is not None:
+                    raise Failed(f"QEMU exited {machine.proc.returncode}: "
+                                 f"{(folder / 'qemu.log').read_text()[-1000:]}") from None
+                raise
             _, kernel = shell.run("uname -rm; python3 --version; . /etc/os-release; echo $PRETTY_NAME")
             return " / ".join(kernel.splitlines())
         run.step("boot to a root shell", boot)
@@ -707,7 +718,9 @@ def run_vm(image: Path, folder: Path, keep_going: bool, probe: bool = False) -> 
             if not found:
                 raise Failed(f"doctor printed no JSON (rc {rc}):\n{out}")
             checks = {c["name"]: c for c in json.loads(found.group(0))["checks"]}
-            vm_cannot = {"gpio", "power"}  # no Pi GPIO header, no vcgencmd / firmware
+            # What a VM cannot have: the Pi's GPIO header (nothing configured here), the firmware's
+            # under-voltage flags (vcgencmd), and NTP (the guest's network reaches only the broker).
+            vm_cannot = {"gpio", "power", "clock"}
             bad = {n: c for n, c in checks.items() if c["status"] != "ok" and n not in vm_cannot}
             if bad:
                 raise Failed("doctor: " + "; ".join(f"{n}: {c['status']}: {c['says']}" for n, c in bad.items()))
@@ -805,8 +818,9 @@ def run_vm(image: Path, folder: Path, keep_going: bool, probe: bool = False) -> 
             run.step("SDL_FRAMEBUFFER_ACCELERATION probe", acceleration)
         qmp.screendump(captures / "vm-end-800x480.png")
         shell.serial.send("systemctl poweroff\n")
-    except Failed:
-        pass
+    except (Failed, OSError) as exc:
+        if not run.results or run.results[-1][1] == "ok":  # failed between steps: say so
+            run.results.append(("(between steps)", "FAIL", 0.0, str(exc)))
     finally:
         if machine is not None:
             machine.stop()

@@ -127,3 +127,22 @@ def test_screenshot_draws_off_screen_even_under_the_units_kmsdrm(tmp_path: Path)
     out = _cli("screenshot", "--screen", "rating", "--out", str(tmp_path / "rating.png"), cwd=ROOT)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
     assert pygame.image.load(str(tmp_path / "rating.png")).get_size() == (800, 480)
+
+
+@no_drm
+def test_kmsdrm_draws_through_opengl_es_2_unless_the_operator_chose(kiosk_config, monkeypatch) -> None:
+    # On the emulated Pi SDL's own choice (desktop OpenGL) left the KMS screen black; GLES 2 drew it.
+    monkeypatch.delenv("SDL_FRAMEBUFFER_ACCELERATION", raising=False)
+    with pytest.raises(ScreenError, match="kmsdrm not available"):
+        open_screen(kiosk_config(), fullscreen=True, driver="kmsdrm")
+    assert os.environ["SDL_FRAMEBUFFER_ACCELERATION"] == "opengles2"
+
+    monkeypatch.setenv("SDL_FRAMEBUFFER_ACCELERATION", "opengl")
+    with pytest.raises(ScreenError):
+        open_screen(kiosk_config(), fullscreen=True, driver="kmsdrm")
+    assert os.environ["SDL_FRAMEBUFFER_ACCELERATION"] == "opengl"
+
+    monkeypatch.delenv("SDL_FRAMEBUFFER_ACCELERATION")
+    open_screen(kiosk_config(), fullscreen=False, driver="dummy", headless=True)  # other drivers: SDL's default
+    assert "SDL_FRAMEBUFFER_ACCELERATION" not in os.environ
+    pygame.display.quit()
