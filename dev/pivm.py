@@ -571,10 +571,10 @@ class Run:
         return said
 
     def summary(self) -> str:
-        lines = [f"{'step':44} {'result':6} {'seconds':>8}  notes"]
+        lines = [f"{'step':50} {'result':6} {'seconds':>8}  notes"]
         for name, result, took, said in self.results:
             first = said.splitlines()[0] if said else ""
-            lines.append(f"{name:44} {result:6} {took:8.1f}  {first[:140]}")
+            lines.append(f"{name:50} {result:6} {took:8.1f}  {first[:140]}")
         return "\n".join(lines)
 
 
