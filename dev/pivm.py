@@ -607,16 +607,15 @@ def wait_active(shell: Shell, timeout: float, restarts_above: int = -1) -> dict[
         time.sleep(1)
 
 
-def wait_screen_change(qmp: Qmp, reference: Path, out: Path, timeout: float, share: float = 0.05) -> float:
-    """Capture the screen until it differs from ``reference`` by more than ``share``; the difference seen."""
-    deadline = time.monotonic() + timeout
+def wait_screen(qmp: Qmp, reference: Path, out: Path, timeout: float, what: str, share: float = 0.02) -> float:
+    """Capture the screen until it shows ``reference`` (at most ``share`` of pixels differ); the seconds taken."""
+    t = time.monotonic()
     while True:
         qmp.screendump(out)
-        difference = screen_difference(reference, out)
-        if difference > share:
-            return difference
-        if time.monotonic() > deadline:
-            raise Failed(f"the screen did not change within {timeout:.0f} s after the tap (see {out})")
+        if screen_difference(reference, out) <= share:
+            return time.monotonic() - t
+        if time.monotonic() - t > timeout:
+            raise Failed(f"the screen did not show {what} within {timeout:.0f} s (see {out} and {reference})")
         time.sleep(0.2)
 
 
@@ -735,12 +734,15 @@ def run_vm(image: Path, folder: Path, keep_going: bool, probe: bool = False) -> 
         captures.mkdir()
         rest = captures / "vm-rest-800x480.png"
 
+        thanks = captures / "kiosk-own-screenshot-thanks-800x480.png"
+
         def screen() -> str:
             qmp.screendump(rest)
-            shell.run("rm -f /tmp/own.png; SDL_VIDEODRIVER=kmsdrm /opt/deskpulse/venv/bin/deskpulse-kiosk "
-                      "screenshot --screen attract --size 800x480 --out /tmp/own.png", check=True, timeout=120)
             own = captures / "kiosk-own-screenshot-attract-800x480.png"
-            own.write_bytes(shell.read_file("/tmp/own.png"))
+            for name, path in (("attract", own), ("thanks", thanks)):
+                shell.run(f"rm -f /tmp/own.png; SDL_VIDEODRIVER=kmsdrm /opt/deskpulse/venv/bin/deskpulse-kiosk "
+                          f"screenshot --screen {name} --size 800x480 --out /tmp/own.png", check=True, timeout=120)
+                path.write_bytes(shell.read_file("/tmp/own.png"))
             difference = screen_difference(rest, own)
             if difference > 0.02:
                 raise Failed(f"the screen differs from the kiosk's own screenshot in {difference:.1%} of its "
@@ -753,7 +755,7 @@ def run_vm(image: Path, folder: Path, keep_going: bool, probe: bool = False) -> 
         def tap() -> str:
             t = time.monotonic()
             qmp.tap(*faces[4], Machine.SIZE)  # Very good
-            wait_screen_change(qmp, rest, captures / "vm-thanks-800x480.png", timeout=30)
+            wait_screen(qmp, thanks, captures / "vm-thanks-800x480.png", 30, "the thank-you")
             got = host.wait_stored(1, timeout=60)
             stored_s = time.monotonic() - t
             if [r for _, r in got] != [5]:
@@ -767,9 +769,11 @@ def run_vm(image: Path, folder: Path, keep_going: bool, probe: bool = False) -> 
         run.step("tap a face: stored once, confirmed", tap)
 
         def power_cut() -> str:
+            # The faces again (the thank-you ends by itself), then a tap, and the power goes at its thank-you.
+            wait_screen(qmp, rest, captures / "vm-rest-again-800x480.png", 30, "the faces again")
             since = serial.mark()
             qmp.tap(*faces[3], Machine.SIZE)  # Good
-            wait_screen_change(qmp, rest, captures / "vm-thanks-before-cut-800x480.png", timeout=30)
+            wait_screen(qmp, thanks, captures / "vm-thanks-before-cut-800x480.png", 30, "the thank-you")
             before = len(host.stored())
             qmp.execute("system_reset")  # the power goes at the thank-you
             shell.login(timeout=240, since=since)
