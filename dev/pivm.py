@@ -25,15 +25,15 @@ guest's outputs):
    security) into the guest on a second disk, and runs ``systemd/install.sh kiosk
    --provision FILE`` there, offline, as an ops person would;
 2. checks the unit reaches READY (Type=notify) on its first start and that
-   ``deskpulse-kiosk doctor`` passes, except what a VM cannot have (a GPIO chip,
-   the Pi's undervoltage flags), which it reports as such;
+   ``deskpulse-kiosk doctor`` passes, except what a VM cannot have (the Pi's GPIO
+   header, its under-voltage flags, NTP), which it reports as such;
 3. captures the screen through QMP and compares it with the kiosk's own
    ``screenshot`` of the same view at 800x480;
 4. taps a face through the virtual tablet (QMP ``input-send-event``) and sees
    the answer stored once in a ``deskpulse-central`` on the host and confirmed
    in the guest's outbox;
-5. cuts the power right after a thank-you, boots again, and sees that answer
-   delivered once; stops the kiosk's main loop (SIGSTOP) and sees the watchdog
+5. with the host's broker frozen, cuts the power right after a thank-you, boots
+   again, and sees that answer delivered once; stops the kiosk's main loop (SIGSTOP) and sees the watchdog
    restart the unit;
 6. prints ``systemd-analyze security deskpulse-kiosk`` from the guest.
 
