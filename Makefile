@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help venv deps demo test test-fast lint clean screenshots bundle
+.PHONY: help venv deps demo test test-fast lint clean screenshots bundle pi-vm-test
 
 help: ## List the everyday commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ screenshots: venv deps ## Save PNGs of the kiosk screens and the dashboard to do
 
 bundle: venv ## Release archives in dist/, one per target, with every wheel (needs PyPI; BUNDLE_ARGS=--target NAME)
 	$(PY) -m dev.bundle $(BUNDLE_ARGS)
+
+pi-vm-test: venv ## Boot an emulated 64-bit Pi (QEMU), install the bundle, tap, sync (not in make test; first run builds a cached image, ~25 min)
+	$(SUDO) $(PY) -m dev.pivm $(PIVM_ARGS)
 
 lint: venv ## ruff and strict mypy (make test runs them first)
 	$(PY) -m ruff check .

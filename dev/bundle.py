@@ -46,20 +46,22 @@ class Target:
     @property
     def extras(self) -> str:
         """The project's extras this role installs (as install.sh names them)."""
-        return "central,postgres" if self.role == "central" else ""
+        return "central,postgres" if self.role == "central" else "pi"
 
 
-def _platforms(arch: str) -> tuple[str, ...]:
-    return (f"manylinux_2_36_{arch}", f"manylinux_2_28_{arch}", f"manylinux_2_17_{arch}", f"manylinux2014_{arch}")
+def _platforms(arch: str, glibc_minor: int = 36) -> tuple[str, ...]:
+    """Every manylinux tag a glibc 2.``glibc_minor`` system runs (pip does not widen ``--platform`` itself:
+    lgpio's aarch64 wheel is manylinux_2_34 only)."""
+    return (*(f"manylinux_2_{m}_{arch}" for m in range(glibc_minor, 16, -1)), f"manylinux2014_{arch}")
 
 
 #: Raspberry Pi OS / Debian Bookworm has Python 3.11, Trixie 3.13; the kiosk is 64-bit only.
 TARGETS = {t.name: t for t in (
     Target("kiosk-bookworm-arm64", "kiosk", "3.11", _platforms("aarch64")),
-    Target("kiosk-trixie-arm64", "kiosk", "3.13", _platforms("aarch64")),
+    Target("kiosk-trixie-arm64", "kiosk", "3.13", _platforms("aarch64", 41)),
     Target("central-bookworm-amd64", "central", "3.11", _platforms("x86_64")),
     Target("central-bookworm-arm64", "central", "3.11", _platforms("aarch64")),
-    Target("central-trixie-amd64", "central", "3.13", _platforms("x86_64")),
+    Target("central-trixie-amd64", "central", "3.13", _platforms("x86_64", 41)),
 )}
 
 

@@ -138,6 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     except DeskPulseError as exc:
         print(f"deskpulse-kiosk: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        pygame = sys.modules.get("pygame")
+        if pygame is None or not isinstance(exc, pygame.error):
+            raise
+        # SDL failing where no step expected it (a screen lost while running): a sentence, not a traceback.
+        driver = os.environ.get("SDL_VIDEODRIVER") or "SDL's default"
+        print(f"deskpulse-kiosk: SDL failed: {exc} (video driver {driver}); 'deskpulse-kiosk doctor' checks "
+              "the display", file=sys.stderr)
+        return 3
 
 
 def hash_pin_command() -> int:

@@ -15,6 +15,7 @@ logic stays the real one.
 from __future__ import annotations
 
 import ctypes.util
+import glob
 import grp
 import json
 import os
@@ -39,6 +40,8 @@ Status = Literal["ok", "fail", "unknown"]
 UNIT_GROUPS = ("video", "render", "input", "gpio")
 #: KMSDRM's libraries (pygame-ce's SDL loads them at run time) and the Debian package of each.
 DISPLAY_LIBRARIES = {"drm": "libdrm2", "gbm": "libgbm1", "EGL": "libegl1", "GLESv2": "libgles2"}
+#: Mesa's DRI drivers (libgl1-mesa-dri): without them EGL cannot start and SDL says "EGL not initialized".
+MESA_DRI_GLOB = "/usr/lib/*/dri/*_dri.so"
 MIN_FREE_BYTES = 200 * 1024 * 1024
 MAX_WAITING_S = 3600.0
 
@@ -75,6 +78,7 @@ class System:
         default=lambda p: tuple(shutil.disk_usage(p)))  # type: ignore[assignment]
     unit: str = "deskpulse-kiosk.service"
     broker_timeout: float = 8.0
+    mesa_dri_glob: str = MESA_DRI_GLOB
 
 
 # ---------------------------------------------------------------------- who may open what
@@ -175,6 +179,8 @@ def _devices(system: System, pattern: str) -> list[Path]:
 def check_display(system: System, who: Account | None) -> Check:
     """KMSDRM's libraries are installed and a DRM device exists the service's user may open."""
     missing = [pkg for lib, pkg in DISPLAY_LIBRARIES.items() if system.find_library(lib) is None]
+    if not glob.glob(system.mesa_dri_glob):
+        missing.append("libgl1-mesa-dri")
     if missing:
         return Check("display", "fail", f"the KMSDRM display libraries are missing ({', '.join(missing)})",
                      f"sudo apt install {' '.join(missing)}")

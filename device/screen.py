@@ -25,6 +25,11 @@ log = logging.getLogger("deskpulse.screen")
 INVISIBLE_DRIVERS = frozenset({"dummy", "offscreen"})
 #: How often a kiosk running without its screen tries it again.
 RETRY_S = 60.0
+#: The renderer SDL draws the kiosk's surface with on KMSDRM (``SDL_FRAMEBUFFER_ACCELERATION``). KMSDRM has no
+#: framebuffer of its own, so SDL shows the surface through a renderer; left to itself it takes the first that
+#: says it is accelerated, desktop OpenGL, whose frames never reached the screen of the emulated Pi (make
+#: pi-vm-test: black), while OpenGL ES 2's did. GLES 2 is also what the Pi's GPU (VC4/V3D) speaks natively.
+KMSDRM_RENDERER = "opengles2"
 
 
 class ScreenError(DeskPulseError):
@@ -55,6 +60,8 @@ def open_screen(config: KioskConfig, *, fullscreen: bool, driver: str | None = N
     """
     if driver is not None:
         os.environ["SDL_VIDEODRIVER"] = driver
+    if os.environ.get("SDL_VIDEODRIVER", "").lower() == "kmsdrm":
+        os.environ.setdefault("SDL_FRAMEBUFFER_ACCELERATION", KMSDRM_RENDERER)  # an operator's own value wins
     try:
         pygame.display.init()
         pygame.font.init()

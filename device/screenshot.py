@@ -69,7 +69,9 @@ def view_of(screen: str, lang: str, scale: int) -> object:
 def render(screen: str, size: tuple[int, int], mm: tuple[float, float], rotation: int,
            lang: str, scale: int, out: Path) -> Path:
     """Draw one screen and save it as a PNG at ``out``."""
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    # Drawn off screen: never the panel's driver, even under the unit's SDL_VIDEODRIVER=kmsdrm
+    # (on a kiosk whose screen is taken or missing that would fail with "kmsdrm not available").
+    os.environ["SDL_VIDEODRIVER"] = "dummy"
     import pygame
 
     from display.layout import Geometry

@@ -52,6 +52,13 @@ case "$ROLE" in
   *) echo "install.sh: first argument must be 'kiosk' or 'central' (see --help)" >&2; exit 2 ;;
 esac
 
+# The Debian packages every role needs, and those a kiosk adds: the libraries pygame-ce's
+# KMSDRM driver loads, with Mesa's DRI drivers (without them SDL says "EGL not initialized").
+# gpiozero's lgpio comes from the wheels (Debian has no python3-lgpio; Raspberry Pi OS's
+# is used when it is installed). dev/pivm.py reads these two lines.
+PACKAGES="python3-venv python3-pip"
+KIOSK_PACKAGES="libdrm2 libgbm1 libegl1 libgles2 libgl1-mesa-dri fonts-dejavu-core"
+
 SITE="" DEVICE="" BROKER="" USERNAME="" CA_FILE="" PROVISION="" START=1 DRY=0 ROOT="" SVC_USER=deskpulse ROLLBACK=0
 need() { [ $# -ge 2 ] || { echo "install.sh: $1 needs a value (see --help)" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
@@ -100,6 +107,10 @@ fi
 if [ "$DRY" = 0 ] && [ "$(id -u)" != 0 ] && [ -z "$ROOT" ]; then
   echo "install.sh: run as root (sudo), or with --dry-run to see the steps, or --root DIR" >&2; exit 2
 fi
+
+# Under --root the steps on the running system are recorded as they would run there.
+SYSTEMD_UP=1
+[ -n "$ROOT" ] || [ -d /run/systemd/system ] || SYSTEMD_UP=0
 
 # run: a step on the target's files (done under --root too). sys: a step on the running
 # system (packages, users, services): recorded, not run, under --root.
@@ -161,19 +172,27 @@ if [ "$ROLLBACK" = 1 ]; then
   if [ "$ROLE" = central ]; then
     echo "note: a database migrated by the newer release stays migrated; if central does not start, see docs/operations.md (Release bundles)"
   fi
-  if [ "$START" = 1 ]; then sys systemctl restart "deskpulse-$ROLE.service"; fi
+  if [ "$START" = 1 ] && [ "$SYSTEMD_UP" = 1 ]; then sys systemctl restart "deskpulse-$ROLE.service"; fi
   echo "done: release $prev runs; the configuration and data are as they were"
   exit 0
 fi
 
 echo "== system packages"
-PKGS="python3-venv python3-pip"
-if [ "$ROLE" = kiosk ]; then
-  # lgpio for gpiozero; the libraries pygame-ce's KMSDRM driver loads.
-  PKGS="$PKGS python3-lgpio libdrm2 libgbm1 libegl1 libgles2 fonts-dejavu-core"
+PKGS="$PACKAGES"
+[ "$ROLE" != kiosk ] || PKGS="$PKGS $KIOSK_PACKAGES"
+# apt only for what is missing: an offline install (a bundle on a prepared image) needs no network.
+MISSING=""
+for p in $PKGS; do
+  if [ -n "$ROOT" ]; then admin=(--admindir "$ROOT/var/lib/dpkg"); else admin=(); fi
+  state="$(dpkg-query "${admin[@]}" -W -f '${db:Status-Status}' "$p" 2>/dev/null || true)"
+  [ "$state" = installed ] || MISSING="$MISSING $p"
+done
+if [ -z "$MISSING" ]; then
+  echo "installed already: $PKGS (no apt needed)"
+else
+  sys apt-get update -q
+  sys apt-get install -y -q --no-install-recommends $MISSING
 fi
-sys apt-get update -q
-sys apt-get install -y -q --no-install-recommends $PKGS
 
 echo "== user and directories"
 if id "$SVC_USER" >/dev/null 2>&1; then
@@ -184,11 +203,17 @@ else
   sys useradd --system --user-group --home-dir /var/lib/deskpulse --shell /usr/sbin/nologin "$SVC_USER"
 fi
 if [ "$ROLE" = kiosk ]; then
+  # The unit's SupplementaryGroups: systemd refuses to start it (status=216/GROUP) when one is
+  # missing, as gpio is on plain Debian (and render, input without udev): create those.
   for g in video render input gpio; do
-    # Under --root, the target's groups count (all four when it has no /etc/group yet).
+    # Under --root, the target's groups count (all four exist when it has no /etc/group yet).
     if [ -n "$ROOT" ]; then
-      if [ ! -f "$ROOT/etc/group" ] || grep -q "^$g:" "$ROOT/etc/group"; then sys usermod -aG "$g" "$SVC_USER"; fi
-    elif getent group "$g" >/dev/null; then sys usermod -aG "$g" "$SVC_USER"; fi
+      if [ -f "$ROOT/etc/group" ] && ! grep -q "^$g:" "$ROOT/etc/group"; then sys groupadd --system "$g"; fi
+    elif ! getent group "$g" >/dev/null; then
+      echo "group $g is missing: created (the unit asks for it)"
+      sys groupadd --system "$g"
+    fi
+    sys usermod -aG "$g" "$SVC_USER"
   done
 fi
 run install -d -m 0755 "$PREFIX" "$ETC" "$UNITDIR"
@@ -201,9 +226,12 @@ else
   sys chown "$SVC_USER:$GROUP" /var/lib/deskpulse
 fi
 
-echo "== software (venv with system site packages, for apt's lgpio)"
-if [ "$ROLE" = central ]; then extra="[central,postgres]"; else extra=""; fi
+echo "== software (a venv that also sees the system's packages, such as Raspberry Pi OS's own)"
+# gpiozero's lgpio is a wheel ([pi]): Debian has no python3-lgpio, Raspberry Pi OS's is older.
+if [ "$ROLE" = central ]; then extra="[central,postgres]"; else extra="[pi]"; fi
 if [ "$BUNDLE" = 1 ]; then
+  extras="$(field extras)"
+  extra="${extras:+[$extras]}"
   REL="/opt/deskpulse/releases/$VERSION"
   run install -d -m 0755 "$ROOT$REL"
   run rm -rf "$ROOT$REL/wheels"
@@ -260,6 +288,12 @@ else
   echo "+ write $UNITDIR/$UNIT ($([ -f "$UNITDIR/$UNIT" ] && echo "it differed" || echo new))"
   [ "$DRY" = 1 ] || { printf '%s\n' "$new_unit" > "$UNITDIR/$UNIT"; chmod 0644 "$UNITDIR/$UNIT"; }
   RELOAD=1
+fi
+if [ "$SYSTEMD_UP" = 0 ]; then
+  # A chroot or an image being built: systemctl can enable, but there is nothing to reload or start.
+  echo "systemd is not running here (no /run/systemd/system: a chroot or an image being built): the unit" \
+       "is enabled and starts at the next boot"
+  RELOAD=0 START=0
 fi
 [ "$RELOAD" = 0 ] || sys systemctl daemon-reload
 sys systemctl enable "$UNIT"

@@ -79,6 +79,8 @@ def test_the_dependency_download_is_binary_only_for_the_targets_platform_and_pyt
     kiosk = download_command(TARGETS["kiosk-bookworm-arm64"], Path("w"))
     assert "--only-binary=:all:" in kiosk and kiosk[kiosk.index("--python-version") + 1] == "3.11"
     assert "manylinux2014_aarch64" in kiosk and any(r.startswith("pygame-ce") for r in kiosk)
+    # lgpio (gpiozero's pins; Debian has no python3-lgpio) has manylinux_2_34 aarch64 wheels only.
+    assert "manylinux_2_34_aarch64" in kiosk and "lgpio>=0.2" in kiosk
     assert not any(r.startswith("fastapi") for r in kiosk)
     central = download_command(TARGETS["central-trixie-amd64"], Path("w"), Path("mirror"))
     assert central[central.index("--python-version") + 1] == "3.13" and "manylinux2014_x86_64" in central
@@ -91,7 +93,8 @@ def test_installing_from_the_bundle_needs_no_pypi_and_no_git(bundle: Path, targe
     assert "bundle.json: " in out.stdout and "files verified" in out.stdout
     recorded = (target / "var/log/deskpulse-install.log").read_text()
     rel = f"/opt/deskpulse/releases/{version()}"
-    assert f"{rel}/venv/bin/pip install -q --no-index --find-links {rel}/wheels deskpulse=={version()}" in recorded
+    assert f"{rel}/venv/bin/pip install -q --no-index --find-links {rel}/wheels deskpulse[pi]=={version()}" \
+        in recorded
     assert "git" not in recorded and "pypi" not in recorded.lower()
     assert os.readlink(target / "opt/deskpulse/venv") == f"releases/{version()}/venv"
     assert (target / f"opt/deskpulse/releases/{version()}/wheels").is_dir()

@@ -75,7 +75,7 @@ def test_install_dry_run_shows_every_step_and_needs_no_root() -> None:
     out = subprocess.run([str(INSTALL), "kiosk", "--site", "hotel-berlin", "--device", "front-desk",
                           "--broker", "mqtts://mqtt.example:8883", "--dry-run"],
                          capture_output=True, text=True, check=True)
-    for step in ("python3-lgpio", "--system-site-packages", "usermod -aG", "/etc/deskpulse/kiosk.toml",
+    for step in ("/opt/deskpulse/src[pi]", "--system-site-packages", "usermod -aG", "/etc/deskpulse/kiosk.toml",
                  "check-config", "systemctl enable deskpulse-kiosk.service"):
         assert step in out.stdout, step
 

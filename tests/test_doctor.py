@@ -91,7 +91,7 @@ def pi(plugin_broker: Mosquitto, tmp_path: Path) -> Iterator[Pi]:
         commands = dict(GOOD_COMMANDS)
         system = System(dev=dev, run=lambda argv: commands.get(argv[0]),
                         find_library=lambda name: f"lib{name}.so", disk_usage=lambda p: (32 << 30, 8 << 30, 24 << 30),
-                        broker_timeout=5)
+                        broker_timeout=5, mesa_dri_glob=str(_mesa_dri(root)))
         yield Pi(root, config, system, commands)
     finally:
         shutil.rmtree(root)
@@ -151,6 +151,24 @@ def test_no_drm_device_or_one_the_user_may_not_open_fails_the_display(pi: Pi) ->
     checks = pi.diagnose()
     assert list(failed(checks)) == ["display"]
     assert checks["display"].says.startswith("no DRM device")
+
+
+def _mesa_dri(root: Path) -> Path:
+    """A Pi's Mesa DRI drivers (libgl1-mesa-dri), as files where the doctor is told to look."""
+    dri = root / "usr/lib/aarch64-linux-gnu/dri"
+    dri.mkdir(parents=True)
+    for name in ("vc4_dri.so", "v3d_dri.so", "kms_swrast_dri.so"):
+        (dri / name).write_bytes(b"\x7fELF")
+    return dri / "*_dri.so"
+
+
+def test_without_mesas_dri_drivers_the_display_check_names_the_package(pi: Pi) -> None:
+    # Found on the emulated Pi: libdrm/gbm/EGL/GLES alone leave SDL with "EGL not initialized".
+    for driver in (pi.root / "usr/lib/aarch64-linux-gnu/dri").iterdir():
+        driver.unlink()
+    checks = pi.diagnose()
+    assert checks["display"].says == "the KMSDRM display libraries are missing (libgl1-mesa-dri)"
+    assert checks["display"].todo == "sudo apt install libgl1-mesa-dri"
 
 
 def test_missing_kmsdrm_libraries_are_named_with_their_packages(pi: Pi) -> None:

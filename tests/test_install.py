@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import grp
 import os
+import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -80,7 +82,9 @@ def test_a_provisioned_kiosk_install_writes_its_files_with_the_right_owners(targ
     unit = (target / "etc/systemd/system/deskpulse-kiosk.service").read_text()
     assert "\nUser=nobody\n" in unit and "\nGroup=nogroup\n" in unit
     recorded = (target / "var/log/deskpulse-install.log").read_text().splitlines()
-    assert recorded[0] == "apt-get update -q" and "python3-lgpio" in recorded[1]
+    assert recorded[0] == "apt-get update -q" and "libgl1-mesa-dri" in recorded[1]
+    assert "python3-lgpio" not in recorded[1]  # Debian has none: lgpio is a wheel (the [pi] extra)
+    assert "/opt/deskpulse/venv/bin/pip install -q --upgrade /opt/deskpulse/src[pi]" in recorded
     assert "runuser -u nobody -- /opt/deskpulse/venv/bin/deskpulse-kiosk check-config " \
            "--config /etc/deskpulse/kiosk.toml" in recorded
     assert recorded[-2:] == ["systemctl daemon-reload", "systemctl enable deskpulse-kiosk.service"]
@@ -177,3 +181,78 @@ def test_the_configuration_step_needs_only_the_standard_library() -> None:
             "    sys.modules[name] = None\nimport sync.installconf, sync.provision\n")
     subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r})\n{code}"],
                    check=True, capture_output=True)
+
+
+# ---------------------------------------------------------------------- found on the emulated Pi (make pi-vm-test)
+
+
+def installer_packages() -> list[str]:
+    text = INSTALL.read_text()
+    lines = [re.search(rf'^{name}="([^"]*)"', text, re.MULTILINE) for name in ("PACKAGES", "KIOSK_PACKAGES")]
+    return [p for m in lines if m for p in m.group(1).split()]
+
+
+def dpkg_status(target: Path, installed: list[str]) -> None:
+    """The target's dpkg database, listing these packages as installed (what dpkg-query reads)."""
+    db = target / "var/lib/dpkg"
+    for sub in ("info", "updates"):
+        (db / sub).mkdir(parents=True, exist_ok=True)
+    (db / "status").write_text("".join(
+        f"Package: {p}\nStatus: install ok installed\nPriority: optional\nSection: misc\n"
+        f"Architecture: all\nVersion: 1.0\nDescription: {p}\n\n" for p in installed))
+
+
+@needs_root
+def test_packages_already_installed_need_no_apt_so_an_offline_install_works(target: Path, tmp_path: Path) -> None:
+    wanted = installer_packages()
+    assert "libgl1-mesa-dri" in wanted and "python3-lgpio" not in wanted
+    dpkg_status(target, wanted)
+    out = install(target, "kiosk", "--provision", str(provision_file(tmp_path)))
+    assert "installed already: " in out.stdout
+    assert not any(line.startswith("apt-get") for line in (target / "var/log/deskpulse-install.log")
+                   .read_text().splitlines())
+
+    dpkg_status(target, [p for p in wanted if p != "libgl1-mesa-dri"])
+    install(target, "kiosk")
+    recorded = (target / "var/log/deskpulse-install.log").read_text().splitlines()
+    assert recorded.count("apt-get install -y -q --no-install-recommends libgl1-mesa-dri") == 1
+
+
+@needs_root
+def test_the_groups_the_unit_asks_for_are_created_where_missing(target: Path, tmp_path: Path) -> None:
+    # Plain Debian: video exists, render and input come with udev, gpio only on Raspberry Pi OS.
+    (target / "etc").mkdir()
+    (target / "etc/group").write_text("root:x:0:\nvideo:x:44:\ninput:x:105:\nnogroup:x:65534:\n")
+    install(target, "kiosk", "--provision", str(provision_file(tmp_path)))
+    recorded = (target / "var/log/deskpulse-install.log").read_text().splitlines()
+    assert [line for line in recorded if line.startswith("groupadd")] == [
+        "groupadd --system render", "groupadd --system gpio"]
+    unit = (target / "etc/systemd/system/deskpulse-kiosk.service").read_text()
+    wanted = re.search(r"^SupplementaryGroups=(.*)$", unit, re.MULTILINE)
+    assert wanted is not None
+    for group in wanted.group(1).split():
+        assert f"usermod -aG {group} nobody" in recorded, group
+
+
+def dry_run_with_systemd(running: bool) -> str:
+    """The installer's dry run in a mount namespace where /run/systemd/system is (or is not) there."""
+    make = "mkdir /run/systemd/system" if running else "true"
+    script = (f"mount -t tmpfs none /run/systemd && {make} && "
+              f"{INSTALL} kiosk --site s --device d --dry-run")
+    out = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+@needs_root
+@pytest.mark.skipif(not Path("/run/systemd").is_dir() or not shutil.which("unshare"),
+                    reason="needs /run/systemd and unshare for a mount namespace")
+def test_in_a_chroot_without_systemd_the_unit_is_enabled_but_not_reloaded_or_started() -> None:
+    chroot = dry_run_with_systemd(running=False)
+    assert "systemd is not running here" in chroot
+    assert "+ systemctl enable deskpulse-kiosk.service" in chroot
+    assert "daemon-reload" not in chroot and "systemctl restart" not in chroot
+    booted = dry_run_with_systemd(running=True)
+    assert "systemd is not running here" not in booted
+    assert "+ systemctl daemon-reload" in booted and "+ systemctl restart deskpulse-kiosk.service" in booted

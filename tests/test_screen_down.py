@@ -7,6 +7,11 @@ real central process that stores what the buttons gave.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pygame
 import pytest
 
@@ -20,6 +25,7 @@ from tests.support.status import StatusWatcher
 from tests.support.wait import wait_for
 
 PINS = (17, 27, 22, 23, 24)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def press(factory, pin: int) -> None:
@@ -89,3 +95,54 @@ def test_without_a_screen_the_buttons_still_collect_and_the_status_says_so(
         kiosk.close()
         watcher.close()
         pygame.display.quit()
+
+
+# ---------------------------------------------------------------------- the panel's driver where there is no panel
+# Found on the emulated Pi (make pi-vm-test): the unit sets SDL_VIDEODRIVER=kmsdrm, and where KMSDRM cannot
+# open a screen the kiosk must say so in a sentence. This machine has no DRM device, so SDL's real KMSDRM
+# driver fails here as it does on a Pi whose panel is missing.
+
+no_drm = pytest.mark.skipif(os.path.exists("/dev/dri/card0"), reason="this machine has a DRM device: KMSDRM may work")
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, SDL_VIDEODRIVER="kmsdrm", SDL_AUDIODRIVER="dummy")
+    return subprocess.run([sys.executable, "-m", "device.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=60, check=False)
+
+
+@no_drm
+def test_run_under_kmsdrm_without_a_screen_says_so_without_a_traceback(tmp_path: Path) -> None:
+    conf = tmp_path / "kiosk.toml"
+    conf.write_text(f'[device]\nsite = "s"\nname = "d"\ndata_dir = "{tmp_path / "data"}"\n\n'
+                    '[broker]\nurl = "mqtt://127.0.0.1:9"\n')
+    out = _cli("run", "--config", str(conf), cwd=ROOT)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "deskpulse-kiosk: no screen: SDL could not open the display (kmsdrm not available)" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@no_drm
+def test_screenshot_draws_off_screen_even_under_the_units_kmsdrm(tmp_path: Path) -> None:
+    out = _cli("screenshot", "--screen", "rating", "--out", str(tmp_path / "rating.png"), cwd=ROOT)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert pygame.image.load(str(tmp_path / "rating.png")).get_size() == (800, 480)
+
+
+@no_drm
+def test_kmsdrm_draws_through_opengl_es_2_unless_the_operator_chose(kiosk_config, monkeypatch) -> None:
+    # On the emulated Pi SDL's own choice (desktop OpenGL) left the KMS screen black; GLES 2 drew it.
+    monkeypatch.delenv("SDL_FRAMEBUFFER_ACCELERATION", raising=False)
+    with pytest.raises(ScreenError, match="kmsdrm not available"):
+        open_screen(kiosk_config(), fullscreen=True, driver="kmsdrm")
+    assert os.environ["SDL_FRAMEBUFFER_ACCELERATION"] == "opengles2"
+
+    monkeypatch.setenv("SDL_FRAMEBUFFER_ACCELERATION", "opengl")
+    with pytest.raises(ScreenError):
+        open_screen(kiosk_config(), fullscreen=True, driver="kmsdrm")
+    assert os.environ["SDL_FRAMEBUFFER_ACCELERATION"] == "opengl"
+
+    monkeypatch.delenv("SDL_FRAMEBUFFER_ACCELERATION")
+    open_screen(kiosk_config(), fullscreen=False, driver="dummy", headless=True)  # other drivers: SDL's default
+    assert "SDL_FRAMEBUFFER_ACCELERATION" not in os.environ
+    pygame.display.quit()
