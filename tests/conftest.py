@@ -115,3 +115,13 @@ def store_url(request, tmp_path: Path) -> Iterator[str]:
         pytest.skip("DESKPULSE_TEST_PG_URL is not set (see README: PostgreSQL tests)")
     with temporary_database(base) as url:
         yield url
+
+
+@pytest.fixture
+def store(store_url: str):  # -> Iterator[central.store.Store]
+    """A migrated central store on :func:`store_url` (a test module may define its own)."""
+    from central.store import Store
+
+    with Store(store_url) as s:
+        s.migrate()
+        yield s

@@ -6,7 +6,6 @@ through FastAPI's TestClient (the guard, sessions and origin check included).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -25,12 +24,6 @@ VIEWER_PASSWORD = "the viewer's long password"
 #: North hall's opening hours as central.toml gives them (make_config: open all day).
 HOURS = {f"hours_{d}": "00:00-24:00" for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    with Store(store_url) as s:
-        s.migrate()
-        yield s
 
 
 def add_accounts(store: Store) -> None:

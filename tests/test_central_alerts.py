@@ -43,12 +43,6 @@ SITE = "test-site"
 T0 = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    with Store(store_url) as s:
-        s.migrate()
-        yield s
-
 
 @pytest.fixture
 def sqlite_store(tmp_path: Path) -> Iterator[Store]:

@@ -27,12 +27,6 @@ TOKEN = "tv-token-for-the-lobby-screen-0001"
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture
-def store(store_url) -> Iterator[Store]:
-    with Store(store_url) as s:
-        s.migrate()
-        yield s
-
 
 def make_config(accounts: bool = False, **dashboard: Any) -> central_config.CentralConfig:
     if accounts:

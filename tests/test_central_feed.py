@@ -16,14 +16,6 @@ from central.feed import Cursor, Feed
 from central.store import Store
 from tests.support.events import feedback_event
 
-
-@pytest.fixture
-def store(store_url):
-    with Store(store_url) as s:
-        s.migrate()
-        yield s
-
-
 CONFIG = central_config.from_dict({"sites": {"hq": {"desks": {
     "open": {"feed": "live"},
     "late": {"feed": "delayed", "delay_min": 30},

@@ -6,7 +6,6 @@ Runs on SQLite, and on PostgreSQL when DESKPULSE_TEST_PG_URL is set.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,12 +33,6 @@ def status(device: str, state: str = "online", *, site: str = SITE, **health: An
     protocol.validate("status", body)
     return body
 
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    with Store(store_url) as s:
-        s.migrate()
-        yield s
 
 
 def start_collector(broker: Mosquitto, store: Store, client_id: str = "collector-1") -> Collector:

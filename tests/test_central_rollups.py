@@ -10,12 +10,10 @@ numbers counted from ``events``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -27,12 +25,6 @@ from tests.support.events import feedback_event
 ZONES = ("UTC", "Europe/London", "Asia/Kolkata", "America/St_Johns", "Pacific/Kiritimati", "Asia/Kathmandu")
 T0 = datetime(2026, 3, 28, 20, 0, tzinfo=UTC)  # the weekend Europe moves its clocks
 
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    with Store(store_url) as s:
-        s.migrate()
-        yield s
 
 
 def compare(store: Store, zones: dict[str, str], sites: list[str]) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,12 +29,6 @@ from tests.support.events import feedback_event
 #: The newest migration.
 HEAD = "0012"
 
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    with Store(store_url) as s:
-        s.migrate()
-        yield s
 
 
 def test_migrate_creates_the_tables_through_alembic(store_url: str) -> None:

@@ -24,12 +24,6 @@ TV_TOKEN = "tv-token-for-the-north-site-0001"
 DESK_TV_TOKEN = "tv-token-for-the-desk-a-only-002"
 
 
-@pytest.fixture
-def store(store_url):
-    with Store(store_url) as s:
-        s.migrate()
-        yield s
-
 
 def make_config(**dashboard: Any) -> central_config.CentralConfig:
     return central_config.from_dict({

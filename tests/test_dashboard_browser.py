@@ -73,12 +73,6 @@ class Web:
             self.server = None
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    with Store(store_url) as s:
-        s.migrate()
-        yield s
-
 
 @pytest.fixture
 def web(store: Store) -> Iterator[Web]:

@@ -35,12 +35,6 @@ def glance_config(**dashboard: Any) -> central_config.CentralConfig:
     })
 
 
-@pytest.fixture
-def store(store_url: str):
-    with Store(store_url) as s:
-        s.migrate()
-        yield s
-
 
 def london_noon(days_ago: int) -> datetime:
     """Noon in London ``days_ago`` days before its today (London is UTC or UTC+1: noon stays on that date)."""

@@ -27,12 +27,6 @@ pytestmark = [pytest.mark.skipif(chromium_path() is None, reason="chromium is no
               pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)]
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    with Store(store_url) as s:
-        s.migrate()
-        yield s
-
 
 @pytest.fixture
 def web(store: Store) -> Iterator[Web]:
