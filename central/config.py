@@ -600,19 +600,25 @@ def _mail(source: str, table: dict[str, Any], base: Path) -> MailConfig:
     if not _ADDRESS_RE.fullmatch(sender.rsplit("<", 1)[-1].rstrip(">").strip()):
         raise r.fail("from", f"must be an e-mail address (or 'Name <address>'), got {sender!r}")
     user = r.get("user", str, None)
-    password = None
-    password_file = r.path("password_file", base, None)
-    if password_file is not None:
-        try:
-            password = password_file.read_text("utf-8").strip()
-        except OSError as exc:
-            raise r.fail("password_file", f"cannot be read: {exc}") from None
-        if not password:
-            raise r.fail("password_file", f"{password_file} is empty")
+    password = _secret_file(r, "password_file", base)
     if (user is None) != (password is None):
         raise r.fail("user", "and mail.password_file go together: give both or neither")
     return MailConfig(host=host, port=port, sender=sender, security=security, user=user, password=password,
                       timeout_s=r.number("timeout_s", 20.0, 0.5, 300.0))
+
+
+def _secret_file(r: TableReader, key: str, base: Path) -> str | None:
+    """The password in the file ``key`` names (stripped), or None without one; an unreadable or empty file fails."""
+    path = r.path(key, base, None)
+    if path is None:
+        return None
+    try:
+        secret = path.read_text("utf-8").strip()
+    except OSError as exc:
+        raise r.fail(key, f"cannot be read: {exc}") from None
+    if not secret:
+        raise r.fail(key, f"{path} is empty")
+    return secret
 
 
 def _fleet(source: str, table: dict[str, Any], base: Path) -> FleetConfig:
@@ -621,15 +627,7 @@ def _fleet(source: str, table: dict[str, Any], base: Path) -> FleetConfig:
     admin = r.get("admin_username", str, "deskpulse-admin")
     if not _CLIENT_ID_RE.fullmatch(admin):
         raise r.fail("admin_username", f"must be 1 to 128 of A-Z, a-z, 0-9 and . _ : -, got {admin!r}")
-    password = None
-    password_file = r.path("admin_password_file", base, None)
-    if password_file is not None:
-        try:
-            password = password_file.read_text("utf-8").strip()
-        except OSError as exc:
-            raise r.fail("admin_password_file", f"cannot be read: {exc}") from None
-        if not password:
-            raise r.fail("admin_password_file", f"{password_file} is empty")
+    password = _secret_file(r, "admin_password_file", base)
     url = r.get("device_broker_url", str, None)
     if url is not None:
         parse_broker_url(url, where=f"{source}: fleet.device_broker_url")
