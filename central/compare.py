@@ -337,7 +337,8 @@ def comparisons(
 
     def compute() -> dict[str, Any]:
         first, last = read_window(now)
-        rows, _ = reads.days(store, scores.zone_of(config), site=site, first=first, last=last, known=known_desks)
+        rows, _ = reads.days(store, scores.zone_of(config), site=site, first=first, last=last, known=known_desks,
+                             hours=False)  # the comparisons count answers per rating only
         return summarise(config, days=rows, known_desks=known_desks, site=site, device=device,
                          include_flagged=include_flagged, now=now)
 

@@ -92,7 +92,8 @@ def aggregate_rows(store: Store, config: CentralConfig, *, site: str | None = No
     groups: dict[tuple[date, str, str], dict[str, Any]] = defaultdict(
         lambda: {"total": 0, "flagged": 0, "tally": scores.Tally(), "ratings": defaultdict(lambda: [0] * 6)})
     first, last = scores.read_window(start, end, now)
-    day_rows, _ = reads.days(store, scores.zone_of(config), site=site, device=device, first=first, last=last)
+    day_rows, _ = reads.days(store, scores.zone_of(config), site=site, device=device, first=first, last=last,
+                             hours=False)  # answers per rating only
     for row in day_rows:
         if row.site not in ranges:
             ranges[row.site] = scores.site_range(config.site(row.site), start, end, now)

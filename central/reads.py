@@ -316,21 +316,28 @@ class DayReason:
     count: int
 
 
+#: The hours of a :class:`DayRow` read with ``hours=False``.
+NO_HOURS: Final = (0,) * 24
+
+
 def days(store: Store, zone_of: Callable[[str], str], *, site: str | None = None, device: str | None = None,
-         first: date, last: date, known: Iterable[Desk] | None = None) -> tuple[list[DayRow], list[DayReason]]:
+         first: date, last: date, known: Iterable[Desk] | None = None,
+         hours: bool = True) -> tuple[list[DayRow], list[DayReason]]:
     """Answers per desk and local day from ``first`` to ``last`` (both included), in each site's zone.
 
     Read from the rollups for every site kept there in the zone ``zone_of`` gives
     it (an IANA name, from central.toml); counted from ``events`` for
     the others (a site whose rollups are missing or were made in another zone), so
     the numbers are the same either way, only slower for those. ``known``: the
-    desks :func:`desks` would list, when the caller has them already.
+    desks :func:`desks` would list, when the caller has them already. ``hours=False``:
+    the rows read from the rollups leave their hours and steps per hour at zero (not
+    read: 48 of their 58 columns), for callers that use only the answers per rating.
     """
     with store.engine.connect() as conn:
         recorded = store.rolled_up(conn)
         d = day_rollups_table.c
-        stmt = (sa.select(d.site, d.device, d.day, d.scale, d.flagged,
-                          *(d[c] for c in (*RATING_COLUMNS, *HOUR_COLUMNS, *STEP_COLUMNS)))
+        counts = (*RATING_COLUMNS, *HOUR_COLUMNS, *STEP_COLUMNS) if hours else RATING_COLUMNS
+        stmt = (sa.select(d.site, d.device, d.day, d.scale, d.flagged, *(d[c] for c in counts))
                 .where(d.day >= first, d.day <= last))
         r = reason_rollups_table.c
         rstmt = sa.select(reason_rollups_table).where(r.day >= first, r.day <= last, r.answers != 0)
@@ -339,7 +346,8 @@ def days(store: Store, zone_of: Callable[[str], str], *, site: str | None = None
         if device is not None:
             stmt, rstmt = stmt.where(d.device == device), rstmt.where(r.device == device)
         rolled = {s for s, zone in recorded.items() if zone == zone_of(s)}
-        rows = [DayRow(x[0], x[1], x[2], int(x[3]), bool(x[4]), tuple(x[5:10]), tuple(x[10:34]), tuple(x[34:58]))
+        rows = [DayRow(x[0], x[1], x[2], int(x[3]), bool(x[4]), tuple(x[5:10]),
+                       tuple(x[10:34]) if hours else NO_HOURS, tuple(x[34:58]) if hours else NO_HOURS)
                 for x in conn.execute(stmt)
                 if x[0] in rolled and any(x[5:10])]  # not emptied by a re-timing that moved its answers
         reasons = [DayReason(x.site, x.device, x.day, bool(x.flagged), x.reason, int(x.answers))
