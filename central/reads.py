@@ -361,6 +361,43 @@ def days(store: Store, zone_of: Callable[[str], str], *, site: str | None = None
     return rows, reasons
 
 
+def day_hours(store: Store, zone_of: Callable[[str], str], *, site: str | None = None, device: str | None = None,
+              first: date, last: date, known: Iterable[Desk] | None = None) -> list[DayRow]:
+    """The answers and steps per local hour of :func:`days`' rows, summed over desks per site and day.
+
+    Each row's ``device`` is ``""`` (every desk in the filter): what the heatmap needs,
+    summed in the database (a site's day is one row, not one per desk), so the hours
+    of every desk need not be read one by one. Sites not kept in the rollups are
+    summed from :func:`days_from_events`.
+    """
+    d = day_rollups_table.c
+    keys = (d.site, d.day, d.scale, d.flagged)
+    stmt = (sa.select(*keys, *(sa.func.sum(d[c]) for c in (*RATING_COLUMNS, *HOUR_COLUMNS, *STEP_COLUMNS)))
+            .where(d.day >= first, d.day <= last).group_by(*keys))
+    if site is not None:
+        stmt = stmt.where(d.site == site)
+    if device is not None:
+        stmt = stmt.where(d.device == device)
+    with store.engine.connect() as conn:
+        recorded = store.rolled_up(conn)
+        rolled = {s for s, zone in recorded.items() if zone == zone_of(s)}
+        rows = [DayRow(x[0], "", x[1], int(x[2]), bool(x[3]), tuple(int(v) for v in x[4:9]),
+                       tuple(int(v) for v in x[9:33]), tuple(int(v) for v in x[33:57]))
+                for x in conn.execute(stmt) if x[0] in rolled and any(x[4:9])]
+    others = sorted({s for s, _ in (desks(store, site) if known is None else known)} - rolled)
+    for other in others:
+        summed: dict[tuple[date, int, bool], list[list[int]]] = {}
+        more, _ = days_from_events(store, _zone(zone_of(other)), site=other, device=device, first=first, last=last)
+        for r in more:
+            acc = summed.setdefault((r.day, r.scale, r.flagged), [[0] * 5, [0] * 24, [0] * 24])
+            for part, values in zip(acc, (r.ratings, r.hours, r.steps), strict=True):
+                for i, v in enumerate(values):
+                    part[i] += v
+        rows += [DayRow(other, "", day, scale, flagged, tuple(a), tuple(h), tuple(t))
+                 for (day, scale, flagged), (a, h, t) in sorted(summed.items())]
+    return rows
+
+
 def days_from_events(store: Store, tz: tzinfo, *, site: str, device: str | None = None, first: date,
                      last: date) -> tuple[list[DayRow], list[DayReason]]:
     """What :func:`days` reads from the rollups for ``site``, counted from ``events`` (the reference)."""

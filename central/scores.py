@@ -149,10 +149,13 @@ def aggregate(
 
     def compute() -> dict[str, Any]:
         first, last = read_window(start, end, now)
+        # Per desk the answers per rating; the hours (the heatmap's) summed per site and day.
         rows, reasons = reads.days(store, zone_of(config), site=site, device=device, first=first, last=last,
-                                   known=known_desks)
+                                   known=known_desks, hours=False)
+        hours = reads.day_hours(store, zone_of(config), site=site, device=device, first=first, last=last,
+                                known=known_desks)
         return summarise(config, days=rows, reasons=reasons, known_desks=known_desks, site=site, device=device,
-                         start=start, end=end, include_flagged=include_flagged, now=now)
+                         start=start, end=end, include_flagged=include_flagged, now=now, hours=hours)
 
     return shared_view(store, config, ("aggregate", site, device, start, end, include_flagged, now, known_desks),
                        compute, seen=seen)
@@ -223,6 +226,7 @@ def summarise(
     end: date | None,
     include_flagged: bool | None,
     now: datetime,
+    hours: Iterable[reads.DayRow] | None = None,
 ) -> dict[str, Any]:
     """Every number the dashboard shows for one filter, from answers counted per desk and local day.
 
@@ -237,6 +241,8 @@ def summarise(
         end: the filter's last local date, or None.
         include_flagged: count flagged answers too (None: the configured default).
         now: the moment "today" is taken from.
+        hours: the heatmap's answers per local hour, per site and day
+            (:func:`central.reads.day_hours`); None: from the hours of ``days``.
     """
     now = now.astimezone(UTC)
     flagged_too = config.dashboard.include_flagged if include_flagged is None else include_flagged
@@ -266,6 +272,12 @@ def summarise(
     today = Tally()
     today_total = today_flagged = 0
     today_scales: dict[int, Counter[int]] = defaultdict(Counter)
+
+    def add_hours(row: reads.DayRow) -> None:
+        weekday = row.day.weekday()
+        for hour in range(24):
+            if row.hours[hour]:
+                cells[(weekday, hour)].add_steps(row.scale, row.hours[hour], row.steps[hour])
 
     def desk(site_slug: str, device_slug: str) -> dict[str, Any]:
         key = (site_slug, device_slug)
@@ -301,10 +313,11 @@ def summarise(
         for r, n in enumerate(row.ratings[:row.scale], start=1):
             by_scale[row.scale][r] += n
         per_day[row.day].add_steps(row.scale, count, steps)
-        weekday = row.day.weekday()
-        for hour in range(24):
-            if row.hours[hour]:
-                cells[(weekday, hour)].add_steps(row.scale, row.hours[hour], row.steps[hour])
+        if hours is None:
+            add_hours(row)
+    for row in hours or ():
+        if row.day in range_of(row.site) and (flagged_too or not row.flagged):
+            add_hours(row)
     for given in reasons:
         if given.day in range_of(given.site) and (flagged_too or not given.flagged):
             reason_counts[given.reason] += given.count

@@ -82,6 +82,15 @@ def test_the_rollups_equal_counting_every_answer(store: Store, answers: list[dic
     assert [(r.site, r.device, r.day, r.scale, r.flagged, r.ratings) for r in full] == \
         [(r.site, r.device, r.day, r.scale, r.flagged, r.ratings) for r in lean]
     assert all(r.hours == r.steps == reads.NO_HOURS for r in lean if r.site in zone_of)  # (read from the rollups)
+    # The heatmap's hours summed per site and day in the database: the full rows, summed.
+    summed: dict[tuple, list[int]] = {}
+    for r in full:
+        acc = summed.setdefault((r.site, r.day, r.scale, r.flagged), [0] * 53)
+        for i, v in enumerate((*r.ratings, *r.hours, *r.steps)):
+            acc[i] += v
+    got = reads.day_hours(store, lambda s: zone_of.get(s, "UTC"), first=first, last=last)
+    assert sorted(((r.site, r.day, r.scale, r.flagged), [*r.ratings, *r.hours, *r.steps]) for r in got) == \
+        sorted((k, v) for k, v in summed.items() if any(v[:5]))
     # Counting anew from events gives the same rows.
     store.rebuild_rollups(sorted({e["site"] for e in events}))
     compare(store, zone_of, sorted({e["site"] for e in events}))
