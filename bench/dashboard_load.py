@@ -172,7 +172,9 @@ class Publisher:
             k["seq"] += 1
             event = {"schema": 1, "id": protocol.uuid7(), "site": k["site"], "device": k["device"],
                      "epoch": k["epoch"], "seq": k["seq"], "ts": protocol.utc_timestamp(), "clock_synced": True,
-                     "boot_id": k["epoch"], "mono_ms": k["seq"], "rating": 1 + self.turn % 5, "scale": 5,
+                     "boot_id": k["epoch"], "mono_ms": k["seq"], "scale": 5,
+                     # each kiosk's answers go round the five faces (40 % unhappy: no alert fires)
+                     "rating": 1 + (self.turn // len(self.kiosks)) % 5,
                      "reasons": [], "lang": "en", "source": "touch", "survey": 0, "flags": []}
             self.sent[event["id"]] = (time.monotonic(), k["site"])
             self.client.publish(protocol.feedback_topic(k["site"], k["device"]),
