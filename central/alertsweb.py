@@ -33,13 +33,14 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from central import alerts as book
-from central import auth, deps, stream
+from central import auth, deps, i18n, stream
 from central.config import CentralConfig, DisplayToken
 from central.deps import WebState
 from central.store import Store
 from sync import protocol
 
 TEMPLATES: Final = Jinja2Templates(directory=str(FilePath(__file__).resolve().parent / "templates"))
+i18n.install(TEMPLATES.env)
 #: Open alerts the live block shows at most.
 BLOCK_ROWS: Final = 20
 #: Alerts the page lists at most.

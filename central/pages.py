@@ -28,7 +28,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
-from central import __version__, compare, deps, filters, reads, scores, stream
+from central import __version__, compare, deps, filters, i18n, reads, scores, stream
 from central.config import CentralConfig, DisplayToken
 from central.deps import WebState
 from central.feed import Cursor, Feed
@@ -39,6 +39,7 @@ from display.palette import face_colour, mood
 from sync import protocol
 
 TEMPLATES: Final = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
+i18n.install(TEMPLATES.env)
 
 #: The kiosk's face colours and English words, from the kiosk's own definitions.
 FACE_COLOURS: Final = palette.FACE_COLOURS

@@ -33,7 +33,7 @@ import jinja2
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from central import __version__, compare, deps, reads, scores
+from central import __version__, compare, deps, i18n, reads, scores
 from central.config import DEFAULT_PATH, CentralConfig, SiteConfig, load
 from central.deps import WebState
 from central.filters import EARLIEST, LATEST
@@ -55,6 +55,7 @@ WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _ENV: Final = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).resolve().parent / "templates")),
     autoescape=jinja2.select_autoescape(("html",)), trim_blocks=False, lstrip_blocks=False)
+i18n.install(_ENV)
 
 
 class ReportError(DeskPulseError, ValueError):
