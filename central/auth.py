@@ -280,9 +280,8 @@ def install(app: FastAPI, dashboard: DashboardConfig, sessions: Sessions, thrott
         if status == 200:
             return await call_next(request)
         if status == 404:
-            return HTMLResponse(page(_("Not found"), "<p>" + html.escape(_("This display link is not valid. Ask for a new one."))
-                                     + "</p>"),
-                                status_code=404)
+            gone = html.escape(_("This display link is not valid. Ask for a new one."))
+            return HTMLResponse(page(_("Not found"), f"<p>{gone}</p>"), status_code=404)
         if status == 403:
             detail = ("an admin's page: this account is a viewer" if user is not None else
                       "no accounts yet: add the first admin with 'deskpulse-central user add NAME --role admin'")
@@ -346,7 +345,8 @@ async def login(request: Request, auth: Auth = Depends(current)) -> Response:
                     client, MAX_NAME, MAX_PASSWORD)
         return HTMLResponse(_login_page(target, error=_("A name is at most %(name)s characters and a "
                                                         "password at most %(password)s.")
-                                             % {"name": MAX_NAME, "password": i18n.number(MAX_PASSWORD)}), status_code=400)
+                                             % {"name": MAX_NAME, "password": i18n.number(MAX_PASSWORD)}),
+                            status_code=400)
     if auth.checking >= MAX_CONCURRENT_CHECKS:
         log.debug("sign-in from %s refused: %d checks under way", client, auth.checking)
         return HTMLResponse(_login_page(target, name=name, error=_("Busy checking other sign-ins. Try again "
@@ -457,7 +457,8 @@ def page(title: str, body: str, *, wide: bool = False, picker: str | None = None
     ``picker``: the path the language picker returns to (None: no picker)."""
     width = "min(60rem, calc(100vw - 2rem))" if wide else "min(22rem, calc(100vw - 2rem))"
     return f"""<!doctype html>
-<html lang="{i18n.current()}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="{i18n.current()}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)} · DeskPulse</title>
 <style>
   body {{ margin: 0; min-height: 100vh; display: grid; place-items: center; background: #f5f5f0; color: #1a1a1a;
