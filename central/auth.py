@@ -416,17 +416,6 @@ def _login_page(target: str, *, name: str = "", error: str = "") -> str:
 </form>""", picker=f"/login?next={quote(target, safe='')}")
 
 
-def lang_picker(next_path: str) -> str:
-    """The language picker: a form posting to ``/lang`` (the account's language, else a cookie), then ``next``."""
-    lang = i18n.current()
-    options = "".join(f'<option value="{code}" lang="{code}"{" selected" if code == lang else ""}>'
-                      f'{html.escape(name)}</option>' for code, name in i18n.LANGUAGE_NAMES.items())
-    return (f'<form class="lang" method="post" action="/lang"><input type="hidden" name="next" '
-            f'value="{html.escape(_safe_next(next_path))}"><label><span>{html.escape(_("Language"))}</span> '
-            f'<select name="lang">{options}</select></label> <button type="submit">{html.escape(_("Change"))}'
-            f'</button></form>')
-
-
 @router.post("/lang")
 async def set_language(request: Request, auth: Auth = Depends(current)) -> Response:
     """The picker: remember the language in a cookie and, for a signed-in store account, on the account."""
@@ -483,5 +472,5 @@ def page(title: str, body: str, *, wide: bool = False, picker: str | None = None
   .error {{ background: #fde8e6; border: 1px solid #b3261e; color: #8c1d18; padding: .5rem .7rem;
             border-radius: .35rem; margin: 0 0 .5rem; }}
 </style></head>
-<body><main><h1>DeskPulse · {html.escape(title)}</h1>{body}{lang_picker(picker) if picker else ""}</main>
+<body><main><h1>DeskPulse · {html.escape(title)}</h1>{body}{i18n.picker(_safe_next(picker)) if picker else ""}</main>
 </body></html>"""

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from contextvars import ContextVar, Token
 from datetime import date
 from functools import lru_cache
+from html import escape
 from pathlib import Path
 from typing import Any, Final
 
@@ -37,6 +38,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 from babel.support import Translations
+from markupsafe import Markup
 
 #: The kiosk's languages (display/texts.py), English first: the staff pages' too.
 LANGUAGES: Final = ("en", "de", "fr", "es", "uk", "el")
@@ -176,12 +178,25 @@ def weekday(index: int, width: str = "abbreviated") -> str:
     return str(names[index])
 
 
+def picker(next_path: str) -> str:
+    """The language picker (HTML): a form posting to ``/lang`` (the account's language, else a cookie), then back.
+
+    ``next_path`` must be a path on this site (the ``/lang`` route checks it again)."""
+    lang = current()
+    back = escape(next_path if next_path.startswith("/") and not next_path.startswith("//") else "/")
+    options = "".join(f'<option value="{code}" lang="{code}"{" selected" if code == lang else ""}>'
+                      f'{escape(name)}</option>' for code, name in LANGUAGE_NAMES.items())
+    return (f'<form class="lang" method="post" action="/lang"><input type="hidden" name="next" value="{back}">'
+            f'<label><span class="lang-label">{escape(gettext("Language"))}</span> <select name="lang">{options}'
+            f'</select></label> <button type="submit">{escape(gettext("Change"))}</button></form>')
+
+
 def install(env: Any) -> None:
     """Give a Jinja environment ``_``/``gettext``/``ngettext`` (jinja2.ext.i18n, new style) and the formatters."""
     env.add_extension("jinja2.ext.i18n")
     env.install_gettext_callables(gettext=gettext, ngettext=ngettext, newstyle=True)
     env.globals.update(current_lang=current, LANGUAGES=LANGUAGES, LANGUAGE_NAMES=LANGUAGE_NAMES,
-                       lang_number=number)
+                       lang_number=number, lang_picker=lambda next_path: Markup(picker(next_path)))
     env.filters.update(lang_number=number, lang_day=day)
 
 
