@@ -129,7 +129,7 @@ def _role(role: str) -> str:
 
 
 def _page(guard: auth.Auth, request: Request, message: str, error: str) -> str:
-    def t(text: str) -> str:
+    def _t(text: str) -> str:
         return html.escape(_(text))
 
     def role_options(chosen: str | None) -> str:
@@ -140,45 +140,45 @@ def _page(guard: auth.Auth, request: Request, message: str, error: str) -> str:
     for a in guard.accounts.all():
         name = html.escape(a.name)
         if a.source == "file":
-            actions = f"<td>{t('in central.toml (read only)')}</td>"
+            actions = f"<td>{_t('in central.toml (read only)')}</td>"
         else:
             actions = f"""<td>
 <form method="post"><input type="hidden" name="action" value="role"><input type="hidden" name="name" value="{name}">
 <select name="role" aria-label="{html.escape(_("Role of %(name)s") % {"name": a.name})}">{role_options(a.role)}</select>
-<button>{t("Change role")}</button></form>
+<button>{_t("Change role")}</button></form>
 <form method="post"><input type="hidden" name="action" value="password"><input type="hidden" name="name" value="{name}">
 <input type="password" name="password" aria-label="{html.escape(_("New password for %(name)s") % {"name": a.name})}"
- minlength="10" required autocomplete="new-password"><button>{t("Set password")}</button></form>
+ minlength="10" required autocomplete="new-password"><button>{_t("Set password")}</button></form>
 <form method="post"><input type="hidden" name="action" value="remove"><input type="hidden" name="name" value="{name}">
-<button>{t("Remove")}</button></form></td>"""
+<button>{_t("Remove")}</button></form></td>"""
         rows.append(f"<tr><td>{name}</td><td>{html.escape(_role(a.role))}</td>{actions}</tr>")
     tvs = []
     for tv in guard.tv.all():
         name = html.escape(tv.name)
         shows = html.escape(tv.site + (f" / {tv.device}" if tv.device else ""))
-        change = (f"<td>{t('in central.toml (read only)')}</td>" if tv.source == "file" else
+        change = (f"<td>{_t('in central.toml (read only)')}</td>" if tv.source == "file" else
                   f"""<td><form method="post"><input type="hidden" name="action" value="tv-remove">
-<input type="hidden" name="name" value="{name}"><button>{t("Remove")}</button></form></td>""")
+<input type="hidden" name="name" value="{name}"><button>{_t("Remove")}</button></form></td>""")
         tvs.append(f"<tr><td>{name}</td><td>{shows}</td>{change}</tr>")
     note = f'<p role="status" id="message">{html.escape(message)}</p>' if message else ""
     alert = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
     return auth.page(_("Accounts"), f"""{note}{alert}
-<table id="accounts"><thead><tr><th>{t("Name")}</th><th>{t("Role")}</th><th>{t("Change")}</th></tr></thead>
+<table id="accounts"><thead><tr><th>{_t("Name")}</th><th>{_t("Role")}</th><th>{_t("Change")}</th></tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
-<h2>{t("Add an account")}</h2>
+<h2>{_t("Add an account")}</h2>
 <form method="post" id="add"><input type="hidden" name="action" value="add">
-<label for="new-name">{t("Name")}</label><input id="new-name" name="name" required maxlength="64">
-<label for="new-password">{t("Password")}</label><input id="new-password" name="password" type="password" required
+<label for="new-name">{_t("Name")}</label><input id="new-name" name="name" required maxlength="64">
+<label for="new-password">{_t("Password")}</label><input id="new-password" name="password" type="password" required
  minlength="10" autocomplete="new-password">
-<label for="new-role">{t("Role")}</label>
+<label for="new-role">{_t("Role")}</label>
 <select id="new-role" name="role">{role_options(None)}</select>
-<button type="submit">{t("Add")}</button></form>
-<h2>{t("Wall TVs")}</h2>
-<table id="tvs"><thead><tr><th>{t("Name")}</th><th>{t("Shows")}</th><th>{t("Change")}</th></tr></thead>
+<button type="submit">{_t("Add")}</button></form>
+<h2>{_t("Wall TVs")}</h2>
+<table id="tvs"><thead><tr><th>{_t("Name")}</th><th>{_t("Shows")}</th><th>{_t("Change")}</th></tr></thead>
 <tbody>{''.join(tvs)}</tbody></table>
 <form method="post" id="tv-add"><input type="hidden" name="action" value="tv-add">
-<label for="tv-name">{t("TV name")}</label><input id="tv-name" name="name" required maxlength="64">
-<label for="tv-site">{t("Site")}</label><input id="tv-site" name="site" required maxlength="64">
-<label for="tv-device">{t("Desk (empty: the whole site)")}</label><input id="tv-device" name="device" maxlength="64">
-<button type="submit">{t("Make a TV link")}</button></form>
-<p><a href="/">{t("Back to the dashboard")}</a></p>""", wide=True, picker="/admin/accounts")
+<label for="tv-name">{_t("TV name")}</label><input id="tv-name" name="name" required maxlength="64">
+<label for="tv-site">{_t("Site")}</label><input id="tv-site" name="site" required maxlength="64">
+<label for="tv-device">{_t("Desk (empty: the whole site)")}</label><input id="tv-device" name="device" maxlength="64">
+<button type="submit">{_t("Make a TV link")}</button></form>
+<p><a href="/">{_t("Back to the dashboard")}</a></p>""", wide=True, picker="/admin/accounts")

@@ -22,9 +22,10 @@ values), then ``pybabel extract`` and ``pybabel update`` (docs/dashboard.md,
 
 from __future__ import annotations
 
+import ast
 import gettext as _gettext
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar, Token
 from datetime import date
 from functools import lru_cache
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from babel import Locale, negotiate_locale
-from babel.dates import format_date
+from babel.dates import format_date, format_skeleton
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
@@ -156,10 +157,24 @@ def number(value: float | int | None, decimals: int = 0) -> str:
     return format_decimal(value, format=pattern, locale=_locale())
 
 
+#: English patterns (what the pages showed before they had languages) and the CLDR skeleton each language
+#: fills in its own way ("So., 22. Nov.", "dim. 22 nov.", "нд, 22 лист.").
+_SKELETONS: Final = {"EEE d MMM": "MMMEd", "d MMM": "MMMd", "d MMM y": "yMMMd", "EEE d MMM y": "yMMMEd"}
+
+
 def day(value: date | str, pattern: str = "EEE d MMM") -> str:
-    """A date in the language (``Sun 22 Nov``, ``So. 22 Nov.``, ``нд 22 лист.``); ``value`` may be ISO text."""
+    """A date in the language (``Sun 22 Nov``, ``So., 22. Nov.``, ``нд, 22 лист.``); ``value`` may be ISO text.
+
+    ``pattern``: the English one (a CLDR pattern); other languages use the matching skeleton, or ``full``
+    for any other pattern (a weekday, day, month and year in the language's own order).
+    """
     d = date.fromisoformat(value) if isinstance(value, str) else value
-    return format_date(d, format=pattern, locale=_locale())
+    if current() == DEFAULT:
+        return format_date(d, format=pattern, locale=_locale())
+    skeleton = _SKELETONS.get(pattern)
+    if skeleton is None:
+        return format_date(d, format="full", locale=_locale())
+    return format_skeleton(skeleton, d, locale=_locale())
 
 
 def day_range(start: date | str, end: date | str) -> str:
@@ -198,6 +213,27 @@ def install(env: Any) -> None:
     env.globals.update(current_lang=current, LANGUAGES=LANGUAGES, LANGUAGE_NAMES=LANGUAGE_NAMES,
                        lang_number=number, lang_picker=lambda next_path: Markup(picker(next_path)))
     env.filters.update(lang_number=number, lang_day=day)
+
+
+#: The functions whose string arguments are messages (``ngettext``: singular and plural).
+KEYWORDS: Final = ("_", "_t", "gettext", "N_", "ngettext")
+
+
+def extract_python(fileobj: Any, keywords: Any, comment_tags: Any, options: Any) -> Iterator[
+        tuple[int, str, str | tuple[str, str], list[str]]]:
+    """Babel's extractor for our Python (babel.cfg): every :data:`KEYWORDS` call with literal strings.
+
+    Unlike Babel's own, it reads the syntax tree, so calls inside f-strings (the admin pages' HTML) count.
+    """
+    tree = ast.parse(fileobj.read().decode("utf-8"))
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.func.id not in KEYWORDS:
+            continue
+        strings = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        if node.func.id == "ngettext" and len(strings) >= 2:
+            yield node.lineno, "ngettext", (strings[0], strings[1]), []
+        elif node.func.id != "ngettext" and strings and len(node.args) == 1:
+            yield node.lineno, "gettext", strings[0], []
 
 
 def catalogue_languages() -> Iterable[str]:
