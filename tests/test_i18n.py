@@ -24,8 +24,8 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 from fastapi.testclient import TestClient
 
-from central import i18n
 from central import alerts as book
+from central import i18n
 from central.accounts import Accounts
 from central.auth import hash_password
 from central.store import Store
@@ -173,9 +173,9 @@ def seed(store: Store) -> None:
                 reasons=["wait_time", "friendliness"] if rating <= 2 else [])
     put(store, now - timedelta(minutes=5), 1, flags=["rapid_repeat"])
     for key, device in (("i18n-open", "a"), ("i18n-acked", "b")):
-        cand = book.Candidate(key=key, kind=book.UNHAPPY, site="north", device=device, since=now - timedelta(minutes=15),
-                              until=now, late=False, message=f"Desk {device}: 3 of 4 unhappy",
-                              overlap=timedelta(minutes=15))
+        cand = book.Candidate(key=key, kind=book.UNHAPPY, site="north", device=device,
+                              since=now - timedelta(minutes=15), until=now, late=False,
+                              message=f"Desk {device}: 3 of 4 unhappy", overlap=timedelta(minutes=15))
         alert = book.raise_alert(store, cand, send_on=[])
         assert alert is not None
         if key == "i18n-acked":
