@@ -330,9 +330,11 @@ def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: da
     return {
         "f": f, "agg": agg, "today": today, "ratings": ratings, "other_scales": other_scales, "reasons": reasons,
         "reasons_total": counted_reasons,
-        "trend": trend_chart(agg["days"]), "trend_text": trend_summary(agg["days"]),
+        # The axis says "answers" in the page's language: room for its longest word.
+        "trend": trend_chart(agg["days"], left=max(58, round(10 + 7.5 * len(_("answers"))))),
+        "trend_text": trend_summary(agg["days"]),
         "trend_phone": trend_chart(agg["days"][-PHONE_DAYS:], width=360, height=230, max_labels=4,
-                                    left=66),
+                                   left=max(66, round(12 + 8.5 * len(_("answers"))))),
         "phone_days": min(PHONE_DAYS, len(agg["days"])),
         "weeks": agg["weeks"], "heat_hours": heat["hours"], "heat_rows": heat_rows,
         "heat_by_hour": _heat_by_hour(heat, agg["timezone"], now),
@@ -491,7 +493,7 @@ def _week_start(value: str) -> str:
 
 TEMPLATES.env.globals.update(_globals())
 TEMPLATES.env.filters.update(dayrange=_dayrange, dayname=_dayname, week_start=_week_start,
-                             weekday_name=lambda value: i18n.weekday(date.fromisoformat(value).weekday(), "wide"))
+                             weekday_name=lambda value: _weekday(date.fromisoformat(value).weekday()))
 
 
 def _weekday(index: int) -> str:
