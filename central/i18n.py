@@ -111,6 +111,18 @@ def N_(message: str) -> str:  # noqa: N802 - the gettext convention for "extract
     return message
 
 
+#: A kiosk's state in words (kiosk health, the report, the survey editor).
+KIOSK_STATES: Final = {"online": N_("online"), "offline": N_("offline"), "retired": N_("retired"),
+                       "unknown": N_("unknown")}
+
+
+def kiosk_state(state: str | None) -> str:
+    """A kiosk's state in the current language ("no status" when it has not reported one)."""
+    if not state:
+        return gettext("no status")
+    return gettext(KIOSK_STATES[state]) if state in KIOSK_STATES else state
+
+
 def from_accept(header: str | None) -> str | None:
     """The best of :data:`LANGUAGES` for an ``Accept-Language`` header (q-values honoured), or None."""
     if not header:

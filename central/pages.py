@@ -83,16 +83,9 @@ def reason_words_all() -> dict[str, str]:
     return {key: texts.reason(i18n.current(), key) for key in REASON_WORDS}
 
 
-#: A kiosk's state in words (kiosk health).
-STATE_WORDS: Final = {"online": N_("online"), "offline": N_("offline"), "retired": N_("retired"),
-                      "unknown": N_("unknown")}
-
-
 def state_words(state: str | None) -> str:
     """A kiosk's state in the page's language ("no status" when it has not reported one)."""
-    if not state:
-        return _("no status")
-    return _(STATE_WORDS[state]) if state in STATE_WORDS else state
+    return i18n.kiosk_state(state)
 
 
 def _flag_words(flag: str) -> str:

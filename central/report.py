@@ -37,7 +37,7 @@ from central import __version__, compare, deps, i18n, reads, scores
 from central.config import DEFAULT_PATH, CentralConfig, SiteConfig, load
 from central.deps import WebState
 from central.filters import EARLIEST, LATEST
-from central.i18n import N_, _
+from central.i18n import _
 from central.scores import Tally
 from central.store import Store
 from display import texts
@@ -239,8 +239,7 @@ def _kiosks(store: Store, config: CentralConfig, site: str, now: datetime) -> di
         if r["clock_synced"] is False:
             problems.append(_("clock not set"))
         rows.append({"name": cfg.desk(r["device"]).name, "device": r["device"], "state": r["state"] or "no status",
-                     "state_words": _(STATE_WORDS[r["state"] or ""]) if (r["state"] or "") in STATE_WORDS
-                     else r["state"],
+                     "state_words": i18n.kiosk_state(r["state"]),
                      "test_mode": r["test_mode"], "backlog": r["backlog"], "missing": missing, "problems": problems,
                      "seen": _moment(seen.astimezone(cfg.tz)) if seen else None})
     in_service = [r for r in rows if r["state"] != "retired"]
@@ -252,11 +251,6 @@ def _kiosks(store: Store, config: CentralConfig, site: str, now: datetime) -> di
 
 
 # --------------------------------------------------------------------------- rendering
-
-#: A kiosk's state in words (the report's kiosks).
-STATE_WORDS: Final = {"online": N_("online"), "offline": N_("offline"), "retired": N_("retired"),
-                      "unknown": N_("unknown"), "": N_("no status")}
-
 
 def _weekday(index: int) -> str:
     return WEEKDAYS[index] if i18n.current() == i18n.DEFAULT else i18n.weekday(index)

@@ -65,6 +65,7 @@ _STYLE = """<style>
   @media (max-width: 72rem) { .survey-layout { grid-template-columns: minmax(0, 1fr); }
                               .survey-layout aside { position: static; } }
   td.slug { white-space: nowrap; }
+  .survey-layout aside th, .survey-layout aside td { overflow-wrap: anywhere; }
   [aria-invalid=true] { border-color: #b3261e; outline: 2px solid #b3261e; }
 </style>"""
 
@@ -445,7 +446,7 @@ def _kiosk_rows(web: WebState, site: str, published: dict[str, surveys.Published
                      "waiting": ("wait", _t("waiting")), "none": ("", _t("no survey published"))}[v.outcome]
         rows.append(
             f'<tr data-device="{html.escape(v.device)}"><td class="slug">{html.escape(v.device)}</td>'
-            f'<td>{html.escape(v.state)}</td>'
+            f'<td>{html.escape(i18n.kiosk_state(v.state))}</td>'
             f'<td>{v.expected or "—"}</td><td>{v.in_force or "—"}</td><td class="{cls} outcome">{word}</td>'
             f'<td class="reason">{html.escape(v.reason)}</td></tr>')
     return "".join(rows) or f'<tr><td colspan="6">{_t("No kiosk of this site has reported yet.")}</td></tr>'
