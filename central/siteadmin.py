@@ -475,15 +475,16 @@ def audit_page(web: WebState = Depends(deps.web_state)) -> HTMLResponse:
         detail = entry.detail
         if entry.action == "survey":
             body = detail.get("survey", {})
-            question = body.get("question", {}).get(body.get("default_lang", "en"), "the kiosk's own question")
-            what = (f"published version {detail.get('version')} on {detail.get('topic')}: {body.get('scale')} faces, "
-                    f"{' '.join(body.get('languages', ['en']))}, \u201c{question}\u201d")
+            question = body.get("question", {}).get(body.get("default_lang", "en"), _("the kiosk's own question"))
+            what = _("published version %(version)s on %(topic)s: %(scale)s faces, %(languages)s, “%(question)s”") % {
+                "version": detail.get("version"), "topic": detail.get("topic"), "scale": body.get("scale"),
+                "languages": " ".join(body.get("languages", ["en"])), "question": question}
         elif entry.action == "survey-removed":
-            what = (f"removed the desk's own survey (version {detail.get('removed_version')}); "
-                    f"{detail.get('topic')} cleared")
+            what = _("removed the desk's own survey (version %(version)s); %(topic)s cleared") % {
+                "version": detail.get("removed_version"), "topic": detail.get("topic")}
         else:
             what = "; ".join(f"{k}: {_word(v.get('before'))} → {_word(v.get('after'))}"
-                             for k, v in detail.get("changed", {}).items()) or "nothing"
+                             for k, v in detail.get("changed", {}).items()) or _("nothing")
         rows.append(f'<tr><td class="slug">{entry.at:%Y-%m-%d %H:%M:%S} UTC</td><td>{html.escape(entry.account)}</td>'
                     f'<td>{html.escape(entry.action)}</td><td class="slug">{html.escape(entry.subject)}</td>'
                     f"<td>{html.escape(what)}</td></tr>")
@@ -497,7 +498,7 @@ def audit_page(web: WebState = Depends(deps.web_state)) -> HTMLResponse:
 def _word(value: Any) -> str:
     """A value of the audit as words: ``none`` for no value, whole numbers without ``.0``."""
     if value is None:
-        return "none"
+        return _("none")
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
