@@ -257,7 +257,6 @@ def test_a_known_page_is_german_with_german_numbers(store: Store) -> None:
     assert re.search(r"\b(Mo|Di|Mi|Do|Fr|Sa|So)\., \d{1,2}\. ", text), "German dates"
 
 
-@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_the_browser_then_the_cookie_then_the_account_choose(store: Store) -> None:
     seed(store)
     app = make_app(store, make_config())
