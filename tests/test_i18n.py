@@ -292,3 +292,16 @@ def test_english_is_the_default_and_unchanged(store: Store) -> None:
     page = client.get("/", headers={"accept": "text/html"}).text
     assert '<html lang="en">' in page and "Today’s index" in page and "What could be better" in page
     assert i18n.COOKIE not in client.cookies
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_the_live_alerts_block_is_in_the_pages_language(store: Store) -> None:
+    seed(store)
+    client = signed_in(make_app(store, make_config()))
+    # The block is rendered on a worker thread for the stream: it keeps the request's language.
+    body = client.get("/api/alerts/stream", params={"site": "north", "lang": "de"}).text
+    assert "1 offener Alarm" in body and "Bestätigen" in body and "Unzufriedene Kunden" in body
+    body = client.get(f"/tv/{TV_TOKEN}/alerts", params={"lang": "uk"}).text
+    assert "1 відкрита тривога" in body and "Незадоволені клієнти" in body
+    body = client.get("/api/alerts/stream", params={"site": "north"}).text  # the cookie: still Ukrainian
+    assert "1 відкрита тривога" in body
