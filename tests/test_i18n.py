@@ -305,3 +305,13 @@ def test_the_live_alerts_block_is_in_the_pages_language(store: Store) -> None:
     assert "1 відкрита тривога" in body and "Незадоволені клієнти" in body
     body = client.get("/api/alerts/stream", params={"site": "north"}).text  # the cookie: still Ukrainian
     assert "1 відкрита тривога" in body
+
+
+def test_the_catalogues_are_in_the_package() -> None:
+    import tomllib
+
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["central"]
+    for lang in OTHERS:
+        po = Path("locale", lang, "LC_MESSAGES", "messages.po")
+        assert (CENTRAL / po).is_file()
+        assert any(po.match(g) for g in globs), f"{po} is not in central's package-data: installed, it would be English"
