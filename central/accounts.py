@@ -45,6 +45,8 @@ class Account:
     role: Role
     password_hash: str
     source: Literal["file", "store"]
+    #: The staff pages' language (one of central.i18n.LANGUAGES), or None: the browser's or the picker's.
+    lang: str | None = None
 
 
 def check_name(name: str) -> str:
@@ -153,6 +155,20 @@ class Accounts:
         """
         self._change(name, role=check_role(role), updated_at=datetime.now(UTC))
 
+    def set_lang(self, name: str, lang: str | None) -> None:
+        """Set a store account's language (None: the browser's); its sessions go on.
+
+        Raises:
+            AccountError: no such account in the store (a file account's language is the picker's cookie).
+        """
+        if name in self.file:
+            raise AccountError(f"account {name!r} is in [dashboard.accounts] of central.toml; its language is "
+                               "the browser's (or the picker's cookie)")
+        with self.store.engine.begin() as conn:
+            done = conn.execute(accounts.update().where(accounts.c.name == name).values(lang=lang)).rowcount
+        if not done:
+            raise AccountError(f"no account {name[:70]!r}")
+
     def remove(self, name: str) -> None:
         """Remove a store account and end its sessions.
 
@@ -177,4 +193,4 @@ class Accounts:
 def _account(row: Any) -> Account:
     """The one row-to-record function."""
     return Account(name=row["name"], role=check_role(row["role"]), password_hash=row["password_hash"],
-                   source="store")
+                   source="store", lang=row.get("lang"))

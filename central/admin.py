@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from central import auth
 from central.accounts import AccountError, check_password
+from central.i18n import _
 from central.tvtokens import TokenError
 
 router = APIRouter()
@@ -86,26 +87,28 @@ async def accounts_post(request: Request, guard: auth.Auth = Depends(auth.curren
             # Shown once, in this page (never in a redirect's URL, which browsers and proxies keep).
             address = f"{request.base_url}tv/{token}"
             return HTMLResponse(await anyio.to_thread.run_sync(
-                _page, guard, request, f"made TV {name}: open {address} on it (shown only now)", ""))
+                _page, guard, request, _("made TV %(name)s: open %(address)s on it (shown only now)")
+                % {"name": name, "address": address}, ""))
         if action == "tv-remove":
             await anyio.to_thread.run_sync(guard.tv.remove, name)
-            message = f"removed TV {name}; it is closed now"
+            message = _("removed TV %(name)s; it is closed now") % {"name": name}
         elif action in ("add", "password"):
             hashed = await anyio.to_thread.run_sync(auth.hash_password, check_password(form.get("password", "")))
             if action == "add":
                 await anyio.to_thread.run_sync(guard.accounts.add, name, hashed, form.get("role", "viewer"))
-                message = f"added {name} ({form.get('role', 'viewer')})"
+                message = _("added %(name)s (%(role)s)") % {"name": name, "role": _role(form.get("role", "viewer"))}
             else:
                 await anyio.to_thread.run_sync(guard.accounts.set_password, name, hashed)
-                message = f"new password for {name}; their sessions ended"
+                message = _("new password for %(name)s; their sessions ended") % {"name": name}
         elif action == "role":
             await anyio.to_thread.run_sync(guard.accounts.set_role, name, form.get("role", ""))
-            message = f"{name} is now {form.get('role')}; their sessions ended"
+            message = _("%(name)s is now %(role)s; their sessions ended") % {"name": name,
+                                                                              "role": _role(form.get("role", ""))}
         elif action == "remove":
             if me is not None and me.name == name:
-                raise AccountError("you cannot remove the account you are signed in with")
+                raise AccountError(_("you cannot remove the account you are signed in with"))
             await anyio.to_thread.run_sync(guard.accounts.remove, name)
-            message = f"removed {name}; their sessions ended"
+            message = _("removed %(name)s; their sessions ended") % {"name": name}
         else:
             raise AccountError(f"unknown action {action[:20]!r}")
     except (AccountError, TokenError) as exc:
@@ -120,50 +123,62 @@ def _back(*, msg: str = "", err: str = "") -> Response:
     return RedirectResponse("/admin/accounts?" + urlencode({"msg": msg} if msg else {"err": err}), status_code=303)
 
 
+def _role(role: str) -> str:
+    """A role in the page's language."""
+    return {"viewer": _("viewer"), "admin": _("admin")}.get(role, role)
+
+
 def _page(guard: auth.Auth, request: Request, message: str, error: str) -> str:
+    def _t(text: str) -> str:
+        return html.escape(_(text))
+
+    def role_options(chosen: str | None) -> str:
+        return "".join(f'<option value="{r}"{" selected" if r == chosen else ""}>{html.escape(_role(r))}</option>'
+                       for r in ("viewer", "admin"))
+
     rows = []
     for a in guard.accounts.all():
         name = html.escape(a.name)
         if a.source == "file":
-            actions = "<td>in central.toml (read only)</td>"
+            actions = f"<td>{_t('in central.toml (read only)')}</td>"
         else:
             actions = f"""<td>
 <form method="post"><input type="hidden" name="action" value="role"><input type="hidden" name="name" value="{name}">
-<select name="role" aria-label="Role of {name}"><option{' selected' if a.role == 'viewer' else ''}>viewer</option>
-<option{' selected' if a.role == 'admin' else ''}>admin</option></select><button>Change role</button></form>
+<select name="role" aria-label="{html.escape(_("Role of %(name)s") % {"name": a.name})}">{role_options(a.role)}</select>
+<button>{_t("Change role")}</button></form>
 <form method="post"><input type="hidden" name="action" value="password"><input type="hidden" name="name" value="{name}">
-<input type="password" name="password" aria-label="New password for {name}" minlength="10" required
- autocomplete="new-password"><button>Set password</button></form>
+<input type="password" name="password" aria-label="{html.escape(_("New password for %(name)s") % {"name": a.name})}"
+ minlength="10" required autocomplete="new-password"><button>{_t("Set password")}</button></form>
 <form method="post"><input type="hidden" name="action" value="remove"><input type="hidden" name="name" value="{name}">
-<button>Remove</button></form></td>"""
-        rows.append(f"<tr><td>{name}</td><td>{a.role}</td>{actions}</tr>")
+<button>{_t("Remove")}</button></form></td>"""
+        rows.append(f"<tr><td>{name}</td><td>{html.escape(_role(a.role))}</td>{actions}</tr>")
     tvs = []
-    for t in guard.tv.all():
-        name = html.escape(t.name)
-        shows = html.escape(t.site + (f" / {t.device}" if t.device else ""))
-        change = ("<td>in central.toml (read only)</td>" if t.source == "file" else
+    for tv in guard.tv.all():
+        name = html.escape(tv.name)
+        shows = html.escape(tv.site + (f" / {tv.device}" if tv.device else ""))
+        change = (f"<td>{_t('in central.toml (read only)')}</td>" if tv.source == "file" else
                   f"""<td><form method="post"><input type="hidden" name="action" value="tv-remove">
-<input type="hidden" name="name" value="{name}"><button>Remove</button></form></td>""")
+<input type="hidden" name="name" value="{name}"><button>{_t("Remove")}</button></form></td>""")
         tvs.append(f"<tr><td>{name}</td><td>{shows}</td>{change}</tr>")
     note = f'<p role="status" id="message">{html.escape(message)}</p>' if message else ""
     alert = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
-    return auth.page("Accounts", f"""{note}{alert}
-<table id="accounts"><thead><tr><th>Name</th><th>Role</th><th>Change</th></tr></thead>
+    return auth.page(_("Accounts"), f"""{note}{alert}
+<table id="accounts"><thead><tr><th>{_t("Name")}</th><th>{_t("Role")}</th><th>{_t("Change")}</th></tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
-<h2>Add an account</h2>
+<h2>{_t("Add an account")}</h2>
 <form method="post" id="add"><input type="hidden" name="action" value="add">
-<label for="new-name">Name</label><input id="new-name" name="name" required maxlength="64">
-<label for="new-password">Password</label><input id="new-password" name="password" type="password" required
+<label for="new-name">{_t("Name")}</label><input id="new-name" name="name" required maxlength="64">
+<label for="new-password">{_t("Password")}</label><input id="new-password" name="password" type="password" required
  minlength="10" autocomplete="new-password">
-<label for="new-role">Role</label>
-<select id="new-role" name="role"><option>viewer</option><option>admin</option></select>
-<button type="submit">Add</button></form>
-<h2>Wall TVs</h2>
-<table id="tvs"><thead><tr><th>Name</th><th>Shows</th><th>Change</th></tr></thead>
+<label for="new-role">{_t("Role")}</label>
+<select id="new-role" name="role">{role_options(None)}</select>
+<button type="submit">{_t("Add")}</button></form>
+<h2>{_t("Wall TVs")}</h2>
+<table id="tvs"><thead><tr><th>{_t("Name")}</th><th>{_t("Shows")}</th><th>{_t("Change")}</th></tr></thead>
 <tbody>{''.join(tvs)}</tbody></table>
 <form method="post" id="tv-add"><input type="hidden" name="action" value="tv-add">
-<label for="tv-name">TV name</label><input id="tv-name" name="name" required maxlength="64">
-<label for="tv-site">Site</label><input id="tv-site" name="site" required maxlength="64">
-<label for="tv-device">Desk (empty: the whole site)</label><input id="tv-device" name="device" maxlength="64">
-<button type="submit">Make a TV link</button></form>
-<p><a href="/">Back to the dashboard</a></p>""", wide=True)
+<label for="tv-name">{_t("TV name")}</label><input id="tv-name" name="name" required maxlength="64">
+<label for="tv-site">{_t("Site")}</label><input id="tv-site" name="site" required maxlength="64">
+<label for="tv-device">{_t("Desk (empty: the whole site)")}</label><input id="tv-device" name="device" maxlength="64">
+<button type="submit">{_t("Make a TV link")}</button></form>
+<p><a href="/">{_t("Back to the dashboard")}</a></p>""", wide=True, picker="/admin/accounts")

@@ -32,6 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from central.config import CentralConfig
+from central.i18n import N_
 from central.store import Store, alert_acks, alert_conditions, alert_deliveries, alerts, utc
 from sync import protocol
 
@@ -45,8 +46,8 @@ KINDS: Final = (UNHAPPY, OFFLINE, BACKLOG, TEST_MODE, REFUSED_SURVEY)
 #: Kinds about a kiosk's condition: they clear when it ends.
 CONDITIONS: Final = (OFFLINE, BACKLOG, TEST_MODE, REFUSED_SURVEY)
 #: The words for each kind, as pages show them.
-KIND_WORDS: Final = {UNHAPPY: "Unhappy customers", OFFLINE: "Kiosk offline", BACKLOG: "Answers held back",
-                     TEST_MODE: "Left in test mode", REFUSED_SURVEY: "Survey refused"}
+KIND_WORDS: Final = {UNHAPPY: N_("Unhappy customers"), OFFLINE: N_("Kiosk offline"), BACKLOG: N_("Answers held back"),
+                     TEST_MODE: N_("Left in test mode"), REFUSED_SURVEY: N_("Survey refused")}
 
 #: Delivery channels.
 MQTT: Final = "mqtt"

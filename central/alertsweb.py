@@ -33,13 +33,15 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from central import alerts as book
-from central import auth, deps, stream
+from central import auth, deps, i18n, stream
 from central.config import CentralConfig, DisplayToken
 from central.deps import WebState
+from central.i18n import _
 from central.store import Store
 from sync import protocol
 
 TEMPLATES: Final = Jinja2Templates(directory=str(FilePath(__file__).resolve().parent / "templates"))
+i18n.install(TEMPLATES.env)
 #: Open alerts the live block shows at most.
 BLOCK_ROWS: Final = 20
 #: Alerts the page lists at most.
@@ -79,7 +81,10 @@ def alert_row(alert: book.Alert, config: CentralConfig, acks: list[book.Ack] | N
         if moment is None:
             return None
         at = moment.astimezone(tz)
-        return at.strftime("%H:%M") if at.date() == now.astimezone(tz).date() else at.strftime("%a %d %b, %H:%M")
+        if at.date() == now.astimezone(tz).date():
+            return at.strftime("%H:%M")
+        return at.strftime("%a %d %b, %H:%M") if i18n.current() == i18n.DEFAULT else \
+            f"{i18n.day(at.date(), 'EEE d MMM')}, {at:%H:%M}"
 
     desk_name = site.desk(alert.device).name if alert.device else None
     where = f"{desk_name}, {site.name}" if desk_name else site.name
@@ -87,7 +92,7 @@ def alert_row(alert: book.Alert, config: CentralConfig, acks: list[book.Ack] | N
     detail = alert.message[len(where) + 2:] if alert.message.startswith(where + ": ") else alert.message
     return {
         "id": alert.alert_id, "key": alert.key, "kind": alert.kind, "detail": detail,
-        "kind_words": book.KIND_WORDS.get(alert.kind, alert.kind),
+        "kind_words": _(book.KIND_WORDS[alert.kind]) if alert.kind in book.KIND_WORDS else alert.kind,
         "site_name": site.name, "desk_name": desk_name,
         "message": alert.message, "late": alert.late, "open": alert.open,
         "raised": local(alert.raised_at), "raised_iso": alert.raised_at.isoformat(timespec="seconds"),
@@ -247,7 +252,7 @@ async def ack_form(request: Request, alert_id: int = ALERT_ID, web: WebState = D
         if exc.status in (403, 422) and "text/html" in request.headers.get("accept", ""):
             return RedirectResponse(_with(back, err=message), status_code=303)
         raise HTTPException(exc.status, message) from None
-    return RedirectResponse(_with(back, msg="Alert acknowledged."), status_code=303)
+    return RedirectResponse(_with(back, msg=_("Alert acknowledged.")), status_code=303)
 
 
 def _with(path: str, **params: str) -> str:

@@ -44,8 +44,10 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-from central.accounts import Account, Accounts
+from central import i18n
+from central.accounts import Account, AccountError, Accounts
 from central.config import DashboardConfig, DisplayToken
+from central.i18n import _
 from central.logsummary import SummaryLog
 from central.sessions import SESSION_S, Sessions, credential_of
 from central.throttle import Throttle, address_key
@@ -64,7 +66,7 @@ MAX_FORM_BYTES: Final = 4096
 MAX_NAME: Final = 64
 MAX_PASSWORD: Final = 1024
 #: Paths anyone may open (the login form itself, liveness, the stylesheet).
-PUBLIC_PREFIXES: Final = ("/login", "/healthz", "/static/")
+PUBLIC_PREFIXES: Final = ("/login", "/healthz", "/static/", "/lang")
 
 _HASHER: Final = PasswordHasher()
 # Verified against when the name is unknown, so a wrong name costs as long as a wrong password.
@@ -162,14 +164,14 @@ class Auth:
         if wait:
             self.refusals.warning(f"sign-in for {name!r} from {client} refused: too many failures (wait {wait} s)",
                                   key=f"throttled {address_key(client)}")
-            return False, f"Too many failed sign-ins. Try again in {wait} seconds.", wait
+            return False, _("Too many failed sign-ins. Try again in %(n)s seconds.") % {"n": wait}, wait
         if verify(account.password_hash if account else _DUMMY_HASH, password) and known is not None:
             self.throttle.succeeded(client, known)
             log.info("%r signed in from %s", name, client)
             return True, "", 0
         self.throttle.failed(client, known)
         self.refusals.warning(f"failed sign-in for {name!r} from {client}", key=f"failed {address_key(client)}")
-        return False, "That name and password do not match.", 0
+        return False, _("That name and password do not match."), 0
 
     # ------------------------------------------------------------------ guard
     def verdict(self, path: str, cookie: str | None) -> tuple[int, Account | DisplayToken | None]:
@@ -245,6 +247,16 @@ def install(app: FastAPI, dashboard: DashboardConfig, sessions: Sessions, thrott
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await _guarded(request, call_next)
+        asked = i18n.known(request.query_params.get("lang"))
+        if asked and request.cookies.get(i18n.COOKIE) != asked:
+            response.set_cookie(i18n.COOKIE, asked, max_age=i18n.COOKIE_MAX_AGE, samesite="lax", path="/")
+        return response
+
+    async def _guarded(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        # The language before anything is answered (the refusals below are pages too); the account's below.
+        query_lang = request.query_params.get("lang")
+        i18n.use(i18n.choose(query_lang, request.cookies.get(i18n.COOKIE), request.headers.get("accept-language")))
         auth.refusals.flush()
         foreign = foreign_origin(request, origins)
         if foreign is not None:
@@ -261,18 +273,23 @@ def install(app: FastAPI, dashboard: DashboardConfig, sessions: Sessions, thrott
 
         status, who = await anyio.to_thread.run_sync(auth.verdict, path, request.cookies.get(COOKIE))
         user = who if isinstance(who, Account) else None
+        if user is not None and user.lang and not i18n.known(query_lang):
+            i18n.use(user.lang)
         request.state.account = user
         request.state.display = who if isinstance(who, DisplayToken) else None
         if status == 200:
             return await call_next(request)
         if status == 404:
-            return HTMLResponse(page("Not found", "<p>This display link is not valid. Ask for a new one.</p>"),
-                                status_code=404)
+            gone = html.escape(_("This display link is not valid. Ask for a new one."))
+            return HTMLResponse(page(_("Not found"), f"<p>{gone}</p>"), status_code=404)
         if status == 403:
             detail = ("an admin's page: this account is a viewer" if user is not None else
                       "no accounts yet: add the first admin with 'deskpulse-central user add NAME --role admin'")
             if "text/html" in request.headers.get("accept", ""):
-                return HTMLResponse(page("Not allowed", f"<p>{html.escape(detail)}.</p>"), status_code=403)
+                shown = (_("An admin's page: this account is a viewer.") if user is not None else
+                         _("No accounts yet: add the first admin with "
+                           "'deskpulse-central user add NAME --role admin'."))
+                return HTMLResponse(page(_("Not allowed"), f"<p>{html.escape(shown)}</p>"), status_code=403)
             return JSONResponse({"detail": detail}, status_code=403)
         wants_html = "text/html" in request.headers.get("accept", "") and not path.startswith(("/api/", "/export/"))
         if wants_html:
@@ -316,7 +333,8 @@ async def login(request: Request, auth: Auth = Depends(current)) -> Response:
     body = await read_limited(request, MAX_FORM_BYTES)
     if body is None:
         log.warning("sign-in form from %s refused: larger than %d bytes", client, MAX_FORM_BYTES)
-        return HTMLResponse(_login_page("/", error=f"The form is too large (at most {MAX_FORM_BYTES} bytes)."),
+        return HTMLResponse(_login_page("/", error=_("The form is too large (at most %(n)s bytes).")
+                                            % {"n": i18n.number(MAX_FORM_BYTES)}),
                             status_code=413)
     form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
     name = (form.get("name") or [""])[0].strip()
@@ -325,12 +343,14 @@ async def login(request: Request, auth: Auth = Depends(current)) -> Response:
     if len(name) > MAX_NAME or len(password) > MAX_PASSWORD:
         log.warning("sign-in from %s refused: a name over %d or a password over %d characters",
                     client, MAX_NAME, MAX_PASSWORD)
-        return HTMLResponse(_login_page(target, error=f"A name is at most {MAX_NAME} characters and a password "
-                                                      f"at most {MAX_PASSWORD}."), status_code=400)
+        return HTMLResponse(_login_page(target, error=_("A name is at most %(name)s characters and a "
+                                                        "password at most %(password)s.")
+                                             % {"name": MAX_NAME, "password": i18n.number(MAX_PASSWORD)}),
+                            status_code=400)
     if auth.checking >= MAX_CONCURRENT_CHECKS:
         log.debug("sign-in from %s refused: %d checks under way", client, auth.checking)
-        return HTMLResponse(_login_page(target, name=name, error="Busy checking other sign-ins. Try again in a "
-                                                                 "moment."),
+        return HTMLResponse(_login_page(target, name=name, error=_("Busy checking other sign-ins. Try again "
+                                                                   "in a moment.")),
                             status_code=429, headers={"Retry-After": str(BUSY_RETRY_S)})
     auth.checking += 1  # the event loop's thread only: no lock needed between the test and the increment
     try:
@@ -384,23 +404,50 @@ def _safe_next(target: str) -> str:
 
 def _login_page(target: str, *, name: str = "", error: str = "") -> str:
     alert = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
-    return page("Sign in", f"""
+    return page(_("Sign in"), f"""
 <form method="post" action="/login">
   {alert}
   <input type="hidden" name="next" value="{html.escape(target)}">
-  <label for="name">Name</label>
+  <label for="name">{html.escape(_("Name"))}</label>
   <input id="name" name="name" autocomplete="username" required value="{html.escape(name)}" autofocus>
-  <label for="password">Password</label>
+  <label for="password">{html.escape(_("Password"))}</label>
   <input id="password" name="password" type="password" autocomplete="current-password" required>
-  <button type="submit">Sign in</button>
-</form>""")
+  <button type="submit">{html.escape(_("Sign in"))}</button>
+</form>""", picker=f"/login?next={quote(target, safe='')}")
 
 
-def page(title: str, body: str, *, wide: bool = False) -> str:
-    """A small standalone page (sign-in, errors, the admin's pages): no script, no CDN."""
+@router.post("/lang")
+async def set_language(request: Request, auth: Auth = Depends(current)) -> Response:
+    """The picker: remember the language in a cookie and, for a signed-in store account, on the account."""
+    body = await read_limited(request, MAX_FORM_BYTES)
+    form = parse_qs((body or b"").decode("utf-8", "replace"), max_num_fields=5)
+    lang = i18n.known((form.get("lang") or [""])[0])
+    target = _safe_next((form.get("next") or ["/"])[0])
+    if lang is None:
+        return HTMLResponse(page(_("Language"), "<p>" + html.escape(
+            _("Choose one of: %(languages)s.") % {"languages": ", ".join(i18n.LANGUAGES)}) + "</p>"),
+            status_code=400)
+    import anyio.to_thread
+
+    user = await anyio.to_thread.run_sync(auth.user, request.cookies.get(COOKIE))
+    if user is not None and user.source == "store":
+        try:
+            await anyio.to_thread.run_sync(auth.accounts.set_lang, user.name, lang)
+        except AccountError:
+            pass  # removed meanwhile: the cookie still holds the choice
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(i18n.COOKIE, lang, max_age=i18n.COOKIE_MAX_AGE, samesite="lax", path="/")
+    return response
+
+
+def page(title: str, body: str, *, wide: bool = False, picker: str | None = None) -> str:
+    """A small standalone page (sign-in, errors, the admin's pages) in the current language: no script, no CDN.
+
+    ``picker``: the path the language picker returns to (None: no picker)."""
     width = "min(60rem, calc(100vw - 2rem))" if wide else "min(22rem, calc(100vw - 2rem))"
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="{i18n.current()}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)} · DeskPulse</title>
 <style>
   body {{ margin: 0; min-height: 100vh; display: grid; place-items: center; background: #f5f5f0; color: #1a1a1a;
@@ -419,7 +466,11 @@ def page(title: str, body: str, *, wide: bool = False) -> str:
   td form {{ display: inline-block; margin: .15rem .3rem .15rem 0; }}
   td input, td button, td select {{ width: auto; margin-top: 0; padding: .3rem .5rem; }}
   select {{ font: inherit; padding: .45rem; }}
+  form.lang {{ margin: 1.2rem 0 0; font-size: .9rem; display: flex; gap: .4rem; align-items: center; }}
+  form.lang label {{ display: inline; font-weight: 400; margin: 0; }}
+  form.lang select, form.lang button {{ width: auto; margin: 0; padding: .3rem .5rem; font-size: .9rem; }}
   .error {{ background: #fde8e6; border: 1px solid #b3261e; color: #8c1d18; padding: .5rem .7rem;
             border-radius: .35rem; margin: 0 0 .5rem; }}
 </style></head>
-<body><main><h1>DeskPulse · {html.escape(title)}</h1>{body}</main></body></html>"""
+<body><main><h1>DeskPulse · {html.escape(title)}</h1>{body}{i18n.picker(_safe_next(picker)) if picker else ""}</main>
+</body></html>"""

@@ -38,8 +38,9 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final
 
-from central import reads, scores
+from central import i18n, reads, scores
 from central.config import CentralConfig
+from central.i18n import _, ngettext
 from central.scores import Tally
 from central.store import Store
 
@@ -120,13 +121,17 @@ def change_words(now: float | None, before: float | None, than: str) -> str:
     """
     c = change(now, before)
     if c["direction"] is None:
-        if now is None and before is None:
-            return f"too few answers to compare with {than}"
-        return f"too few answers {than} to compare" if before is None else f"too few answers to compare with {than}"
+        if before is None and now is not None:
+            return _("too few answers %(than)s to compare") % {"than": than}
+        return _("too few answers to compare with %(than)s") % {"than": than}
     if c["direction"] == "same":
-        return f"the same as {than}"
+        return _("the same as %(than)s") % {"than": than}
     points = abs(c["points"])
-    return f"{points} point{'s' if points != 1 else ''} {c['direction']} than {than}"
+    if c["direction"] == "better":
+        return ngettext("%(num)s point better than %(than)s", "%(num)s points better than %(than)s",
+                        points) % {"num": points, "than": than}
+    return ngettext("%(num)s point worse than %(than)s", "%(num)s points worse than %(than)s",
+                    points) % {"num": points, "than": than}
 
 
 def target_words(index: float | None, target: float | None) -> str | None:
@@ -138,11 +143,13 @@ def target_words(index: float | None, target: float | None) -> str | None:
         return None
     goal = shown(target)
     if index is None:
-        return f"target {goal}"
+        return _("target %(goal)s") % {"goal": goal}
     gap = (shown(index) or 0) - (goal or 0)
     if gap < 0:
-        return f"{-gap} point{'s' if gap != -1 else ''} below the target of {goal}"
-    return f"target of {goal} met" if gap == 0 else f"target of {goal} met ({gap} above)"
+        return ngettext("%(num)s point below the target of %(goal)s", "%(num)s points below the target of %(goal)s",
+                        -gap) % {"num": -gap, "goal": goal}
+    return (_("target of %(goal)s met") % {"goal": goal} if gap == 0 else
+            _("target of %(goal)s met (%(gap)s above)") % {"goal": goal, "gap": gap})
 
 
 def target_short(index: float | None, target: float | None) -> str | None:
@@ -153,19 +160,27 @@ def target_short(index: float | None, target: float | None) -> str | None:
     if index is None:
         return f"{goal}"
     gap = (shown(index) or 0) - (goal or 0)
-    return f"{goal}: {-gap} below" if gap < 0 else f"{goal}: met" if gap == 0 else f"{goal}: {gap} above"
+    if gap < 0:
+        return _("%(goal)s: %(gap)s below") % {"goal": goal, "gap": -gap}
+    if gap == 0:
+        return _("%(goal)s: met") % {"goal": goal}
+    return _("%(goal)s: %(gap)s above") % {"goal": goal, "gap": gap}
 
 
 def than_words(period: str, today: date | None) -> str:
     """The earlier period in words: "yesterday", "last Tuesday" (or "the same day last week" with no one today)."""
     if period == "yesterday":
-        return "yesterday"
+        return _("yesterday")
     if period == "last_weekday":
-        return f"last {WEEKDAY_NAMES[today.weekday()]}" if today is not None else "the same day last week"
+        if today is None:
+            return _("the same day last week")
+        if i18n.current() == i18n.DEFAULT:
+            return f"last {WEEKDAY_NAMES[today.weekday()]}"
+        return _("last %(day)s") % {"day": i18n.weekday(today.weekday(), "wide")}
     if period == "last_week":
-        return "last week"
+        return _("last week")
     if period == "prev7":
-        return "the 7 days before"
+        return _("the 7 days before")
     raise ValueError(f"not an earlier period: {period!r}")
 
 
@@ -242,7 +257,7 @@ def summarise(
             tallies(by_site, site_cfg.slug)
             for desk_slug in site_cfg.desks:
                 tallies(by_desk, (site_cfg.slug, desk_slug))
-    for site_slug, _ in by_desk:
+    for site_slug, _desk in by_desk:
         tallies(by_site, site_slug)
 
     def entry(parts: dict[str, dict[str, Tally]], today: date | None, target: float | None,
@@ -268,7 +283,8 @@ def summarise(
                     b_tally.merge(parts[s][earlier])
                 a, b = a_tally.index(minimum), b_tally.index(minimum)
             than = than_words(earlier, today)
-            changes[earlier] = {**change(a, b), "words": change_words(a, b, than), "than": than,
+            changes[earlier] = {**change(a, b), "words": change_words(a, b, than), "than": than, "period": earlier,
+                                "today": today.isoformat() if today else None,
                                 "partial": partial, "sites": len(both), "of_sites": len(active),
                                 "site_names": [config.site(s).name for s in both], "later": a, "earlier": b}
         return {**names, "today_date": today.isoformat() if today else None, "target": target,
@@ -339,8 +355,29 @@ def comparisons(
         first, last = read_window(now)
         rows, _ = reads.days(store, scores.zone_of(config), site=site, first=first, last=last, known=known_desks,
                              hours=False)  # the comparisons count answers per rating only
-        return summarise(config, days=rows, known_desks=known_desks, site=site, device=device,
-                         include_flagged=include_flagged, now=now)
+        # Shared between pages of every language: its words are English; pages say them again in theirs.
+        english = i18n.use(i18n.DEFAULT)
+        try:
+            return summarise(config, days=rows, known_desks=known_desks, site=site, device=device,
+                             include_flagged=include_flagged, now=now)
+        finally:
+            i18n.reset(english)
 
     return scores.shared_view(store, config, ("compare", site, device, include_flagged, now, known_desks), compute,
                               seen=seen)
+
+
+def change_text(c: dict[str, Any]) -> str:
+    """A change of :func:`summarise` in the current language (its ``words`` are English)."""
+    today = date.fromisoformat(c["today"]) if c.get("today") else None
+    return change_words(c["later"], c["earlier"], than_words(c["period"], today))
+
+
+def target_text(index: float | None, target: float | None) -> str:
+    """:func:`target_words` in the current language ("" without a target)."""
+    return target_words(index, target) or ""
+
+
+def target_short_text(index: float | None, target: float | None) -> str:
+    """:func:`target_short` in the current language ("" without a target)."""
+    return target_short(index, target) or ""

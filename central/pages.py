@@ -28,17 +28,19 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
-from central import __version__, compare, deps, filters, reads, scores, stream
+from central import __version__, compare, deps, filters, i18n, reads, scores, stream
 from central.config import CentralConfig, DisplayToken
 from central.deps import WebState
 from central.feed import Cursor, Feed
 from central.filters import Filters
+from central.i18n import N_, _, ngettext
 from central.store import Store
 from display import palette, texts
 from display.palette import face_colour, mood
 from sync import protocol
 
 TEMPLATES: Final = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
+i18n.install(TEMPLATES.env)
 
 #: The kiosk's face colours and English words, from the kiosk's own definitions.
 FACE_COLOURS: Final = palette.FACE_COLOURS
@@ -59,14 +61,39 @@ ATTENTION_ROWS: Final = compare.ATTENTION_ROWS
 # --------------------------------------------------------------------------- words and colours
 
 def rating_words(rating: int, scale: int) -> str:
-    """The kiosk's word for a rating ("Good"), or "rating/scale" for an unknown scale."""
-    words = RATING_WORDS.get(scale)
+    """The kiosk's word for a rating in the page's language ("Good", "Gut"), or "rating/scale" for an unknown scale."""
+    words = texts.labels(i18n.current(), scale) if scale in RATING_WORDS else None
     return words[rating - 1] if words and 1 <= rating <= len(words) else f"{rating}/{scale}"
 
 
 def reason_words(key: str) -> str:
-    """A reason key in words ("wait_time" -> "Waiting time")."""
-    return REASON_WORDS.get(key) or key.replace("_", " ").capitalize()
+    """A reason key in the page's language, the kiosk's own words ("wait_time" -> "Waiting time", "Wartezeit")."""
+    if key in REASON_WORDS:
+        return texts.reason(i18n.current(), key)
+    return key.replace("_", " ").capitalize()
+
+
+def rating_words_all() -> dict[str, tuple[str, ...]]:
+    """Every scale's rating words in the page's language (for the live feed's script)."""
+    return {str(scale): texts.labels(i18n.current(), scale) for scale in RATING_WORDS}
+
+
+def reason_words_all() -> dict[str, str]:
+    """Every reason's words in the page's language (for the live feed's script)."""
+    return {key: texts.reason(i18n.current(), key) for key in REASON_WORDS}
+
+
+def state_words(state: str | None) -> str:
+    """A kiosk's state in the page's language ("no status" when it has not reported one)."""
+    return i18n.kiosk_state(state)
+
+
+def _flag_words(flag: str) -> str:
+    return _(FLAG_WORDS[flag]) if flag in FLAG_WORDS else flag.replace("_", " ")
+
+
+#: An answer's flags in words (the feed's chips).
+FLAG_WORDS: Final = {"test": N_("test"), "rapid_repeat": N_("rapid repeat")}
 
 
 def index_band(index: float | None) -> int:
@@ -160,27 +187,34 @@ def feed_row(event: dict[str, Any], config: CentralConfig, today: date | None = 
         "rating": event["rating"], "scale": event["scale"],
         "words": rating_words(event["rating"], event["scale"]),
         "reasons": [reason_words(r) for r in event.get("reasons", [])],
-        "flags": [f.replace("_", " ") for f in event.get("flags", [])],
+        "flags": [_flag_words(f) for f in event.get("flags", [])],
         "iso": local.isoformat(timespec="seconds"),
-        "time": local.strftime("%H:%M") if same_day else local.strftime("%a %d %b, %H:%M"),
-        "hm": local.strftime("%H:%M"), "day": f"{local:%a} {local.day} {local:%b}",
+        "time": local.strftime("%H:%M") if same_day else _local_words(local),
+        "hm": local.strftime("%H:%M"), "day": i18n.day(local.date()),
         "zone": tz_offset_words(site.tz, moment) if zones_differ else None,
     }
 
 
+def _local_words(local: datetime) -> str:
+    """A local moment as "Sun 22 Nov, 14:05" in the page's language."""
+    if i18n.current() == i18n.DEFAULT:
+        return local.strftime("%a %d %b, %H:%M")
+    return f"{i18n.day(local.date(), 'EEE d MMM')}, {local:%H:%M}"
+
+
 def _local(moment: datetime, tz: ZoneInfo) -> str:
-    return moment.astimezone(tz).strftime("%a %d %b, %H:%M")
+    return _local_words(moment.astimezone(tz))
 
 
 def _ago(delta: timedelta) -> str:
     seconds = max(0, int(delta.total_seconds()))
     if seconds < 90:
-        return "just now" if seconds < 30 else "1 min ago"
+        return _("just now") if seconds < 30 else _("1 min ago")
     if seconds < 90 * 60:
-        return f"{seconds // 60} min ago"
+        return _("%(n)s min ago") % {"n": seconds // 60}
     if seconds < 36 * 3600:
-        return f"{seconds // 3600} h ago"
-    return f"{seconds // 86400} days ago"
+        return _("%(n)s h ago") % {"n": seconds // 3600}
+    return ngettext("%(num)s day ago", "%(num)s days ago", seconds // 86400) % {"num": seconds // 86400}
 
 
 # --------------------------------------------------------------------------- charts (inline SVG)
@@ -222,7 +256,7 @@ def trend_chart(days: list[dict[str, Any]], *, width: int = 900, height: int = 2
             x = left + step * i + step / 2
             newest = i == n - 1  # ends at its day's right edge, inside the chart
             labels.append({"x": min(x + step / 2, width - 2) if newest else x, "anchor": "end" if newest else "middle",
-                           "text": day.strftime("%d %b").lstrip("0"), "newest": newest})
+                           "text": i18n.day(day, "d MMM"), "newest": newest})
     lines = [" ".join(f"{x:.1f},{y:.1f}" for x, y in seg) for seg in points if len(seg) > 1]
     singles = [seg[0] for seg in points if len(seg) == 1]
     grid = [{"y": top + index_h * (1 - v / 100), "label": str(v)} for v in (0, 25, 50, 75, 100)]
@@ -237,13 +271,15 @@ def trend_summary(days: list[dict[str, Any]]) -> str:
     """The trend in one sentence (the chart's text alternative)."""
     scored = [d for d in days if d["index"] is not None]
     if not scored:
-        return "No day in this range has enough answers for an index."
+        return _("No day in this range has enough answers for an index.")
     low = min(scored, key=lambda d: d["index"])
     high = max(scored, key=lambda d: d["index"])
     last = scored[-1]
-    return (f"Daily index over {len(days)} days, {len(scored)} with enough answers: "
-            f"lowest {fmt_index(low['index'])} on {low['date']}, highest {fmt_index(high['index'])} on "
-            f"{high['date']}, latest {fmt_index(last['index'])} on {last['date']}.")
+    return _("Daily index over %(days)s days, %(scored)s with enough answers: lowest %(low)s on %(low_day)s, "
+             "highest %(high)s on %(high_day)s, latest %(last)s on %(last_day)s.") % {
+        "days": len(days), "scored": len(scored), "low": fmt_index(low["index"]), "low_day": low["date"],
+        "high": fmt_index(high["index"]), "high_day": high["date"], "last": fmt_index(last["index"]),
+        "last_day": last["date"]}
 
 
 # --------------------------------------------------------------------------- page contexts
@@ -270,7 +306,7 @@ def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: da
                 "of_max": r["count"] / agg["reasons"][0]["count"] if agg["reasons"] else 0}
                for r in agg["reasons"][:8]]
     heat = agg["heatmap"]
-    heat_rows = [{"day": WEEKDAYS[i], "cells": cells} for i, cells in enumerate(heat["cells"])]
+    heat_rows = [{"day": _weekday(i), "cells": cells} for i, cells in enumerate(heat["cells"])]
     desks = sorted(every_desk["desks"], key=lambda d: (d["site_name"], d["name"]))
     for d in desks:
         d["selected"] = d["device"] == f.device and (f.site is None or d["site"] == f.site)
@@ -287,9 +323,11 @@ def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: da
     return {
         "f": f, "agg": agg, "today": today, "ratings": ratings, "other_scales": other_scales, "reasons": reasons,
         "reasons_total": counted_reasons,
-        "trend": trend_chart(agg["days"]), "trend_text": trend_summary(agg["days"]),
+        # The axis says "answers" in the page's language: room for its longest word.
+        "trend": trend_chart(agg["days"], left=max(58, round(10 + 7.5 * len(_("answers"))))),
+        "trend_text": trend_summary(agg["days"]),
         "trend_phone": trend_chart(agg["days"][-PHONE_DAYS:], width=360, height=230, max_labels=4,
-                                    left=66),
+                                   left=max(66, round(12 + 8.5 * len(_("answers"))))),
         "phone_days": min(PHONE_DAYS, len(agg["days"])),
         "weeks": agg["weeks"], "heat_hours": heat["hours"], "heat_rows": heat_rows,
         "heat_by_hour": _heat_by_hour(heat, agg["timezone"], now),
@@ -303,7 +341,7 @@ def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: da
         "js_data": {
             "tz": tz_names, "sites": {s["slug"]: s["name"] for s in sites},
             "desks": {f"{s['slug']}/{d['slug']}": d["name"] for s in sites for d in s["desks"]},
-            "words": {str(k): v for k, v in RATING_WORDS.items()}, "reasons": REASON_WORDS,
+            **js_words(),
             "maxRows": FEED_ROWS, "oneSite": f.site is not None, "zonesDiffer": zones_differ,
         },
     }
@@ -328,7 +366,7 @@ def _heat_by_hour(heat: dict[str, Any], timezone: str | None, now: datetime) -> 
     """
     local = now.astimezone(ZoneInfo(timezone)) if timezone else None
     rows = [{"hour": h, "now": local is not None and local.hour == h,
-             "cells": [{**heat["cells"][wd][i], "day": WEEKDAYS[wd]} for wd in range(7)]}
+             "cells": [{**heat["cells"][wd][i], "day": _weekday(wd)} for wd in range(7)]}
             for i, h in enumerate(heat["hours"])]
     return {"rows": rows, "today": local.weekday() if local else None}
 
@@ -382,7 +420,7 @@ def _site_choices(config: CentralConfig, desks: list[dict[str, Any]], f: Filters
 def _scope_words(site_name: str | None, desk_name: str | None) -> str:
     if desk_name and site_name:
         return f"{desk_name}, {site_name}"
-    return desk_name or site_name or "All sites"
+    return desk_name or site_name or _("All sites")
 
 
 def tv_context(store: Store, config: CentralConfig, display: DisplayToken, *,
@@ -406,13 +444,13 @@ def tv_context(store: Store, config: CentralConfig, display: DisplayToken, *,
         "agg": agg, "index": index, "big_face": face, "ratings": _rating_shares(agg),
         "rows": [feed_row(e, config, local.date()) for e in events], "cursor": cursor,
         "feed_hidden": modes == {"aggregated"},
-        "clock": local.strftime("%H:%M"), "date_words": local.strftime("%A %d %B").replace(" 0", " "),
+        "clock": local.strftime("%H:%M"), "date_words": _date_words(local.date()),
         "min_answers": agg["min_answers"], "timezone": site.timezone,
         "js_data": {
             "tz": {site.slug: site.timezone}, "sites": {site.slug: site.name},
             "desks": {f"{site.slug}/{d.slug}": d.name for d in site.desks.values()
                       if display.device in (None, d.slug)},
-            "words": {str(k): v for k, v in RATING_WORDS.items()}, "reasons": REASON_WORDS,
+            **js_words(),
             "maxRows": TV_ROWS, "oneDesk": display.device is not None, "timezone": site.timezone,
             "refreshS": 60,
         },
@@ -423,6 +461,8 @@ def tv_context(store: Store, config: CentralConfig, display: DisplayToken, *,
 
 def _globals() -> dict[str, Any]:
     return {"version": __version__, "fmt_index": fmt_index, "face_colour": face_colour, "mood": mood,
+            "state_words": state_words, "change_text": compare.change_text, "target_text": compare.target_text,
+            "target_short_text": compare.target_short_text,
             "shown_index": compare.shown,
             "rating_words": rating_words, "index_band": index_band, "index_face": index_face,
             "FACE_COLOURS": FACE_COLOURS, "RATING_WORDS": RATING_WORDS}
@@ -430,17 +470,12 @@ def _globals() -> dict[str, Any]:
 
 def _dayrange(start: str, end: str) -> str:
     """``2026-10-24``, ``2026-11-22`` -> "24 Oct – 22 Nov 2026" (one date when they are equal)."""
-    a, b = date.fromisoformat(start), date.fromisoformat(end)
-    if a == b:
-        return f"{b.day} {b:%b %Y}"
-    first = f"{a.day} {a:%b}" if a.year == b.year else f"{a.day} {a:%b %Y}"
-    return f"{first} – {b.day} {b:%b %Y}"
+    return i18n.day_range(start, end)
 
 
 def _dayname(value: str) -> str:
     """``2026-11-22`` -> "Sun 22 Nov"."""
-    d = date.fromisoformat(value)
-    return f"{d:%a} {d.day} {d:%b}"
+    return i18n.day(value)
 
 
 def _week_start(value: str) -> str:
@@ -450,7 +485,27 @@ def _week_start(value: str) -> str:
 
 
 TEMPLATES.env.globals.update(_globals())
-TEMPLATES.env.filters.update(dayrange=_dayrange, dayname=_dayname, week_start=_week_start)
+TEMPLATES.env.filters.update(dayrange=_dayrange, dayname=_dayname, week_start=_week_start,
+                             weekday_name=lambda value: _weekday(date.fromisoformat(value).weekday()))
+
+
+def _weekday(index: int) -> str:
+    """Monday (0) to Sunday (6), short, in the page's language ("Mon", "Mo.")."""
+    return WEEKDAYS[index] if i18n.current() == i18n.DEFAULT else i18n.weekday(index)
+
+
+def _date_words(day: date) -> str:
+    """The TV's date: "Sunday 22 November", "Sonntag, 22. November"."""
+    if i18n.current() == i18n.DEFAULT:
+        return day.strftime("%A %d %B").replace(" 0", " ")
+    return i18n.day(day, "EEEE d MMMM")
+
+
+def js_words() -> dict[str, Any]:
+    """What the live feed's script says, in the page's language (and the language for its dates)."""
+    return {"lang": i18n.current(), "words": rating_words_all(), "reasons": reason_words_all(),
+            "flags": {flag: _(words) for flag, words in FLAG_WORDS.items()},
+            "t": {"connecting": _("connecting…"), "live": _("live"), "reconnecting": _("reconnecting…")}}
 
 
 #: The dashboard's HTML routes (none of them in the OpenAPI description); central.web.create_app mounts ``static/``.

@@ -33,10 +33,11 @@ import jinja2
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from central import __version__, compare, deps, reads, scores
+from central import __version__, compare, deps, i18n, reads, scores
 from central.config import DEFAULT_PATH, CentralConfig, SiteConfig, load
 from central.deps import WebState
 from central.filters import EARLIEST, LATEST
+from central.i18n import _
 from central.scores import Tally
 from central.store import Store
 from display import texts
@@ -55,6 +56,7 @@ WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _ENV: Final = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).resolve().parent / "templates")),
     autoescape=jinja2.select_autoescape(("html",)), trim_blocks=False, lstrip_blocks=False)
+i18n.install(_ENV)
 
 
 class ReportError(DeskPulseError, ValueError):
@@ -176,7 +178,8 @@ def weekly(store: Store, config: CentralConfig, site: str, week: date | None = N
         a, b = now_t.index(minimum), prev_t.index(minimum)
         desk_rows.append({"device": slug, "name": cfg.desk(slug).name, "index": a, "counted": now_t.counted,
                           "prev_index": b, "prev_counted": prev_t.counted, "ranked": now_t.counted >= rank_min,
-                          "change": {**compare.change(a, b), "words": compare.change_words(a, b, "the week before")}})
+                          "change": {**compare.change(a, b),
+                                     "words": compare.change_words(a, b, _("the week before"))}})
     desk_rows.sort(key=lambda d: (not d["ranked"], d["index"] if d["index"] is not None else 101.0,
                                   -d["counted"], d["name"].lower()))
     ranked = [d for d in desk_rows if d["ranked"]]
@@ -187,7 +190,7 @@ def weekly(store: Store, config: CentralConfig, site: str, week: date | None = N
             continue
         reason_counts.setdefault(g.reason, [0, 0])[0 if g.day >= monday else 1] += g.count
     reasons_total = sum(c[0] for c in reason_counts.values())
-    reasons = [{"reason": key, "words": texts.reason("en", key) if key in texts.REASONS else
+    reasons = [{"reason": key, "words": texts.reason(i18n.current(), key) if key in texts.REASONS else
                 key.replace("_", " ").capitalize(), "count": c[0], "prev_count": c[1],
                 "share": c[0] / reasons_total if reasons_total else 0.0}
                for key, c in sorted(reason_counts.items(), key=lambda kv: (-kv[1][0], kv[0])) if c[0]]
@@ -203,15 +206,15 @@ def weekly(store: Store, config: CentralConfig, site: str, week: date | None = N
         "prev_week": week_name(before), "next_week": week_name(monday + timedelta(days=7))
         if monday + timedelta(days=7) <= local_now.date() else None,
         "in_progress": sunday >= local_now.date(),
-        "made_at": f"{local_now:%a} {local_now.day} {local_now:%b %Y, %H:%M} ({cfg.timezone})",
+        "made_at": f"{_moment(local_now, year=True)} ({cfg.timezone})",
         "min_answers": minimum, "rank_min": rank_min, "include_flagged": flagged_too,
         "index": index, "counted": week_tally.counted, "total": total, "flagged": flagged,
         "prev_index": prev_index, "prev_counted": prev_tally.counted,
         "change": {**compare.change(index, prev_index),
-                   "words": compare.change_words(index, prev_index, "the week before")},
+                   "words": compare.change_words(index, prev_index, _("the week before"))},
         "target": cfg.target, "target_words": compare.target_words(index, cfg.target),
-        "days": [{"date": d.isoformat(), "weekday": WEEKDAYS[d.weekday()],
-                  "label": f"{WEEKDAYS[d.weekday()]} {d.day} {d:%b}", "counted": t.counted,
+        "days": [{"date": d.isoformat(), "weekday": _weekday(d.weekday()),
+                  "label": f"{WEEKDAYS[d.weekday()]} {d.day} {d:%b}", "day_month": _day_month(d), "counted": t.counted,
                   "index": t.index(minimum), "open": cfg.hours.get(d.weekday()) is not None,
                   "future": d > local_now.date()} for d, t in per_day.items()],
         "desks": desk_rows, "worst_desk": ranked[0] if ranked else None,
@@ -232,13 +235,13 @@ def _kiosks(store: Store, config: CentralConfig, site: str, now: datetime) -> di
         if r["last_error"]:
             problems.append(r["last_error"])
         if r["config_error"]:
-            problems.append("refused a survey")
+            problems.append(_("refused a survey"))
         if r["clock_synced"] is False:
-            problems.append("clock not set")
+            problems.append(_("clock not set"))
         rows.append({"name": cfg.desk(r["device"]).name, "device": r["device"], "state": r["state"] or "no status",
+                     "state_words": i18n.kiosk_state(r["state"]),
                      "test_mode": r["test_mode"], "backlog": r["backlog"], "missing": missing, "problems": problems,
-                     "seen": f"{seen.astimezone(cfg.tz):%a} {seen.astimezone(cfg.tz).day} "
-                             f"{seen.astimezone(cfg.tz):%b, %H:%M}" if seen else None})
+                     "seen": _moment(seen.astimezone(cfg.tz)) if seen else None})
     in_service = [r for r in rows if r["state"] != "retired"]
     return {"rows": rows, "online": sum(1 for r in rows if r["state"] == "online"), "in_service": len(in_service),
             "testing": sum(1 for r in in_service if r["test_mode"]),
@@ -248,6 +251,21 @@ def _kiosks(store: Store, config: CentralConfig, site: str, now: datetime) -> di
 
 
 # --------------------------------------------------------------------------- rendering
+
+def _weekday(index: int) -> str:
+    return WEEKDAYS[index] if i18n.current() == i18n.DEFAULT else i18n.weekday(index)
+
+
+def _day_month(day: date) -> str:
+    return f"{day.day} {day:%b}" if i18n.current() == i18n.DEFAULT else i18n.day(day, "d MMM")
+
+
+def _moment(local: datetime, *, year: bool = False) -> str:
+    """"Sun 22 Nov, 14:05" (with the year: "Sun 22 Nov 2026, 14:05") in the current language."""
+    if i18n.current() == i18n.DEFAULT:
+        return f"{local:%a} {local.day} {local:%b}" + (f" {local:%Y}" if year else "") + f", {local:%H:%M}"
+    return f"{i18n.day(local.date(), 'EEE d MMM y' if year else 'EEE d MMM')}, {local:%H:%M}"
+
 
 def _shown(index: float | None) -> str:
     return "–" if index is None else str(compare.shown(index))
@@ -261,7 +279,7 @@ _ENV.globals.update(fmt=_shown, band=_band, version=__version__)
 
 
 def render_html(report: dict[str, Any], *, page: bool = False, sites: list[dict[str, str]] | None = None,
-                problem: str | None = None) -> str:
+                problem: str | None = None, request_path: str | None = None) -> str:
     """The report as one HTML document: inline styles, no script, no external asset.
 
     Args:
@@ -270,9 +288,12 @@ def render_html(report: dict[str, Any], *, page: bool = False, sites: list[dict[
             rather than the e-mail's body.
         sites: the page's site chooser (``slug``, ``name``).
         problem: a sentence for the page's notice (a refused site or week).
+        request_path: the page's own path and query (its language picker returns there); None: no picker.
+
+    In the current language (:mod:`central.i18n`): the page's reader's; the e-mail's is English.
     """
     return _ENV.get_template("report_weekly.html").render(r=report, page=page, sites=sites or [],
-                                                           problem=problem)
+                                                           problem=problem, request_path=request_path)
 
 
 def subject(report: dict[str, Any]) -> str:
@@ -335,15 +356,17 @@ def _report_page(request: Request, web: WebState) -> HTMLResponse:
     site = (request.query_params.get("site") or "").strip() or (sites[0]["slug"] if len(sites) == 1 else "")
     week_text = (request.query_params.get("week") or "").strip()
     headers = {"Cache-Control": "no-store"}
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if not site:
-        return HTMLResponse(render_html({}, page=True, sites=sites), headers=headers)
+        return HTMLResponse(render_html({}, page=True, sites=sites, request_path=here), headers=headers)
     try:
         week = parse_week(week_text) if week_text else None
         report = weekly(store, config, site, week, now=now)
     except ReportError as exc:
-        return HTMLResponse(render_html({}, page=True, sites=sites, problem=str(exc)), status_code=404
+        return HTMLResponse(render_html({}, page=True, sites=sites, problem=str(exc), request_path=here),
+                            status_code=404
                             if "no site" in str(exc) else 422, headers=headers)
-    return HTMLResponse(render_html(report, page=True, sites=sites), headers=headers)
+    return HTMLResponse(render_html(report, page=True, sites=sites, request_path=here), headers=headers)
 
 
 @router.get("/report/weekly", response_class=HTMLResponse)

@@ -18,9 +18,10 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from central import auth, deps, preview, reads, surveys
+from central import auth, deps, i18n, preview, reads, surveys
 from central.config import WEEKDAYS
 from central.deps import WebState
+from central.i18n import N_, _
 from central.sites import SiteError, audit_entries, hours_text, parse_site_form, zone_names
 from central.surveys import KIOSK_LANGUAGES, PRESETS, SurveyError
 from sync.protocol import SLUG_RE
@@ -64,14 +65,27 @@ _STYLE = """<style>
   @media (max-width: 72rem) { .survey-layout { grid-template-columns: minmax(0, 1fr); }
                               .survey-layout aside { position: static; } }
   td.slug { white-space: nowrap; }
+  .survey-layout aside th, .survey-layout aside td { overflow-wrap: anywhere; }
   [aria-invalid=true] { border-color: #b3261e; outline: 2px solid #b3261e; }
 </style>"""
 
 #: The survey page is two columns on a laptop: the form, and beside it the kiosks, what was published, the preview.
 _WIDE = "<style>main { width: min(88rem, calc(100vw - 2rem)); }</style>"
 
-_NAV = ('<nav><a href="/">Dashboard</a><a href="/admin/sites">Sites and desks</a>'
-        '<a href="/admin/audit">Changes</a><a href="/admin/accounts">Accounts</a></nav>')
+#: The preview's pictures, in words (``%(lang)s``: the kiosk language drawn).
+SCREEN_ALT: Final = {"rating": N_("The kiosk's rating screen in %(lang)s"),
+                     "followup": N_("The kiosk's follow-up screen in %(lang)s")}
+SCREEN_CAPTION: Final = {"rating": N_("rating screen, %(lang)s"), "followup": N_("followup screen, %(lang)s")}
+
+
+def _t(text: str) -> str:
+    """``text`` in the page's language, escaped for HTML."""
+    return html.escape(_(text))
+
+
+def _nav() -> str:
+    return (f'<nav><a href="/">{_t("Dashboard")}</a><a href="/admin/sites">{_t("Sites and desks")}</a>'
+            f'<a href="/admin/audit">{_t("Changes")}</a><a href="/admin/accounts">{_t("Accounts")}</a></nav>')
 
 
 def _who(request: Request) -> str:
@@ -154,53 +168,59 @@ def _sites_page(web: WebState, *, message: str, error: str, field: str, site: st
         edited = web.sites.edited(slug)
 
         def src(key: str, edited: frozenset[str] = edited) -> str:
-            return ('<span class="source">(set here)</span>' if key in edited
+            return (f'<span class="source">({_t("set here")})</span>' if key in edited
                     else '<span class="source">(central.toml)</span>')
 
         def bad(name: str, slug: str = slug) -> str:
             return ' aria-invalid="true"' if error and site == slug and field == name else ""
 
         hours = "".join(
-            f'<div><label for="h-{e}-{day}">{day.capitalize()}</label><input id="h-{e}-{day}" name="hours_{day}" '
+            f'<div><label for="h-{e}-{day}">{html.escape(i18n.weekday(i, "wide").capitalize())}</label>'
+            f'<input id="h-{e}-{day}" name="hours_{day}" '
             f'value="{hours_text(s.hours.get(i))}" required maxlength="20"{bad(f"hours_{day}")}></div>'
             for i, day in enumerate(WEEKDAYS))
         target = "" if s.target is None else f"{s.target:g}"
         reset = ('<button type="submit" name="action" value="reset" class="secondary" formnovalidate>'
-                 'Use central.toml again</button>' if edited else "")
+                 f'{_t("Use central.toml again")}</button>' if edited else "")
         desk_slugs = sorted(set(desks_of.get(slug, [])) | set(s.desks))
         desk_rows = "".join(
             f'''<tr><td><code>{html.escape(d)}</code></td><td><form method="post">
 <input type="hidden" name="action" value="desk"><input type="hidden" name="site" value="{e}">
 <input type="hidden" name="device" value="{html.escape(d)}">
-<input name="name" value="{html.escape(s.desk(d).name)}" aria-label="Name of desk {html.escape(d)}" maxlength="200"
- size="36"
-{bad(f"desk-{d}")}><button>Rename</button></form> <span class="source">({"set here" if web.sites.desk_edited(slug, d)
+<input name="name" value="{html.escape(s.desk(d).name)}"
+ aria-label="{html.escape(_("Name of desk %(desk)s") % {"desk": d})}"
+ maxlength="200" size="36"
+{bad(f"desk-{d}")}><button>{_t("Rename")}</button></form>
+ <span class="source">({_t("set here") if web.sites.desk_edited(slug, d)
                                                              else "central.toml"})</span></td></tr>'''
             for d in desk_slugs)
         alert = (f'<p class="error" role="alert">{html.escape(error)}</p>' if error and site == slug else
                  f'<p role="status" id="message">{html.escape(message)}</p>' if message and site == slug else "")
         blocks.append(f'''<section id="site-{e}"><h2>{html.escape(s.name)} <code>{e}</code></h2>{alert}
 <form method="post" class="site-form"><input type="hidden" name="site" value="{e}">
-<div class="fields"><div><label for="name-{e}">Name {src("name")}</label>
+<div class="fields"><div><label for="name-{e}">{_t("Name")} {src("name")}</label>
 <input id="name-{e}" name="name" value="{html.escape(s.name)}" required maxlength="200"{bad("name")}></div>
-<div><label for="tz-{e}">Time zone {src("timezone")}</label>
+<div><label for="tz-{e}">{_t("Time zone")} {src("timezone")}</label>
 <input id="tz-{e}" name="timezone" value="{html.escape(s.timezone)}" list="zones" required{bad("timezone")}></div>
-<div><label for="target-{e}">Target index {src("target")}</label>
-<input id="target-{e}" name="target" value="{target}" inputmode="decimal" maxlength="10" placeholder="0 to 100, or none"
+<div><label for="target-{e}">{_t("Target index")} {src("target")}</label>
+<input id="target-{e}" name="target" value="{target}" inputmode="decimal" maxlength="10"
+ placeholder="{_t("0 to 100, or none")}"
 {bad("target")}></div></div>
-<fieldset><legend>Opening hours {src("hours")}: "08:00-18:00", "closed", or "00:00-24:00"</legend>
+<fieldset><legend>{_t("Opening hours")} {src("hours")}: {_t('"08:00-18:00", "closed", or "00:00-24:00"')}</legend>
 <div class="grid">{hours}</div></fieldset>
-<div class="actions"><button type="submit" name="action" value="site">Save {e}</button>
-{reset}<a href="/admin/surveys/{e}">Survey of {html.escape(s.name)}</a></div></form>
-<h3>Desks</h3><table class="desks"><thead><tr><th>Desk</th><th>Name (empty: central.toml's again)</th></tr></thead>
-<tbody>{desk_rows or '<tr><td colspan="2">No kiosk has reported yet.</td></tr>'}</tbody></table></section>''')
+<div class="actions"><button type="submit" name="action" value="site">{_t("Save")} {e}</button>
+{reset}<a href="/admin/surveys/{e}">{html.escape(_("Survey of %(site)s") % {"site": s.name})}</a></div></form>
+<h3>{_t("Desks")}</h3><table class="desks"><thead><tr><th>{_t("Desk")}</th>
+<th>{_t("Name (empty: central.toml's again)")}</th></tr></thead>
+<tbody>{desk_rows or f'<tr><td colspan="2">{_t("No kiosk has reported yet.")}</td></tr>'}</tbody></table></section>''')
     zones = "".join(f'<option value="{z}">' for z in zone_names())
-    empty = "<p>No site yet: name one in central.toml or start a kiosk.</p>"
-    lead = ("<p>What you save here wins over central.toml for that value; central.toml supplies the rest "
-            "(docs/configuration.md). Changes show on every page at once. A new time zone re-counts the "
-            "site's numbers in its new local days.</p>")
-    return auth.page("Sites and desks", f"{_STYLE}{_NAV}{lead}{''.join(blocks) or empty}"
-                                         f'<datalist id="zones">{zones}</datalist>', wide=True)
+    empty = f"<p>{_t('No site yet: name one in central.toml or start a kiosk.')}</p>"
+    lead = "<p>" + _t("What you save here wins over central.toml for that value; central.toml supplies the rest "
+                      "(docs/configuration.md). Changes show on every page at once. A new time zone re-counts the "
+                      "site's numbers in its new local days.") + "</p>"
+    return auth.page(_("Sites and desks"), f"{_STYLE}{_nav()}{lead}{''.join(blocks) or empty}"
+                                            f'<datalist id="zones">{zones}</datalist>', wide=True,
+                     picker="/admin/sites")
 
 
 # ---------------------------------------------------------------------- surveys
@@ -210,7 +230,7 @@ def _sites_page(web: WebState, *, message: str, error: str, field: str, site: st
 async def survey_page(request: Request, site: str, web: WebState = Depends(deps.web_state)) -> Response:
     """The survey editor for ``site`` (``?device=`` for one desk's own), the preview and each kiosk's verdict."""
     if not SLUG_RE.fullmatch(site):
-        return HTMLResponse(auth.page("Not found", "<p>No such site.</p>"), status_code=404)
+        return HTMLResponse(auth.page(_("Not found"), f"<p>{_t('No such site.')}</p>"), status_code=404)
     device = request.query_params.get("device", "")
     if device and not SLUG_RE.fullmatch(device):
         device = ""
@@ -228,11 +248,11 @@ async def survey_page(request: Request, site: str, web: WebState = Depends(deps.
 async def survey_post(request: Request, site: str, web: WebState = Depends(deps.web_state)) -> Response:
     """``action`` = preview (check and draw the form's survey) | publish (check, number, publish, record)."""
     if not SLUG_RE.fullmatch(site):
-        return HTMLResponse(auth.page("Not found", "<p>No such site.</p>"), status_code=404)
+        return HTMLResponse(auth.page(_("Not found"), f"<p>{_t('No such site.')}</p>"), status_code=404)
     form = await _form(request)
     if form is None:
-        return HTMLResponse(auth.page("Too large", f"<p>The form is larger than {MAX_FORM_BYTES} bytes or has "
-                                                   "too many fields.</p>"), status_code=413)
+        too_large = _("The form is larger than %(n)s bytes or has too many fields.") % {"n": MAX_FORM_BYTES}
+        return HTMLResponse(auth.page(_("Too large"), f"<p>{html.escape(too_large)}</p>"), status_code=413)
     device = (form.get("device") or [""])[0]
     if device and not SLUG_RE.fullmatch(device):
         device = ""
@@ -244,9 +264,10 @@ async def survey_post(request: Request, site: str, web: WebState = Depends(deps.
             who = _who(request)
             again = await anyio.to_thread.run_sync(
                 lambda: surveys.clear_desk(web.store, web.config.broker, site, device, who))
-            text = (f"removed desk {device}'s own survey; the site's is published again as version {again.version}"
-                    if again else f"removed desk {device}'s own survey; it keeps running its last one until the "
-                                  "site gets a survey")
+            text = (_("removed desk %(desk)s's own survey; the site's is published again as version %(version)s")
+                    % {"desk": device, "version": again.version} if again else
+                    _("removed desk %(desk)s's own survey; it keeps running its last one until the site gets a "
+                      "survey") % {"desk": device})
             auth.log.info("admin %s: %s", who, text)
             return RedirectResponse(f"/admin/surveys/{site}?" + urlencode({"msg": text, "device": device}),
                                     status_code=303)
@@ -258,8 +279,9 @@ async def survey_post(request: Request, site: str, web: WebState = Depends(deps.
                 lambda: surveys.publish(web.store, web.config.broker, site, device, config, who))
             auth.log.info("admin %s: published survey version %d to %s", who, done.version, done.site +
                           (f"/{done.device}" if done.device else ""))
-            target = f"desk {device}" if device else "the whole site"
-            query = urlencode({"msg": f"published version {done.version} to {target}",
+            target = _("desk %(desk)s") % {"desk": device} if device else _("the whole site")
+            query = urlencode({"msg": _("published version %(version)s to %(target)s")
+                               % {"version": done.version, "target": target},
                                **({"device": device} if device else {})})
             return RedirectResponse(f"/admin/surveys/{site}?{query}", status_code=303)
     except SurveyError as exc:
@@ -268,8 +290,9 @@ async def survey_post(request: Request, site: str, web: WebState = Depends(deps.
             lambda: _survey_page(web, site, device, config or _loose(form), published, message="", error=refused,
                                  show_preview=False)), status_code=422)
     return HTMLResponse(await anyio.to_thread.run_sync(
-        lambda: _survey_page(web, site, device, config, published, message="Preview of the survey below "
-                             "(not published yet)", error=None, show_preview=True)))
+        lambda: _survey_page(web, site, device, config, published,
+                             message=_("Preview of the survey below (not published yet)"), error=None,
+                             show_preview=True)))
 
 
 def _loose(form: dict[str, list[str]]) -> dict[str, Any]:
@@ -314,9 +337,10 @@ def _survey_page(web: WebState, site: str, device: str, config: dict[str, Any],
         source = config.get("reason_preset", "kiosk")
     source_opts = "".join(
         f'<option value="{value}"{" selected" if value == source else ""}>{label}</option>'
-        for value, label in [("kiosk", "the kiosk's own reasons"), *[(p, f"preset: {p.replace('_', ' ')}")
-                                                                     for p in PRESETS],
-                             ("own", "our own reasons (below)")])
+        for value, label in [("kiosk", _t("the kiosk's own reasons")),
+                             *[(p, html.escape(_("preset: %(name)s") % {"name": p.replace('_', ' ')}))
+                               for p in PRESETS],
+                             ("own", _t("our own reasons (below)"))])
     reasons = config.get("reasons", [])
     keys = "\n".join(r["key"] for r in reasons)
     per_lang = []
@@ -325,29 +349,32 @@ def _survey_page(web: WebState, site: str, device: str, config: dict[str, Any],
         followup = config.get("followup_question", {}).get(code, "")
         labels = "\n".join(r["label"].get(code, "") for r in reasons if r["label"].get(code))
         ticked = " open" if code in langs or question or followup or labels else ""
-        per_lang.append(f'''<details class="lang" id="lang-{code}"{ticked}><summary>Texts in {code}
-<span class="source">(used when {code} is ticked; empty: the kiosk's own words)</span></summary>
-<label for="q-{code}">Question</label>
+        texts_in = html.escape(_("Texts in %(lang)s") % {"lang": code})
+        used_when = html.escape(_("used when %(lang)s is ticked; empty: the kiosk's own words") % {"lang": code})
+        per_lang.append(f'''<details class="lang" id="lang-{code}"{ticked}><summary>{texts_in}
+<span class="source">({used_when})</span></summary>
+<label for="q-{code}">{_t("Question")}</label>
 <input id="q-{code}" name="question_{code}" value="{val(f"question_{code}", question)}" maxlength="200"
 {bad("question")}>
-<label for="fq-{code}">Follow-up question</label>
+<label for="fq-{code}">{_t("Follow-up question")}</label>
 <input id="fq-{code}" name="followup_question_{code}" value="{val(f"followup_question_{code}", followup)}"
  maxlength="200"{bad("followup_question")}>
-<label for="rl-{code}">Reason labels, one per line in the keys' order</label>
+<label for="rl-{code}">{_t("Reason labels, one per line in the keys' order")}</label>
 <textarea id="rl-{code}" name="reason_labels_{code}"{bad(f"reason_labels_{code}")}>{val(f"reason_labels_{code}",
                                                                                       labels)}</textarea>
 </details>''')
     timings = "".join(
-        f'<div><label for="{k}">{label}</label><input id="{k}" name="{k}" value="{val(k, config.get(k))}" '
+        f'<div><label for="{k}">{_t(label)}</label><input id="{k}" name="{k}" value="{val(k, config.get(k))}" '
         f'inputmode="decimal" maxlength="8"{bad(k)}></div>'
-        for k, label in (("thank_you_s", "Thank-you screen (s)"), ("followup_timeout_s", "Follow-up time (s)"),
-                         ("repeat_interval_s", "Repeat guard (s)")))
+        for k, label in (("thank_you_s", N_("Thank-you screen (s)")), ("followup_timeout_s", N_("Follow-up time (s)")),
+                         ("repeat_interval_s", N_("Repeat guard (s)"))))
     desks = sorted({d for s, d in reads.desks(web.store, site)} | set(site_cfg.desks))
-    scope_opts = '<option value="">the whole site</option>' + "".join(
-        f'<option value="{html.escape(d)}"{" selected" if d == device else ""}>desk {html.escape(d)} '
-        f'({html.escape(site_cfg.desk(d).name)}) only</option>' for d in desks)
+    scope_opts = f'<option value="">{_t("the whole site")}</option>' + "".join(
+        f'<option value="{html.escape(d)}"{" selected" if d == device else ""}>'
+        f'{html.escape(_("desk %(desk)s (%(name)s) only") % {"desk": d, "name": site_cfg.desk(d).name})}</option>'
+        for d in desks)
     clear = ('<button type="submit" name="action" value="clear" class="secondary" id="clear" formnovalidate>'
-             "Remove this desk's own survey</button>" if device and device in published else "")
+             f"{_t('Remove this desk’s own survey')}</button>" if device and device in published else "")
     alert = (f'<p class="error" role="alert" id="survey-error">{html.escape(str(error))}</p>' if error else "")
     note = f'<p role="status" id="message">{html.escape(message)}</p>' if message else ""
     previews = ""
@@ -361,39 +388,44 @@ def _survey_page(web: WebState, site: str, device: str, config: dict[str, Any],
                     png = preview.render_png(full, lang=lang, screen=screen)
                     data = base64.b64encode(png).decode()
                     images.append(f'<figure><img id="preview-{screen}-{lang}" src="data:image/png;base64,{data}" '
-                                  f'alt="The kiosk\'s {screen} screen in {lang}" width="400" height="240">'
-                                  f'<figcaption>{screen} screen, {lang}</figcaption></figure>')
-            previews = ('<h2 id="preview">Preview (as the kiosk draws it)</h2>'
+                                  f'alt="{html.escape(_(SCREEN_ALT[screen]) % {"lang": lang})}" width="400" '
+                                  f'height="240"><figcaption>{html.escape(_(SCREEN_CAPTION[screen]) % {"lang": lang})}'
+                                  '</figcaption></figure>')
+            previews = (f'<h2 id="preview">{_t("Preview (as the kiosk draws it)")}</h2>'
                         f'<div class="previews">{"".join(images)}</div>')
         except SurveyError:
             previews = ""
     published_rows = []
     for scope, p in sorted(published.items()):
-        published_rows.append(f'<tr><td>{html.escape(scope or "whole site")}</td><td>{p.version}</td>'
+        published_rows.append(f'<tr><td>{html.escape(scope or _("whole site"))}</td><td>{p.version}</td>'
                               f'<td>{p.at:%Y-%m-%d %H:%M} UTC</td><td>{html.escape(p.by)}</td></tr>')
-    return auth.page(f"Survey of {site_cfg.name}", f'''{_STYLE}{_WIDE}{_NAV}{note}{alert}
+    return auth.page(_("Survey of %(site)s") % {"site": site_cfg.name}, f'''{_STYLE}{_WIDE}{_nav()}{note}{alert}
 <div class="survey-layout"><form method="post" id="survey"><input type="hidden" name="site" value="{e}">
-<label for="scope">For</label><select id="scope" name="device">{scope_opts}</select>
-<fieldset><legend>Languages the kiosk offers</legend><div class="row"{bad("languages")}>{lang_boxes}</div>
-<label for="default-lang">First language</label><select id="default-lang" name="default_lang"
+<label for="scope">{_t("For")}</label><select id="scope" name="device">{scope_opts}</select>
+<fieldset><legend>{_t("Languages the kiosk offers")}</legend><div class="row"{bad("languages")}>{lang_boxes}</div>
+<label for="default-lang">{_t("First language")}</label><select id="default-lang" name="default_lang"
 {bad("default_lang")}>{default_opts}</select></fieldset>
-<div class="grid"><div><label for="scale">Faces (scale)</label><select id="scale" name="scale">{scale_opts}</select>
+<div class="grid"><div><label for="scale">{_t("Faces (scale)")}</label>
+<select id="scale" name="scale">{scale_opts}</select>
 </div></div>
-<fieldset><legend>Ask why after these ratings (1 = worst)</legend><div class="row"{bad("followup_ratings")}>
+<fieldset><legend>{_t("Ask why after these ratings (1 = worst)")}</legend><div class="row"{bad("followup_ratings")}>
 {followup_boxes}</div></fieldset>
-<label for="reason-source">Reasons offered</label><select id="reason-source" name="reason_source">{source_opts}</select>
-<label for="reason-keys">Reason keys (our own reasons: one per line, a-z, 0-9, '-' and '_')</label>
+<label for="reason-source">{_t("Reasons offered")}</label>
+<select id="reason-source" name="reason_source">{source_opts}</select>
+<label for="reason-keys">{_t("Reason keys (our own reasons: one per line, a-z, 0-9, '-' and '_')")}</label>
 <textarea id="reason-keys" name="reason_keys"{bad("reasons")}>{val("reason_keys", keys)}</textarea>
 {"".join(per_lang)}
-<fieldset><legend>Timings (empty: the kiosk's own)</legend><div class="grid">{timings}</div></fieldset>
-<div class="actions"><button type="submit" name="action" value="preview" class="secondary">Preview</button>
-<button type="submit" name="action" value="publish" id="publish">Publish</button>{clear}</div></form>
+<fieldset><legend>{_t("Timings (empty: the kiosk's own)")}</legend><div class="grid">{timings}</div></fieldset>
+<div class="actions"><button type="submit" name="action" value="preview" class="secondary">{_t("Preview")}</button>
+<button type="submit" name="action" value="publish" id="publish">{_t("Publish")}</button>{clear}</div></form>
 <aside>
-<h2>Kiosks</h2><table id="kiosks"><thead><tr><th>Desk</th><th>State</th><th>Meant for it</th><th>In force</th>
-<th>Outcome</th><th>Kiosk's reason</th></tr></thead>
+<h2>{_t("Kiosks")}</h2><table id="kiosks"><thead><tr><th>{_t("Desk")}</th><th>{_t("State")}</th>
+<th>{_t("Meant for it")}</th><th>{_t("In force")}</th>
+<th>{_t("Outcome")}</th><th>{_t("Kiosk's reason")}</th></tr></thead>
 <tbody aria-live="polite">{_kiosk_rows(web, site, published)}</tbody></table>
-<h2>Published</h2><table id="published"><thead><tr><th>For</th><th>Version</th><th>When</th><th>By</th></tr></thead>
-<tbody>{"".join(published_rows) or '<tr><td colspan="4">Nothing published yet.</td></tr>'}</tbody></table>
+<h2>{_t("Published")}</h2><table id="published"><thead><tr><th>{_t("For")}</th><th>{_t("Version")}</th>
+<th>{_t("When")}</th><th>{_t("By")}</th></tr></thead>
+<tbody>{"".join(published_rows) or f'<tr><td colspan="4">{_t("Nothing published yet.")}</td></tr>'}</tbody></table>
 {previews}</aside></div>
 <script>
 // The kiosks' verdicts follow without a reload (every 3 s while the page is visible).
@@ -404,20 +436,20 @@ setInterval(() => {{
     .then((rows) => {{ if (rows !== null) document.querySelector("#kiosks tbody").innerHTML = rows; }})
     .catch(() => {{}});
 }}, 3000);
-</script>''', wide=True)
+</script>''', wide=True, picker=f"/admin/surveys/{site}")
 
 
 def _kiosk_rows(web: WebState, site: str, published: dict[str, surveys.Published]) -> str:
     rows = []
     for v in surveys.verdicts(web.store, site, published):
-        cls, word = {"accepted": ("ok", "accepted"), "refused": ("bad", "refused"), "waiting": ("wait", "waiting"),
-                     "none": ("", "no survey published")}[v.outcome]
+        cls, word = {"accepted": ("ok", _t("accepted")), "refused": ("bad", _t("refused")),
+                     "waiting": ("wait", _t("waiting")), "none": ("", _t("no survey published"))}[v.outcome]
         rows.append(
             f'<tr data-device="{html.escape(v.device)}"><td class="slug">{html.escape(v.device)}</td>'
-            f'<td>{html.escape(v.state)}</td>'
+            f'<td>{html.escape(i18n.kiosk_state(v.state))}</td>'
             f'<td>{v.expected or "—"}</td><td>{v.in_force or "—"}</td><td class="{cls} outcome">{word}</td>'
             f'<td class="reason">{html.escape(v.reason)}</td></tr>')
-    return "".join(rows) or '<tr><td colspan="6">No kiosk of this site has reported yet.</td></tr>'
+    return "".join(rows) or f'<tr><td colspan="6">{_t("No kiosk of this site has reported yet.")}</td></tr>'
 
 
 @router.get("/admin/surveys/{site}/kiosks", response_class=HTMLResponse)
@@ -443,27 +475,30 @@ def audit_page(web: WebState = Depends(deps.web_state)) -> HTMLResponse:
         detail = entry.detail
         if entry.action == "survey":
             body = detail.get("survey", {})
-            question = body.get("question", {}).get(body.get("default_lang", "en"), "the kiosk's own question")
-            what = (f"published version {detail.get('version')} on {detail.get('topic')}: {body.get('scale')} faces, "
-                    f"{' '.join(body.get('languages', ['en']))}, \u201c{question}\u201d")
+            question = body.get("question", {}).get(body.get("default_lang", "en"), _("the kiosk's own question"))
+            what = _("published version %(version)s on %(topic)s: %(scale)s faces, %(languages)s, “%(question)s”") % {
+                "version": detail.get("version"), "topic": detail.get("topic"), "scale": body.get("scale"),
+                "languages": " ".join(body.get("languages", ["en"])), "question": question}
         elif entry.action == "survey-removed":
-            what = (f"removed the desk's own survey (version {detail.get('removed_version')}); "
-                    f"{detail.get('topic')} cleared")
+            what = _("removed the desk's own survey (version %(version)s); %(topic)s cleared") % {
+                "version": detail.get("removed_version"), "topic": detail.get("topic")}
         else:
             what = "; ".join(f"{k}: {_word(v.get('before'))} → {_word(v.get('after'))}"
-                             for k, v in detail.get("changed", {}).items()) or "nothing"
+                             for k, v in detail.get("changed", {}).items()) or _("nothing")
         rows.append(f'<tr><td class="slug">{entry.at:%Y-%m-%d %H:%M:%S} UTC</td><td>{html.escape(entry.account)}</td>'
                     f'<td>{html.escape(entry.action)}</td><td class="slug">{html.escape(entry.subject)}</td>'
                     f"<td>{html.escape(what)}</td></tr>")
-    return HTMLResponse(auth.page("Changes", f'''{_STYLE}{_NAV}
-<table id="audit"><thead><tr><th>When</th><th>Who</th><th>What</th><th>Of</th><th>Change</th></tr></thead>
-<tbody>{"".join(rows) or '<tr><td colspan="5">No change yet.</td></tr>'}</tbody></table>''', wide=True))
+    return HTMLResponse(auth.page(_("Changes"), f'''{_STYLE}{_nav()}
+<table id="audit"><thead><tr><th>{_t("When")}</th><th>{_t("Who")}</th><th>{_t("What")}</th><th>{_t("Of")}</th>
+<th>{_t("Change")}</th></tr></thead>
+<tbody>{"".join(rows) or f'<tr><td colspan="5">{_t("No change yet.")}</td></tr>'}</tbody></table>''', wide=True,
+                                  picker="/admin/audit"))
 
 
 def _word(value: Any) -> str:
     """A value of the audit as words: ``none`` for no value, whole numbers without ``.0``."""
     if value is None:
-        return "none"
+        return _("none")
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

@@ -329,6 +329,7 @@ accounts = sa.Table(
     sa.Column("role", sa.String(8), nullable=False),  # viewer | admin
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("lang", sa.String(8), nullable=True),  # the staff pages' language; NULL: the browser's
 )
 
 tv_tokens = sa.Table(

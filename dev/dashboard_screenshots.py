@@ -257,6 +257,27 @@ def shoot_alert(base_url: str, store: Store, config: CentralConfig, out: Path) -
     return [path]
 
 
+def shoot_languages(base_url: str, out: Path) -> list[Path]:
+    """The overview in German and Ukrainian at 1366×768 (whole page) and the Greek phone's first screen:
+    long words and Cyrillic and Greek glyphs (the system's fonts) in the layout."""
+    from dev.browser import chromium
+
+    out.mkdir(parents=True, exist_ok=True)
+    saved: list[Path] = []
+    with chromium() as browser:
+        for lang, (width, height), full in (("de", (1366, 768), True), ("uk", (1366, 768), True),
+                                            ("el", (390, 844), False)):
+            page = browser.new_page(viewport={"width": width, "height": height},
+                                    device_scale_factor=2 if width < 600 else 1)
+            page.goto(f"{base_url}/?lang={lang}")
+            page.wait_for_selector("#live.on", timeout=15_000)
+            path = out / f"dashboard-{lang}-{width}x{height}.png"
+            page.screenshot(path=str(path), full_page=full)
+            saved.append(path)
+            page.close()
+    return saved
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dev.dashboard_screenshots", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("docs/img"), help="folder for the PNGs (docs/img)")
@@ -279,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
                     except KeyboardInterrupt:
                         return 0
                 for path in shoot(base, args.out):
+                    print(path)
+                for path in shoot_languages(base, args.out):
                     print(path)
                 for path in shoot_alert(base, store, config, args.out):
                     print(path)

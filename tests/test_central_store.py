@@ -27,7 +27,7 @@ from tests.support.central_rows import count_dead_letters, dead_letter_rows, get
 from tests.support.events import feedback_event
 
 #: The newest migration.
-HEAD = "0012"
+HEAD = "0013"
 
 
 

@@ -27,6 +27,9 @@
   }
 
   // ------------------------------------------------------------------ times in the site's zone
+  // Dates in the page's language (the server says which); times stay 24-hour everywhere.
+  const locale = data.lang && data.lang !== "en" ? data.lang : "en-GB";
+  const t = (key, fallback) => (data.t || {})[key] || fallback;
   const formats = new Map();
   function localTime(iso, site) {
     const tz = (data.tz || {})[site] || "UTC";
@@ -35,9 +38,9 @@
     let fmt = formats.get(tz);
     if (!fmt) {
       try {
-        fmt = new Intl.DateTimeFormat("en-GB", {timeZone: tz, hour: "2-digit", minute: "2-digit", hourCycle: "h23"});
+        fmt = new Intl.DateTimeFormat(locale, {timeZone: tz, hour: "2-digit", minute: "2-digit", hourCycle: "h23"});
       } catch (err) {
-        fmt = new Intl.DateTimeFormat("en-GB", {timeZone: "UTC", hour: "2-digit", minute: "2-digit", hourCycle: "h23"});
+        fmt = new Intl.DateTimeFormat(locale, {timeZone: "UTC", hour: "2-digit", minute: "2-digit", hourCycle: "h23"});
       }
       formats.set(tz, fmt);
     }
@@ -72,7 +75,7 @@
     if (e.reasons && e.reasons.length) out.push(el("span", "reasons", e.reasons.map(reasonWords).join(", ")));
     if (e.flags && e.flags.length) {
       const flags = el("span", "flags");
-      for (const f of e.flags) flags.append(el("span", "flag", String(f).replace(/_/g, " ")));
+      for (const f of e.flags) flags.append(el("span", "flag", (data.flags || {})[f] || String(f).replace(/_/g, " ")));
       out.push(flags);
     }
     return out;
@@ -92,8 +95,8 @@
     let fmt = dayFormats.get(tz);
     if (!fmt) {
       const opts = {weekday: "short", day: "numeric", month: "short", timeZoneName: "shortOffset"};
-      try { fmt = new Intl.DateTimeFormat("en-GB", {...opts, timeZone: tz}); }
-      catch (err) { fmt = new Intl.DateTimeFormat("en-GB", {...opts, timeZone: "UTC"}); }
+      try { fmt = new Intl.DateTimeFormat(locale, {...opts, timeZone: tz}); }
+      catch (err) { fmt = new Intl.DateTimeFormat(locale, {...opts, timeZone: "UTC"}); }
       dayFormats.set(tz, fmt);
     }
     const parts = Object.fromEntries(fmt.formatToParts(when).map((p) => [p.type, p.value]));
@@ -221,23 +224,23 @@
   function connect() {
     const url = new URL(baseUrl);
     if (lastId) url.searchParams.set("after", lastId); else url.searchParams.delete("after");
-    if (!live || !live.className) setLive("", "connecting…");
+    if (!live || !live.className) setLive("", t("connecting", "connecting…"));
     source = new EventSource(url.toString());
     source.onopen = () => {
       backoff = 1000;
-      setLive("on", "live");
+      setLive("on", t("live", "live"));
       if (wasDown) { wasDown = false; scheduleRefresh(0); }  // numbers may have moved while away
     };
     source.onerror = () => {
       wasDown = true;
       if (source.readyState === EventSource.CLOSED) {
         // the browser gave up (an HTTP error, not a dropped connection): try again ourselves
-        setLive("off", "reconnecting…");
+        setLive("off", t("reconnecting", "reconnecting…"));
         source.close();
         setTimeout(connect, backoff);
         backoff = Math.min(backoff * 2, 30000);
       } else {
-        setLive("off", "reconnecting…");
+        setLive("off", t("reconnecting", "reconnecting…"));
       }
     };
     source.addEventListener("feedback", onFeedback);
@@ -253,7 +256,7 @@
   // A TV's clock
   const clock = document.getElementById("clock");
   if (clock && data.timezone) {
-    const fmt = new Intl.DateTimeFormat("en-GB", {timeZone: data.timezone, hour: "2-digit", minute: "2-digit", hourCycle: "h23"});
+    const fmt = new Intl.DateTimeFormat(locale, {timeZone: data.timezone, hour: "2-digit", minute: "2-digit", hourCycle: "h23"});
     const tick = () => { clock.textContent = fmt.format(new Date()); };
     setInterval(tick, 5000);
     tick();
