@@ -50,7 +50,7 @@ answer = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
           phases=[Phase.explicit, Phase.reuse, Phase.generate])
 @given(answers=st.lists(answer, min_size=1, max_size=40), zones=st.tuples(*[st.sampled_from(ZONES)] * 3),
        batch=st.integers(1, 9), data=st.data())

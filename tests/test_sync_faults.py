@@ -103,21 +103,21 @@ def test_a_network_black_hole_is_noticed_within_11_s_and_loses_nothing(broker, c
     assert_delivered(witnessed(witness), central.events(), [config.outbox_path])
 
 
-def test_kiosk_killed_at_random_moments_over_50_restarts_loses_nothing(broker, central, tmp_path) -> None:
+def test_kiosk_killed_at_random_moments_over_30_restarts_loses_nothing(broker, central, tmp_path) -> None:
     from tests.support.kioskproc import kiosk_toml, outbox_of, start_kiosk
 
     rng = seeded("kiosk-kills")
     config = kiosk_toml(tmp_path, broker.url)
     witness, log = tmp_path / "witness.log", tmp_path / "kiosk.log"
     script = ",".join(str(1 + n % 5) for n in range(100))
-    for _ in range(50):
+    for _ in range(30):
         kiosk = start_kiosk(config, log, "--script", script, "--witness", str(witness))
         # SIGKILL at a random moment: while starting, answering, writing, sending.
         time.sleep(rng.uniform(0.5, 2.2))  # fault timing (a random kill moment), not waiting for anything
         kiosk.send_signal(signal.SIGKILL)
         kiosk.wait(10)
     thanked = witnessed(witness)
-    assert len(thanked) >= 10, f"only {len(thanked)} answers in 50 runs; log:\n{log.read_text()[-2000:]}"
+    assert len(thanked) >= 6, f"only {len(thanked)} answers in 30 runs; log:\n{log.read_text()[-2000:]}"
     # One last, clean run without a script delivers whatever is left.
     started = log.read_text().count(" on dummy (")
     kiosk = start_kiosk(config, log, "-v")
