@@ -62,6 +62,7 @@ def test_an_alert_appears_live_on_dashboard_and_tv_and_is_acknowledged(
                 page.wait_for_function("document.getElementById('alerts').dataset.open === '0'")  # streamed
                 page.evaluate(WATCH)
             assert "No open alerts" in dash.locator("#alerts").inner_text()
+            assert not dash.locator("#alerts").is_visible()  # the overview's block takes no room while none is open
 
             for rating in (1, 4, 2, 1):  # three of four unhappy within a minute
                 device.send(protocol.encode("feedback", feedback_event("north", "a", rating=rating)))
@@ -75,6 +76,10 @@ def test_an_alert_appears_live_on_dashboard_and_tv_and_is_acknowledged(
                 assert "Unhappy customers" in text and "Desk Alpha" in text and "3 of 4 answers unhappy" in text
             assert tv.locator("#alerts .alert-ack").count() == 0  # a TV only shows
             assert tv.locator("#alerts").is_visible()
+            # On the dashboard it leads the page, above the numbers, at 1366x768 in the first screen.
+            box, kpis = dash.locator("#alerts").bounding_box(), dash.locator("#kpis").bounding_box()
+            assert box is not None and kpis is not None
+            assert box["y"] < kpis["y"] and box["y"] + box["height"] <= 768
             dash.screenshot(path=str(tmp_path / "dashboard-alert.png"))
             tv.screenshot(path=str(tmp_path / "tv-alert.png"))
 
@@ -84,7 +89,8 @@ def test_an_alert_appears_live_on_dashboard_and_tv_and_is_acknowledged(
             dash.wait_for_function("document.getElementById('alerts').dataset.open === '0'")
             tv.wait_for_function("document.getElementById('alerts').dataset.open === '0'")
             assert not tv.locator("#alerts").is_visible()
-            dash.click("#alerts a[href^='/alerts']")
+            assert not dash.locator("#alerts").is_visible()
+            dash.click(".export a[href^='/alerts']")  # "alert history", beside the downloads
             row = dash.locator(f"tr[data-alert-id='{alert.alert_id}']")
             assert "Opened desk 2, apologised to the queue" in row.inner_text()
             assert "open dashboard" in row.inner_text() and "acknowledged" in row.inner_text()
