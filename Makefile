@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 # apt is used only when a tool is missing; sudo only when we are not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# pytest-xdist workers: most tests wait on brokers, processes and browsers, so two share 2 cores well.
+PYTEST_WORKERS ?= 2
 
 .PHONY: help venv deps demo test test-fast lint clean screenshots bundle pi-vm-test
 
@@ -42,7 +44,7 @@ demo: venv deps ## Run the demo: private Mosquitto, central and a kiosk window (
 test: venv deps ## Run ruff, strict mypy and the whole test suite
 	$(PY) -m ruff check .
 	$(PY) -m mypy
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 screenshots: venv deps ## Save PNGs of the kiosk screens and the dashboard to docs/img/
 	$(PY) -m device.cli screenshot --all --out docs/img

@@ -11,6 +11,7 @@ clients are refused.
 
 from __future__ import annotations
 
+import itertools
 import os
 import pwd
 import shutil
@@ -18,6 +19,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from sync import dynsec
@@ -49,8 +51,41 @@ def find_dynsec_plugin() -> str:
                        "('make deps' installs mosquitto)")
 
 
+#: Under pytest-xdist (``make test`` runs two workers) each worker takes ports from its own
+#: block below Linux's ephemeral range (32768-60999), so two workers never pick the same port,
+#: and a broker restarted on its port does not find it taken by another test's client socket.
+_WORKER_PORTS_FROM = 20000
+_WORKER_PORTS_EACH = 1500
+_next_port: Iterator[int] | None = None
+
+
+def _worker_ports() -> Iterator[int] | None:
+    global _next_port
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not worker[2:].isdigit():
+        return None
+    if _next_port is None:
+        first = _WORKER_PORTS_FROM + int(worker[2:]) * _WORKER_PORTS_EACH
+        _next_port = itertools.cycle(range(first, first + _WORKER_PORTS_EACH))
+    return _next_port
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    """A TCP port on 127.0.0.1 that nobody listens on right now.
+
+    Successive calls in one process return different ports (a port handed out but not yet
+    listened on is not handed out again until its worker's block has gone round)."""
+    ports = _worker_ports()
+    if ports is not None:
+        for _ in range(_WORKER_PORTS_EACH):
+            port = next(ports)
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+        raise RuntimeError(f"no free port in this test worker's block from {_WORKER_PORTS_FROM}")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -49,3 +49,27 @@ def test_mock_factory_is_the_default_and_pins_fire_callbacks(mock_factory) -> No
     mock_factory.pin(17).drive_low()
     button.close()
     assert presses == [1]
+
+
+def test_parallel_workers_take_ports_from_their_own_blocks_and_skip_taken_ones() -> None:
+    import json
+    import os
+    import socket
+    import sys
+
+    code = ("import json, socket\nfrom dev.broker import free_port\n"
+            "held = socket.socket(); held.bind(('127.0.0.1', 29000)); held.listen()\n"
+            "print(json.dumps([free_port() for _ in range(5)]))")
+    ports = {}
+    # Blocks of workers 5 and 6, which make test (2 workers) does not run.
+    for worker in ("gw5", "gw6"):
+        env = {**os.environ, "PYTEST_XDIST_WORKER": worker}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        ports[worker] = json.loads(out.stdout)
+    assert all(27500 <= p < 29000 for p in ports["gw5"]), ports
+    # gw6's block starts at 29000, which the child holds: it is skipped.
+    assert all(29000 < p < 30500 for p in ports["gw6"]), ports
+    assert len(set(ports["gw5"])) == len(set(ports["gw6"])) == 5
+    for port in ports["gw5"] + ports["gw6"]:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))  # really free

@@ -110,10 +110,18 @@ def test_kiosk_killed_at_random_moments_over_30_restarts_loses_nothing(broker, c
     config = kiosk_toml(tmp_path, broker.url)
     witness, log = tmp_path / "witness.log", tmp_path / "kiosk.log"
     script = ",".join(str(1 + n % 5) for n in range(100))
-    for _ in range(30):
+    for run in range(30):
+        loops = log.read_text().count(" on dummy (") if log.exists() else 0
         kiosk = start_kiosk(config, log, "--script", script, "--witness", str(witness))
-        # SIGKILL at a random moment: while starting, answering, writing, sending.
-        time.sleep(rng.uniform(0.5, 2.2))  # fault timing (a random kill moment), not waiting for anything
+        # SIGKILL at a random moment: every third run while it may still be starting, the others
+        # counted from its loop's first line (so a slow, loaded machine still kills it while it
+        # answers, writes and sends, not always before its first answer).
+        if run % 3 == 0:
+            time.sleep(rng.uniform(0.2, 2.2))  # fault timing (a random kill moment), not waiting for anything
+        else:
+            wait_for(lambda: log.read_text().count(" on dummy (") > loops or kiosk.poll() is not None,  # noqa: B023
+                     timeout=30, what="the kiosk's loop to start")
+            time.sleep(rng.uniform(0.0, 1.5))  # fault timing, as above
         kiosk.send_signal(signal.SIGKILL)
         kiosk.wait(10)
     thanked = witnessed(witness)
