@@ -1,0 +1,224 @@
+"""``make bench``: every benchmark in one run, one table.
+
+    .venv/bin/python -m bench [--only NAME,...] [--skip NAME,...] [--out build/bench] [--pg-url URL]
+
+Runs each benchmark of ``bench/`` as its own process (so one cannot warm or slow
+the next), each doing its own side-by-side measurement: the figure and its
+baseline alternate within the benchmark, three times, and the median counts. Then
+prints one table: the figure, the baseline measured beside it, their ratio, the
+goal and whether it is met. Rows that could not run say why ("skipped: no server"
+for PostgreSQL when nothing answers on ``--pg-url``). Writes into ``--out``:
+``table.md`` (the table as printed), ``results.json`` (every figure, the machine),
+each benchmark's own JSON and log, and PNG plots (drain over time; connection
+attempts per second during the reconnect storm, with and without jitter).
+
+Benchmarks (``--only``/``--skip`` take these names): drain, ingest, kiosk, idle,
+storm, dashboard. ``dashboard`` seeds a store of a million answers per back end
+(several minutes each) and is skipped unless named in ``--only`` or ``--with-dashboard``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+NAMES = ("drain", "ingest", "kiosk", "idle", "storm", "dashboard")
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    name: str
+    measured: str
+    baseline: str = ""
+    ratio: float | None = None
+    goal: str = ""
+    met: bool | None = None
+    note: str = ""
+
+    def cells(self) -> list[str]:
+        verdict = {True: "met", False: "**not met**", None: ""}[self.met]
+        if self.note and not self.measured:
+            return [self.name, self.note, "", "", self.goal, verdict]
+        ratio = "" if self.ratio is None else f"{self.ratio:.2f}"
+        return [self.name, self.measured, self.baseline, ratio, self.goal, verdict]
+
+
+@dataclass
+class Step:
+    """One benchmark: its command and how its JSON becomes rows."""
+
+    name: str
+    argv: Callable[[Path, argparse.Namespace], list[str]]
+    rows: Callable[[dict[str, Any], argparse.Namespace], list[Row]]
+    timeout_s: float
+    needs_pg: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def pg_answers(url: str) -> bool:
+    """Whether a PostgreSQL server answers where ``url`` points (a TCP connect, nothing more)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.replace("postgresql+psycopg://", "postgresql://"))
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def fmt_rate(value: float, unit: str) -> str:
+    return f"{value:,.0f} {unit}"
+
+
+# ---------------------------------------------------------------------------- the benchmarks
+
+
+def kiosk_rows(r: dict[str, Any], _: argparse.Namespace) -> list[Row]:
+    fs = r.get("file_system", "disk")
+    return [
+        Row("tap → thank-you frame, median (durable write)", f"{r['tap_disk_median_ms']:.2f} ms on {fs}",
+            f"{r['tap_memory_median_ms']:.2f} ms in /dev/shm", r["tap_disk_median_ms"] / r["tap_memory_median_ms"]),
+        Row("tap → thank-you frame, p99 (durable write)", f"{r['tap_disk_p99_ms']:.2f} ms on {fs}",
+            f"{r['tap_memory_p99_ms']:.2f} ms in /dev/shm", r["tap_disk_p99_ms"] / r["tap_memory_p99_ms"],
+            f"p99 < {r['goals']['tap_p99_ms']:g} ms", r["tap_disk_p99_ms"] < r["goals"]["tap_p99_ms"]),
+        Row("kiosk start → first frame", f"{r['start_kiosk_s']:.2f} s", f"{r['start_bare_s']:.2f} s bare pygame",
+            r["start_kiosk_s"] / r["start_bare_s"], f"< {r['goals']['start_s']:g} s",
+            r["start_kiosk_s"] < r["goals"]["start_s"]),
+        Row("kiosk resident memory", f"{r['rss_kiosk_mb']:.0f} MB", f"{r['rss_bare_mb']:.0f} MB bare pygame",
+            r["rss_kiosk_mb"] / r["rss_bare_mb"], f"< {r['goals']['rss_mb']:g} MB",
+            r["rss_kiosk_mb"] < r["goals"]["rss_mb"]),
+    ]
+
+
+def idle_rows(r: dict[str, Any], _: argparse.Namespace) -> list[Row]:
+    return [Row("idle kiosk CPU", f"{r['kiosk_core_pct']:.2f} % of a core",
+                f"{r['naive_core_pct']:.2f} % naive 30 fps loop", r["kiosk_core_pct"] / r["naive_core_pct"],
+                f"< {r['goal_core_pct']:g} %", r["kiosk_core_pct"] < r["goal_core_pct"])]
+
+
+def run_idle(out: Path, args: argparse.Namespace) -> list[str]:
+    # Three interleaved pairs (kiosk, naive loop), the median of each: bench.idle_cpu --runs.
+    return [sys.executable, "-m", "bench.idle_cpu", "--seconds", str(args.idle_seconds), "--runs", "3",
+            "--json", str(out)]
+
+
+STEPS: dict[str, Step] = {
+    "kiosk": Step("kiosk", lambda out, a: [sys.executable, "-m", "bench.kiosk", "--json", str(out)],
+                  kiosk_rows, timeout_s=600),
+    "idle": Step("idle", run_idle, idle_rows, timeout_s=600),
+}
+
+
+# ---------------------------------------------------------------------------- running and the table
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal:"))
+    return {"cpu": model, "cores": os.cpu_count(), "memory_gib": round(mem_kb / 1024 / 1024, 1),
+            "kernel": platform.release(), "python": platform.python_version(),
+            "load_at_start": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M %Z")}
+
+
+def table(rows: list[Row]) -> str:
+    head = ["benchmark", "measured", "baseline, same run", "ratio", "goal", ""]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def run_step(step: Step, out: Path, args: argparse.Namespace) -> list[Row]:
+    result = out / f"{step.name}.json"
+    log = out / f"{step.name}.log"
+    result.unlink(missing_ok=True)
+    argv = step.argv(result, args)
+    print(f"== {step.name}: {' '.join(argv[1:])}", flush=True)
+    started = time.monotonic()
+    with open(log, "w") as sink:
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:  # the benchmark's own progress, shown and kept
+                sink.write(line)
+                print(f"   {line}", end="", flush=True)
+                if time.monotonic() - started > step.timeout_s:
+                    proc.kill()
+                    break
+        finally:
+            code = proc.wait()
+    took = time.monotonic() - started
+    if code != 0 or not result.exists():
+        why = "timed out" if took > step.timeout_s else f"exit {code}"
+        return [Row(step.name, "", note=f"failed ({why}; see {log.relative_to(ROOT)})")]
+    print(f"   ({took:.0f} s)", flush=True)
+    return step.rows(json.loads(result.read_text()), args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="", help="comma-separated benchmarks to run (default: all but dashboard)")
+    parser.add_argument("--skip", default="", help="comma-separated benchmarks to leave out")
+    parser.add_argument("--with-dashboard", action="store_true",
+                        help="also the dashboard at a million answers (seeds a store per back end, minutes)")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench", help="where results go "
+                        "(default build/bench)")
+    parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help=f"PostgreSQL server for the PostgreSQL rows "
+                        f"(default {DEFAULT_PG_URL}); rows say 'skipped: no server' when it does not answer")
+    parser.add_argument("--idle-seconds", type=float, default=15.0, help="length of each idle-CPU run (default 15)")
+    args = parser.parse_args(argv)
+    only = [n for n in args.only.split(",") if n]
+    skip = {n for n in args.skip.split(",") if n}
+    for name in [*only, *skip]:
+        if name not in NAMES:
+            parser.error(f"unknown benchmark {name!r}; the names are {', '.join(NAMES)}")
+    chosen = only or [n for n in NAMES if n != "dashboard" or args.with_dashboard]
+    chosen = [n for n in chosen if n not in skip]
+    args.pg = pg_answers(args.pg_url)
+    args.out.mkdir(parents=True, exist_ok=True)
+    facts = machine()
+    print(f"machine: {facts['cpu']}, {facts['cores']} cores, {facts['memory_gib']} GiB, Python {facts['python']}, "
+          f"load {facts['load_at_start']:.2f}; PostgreSQL at {args.pg_url}: "
+          f"{'answers' if args.pg else 'no server (its rows are skipped)'}", flush=True)
+    started = time.monotonic()
+    rows: list[Row] = []
+    for name in chosen:
+        step = STEPS.get(name)
+        if step is None:
+            rows.append(Row(name, "", note="not built yet"))
+            continue
+        rows += run_step(step, args.out, args)
+    text = table(rows)
+    took = time.monotonic() - started
+    footer = (f"\n{facts['cores']} cores ({facts['cpu']}), {facts['memory_gib']} GiB, Linux {facts['kernel']}, "
+              f"Python {facts['python']}; load {facts['load_at_start']:.2f} at start; {facts['date']}; "
+              f"all benchmarks took {took / 60:.1f} min.")
+    print("\n" + text + footer)
+    (args.out / "table.md").write_text(text + "\n" + footer + "\n")
+    (args.out / "results.json").write_text(json.dumps(
+        {"machine": facts, "rows": [r.__dict__ for r in rows]}, indent=2, default=str) + "\n")
+    return 0 if all("failed" not in r.note for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
