@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers: most tests wait on brokers, processes and browsers, so two share 2 cores well.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help venv deps demo test test-fast lint clean screenshots bundle pi-vm-test
+.PHONY: help venv deps demo test test-fast lint clean screenshots bundle pi-vm-test bench
 
 help: ## List the everyday commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,6 +28,11 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 venv: $(STAMP) ## Create .venv and install DeskPulse with its test extras
+
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
+	@touch $(BENCH_STAMP)
 
 deps: ## Install system packages that are missing (Mosquitto, Chromium)
 	@missing=""; \
@@ -45,6 +50,9 @@ test: venv deps ## Run ruff, strict mypy and the whole test suite
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+bench: venv deps $(BENCH_STAMP) ## Every benchmark, one table and plots in build/bench/ (BENCH_ARGS='--only ingest', see bench/README.md)
+	$(PY) -m bench $(BENCH_ARGS)
 
 screenshots: venv deps ## Save PNGs of the kiosk screens and the dashboard to docs/img/
 	$(PY) -m device.cli screenshot --all --out docs/img

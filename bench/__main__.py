@@ -215,6 +215,13 @@ def main(argv: list[str] | None = None) -> int:
               f"all benchmarks took {took / 60:.1f} min.")
     print("\n" + text + footer)
     (args.out / "table.md").write_text(text + "\n" + footer + "\n")
+    try:
+        from bench.plots import draw_all
+    except ImportError as exc:
+        print(f"plots skipped: {exc} (make bench installs matplotlib)")
+    else:
+        for path in draw_all(args.out):
+            print(f"plot: {path}")
     (args.out / "results.json").write_text(json.dumps(
         {"machine": facts, "rows": [r.__dict__ for r in rows]}, indent=2, default=str) + "\n")
     return 0 if all("failed" not in r.note for r in rows) else 1
