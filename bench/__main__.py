@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +65,6 @@ class Step:
     argv: Callable[[Path, argparse.Namespace], list[str]]
     rows: Callable[[dict[str, Any], argparse.Namespace], list[Row]]
     timeout_s: float
-    needs_pg: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def pg_answers(url: str) -> bool:
@@ -117,10 +115,116 @@ def run_idle(out: Path, args: argparse.Namespace) -> list[str]:
             "--json", str(out)]
 
 
-STEPS: dict[str, Step] = {
-    "kiosk": Step("kiosk", lambda out, a: [sys.executable, "-m", "bench.kiosk", "--json", str(out)],
-                  kiosk_rows, timeout_s=600),
-    "idle": Step("idle", run_idle, idle_rows, timeout_s=600),
+def drain_rows(r: dict[str, Any], _: argparse.Namespace) -> list[Row]:
+    what = {"drain": ("outbox drain (sender → broker, sent)", "raw paho publisher"),
+            "end to end": ("end to end (outbox → central → receipt)", "raw publisher → subscriber")}
+    return [Row(what[row["name"]][0], fmt_rate(row["answers_per_s"], "answers/s"),
+                f"{fmt_rate(row['raw_per_s'], 'msg/s')} {what[row['name']][1]}", row["ratio"],
+                f"ratio ≥ {row['goal']:g}", row["met"]) for row in r["rows"]]
+
+
+def ingest_rows(r: dict[str, Any], _: argparse.Namespace) -> list[Row]:
+    out: list[Row] = []
+    by_backend: dict[str, dict[str, Any]] = {}
+    for row in r["rows"]:
+        n = row["collectors"]
+        label = f"ingest, {'PostgreSQL' if row['backend'] == 'postgresql' else 'SQLite'}, {n} collector{'s' * (n > 1)}"
+        if "skipped" in row:
+            if row["rollups"]:
+                out.append(Row(label, "", note=f"skipped: {row['skipped']}", goal=f"ratio ≥ {row['goal']:g}"))
+            continue
+        if row["rollups"]:
+            by_backend[row["backend"]] = row
+            out.append(Row(label, fmt_rate(row["events_per_s"], "events/s"),
+                           f"{fmt_rate(row['raw_per_s'], 'msg/s')} raw QoS 1 delivery", row["ratio"],
+                           f"ratio ≥ {row['goal']:g}", row["met"]))
+        else:
+            with_them = by_backend.get(row["backend"], {})
+            out.append(Row(f"{label}: with the rollups / without",
+                           fmt_rate(with_them.get("events_per_s", 0.0), "events/s"),
+                           f"{fmt_rate(row['events_per_s'], 'events/s')} without", row["with_over_without"],
+                           f"ratio ≥ {row['rollup_goal']:g}", row["rollup_met"]))
+    return out
+
+
+def ingest_argv(collectors: int) -> Callable[[Path, argparse.Namespace], list[str]]:
+    def argv(out: Path, args: argparse.Namespace) -> list[str]:
+        return [sys.executable, "-m", "bench.ingest", "--count", str(args.ingest_count), "--runs", "3",
+                "--backend", "both", "--pg-url", args.pg_url, "--collectors", str(collectors),
+                "--rollups", "both" if collectors == 1 else "on", "--json", str(out)]
+    return argv
+
+
+def storm_rows(r: dict[str, Any], _: argparse.Namespace) -> list[Row]:
+    runs = {run["mode"]: run for run in r["runs"]}
+    jit, flat = runs.get("jitter"), runs.get("no jitter")
+    size = f"{r['kiosks']:,} kiosks × {r['backlog']}"
+    out: list[Row] = []
+    if jit is None:
+        return [Row(f"reconnect storm, {size}", "", note="the jitter run is missing")]
+
+    def both(key: str, unit: str) -> tuple[str, str, float | None]:
+        a = jit[key]
+        b = None if flat is None else flat[key]
+        ratio = None if (a is None or not b) else a / b
+        return (f"{a} {unit} with jitter", "" if b is None else f"{b} {unit} without jitter", ratio)
+
+    measured, baseline, ratio = both("all_confirmed_after_restart_s", "s")
+    out.append(Row(f"reconnect storm, {size}: restart → every answer confirmed", measured, baseline, ratio))
+    measured, baseline, ratio = both("peak_attempts_per_s_after_restart", "/s")
+    out.append(Row(f"reconnect storm, {size}: peak connection attempts", measured, baseline, ratio))
+    bad = sum(run["missing"] + run["duplicated"] for run in r["runs"])
+    out.append(Row(f"reconnect storm, {size}: missing + doubled",
+                   " / ".join(f"{run['missing']} + {run['duplicated']} ({run['mode']})" for run in r["runs"]),
+                   goal="0", met=bad == 0 and all(run["ok"] for run in r["runs"])))
+    return out
+
+
+def dashboard_rows(r: dict[str, Any], _: argparse.Namespace) -> list[Row]:
+    out: list[Row] = []
+    for backend, b in r["backends"].items():
+        name = "PostgreSQL" if backend == "postgresql" else "SQLite"
+        seeded = f"; seeded in {b['seeding_s']:.0f} s" if b.get("seeding_s") else ""
+        for q in b["requests"]:
+            if q["goal_s"] is None:
+                continue
+            out.append(Row(f"dashboard at {r['answers'] or 0:,} answers, {name}: {q['request']}",
+                           f"{q['computed_s']:.3f} s after a new answer{seeded}",
+                           f"{q['shared_s']:.3f} s shared", q["computed_s"] / q["shared_s"] if q["shared_s"] else None,
+                           f"≤ {q['goal_s']:g} s", q["met"]))
+            seeded = ""
+    return out
+
+
+def dashboard_load_rows(r: dict[str, Any], _: argparse.Namespace) -> list[Row]:
+    idle, busy = r["cores_answers_only"], r["cores_with_pages"]
+    return [
+        Row(f"dashboard, {r['pages']} open pages at {r['rate']:g} answers/s: web side CPU",
+            f"{r['web_cores']:.2f} cores", f"{idle:.2f} cores answers only", busy / idle if idle else None,
+            "< 0.5 core", r["web_goal_met"]),
+        Row(f"dashboard, {r['pages']} open pages: publish → the page's feed, max",
+            f"{r['feed']['max']:.2f} s", f"median {r['feed']['median']:.2f} s", None, "≤ 2 s", r["feed_goal_met"]),
+    ]
+
+
+STEPS: dict[str, list[Step]] = {
+    "drain": [Step("sync_drain", lambda out, a: [sys.executable, "-m", "bench.sync_drain", "--count",
+                                                 str(a.drain_count), "--runs", "3", "--json", str(out)],
+                   drain_rows, timeout_s=900)],
+    "ingest": [Step("ingest", ingest_argv(1), ingest_rows, timeout_s=1200),
+               Step("ingest_2", ingest_argv(2), ingest_rows, timeout_s=1200)],
+    "kiosk": [Step("kiosk", lambda out, a: [sys.executable, "-m", "bench.kiosk", "--json", str(out)],
+                   kiosk_rows, timeout_s=600)],
+    "idle": [Step("idle", run_idle, idle_rows, timeout_s=600)],
+    "storm": [Step("storm", lambda out, a: [sys.executable, "-m", "bench.storm", "--kiosks", str(a.storm_kiosks),
+                                            "--backlog", "50", "--no-progress", "--json", str(out)],
+                   storm_rows, timeout_s=1200)],
+    "dashboard": [Step("dashboard", lambda out, a: [sys.executable, "-m", "bench.dashboard", "--answers", "1000000",
+                                                    "--backend", "both" if a.pg else "sqlite", "--pg-url", a.pg_url,
+                                                    "--no-every-answer", "--json", str(out)],
+                       dashboard_rows, timeout_s=3600),
+                  Step("dashboard_load", lambda out, a: [sys.executable, "-m", "bench.dashboard_load", "--json",
+                                                         str(out)], dashboard_load_rows, timeout_s=3600)],
 }
 
 
@@ -186,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help=f"PostgreSQL server for the PostgreSQL rows "
                         f"(default {DEFAULT_PG_URL}); rows say 'skipped: no server' when it does not answer")
     parser.add_argument("--idle-seconds", type=float, default=15.0, help="length of each idle-CPU run (default 15)")
+    parser.add_argument("--drain-count", type=int, default=20_000, help="answers per drain run (default 20000)")
+    parser.add_argument("--ingest-count", type=int, default=20_000, help="events per ingest run (default 20000)")
+    parser.add_argument("--storm-kiosks", type=int, default=1000, help="kiosks in the reconnect storm (default 1000)")
     args = parser.parse_args(argv)
     only = [n for n in args.only.split(",") if n]
     skip = {n for n in args.skip.split(",") if n}
@@ -203,11 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     rows: list[Row] = []
     for name in chosen:
-        step = STEPS.get(name)
-        if step is None:
-            rows.append(Row(name, "", note="not built yet"))
-            continue
-        rows += run_step(step, args.out, args)
+        for step in STEPS[name]:
+            rows += run_step(step, args.out, args)
     text = table(rows)
     took = time.monotonic() - started
     footer = (f"\n{facts['cores']} cores ({facts['cpu']}), {facts['memory_gib']} GiB, Linux {facts['kernel']}, "
