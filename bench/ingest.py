@@ -31,6 +31,14 @@ The figure is *stored* events/s against raw delivered messages/s, and their
 ratio (goals: >= 0.8 on SQLite, >= 0.7 on PostgreSQL). The defaults (20,000 events, 3 runs, both back ends) take
 about a minute on a 2-core machine. Not part of the test suite: run
 ``python -m bench.ingest``.
+
+``--json FILE`` also writes ``{"bench": "ingest", "settings": {...}, "load_average":
+[1, 5, 15 min], "rows": [...]}``, one row per back end (and per back end without
+the rollups with ``--rollups both``): ``name``, ``backend``, ``collectors``,
+``rollups``, ``goal``, then either ``skipped`` ("no server") or the medians
+``events_per_s``, ``raw_per_s``, ``ratio``, ``met`` and every run's figures
+``runs_events_per_s``, ``runs_raw_per_s``; a row without the rollups adds
+``with_over_without``, ``rollup_goal`` (0.9) and ``rollup_met``.
 """
 
 from __future__ import annotations
@@ -357,7 +365,9 @@ def summary(settings: dict[str, Any], backends: list[str], skipped: dict[str, st
     rows: list[dict[str, Any]] = []
     for backend in backends:
         for rollups in ((True, False) if without else (True,)):
-            row: dict[str, Any] = {"backend": backend, "collectors": settings["collectors"], "rollups": rollups,
+            n = settings["collectors"]
+            name = f"ingest {backend}, {n} collector{'s' if n > 1 else ''}{'' if rollups else ', without rollups'}"
+            row: dict[str, Any] = {"name": name, "backend": backend, "collectors": n, "rollups": rollups,
                                    "goal": GOALS[backend]}
             key = backend if rollups else f"{backend} without rollups"
             if backend in skipped:
@@ -385,7 +395,8 @@ def print_summary(report: dict[str, Any]) -> None:
         print(f"raw QoS 1 publisher -> idle subscriber: {raws[0]:8.0f} msg/s")
     for row in report["rows"]:
         if "skipped" in row:
-            print(f"collector, stored in {row['backend']:10s}:        skipped: {row['skipped']}")
+            print(f"collector, stored in {row['backend']:10s}:        skipped: {row['skipped']}" if row["rollups"]
+                  else f"  same without the rollups:              skipped: {row['skipped']}")
         elif row["rollups"]:
             print(f"collector, stored in {row['backend']:10s}:        {row['events_per_s']:8.0f} events/s   "
                   f"ratio {row['ratio']:.2f}  (goal >= {row['goal']})")

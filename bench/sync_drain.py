@@ -11,6 +11,11 @@ Two ratios, each the median of interleaved runs against a private Mosquitto:
 
 The outbox lives on a real file system (``--dir``, default ``bench/.work``),
 not tmpfs. Not part of the test suite: run ``python -m bench.sync_drain``.
+
+``--json FILE`` also writes ``{"bench": "sync_drain", "settings": {...},
+"load_average": [...], "rows": [...]}`` with a row ``drain`` and (unless
+``--skip-e2e``) ``end to end``: ``answers_per_s``, ``raw_per_s``, ``ratio``,
+``goal``, ``met`` (medians) and every run's ``runs_answers_per_s``, ``runs_raw_per_s``.
 """
 
 from __future__ import annotations
