@@ -11,11 +11,18 @@ Two ratios, each the median of interleaved runs against a private Mosquitto:
 
 The outbox lives on a real file system (``--dir``, default ``bench/.work``),
 not tmpfs. Not part of the test suite: run ``python -m bench.sync_drain``.
+
+``--json FILE`` also writes ``{"bench": "sync_drain", "settings": {...},
+"load_average": [...], "rows": [...]}`` with a row ``drain`` and (unless
+``--skip-e2e``) ``end to end``: ``answers_per_s``, ``raw_per_s``, ``ratio``,
+``goal``, ``met`` (medians) and every run's ``runs_answers_per_s``, ``runs_raw_per_s``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -25,6 +32,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -151,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=Path(__file__).resolve().parent / ".work",
                         help="work folder on a real file system (default bench/.work)")
     parser.add_argument("--skip-e2e", action="store_true", help="only the drain ratio")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="also write every run's figures and the medians to FILE as JSON (for `make bench`)")
     args = parser.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=args.dir))
@@ -186,14 +196,27 @@ def main(argv: list[str] | None = None) -> int:
     def rate(key: str) -> float:
         return float(args.count / statistics.median(results[key]))
 
+    def row(name: str, side: str, raw: str, goal: float) -> dict[str, Any]:
+        ratio = rate(side) / rate(raw)
+        return {"name": name, "answers_per_s": round(rate(side), 1), "raw_per_s": round(rate(raw), 1),
+                "ratio": round(ratio, 3), "goal": goal, "met": ratio >= goal,
+                "runs_answers_per_s": [round(args.count / t, 1) for t in results[side]],
+                "runs_raw_per_s": [round(args.count / t, 1) for t in results[raw]]}
+
+    rows = [row("drain", "drain", "raw", 0.8)]
     print(f"answers per run: {args.count}, in-flight window: {args.window}, runs: {args.runs} (median)")
     print(f"raw paho QoS 1 publish:          {rate('raw'):9.0f} msg/s")
     print(f"sender drain to sent:            {rate('drain'):9.0f} answers/s   ratio {rate('drain') / rate('raw'):.2f}"
           "  (goal >= 0.8)")
     if not args.skip_e2e:
+        rows.append(row("end to end", "e2e", "raw_e2e", 0.7))
         print(f"raw paho publisher -> subscriber: {rate('raw_e2e'):8.0f} msg/s")
         print(f"sender -> central, confirmed:     {rate('e2e'):8.0f} answers/s   "
               f"ratio {rate('e2e') / rate('raw_e2e'):.2f}  (goal >= 0.7)")
+    if args.json is not None:
+        report = {"bench": "sync_drain", "settings": {"count": args.count, "runs": args.runs, "window": args.window},
+                  "load_average": [round(x, 2) for x in os.getloadavg()], "rows": rows}
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

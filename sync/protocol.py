@@ -30,10 +30,11 @@ from itertools import accumulate
 from typing import Any, Final, Literal
 
 import jsonschema
+import msgspec
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from sync import _fastcheck, slugs
+from sync import messages, slugs
 from sync.errors import ProtocolError
 
 SCHEMA_VERSION: Final = 1
@@ -228,7 +229,7 @@ def _strict_const(validator: Any, const: Any, instance: Any, schema: Any) -> Ite
 
 def _full_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
     # JSON Schema's "$" is the end of the string; Python's also matches before a final "\n".
-    if validator.is_type(instance, "string") and not _fastcheck.compile_pattern(pattern).search(instance):
+    if validator.is_type(instance, "string") and not messages.compile_pattern(pattern).search(instance):
         yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
@@ -260,16 +261,35 @@ def validator(kind: Kind) -> Any:
 def validate(kind: Kind, payload: Any) -> None:
     """Validate a decoded payload against its schema.
 
+    The kinds defined as msgspec Structs (:mod:`sync.messages`: feedback,
+    receipt) are checked by msgspec in C; only when it refuses does jsonschema
+    look, to say where and why in the same words as for every other kind.
+
     Raises:
         ProtocolError: naming the first offending field and why.
     """
-    fast = _fastcheck.FAST.get(kind)
-    if fast is None or not fast(payload):
-        if _deeper_than(payload, MAX_DEPTH):  # jsonschema would recurse (and repr) through all of it
-            raise ProtocolError(f"{kind} payload is nested too deeply (more than {MAX_DEPTH} levels)")
-        error = jsonschema.exceptions.best_match(validator(kind).iter_errors(payload))
-        if error is not None:
-            raise ProtocolError(f"{kind} payload invalid at {_explain(error)}")
+    struct_type = messages.TYPES.get(kind)
+    if struct_type is None:
+        _explain_invalid(kind, payload)
+    else:
+        try:
+            msgspec.convert(payload, struct_type, strict=True)
+        except msgspec.ValidationError as exc:
+            _explain_invalid(kind, payload)
+            raise ProtocolError(f"{kind} payload invalid: {exc}") from None  # jsonschema saw nothing: be strict
+    _check_ts(kind, payload)
+
+
+def _explain_invalid(kind: Kind, payload: Any) -> None:
+    """jsonschema's verdict on ``payload``: raise ProtocolError with the best explanation, or return."""
+    if _deeper_than(payload, MAX_DEPTH):  # jsonschema would recurse (and repr) through all of it
+        raise ProtocolError(f"{kind} payload is nested too deeply (more than {MAX_DEPTH} levels)")
+    error = jsonschema.exceptions.best_match(validator(kind).iter_errors(payload))
+    if error is not None:
+        raise ProtocolError(f"{kind} payload invalid at {_explain(error)}")
+
+
+def _check_ts(kind: Kind, payload: Any) -> None:
     # The schema's pattern checks the shape of a timestamp, not that the day exists.
     if isinstance(payload, dict) and isinstance(payload.get("ts"), str):
         try:
@@ -412,7 +432,26 @@ def loads(raw: bytes | bytearray, *, limit: int) -> Any:
 
 
 def decode(kind: Kind, raw: bytes | bytearray) -> Any:
-    """Strictly decode and validate a payload of ``kind``."""
+    """Strictly decode and validate a payload of ``kind``.
+
+    Feedback events and receipts are decoded straight into their msgspec
+    Structs (:mod:`sync.messages`) and handed back as plain dicts and lists.
+    msgspec keeps the last of two equal keys, so a payload longer than the
+    compact JSON of what was decoded (which a duplicate key makes it) goes the
+    slow way too: :func:`loads` then :func:`validate`, which refuse and explain
+    whatever msgspec refused, in the same words as for the other kinds.
+    """
+    decoder = messages.DECODERS.get(kind)
+    if decoder is not None and len(raw) <= MAX_PAYLOAD[kind]:
+        try:
+            value = decoder.decode(raw)
+        except msgspec.MsgspecError:
+            pass
+        else:
+            if messages.canonical_length(value) == len(raw):  # no room for a duplicate key
+                payload = msgspec.to_builtins(value)
+                _check_ts(kind, payload)
+                return payload
     payload = loads(raw, limit=MAX_PAYLOAD[kind])
     validate(kind, payload)
     return payload

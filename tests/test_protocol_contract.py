@@ -6,16 +6,34 @@ import json
 import re
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from sync import protocol
+from sync import messages, protocol
 from sync.errors import ProtocolError
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 EXAMPLES = re.findall(r"```json ([a-z-]+)\n(.*?)```", DOC.read_text(), flags=re.S)
+
+
+def accepts(kind: str, value: object) -> bool:
+    """Whether msgspec (the Struct of ``kind`` in sync/messages.py) accepts a decoded value."""
+    try:
+        msgspec.convert(value, messages.TYPES[kind], strict=True)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+def feedback_ok(event: object) -> bool:
+    return accepts("feedback", event)
+
+
+def receipt_ok(items: object) -> bool:
+    return accepts("receipt", items)
 
 
 def valid_event(**changes: object) -> dict:
@@ -148,8 +166,6 @@ _UUID7 = "019ab3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b"
     ("reasons", ["waiting-time\n"]),
 ])
 def test_a_trailing_newline_does_not_pass_a_pattern(field: str, value: object) -> None:
-    from sync._fastcheck import feedback_ok
-
     event = valid_event(**{field: value})
     assert not feedback_ok(event)
     assert not protocol.validator("feedback").is_valid(event)
@@ -174,9 +190,7 @@ def test_a_trailing_newline_does_not_pass_a_pattern_anywhere() -> None:
     ("^(a|b$)", "b\n", False), ("^(a|b$)", "a\n", True),
 ])
 def test_schema_patterns_end_at_the_end_of_the_string(pattern: str, text: str, matches: bool) -> None:
-    from sync._fastcheck import compile_pattern
-
-    assert (compile_pattern(pattern).search(text) is not None) is matches
+    assert (messages.compile_pattern(pattern).search(text) is not None) is matches
 
 
 @pytest.mark.parametrize(("field", "literal"), [
@@ -184,8 +198,6 @@ def test_schema_patterns_end_at_the_end_of_the_string(pattern: str, text: str, m
     ("schema", b"1.0"), ("schema", b"1e0"), ("schema", b"true"),
 ])
 def test_an_enum_or_const_takes_only_its_own_type(field: str, literal: bytes) -> None:
-    from sync._fastcheck import feedback_ok
-
     raw = json.dumps({**valid_event(rating=1), field: "__x__"}).encode().replace(b'"__x__"', literal)
     assert not feedback_ok(json.loads(raw))
     with pytest.raises(ProtocolError, match=field) as caught:
@@ -303,7 +315,7 @@ def test_a_timestamp_of_the_right_shape_but_no_such_time_is_refused(ts: str) -> 
         protocol.decode_feedback(protocol.feedback_topic(event["site"], event["device"]), raw(event))
 
 
-# --- the fast path may only accept what the schema accepts -------------------------------
+# --- msgspec (the Structs) accepts exactly what the generated schema accepts -------------
 
 _JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-10, 10**16) | st.floats(allow_nan=False, allow_infinity=False)
@@ -332,12 +344,11 @@ def _near(value: object, how: str) -> object:
 
 @settings(max_examples=400, deadline=None)
 @given(data=st.data())
-def test_the_fast_feedback_check_never_accepts_what_the_schema_refuses(data) -> None:
-    from sync._fastcheck import feedback_ok
+def test_the_struct_accepts_a_feedback_event_exactly_when_the_schema_does(data) -> None:
     from tests.support.events import feedback_event
 
     event = feedback_event()
-    assert feedback_ok(event)  # the fast path is really taken for valid events
+    assert feedback_ok(event)
     for _ in range(data.draw(st.integers(1, 3))):
         key = data.draw(st.sampled_from([*event, "extra"]))
         how = data.draw(st.sampled_from(["drop", "replace", "near"]))
@@ -347,8 +358,7 @@ def test_the_fast_feedback_check_never_accepts_what_the_schema_refuses(data) -> 
             event[key] = _near(event[key], data.draw(st.sampled_from(["newline", "float", "bool", "nest"])))
         else:
             event[key] = data.draw(_JSON_VALUES)
-    if feedback_ok(event):
-        assert protocol.validator("feedback").is_valid(event), event
+    assert feedback_ok(event) is protocol.validator("feedback").is_valid(event), event
 
 
 @settings(max_examples=300, deadline=None)
@@ -356,7 +366,6 @@ def test_the_fast_feedback_check_never_accepts_what_the_schema_refuses(data) -> 
        text=st.text(max_size=40) | st.sampled_from(["\n", "a\n", "en\n"]), newline=st.booleans())
 def test_patterns_match_the_whole_string_in_both_checks(field: str, text: str, newline: bool) -> None:
     """A pattern field's value is accepted exactly when the schema's pattern matches all of it."""
-    from sync._fastcheck import feedback_ok
     from tests.support.events import feedback_event
 
     event = feedback_event(site="airport-t1", device="baggage-1")
@@ -368,8 +377,7 @@ def test_patterns_match_the_whole_string_in_both_checks(field: str, text: str, n
                      "ts": "timestamp"}[field]]["pattern"])
     whole = re.fullmatch(pattern.removeprefix("^").removesuffix("$"), value) is not None
     assert protocol.validator("feedback").is_valid(event) is whole
-    if feedback_ok(event):
-        assert whole
+    assert feedback_ok(event) is whole
 
 
 @settings(max_examples=300, deadline=None)
@@ -377,15 +385,37 @@ def test_patterns_match_the_whole_string_in_both_checks(field: str, text: str, n
     {"id": st.sampled_from([protocol.uuid7(), "not-an-id", protocol.uuid7() + "\n"]),
      "outcome": st.sampled_from(["stored", "duplicate", "rejected", "lost"])},
     optional={"reason": st.text(max_size=600) | st.integers(), "x": st.none()}), max_size=3))
-def test_the_fast_receipt_check_never_accepts_what_the_schema_refuses(items) -> None:
-    from sync._fastcheck import receipt_ok
-
-    if receipt_ok(items):
-        assert protocol.validator("receipt").is_valid(items), items
+def test_the_struct_accepts_a_receipt_exactly_when_the_schema_does(items) -> None:
+    assert receipt_ok(items) is protocol.validator("receipt").is_valid(items), items
 
 
-def test_valid_receipts_take_the_fast_path() -> None:
-    from sync._fastcheck import receipt_ok
-
+def test_valid_receipts_are_accepted_by_the_struct() -> None:
     assert receipt_ok([{"id": protocol.uuid7(), "outcome": "stored"},
                        {"id": protocol.uuid7(), "outcome": "rejected", "reason": "why"}])
+
+
+@pytest.mark.parametrize("kind", sorted(messages.TYPES))
+def test_the_committed_schemas_are_the_ones_generated_from_the_structs(kind: str) -> None:
+    """sync/schema/{feedback,receipt}.v1.json are made by `python -m sync.messages --write`, never by hand."""
+    assert protocol.schema(kind) == json.loads(messages.generated_schema(kind))  # type: ignore[arg-type]
+    assert messages.schema_path(kind).read_text("utf-8") == messages.generated_schema(kind)
+
+
+def test_a_compact_valid_event_is_decoded_without_the_slow_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a kiosk sends is decoded by msgspec alone; a duplicate key (msgspec keeps the last) goes the slow way."""
+    event = valid_event()
+    raw = json.dumps(event, separators=(",", ":")).encode()
+
+    def slow(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the slow path was taken")
+
+    monkeypatch.setattr(protocol, "loads", slow)
+    assert protocol.decode("feedback", raw) == event
+    receipt = [{"id": protocol.uuid7(), "outcome": "rejected", "reason": "nope"}]
+    assert protocol.decode("receipt", json.dumps(receipt, separators=(",", ":")).encode()) == receipt
+    monkeypatch.undo()
+    twice = raw[:-1] + b',"rating":1}'
+    with pytest.raises(ProtocolError, match="duplicate key 'rating'"):
+        protocol.decode("feedback", twice)
+    spaced = json.dumps(event).encode()  # not compact: the slow way, same verdict
+    assert protocol.decode("feedback", spaced) == event
