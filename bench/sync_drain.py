@@ -15,7 +15,9 @@ not tmpfs. Not part of the test suite: run ``python -m bench.sync_drain``.
 ``--json FILE`` also writes ``{"bench": "sync_drain", "settings": {...},
 "load_average": [...], "rows": [...]}`` with a row ``drain`` and (unless
 ``--skip-e2e``) ``end to end``: ``answers_per_s``, ``raw_per_s``, ``ratio``,
-``goal``, ``met`` (medians) and every run's ``runs_answers_per_s``, ``runs_raw_per_s``.
+``goal``, ``met`` (medians) and every run's ``runs_answers_per_s``, ``runs_raw_per_s``;
+and ``timelines``: the last run's progress as ``[seconds, answers done]`` points about every
+50 ms (``raw``: PUBACKs, ``drain``: sent, ``e2e``: confirmed), which ``bench.plots`` draws.
 """
 
 from __future__ import annotations
@@ -69,8 +71,22 @@ def fill_outbox(path: Path, n: int) -> list[bytes]:
     return payloads
 
 
+#: Every run's progress, (seconds since its start, answers done), sampled about every 50 ms: the plot's lines.
+Samples = list[tuple[float, int]]
+SAMPLE_S = 0.05
+
+
+def sample(samples: Samples | None, start: float, done: int, force: bool = False) -> None:
+    """Add a point when the last is SAMPLE_S old (or ``force``)."""
+    if samples is None:
+        return
+    now = time.perf_counter() - start
+    if force or not samples or now - samples[-1][0] >= SAMPLE_S:
+        samples.append((round(now, 3), done))
+
+
 def raw_publish(broker: Mosquitto, payloads: list[bytes], window: int,
-                subscriber: subprocess.Popen[str] | None = None) -> float:
+                subscriber: subprocess.Popen[str] | None = None, samples: Samples | None = None) -> float:
     """Seconds for raw paho to get every QoS 1 PUBACK (and, if given, the subscriber every message)."""
     done = [0]
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="raw-pub", protocol=mqtt.MQTTv5)
@@ -83,8 +99,11 @@ def raw_publish(broker: Mosquitto, payloads: list[bytes], window: int,
     start = time.perf_counter()
     for payload in payloads:
         client.publish(topic, payload, qos=1)
+    sample(samples, start, 0, force=True)
     while done[0] < len(payloads):
         client.loop(0.01)
+        sample(samples, start, done[0])
+    sample(samples, start, done[0], force=True)
     if subscriber is not None:
         assert subscriber.stdout is not None and subscriber.stdout.readline().strip() == "done"
     elapsed = time.perf_counter() - start
@@ -119,15 +138,19 @@ def idle_subscriber(broker: Mosquitto, want: int) -> subprocess.Popen[str]:
     return proc
 
 
-def sender_drain(broker: Mosquitto, outbox: Path, n: int, window: int, *, confirmed: bool) -> float:
+def sender_drain(broker: Mosquitto, outbox: Path, n: int, window: int, *, confirmed: bool,
+                 samples: Samples | None = None) -> float:
     """Seconds for the sender to move ``n`` answers to sent (or confirmed)."""
     sender = Sender(outbox, SITE, DEVICE, BrokerSettings(broker.host, broker.port),
                     SenderSettings(max_inflight=window, resend_after_s=3600, status_every_s=3600))
     start = time.perf_counter()
     sender.start()
     sender.notify()
-    while (sender.status.confirmed if confirmed else sender.status.acked) < n:
+    sample(samples, start, 0, force=True)
+    while (done := sender.status.confirmed if confirmed else sender.status.acked) < n:
+        sample(samples, start, done)
         time.sleep(0.005)
+    sample(samples, start, n, force=True)
     elapsed = time.perf_counter() - start
     sender.stop()
     return elapsed
@@ -166,13 +189,16 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(dir=args.dir))
     broker = Mosquitto(work / "mosquitto", persistence=False).start()
     results: dict[str, list[float]] = {"raw": [], "drain": [], "raw_e2e": [], "e2e": []}
+    timelines: dict[str, Samples] = {}
     try:
         for run in range(args.runs):
             print(f"run {run + 1}/{args.runs}: filling {args.count} answers…", file=sys.stderr, flush=True)
             box = work / f"outbox-{run}.sqlite3"
             payloads = fill_outbox(box, args.count)
-            results["raw"].append(raw_publish(broker, payloads, args.window))
-            results["drain"].append(sender_drain(broker, box, args.count, args.window, confirmed=False))
+            timelines = {key: [] for key in results}  # the last run's are kept
+            results["raw"].append(raw_publish(broker, payloads, args.window, samples=timelines["raw"]))
+            results["drain"].append(sender_drain(broker, box, args.count, args.window, confirmed=False,
+                                                 samples=timelines["drain"]))
             if args.skip_e2e:
                 continue
             sub = idle_subscriber(broker, args.count)
@@ -185,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             folder.mkdir()
             proc = central(broker, folder)
             try:
-                results["e2e"].append(sender_drain(broker, box2, args.count, args.window, confirmed=True))
+                results["e2e"].append(sender_drain(broker, box2, args.count, args.window, confirmed=True,
+                                                   samples=timelines["e2e"]))
             finally:
                 proc.terminate()
                 proc.wait()
@@ -215,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
               f"ratio {rate('e2e') / rate('raw_e2e'):.2f}  (goal >= 0.7)")
     if args.json is not None:
         report = {"bench": "sync_drain", "settings": {"count": args.count, "runs": args.runs, "window": args.window},
-                  "load_average": [round(x, 2) for x in os.getloadavg()], "rows": rows}
+                  "load_average": [round(x, 2) for x in os.getloadavg()], "rows": rows,
+                  "timelines": {key: points for key, points in timelines.items() if points}}
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
