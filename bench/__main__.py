@@ -65,6 +65,12 @@ class Step:
     argv: Callable[[Path, argparse.Namespace], list[str]]
     rows: Callable[[dict[str, Any], argparse.Namespace], list[Row]]
     timeout_s: float
+    #: False: the command writes no JSON; its rows get {"seconds": how long it took}.
+    writes_json: bool = True
+    #: Skipped ("skipped: no server") when PostgreSQL does not answer at --pg-url.
+    needs_pg: bool = False
+    before: Callable[[argparse.Namespace], None] | None = None
+    after: Callable[[argparse.Namespace], None] | None = None
 
 
 def pg_answers(url: str) -> bool:
@@ -188,7 +194,7 @@ def dashboard_rows(r: dict[str, Any], _: argparse.Namespace) -> list[Row]:
         for q in b["requests"]:
             if q["goal_s"] is None:
                 continue
-            out.append(Row(f"dashboard at {r['answers'] or 0:,} answers, {name}: {q['request']}",
+            out.append(Row(f"dashboard at {r['answers'] or DASHBOARD_ANSWERS:,} answers, {name}: {q['request']}",
                            f"{q['computed_s']:.3f} s after a new answer{seeded}",
                            f"{q['shared_s']:.3f} s shared", q["computed_s"] / q["shared_s"] if q["shared_s"] else None,
                            f"≤ {q['goal_s']:g} s", q["met"]))
@@ -207,6 +213,56 @@ def dashboard_load_rows(r: dict[str, Any], _: argparse.Namespace) -> list[Row]:
     ]
 
 
+DASHBOARD_ANSWERS = 1_000_000
+PG_STORE = "deskpulse_bench_1m"
+
+
+def store_url(args: argparse.Namespace, backend: str) -> str:
+    """The store the dashboard rows seed once and time (SQLite in --out, a scratch PostgreSQL database)."""
+    if backend == "sqlite":
+        return f"sqlite:///{args.out.resolve() / 'dashboard-1m.sqlite3'}"
+    from urllib.parse import urlsplit, urlunsplit
+
+    return str(urlunsplit(urlsplit(str(args.pg_url))._replace(path=f"/{PG_STORE}")))
+
+
+def _pg_admin(args: argparse.Namespace, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(args.pg_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def create_pg_store(args: argparse.Namespace) -> None:
+    _pg_admin(args, f'DROP DATABASE IF EXISTS "{PG_STORE}" WITH (FORCE)')
+    _pg_admin(args, f'CREATE DATABASE "{PG_STORE}"')
+
+
+def drop_pg_store(args: argparse.Namespace) -> None:
+    _pg_admin(args, f'DROP DATABASE IF EXISTS "{PG_STORE}" WITH (FORCE)')
+
+
+def seed_argv(args: argparse.Namespace, backend: str) -> list[str]:
+    if backend == "sqlite":
+        Path(store_url(args, "sqlite").removeprefix("sqlite:///")).unlink(missing_ok=True)
+    return [sys.executable, "-m", "dev.seed", "--db", store_url(args, backend), "--answers", str(DASHBOARD_ANSWERS)]
+
+
+def seed_rows(name: str) -> Callable[[dict[str, Any], argparse.Namespace], list[Row]]:
+    def rows(r: dict[str, Any], _: argparse.Namespace) -> list[Row]:
+        rate = DASHBOARD_ANSWERS / r["seconds"]
+        return [Row(f"dashboard: seeding {DASHBOARD_ANSWERS:,} answers into {name} (dev.seed)",
+                    f"{r['seconds']:.0f} s", f"{rate:,.0f} answers/s")]
+    return rows
+
+
+def dashboard_argv(backend: str) -> Callable[[Path, argparse.Namespace], list[str]]:
+    def argv(out: Path, args: argparse.Namespace) -> list[str]:
+        return [sys.executable, "-m", "bench.dashboard", "--db", store_url(args, backend), "--backend", backend,
+                "--json", str(out)]
+    return argv
+
+
 STEPS: dict[str, list[Step]] = {
     "drain": [Step("sync_drain", lambda out, a: [sys.executable, "-m", "bench.sync_drain", "--count",
                                                  str(a.drain_count), "--runs", "3", "--json", str(out)],
@@ -219,12 +275,18 @@ STEPS: dict[str, list[Step]] = {
     "storm": [Step("storm", lambda out, a: [sys.executable, "-m", "bench.storm", "--kiosks", str(a.storm_kiosks),
                                             "--backlog", "50", "--no-progress", "--json", str(out)],
                    storm_rows, timeout_s=1200)],
-    "dashboard": [Step("dashboard", lambda out, a: [sys.executable, "-m", "bench.dashboard", "--answers", "1000000",
-                                                    "--backend", "both" if a.pg else "sqlite", "--pg-url", a.pg_url,
-                                                    "--no-every-answer", "--json", str(out)],
-                       dashboard_rows, timeout_s=3600),
-                  Step("dashboard_load", lambda out, a: [sys.executable, "-m", "bench.dashboard_load", "--json",
-                                                         str(out)], dashboard_load_rows, timeout_s=3600)],
+    "dashboard": [
+        Step("seed_sqlite", lambda out, a: seed_argv(a, "sqlite"), seed_rows("SQLite"), timeout_s=3600,
+             writes_json=False),
+        Step("dashboard_sqlite", dashboard_argv("sqlite"), dashboard_rows, timeout_s=1800),
+        Step("dashboard_load", lambda out, a: [sys.executable, "-m", "bench.dashboard_load", "--db",
+                                               store_url(a, "sqlite"), "--json", str(out)],
+             dashboard_load_rows, timeout_s=1800),
+        Step("seed_postgresql", lambda out, a: seed_argv(a, "postgresql"), seed_rows("PostgreSQL"), timeout_s=3600,
+             writes_json=False, needs_pg=True, before=create_pg_store),
+        Step("dashboard_postgresql", dashboard_argv("postgresql"), dashboard_rows, timeout_s=1800, needs_pg=True,
+             after=drop_pg_store),
+    ],
 }
 
 
@@ -252,6 +314,18 @@ def table(rows: list[Row]) -> str:
 
 
 def run_step(step: Step, out: Path, args: argparse.Namespace) -> list[Row]:
+    if step.needs_pg and not args.pg:
+        return [Row(step.name, "", note="skipped: no server")]
+    if step.before is not None:
+        step.before(args)
+    try:
+        return _run_step(step, out, args)
+    finally:
+        if step.after is not None:
+            step.after(args)
+
+
+def _run_step(step: Step, out: Path, args: argparse.Namespace) -> list[Row]:
     result = out / f"{step.name}.json"
     log = out / f"{step.name}.log"
     result.unlink(missing_ok=True)
@@ -271,6 +345,8 @@ def run_step(step: Step, out: Path, args: argparse.Namespace) -> list[Row]:
         finally:
             code = proc.wait()
     took = time.monotonic() - started
+    if code == 0 and not step.writes_json:
+        result.write_text(json.dumps({"seconds": took}) + "\n")
     if code != 0 or not result.exists():
         why = "timed out" if took > step.timeout_s else f"exit {code}"
         return [Row(step.name, "", note=f"failed ({why}; see {log.relative_to(ROOT)})")]
