@@ -101,6 +101,8 @@ class Report:
     attempts: int = 0
     restarts: int = 0
     tapping: bool = False
+    #: Kiosks whose customer is still on the follow-up (their answer comes when they tap, skip or time out).
+    followups: int = 0
     #: unix second -> connection attempts / rows confirmed in that second (since the last report)
     attempts_by_s: dict[int, int] = field(default_factory=dict)
     confirmed_by_s: dict[int, int] = field(default_factory=dict)
@@ -276,6 +278,7 @@ class _Worker:
             central_online=sum(st.central_online for st in statuses),
             attempts=sum(s.connect_attempts for s in self.senders), restarts=sum(st.restarts for st in statuses),
             tapping=self.tapping and any(k.wants_customers() for k in self.kiosks),
+            followups=sum(k.flow.state.screen == "followup" for k in self.kiosks),
             attempts_by_s=dict(self.attempts_by_s), confirmed_by_s=dict(self.confirmed_by_s),
             errors=dict(errors.most_common(3)), rss_kb=usage.ru_maxrss, cpu_s=usage.ru_utime + usage.ru_stime,
         )
@@ -426,6 +429,7 @@ class Totals:
     attempts: int = 0
     restarts: int = 0
     tapping: bool = False
+    followups: int = 0
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -494,6 +498,7 @@ class Fleet:
             t.attempts += r.attempts
             t.restarts += r.restarts
             t.tapping = t.tapping or r.tapping
+            t.followups += r.followups
             t.errors.update(r.errors)
         return t
 
@@ -871,7 +876,7 @@ def _run(args: argparse.Namespace, specs: list[WorkerSpec], site: str, progress:
                 tapping = False
                 tap_end = now
             if not tapping and fleet.phases("running") and totals.confirmed >= totals.made \
-                    and not any(r.tapping for r in fleet.latest.values()):
+                    and not totals.tapping and not totals.followups:
                 break
             if now >= hard_deadline:
                 timed_out = f"--timeout {args.timeout:.0f} s reached with {totals.made - totals.confirmed} " \
