@@ -259,6 +259,7 @@ class _Worker:
         self.kiosks = [SimKiosk(spec, n, random.Random(rng.random())) for n in spec.kiosks]
         self.senders = [k.sender for k in self.kiosks]
         self.heap: list[tuple[float, int]] = []  # (monotonic time, kiosk index): customers due
+        self.backlog_todo: list[tuple[SimKiosk, int]] = []  # backlogs asked for and not made yet
         self.running = False  # senders opened
         self.tapping = False
         self.attempts_seen = 0
@@ -312,12 +313,18 @@ class _Worker:
         elif kind == "taps":
             self.set_tapping(bool(cmd[1]))
         elif kind == "backlog":
-            for k in self.kiosks:
-                k.make_backlog(int(cmd[1]))
-                if self.running:
-                    k.sender.tick()
-            self.report("backlog-made")
+            # Made a few kiosks at a time between network rounds (run()), so the
+            # senders keep their own reconnect schedule meanwhile.
+            self.backlog_todo.extend((k, int(cmd[1])) for k in self.kiosks)
         return True
+
+    def make_some_backlog(self, budget_s: float = 0.02) -> None:
+        until = time.monotonic() + budget_s
+        while self.backlog_todo and time.monotonic() < until:
+            kiosk, count = self.backlog_todo.pop(0)
+            kiosk.make_backlog(count)
+            if self.running:
+                kiosk.sender.tick()
 
     def set_tapping(self, on: bool) -> None:
         self.tapping = on
@@ -339,6 +346,8 @@ class _Worker:
         while True:
             now = time.monotonic()
             wait = min(next_sweep, next_command, self.heap[0][0] if self.heap else math.inf) - now
+            if self.backlog_todo:
+                wait = 0.0
             if self.running and self.watch.socks:
                 for key, mask in select(max(0.0, min(wait, tick_s))):
                     sender: Sender = key.data
@@ -368,6 +377,8 @@ class _Worker:
                     for sender in touched:
                         sender.tick(now)
             touched.clear()
+            if self.backlog_todo:
+                self.make_some_backlog()
             if now >= next_command:
                 next_command = now + 0.1
                 try:
