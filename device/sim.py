@@ -103,9 +103,9 @@ class Report:
     tapping: bool = False
     #: Kiosks whose customer is still on the follow-up (their answer comes when they tap, skip or time out).
     followups: int = 0
-    #: unix second -> connection attempts / rows confirmed in that second (since the last report)
-    attempts_by_s: dict[int, int] = field(default_factory=dict)
-    confirmed_by_s: dict[int, int] = field(default_factory=dict)
+    #: tenth of a unix second -> connection attempts / rows confirmed in it (since the last report)
+    attempts_by_ds: dict[int, int] = field(default_factory=dict)
+    confirmed_by_ds: dict[int, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)  # last_error -> kiosks showing it
     rss_kb: int = 0
     cpu_s: float = 0.0
@@ -264,8 +264,8 @@ class _Worker:
         self.tapping = False
         self.attempts_seen = 0
         self.confirmed_seen = 0
-        self.attempts_by_s: Counter[int] = Counter()
-        self.confirmed_by_s: Counter[int] = Counter()
+        self.attempts_by_ds: Counter[int] = Counter()
+        self.confirmed_by_ds: Counter[int] = Counter()
 
     def report(self, phase: str, final: bool = False) -> None:
         statuses = [s.status for s in self.senders]
@@ -280,25 +280,25 @@ class _Worker:
             attempts=sum(s.connect_attempts for s in self.senders), restarts=sum(st.restarts for st in statuses),
             tapping=self.tapping and any(k.wants_customers() for k in self.kiosks),
             followups=sum(k.flow.state.screen == "followup" for k in self.kiosks),
-            attempts_by_s=dict(self.attempts_by_s), confirmed_by_s=dict(self.confirmed_by_s),
+            attempts_by_ds=dict(self.attempts_by_ds), confirmed_by_ds=dict(self.confirmed_by_ds),
             errors=dict(errors.most_common(3)), rss_kb=usage.ru_maxrss, cpu_s=usage.ru_utime + usage.ru_stime,
         )
-        self.attempts_by_s.clear()
-        self.confirmed_by_s.clear()
+        self.attempts_by_ds.clear()
+        self.confirmed_by_ds.clear()
         if final:
             report.outboxes = tuple((k.device, str(k.path)) for k in self.kiosks)
             report.made_by_device = {k.device: k.made for k in self.kiosks}
         self.reports.put(report)
 
     def count(self) -> None:
-        """Attribute new connection attempts and confirmations to this wall-clock second."""
-        second = int(time.time())
+        """Attribute new connection attempts and confirmations to this tenth of a wall-clock second."""
+        tenth = int(time.time() * 10)
         attempts = sum(s.connect_attempts for s in self.senders)
         confirmed = sum(s.status.confirmed for s in self.senders)
         if attempts > self.attempts_seen:
-            self.attempts_by_s[second] += attempts - self.attempts_seen
+            self.attempts_by_ds[tenth] += attempts - self.attempts_seen
         if confirmed > self.confirmed_seen:
-            self.confirmed_by_s[second] += confirmed - self.confirmed_seen
+            self.confirmed_by_ds[tenth] += confirmed - self.confirmed_seen
         self.attempts_seen, self.confirmed_seen = attempts, confirmed
 
     def command(self, cmd: tuple[Any, ...]) -> bool:
@@ -461,8 +461,8 @@ class Fleet:
                         daemon=True)
             for spec, cmd in zip(specs, self.commands, strict=True)]
         self.latest: dict[int, Report] = {}
-        self.attempts_by_s: Counter[int] = Counter()
-        self.confirmed_by_s: Counter[int] = Counter()
+        self.attempts_by_ds: Counter[int] = Counter()
+        self.confirmed_by_ds: Counter[int] = Counter()
         self.final: dict[int, Report] = {}
 
     def start(self) -> Fleet:
@@ -484,8 +484,8 @@ class Fleet:
                 break
             if report.phase == "failed":
                 raise RuntimeError(f"worker {report.number} failed: {report.problem}")
-            self.attempts_by_s.update(report.attempts_by_s)
-            self.confirmed_by_s.update(report.confirmed_by_s)
+            self.attempts_by_ds.update(report.attempts_by_ds)
+            self.confirmed_by_ds.update(report.confirmed_by_ds)
             self.latest[report.number] = report
             if report.phase == "done":
                 self.final[report.number] = report
@@ -706,10 +706,20 @@ def check(outboxes: list[tuple[str, Path]], made_by_device: dict[str, int], site
                  lost_at_outbox=lost, extra_in_central=extra, stored_by="central's database")
 
 
-def timeline(counter: Counter[int], start: float, end: float) -> list[int]:
-    """Per-second counts from unix time ``start`` to ``end`` (zeros included)."""
+def timeline(tenths: Counter[int], start: float, end: float) -> list[int]:
+    """Per-second counts from unix time ``start`` to ``end`` (zeros included), from counts per tenth of a second."""
     first, last = int(start), int(end)
-    return [counter.get(s, 0) for s in range(first, last + 1)]
+    return [sum(tenths.get(s * 10 + d, 0) for d in range(10)) for s in range(first, last + 1)]
+
+
+def peak_per_s(tenths: Counter[int], start: float, end: float) -> int:
+    """The most counted in any one-second window (sliding by a tenth) between ``start`` and ``end``.
+
+    A burst that straddles a second's boundary shows whole here, split in two in :func:`timeline`.
+    """
+    first, last = int(start * 10), int(end * 10)
+    counts = [tenths.get(t, 0) for t in range(first, last + 1)]
+    return max((sum(counts[i:i + 10]) for i in range(max(1, len(counts) - 9))), default=0)
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -925,8 +935,8 @@ def _run(args: argparse.Namespace, specs: list[WorkerSpec], site: str, progress:
             "summary": summary, "spec": {"rate": args.rate, "answers": args.answers, "duration": args.duration,
                                          "backlog": args.backlog, "data_dir": str(data_dir)},
             "timeline": {"start_unix": int(wall_start),
-                         "connection_attempts_per_s": timeline(fleet.attempts_by_s, wall_start, wall_end),
-                         "confirmed_per_s": timeline(fleet.confirmed_by_s, wall_start, wall_end)},
+                         "connection_attempts_per_s": timeline(fleet.attempts_by_ds, wall_start, wall_end),
+                         "confirmed_per_s": timeline(fleet.confirmed_by_ds, wall_start, wall_end)},
         }, indent=2) + "\n")
     return 0 if summary["ok"] else 1
 

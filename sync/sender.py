@@ -23,7 +23,10 @@ Delivery contract (see docs/protocol.md):
   included) moves the row to SENT; PUBACKs are recorded in batched transactions;
 * only central's receipt confirms (or rejects) a row;
 * rows SENT but unconfirmed are re-published after ``resend_after_s`` while
-  central's retained ``_central/status`` says it is online;
+  central's retained ``_central/status`` says it is online, and at once when a
+  collector announces itself online live (it just (re)subscribed: what was
+  PUBACKed before may have reached no collector, e.g. 0x10 "no matching
+  subscribers" after a broker restart that kiosks beat the collector back to);
 * reconnects wait an exponential delay with jitter.
 
 Two ways to run it, one protocol: :meth:`Sender.start` runs the thread (the
@@ -183,6 +186,10 @@ class Sender:
         self._refused = False  # the broker refused our CONNECT (credentials, ACL)
         self._next_status = 0.0  # monotonic time of the next status publish
         self._last_fill = 0.0  # monotonic time of the last outbox query
+        #: A collector announced itself online live since the last flush.
+        self._announced = False
+        #: Unix time of the flush after that announcement: rows PUBACKed before it are re-published now.
+        self._resend_before: float | None = None
         #: Connection attempts (TCP connect + CONNECT) made so far; read by the simulator and the storm bench.
         self.connect_attempts = 0
         # Owned by the external event loop's thread (open_external), unused by the thread:
@@ -441,10 +448,16 @@ class Sender:
         # connection), so a refill reads only new rows, not the whole window
         # again; re-sends are looked for once a second.
         resend_after = None
-        if self._live.central_online and now - self._last_fill >= 1.0:
+        resend_now: float | None = None
+        if self._live.central_online and self._resend_before is not None:
+            resend_after, resend_now = 0.0, self._resend_before  # every row PUBACKed before the announcement
+        elif self._live.central_online and now - self._last_fill >= 1.0:
             resend_after = self.settings.resend_after_s
             self._last_fill = now
-        records = outbox.due(room + len(self._inflight_ids), after_seq=self._cursor, resend_after=resend_after)
+        limit = room + len(self._inflight_ids)
+        records = outbox.due(limit, after_seq=self._cursor, resend_after=resend_after, now=resend_now)
+        if resend_now is not None and len(records) < limit:
+            self._resend_before = None  # all of them are in this round (or in flight already)
         resends = sum(1 for r in records if r.state is State.SENT and r.id not in self._inflight_ids)
         if resends:
             log.info("re-publishing %d answers central has not confirmed", resends)
@@ -480,6 +493,10 @@ class Sender:
             settled = outbox.settle(receipts)
             log.debug("receipts %s applied; %d rows settled", receipts, settled)
             self._live.confirmed += settled
+        if self._announced:
+            self._announced = False
+            self._resend_before = time.time()
+            self._wake.set()
 
     def _publish_status(self, client: mqtt.Client, outbox: Outbox, *, online: bool) -> None:
         self._next_status = time.monotonic() + self.settings.status_every_s
@@ -615,6 +632,11 @@ class Sender:
                 if online != self._live.central_online:
                     log.info("central is %s", status["state"])
                 self._live.central_online = online
+                if online and not message.retain:
+                    # Said live, not replayed from the retained store: a collector has just
+                    # subscribed. Answers PUBACKed before may have reached none: send them again
+                    # (from the next flush on, which records PUBACKs read with this message).
+                    self._announced = True
                 if self._live.central_online:
                     self._wake.set()
                 return
