@@ -123,8 +123,12 @@ def run_mode(*, jitter: bool, kiosks: int, backlog: int, processes: int, down_s:
         fleet.wait("the kiosks to open their outboxes", lambda t: fleet is not None and fleet.phases("ready"), left())
         started = time.monotonic()
         fleet.send("connect")
-        fleet.wait("every kiosk connected and central online", lambda t: t.connected == kiosks
-                   and t.central_online == kiosks, left(), bar)
+        def up(t: sim.Totals) -> bool:
+            if central.poll() is not None:
+                raise RuntimeError(f"central exited: {(folder / 'central.log').read_text()[-2000:]}")
+            return t.connected == kiosks and t.central_online == kiosks
+
+        fleet.wait("every kiosk connected and central online", up, left(), bar)
         connected_s = time.monotonic() - started
         if central.poll() is not None:
             raise RuntimeError(f"central exited: {(folder / 'central.log').read_text()[-2000:]}")
@@ -233,10 +237,12 @@ def table(runs: list[dict[str, Any]]) -> str:
     for label, key in rows:
         cells = []
         for r in runs:
-            if label.startswith("missing"):
+            if label.startswith("missing") and "error" not in r:
                 cells.append(f"{r['missing']} / {r['duplicated']}")
             elif label == "result":
                 cells.append("OK" if r["ok"] else ("TIMED OUT" if r["timed_out"] else "FAILED"))
+            elif "error" in r:
+                cells.append("-")
             else:
                 value = r[key] if key else ""
                 cells.append("-" if value is None else str(value))
@@ -286,10 +292,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for mode in modes:
             print(f"-- {mode}", flush=True)
-            runs.append(run_mode(jitter=mode == "jitter", kiosks=args.kiosks, backlog=args.backlog,
-                                 processes=args.processes, down_s=args.down, timeout=args.timeout,
-                                 folder=work / mode, outbox_base=outbox_base or Path(tempfile.gettempdir()),
-                                 progress=not args.no_progress))
+            try:
+                runs.append(run_mode(jitter=mode == "jitter", kiosks=args.kiosks, backlog=args.backlog,
+                                     processes=args.processes, down_s=args.down, timeout=args.timeout,
+                                     folder=work / mode, outbox_base=outbox_base or Path(tempfile.gettempdir()),
+                                     progress=not args.no_progress))
+            except (RuntimeError, TimeoutError) as exc:  # say what went wrong, and go on with the next mode
+                print(f"bench.storm: {mode}: {exc}", file=sys.stderr, flush=True)
+                runs.append({"mode": mode.replace("-", " "), "ok": False, "timed_out": False, "error": str(exc)})
     finally:
         if args.dir is None:
             shutil.rmtree(work, ignore_errors=True)

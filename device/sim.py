@@ -527,7 +527,9 @@ class Fleet:
             if until(totals):
                 return totals
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+                raise TimeoutError(f"{what}: not within {timeout:.0f} s (made {totals.made}, confirmed "
+                                   f"{totals.confirmed}, connected {totals.connected}/{totals.kiosks}, central "
+                                   f"online for {totals.central_online}; errors: {dict(totals.errors.most_common(3))})")
 
     def stop(self, timeout: float = 60.0) -> None:
         """Stop every worker (senders say offline and disconnect) and collect their final reports."""
