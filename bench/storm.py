@@ -35,6 +35,7 @@ import os
 import platform
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -83,6 +84,33 @@ def central_connected(log: Path, since: float) -> int | None:
             if m and int(m.group(1)) >= int(since):
                 return int(m.group(1))
     return None
+
+
+class StoredWatch:
+    """How many events central has committed, read from its SQLite file (``max(ingest_id)``, one index lookup)."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.tenths: Counter[int] = Counter()
+        self.last = 0
+        self.next = 0.0
+
+    def poll(self) -> None:
+        now = time.monotonic()
+        if now < self.next or not self.db.exists():
+            return
+        self.next = now + 0.5
+        try:
+            conn = sqlite3.connect(f"{self.db.resolve().as_uri()}?mode=ro", uri=True, timeout=0.2)
+            try:
+                stored = int(conn.execute("SELECT coalesce(max(ingest_id), 0) FROM events").fetchone()[0])
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return  # busy or not made yet: the next poll counts it
+        if stored > self.last:
+            self.tenths[int(time.time() * 10)] += stored - self.last
+            self.last = stored
 
 
 def start_central(broker: Mosquitto, folder: Path) -> subprocess.Popen[bytes]:
@@ -149,8 +177,11 @@ def run_mode(*, jitter: bool, kiosks: int, backlog: int, processes: int, down_s:
         attempts_before = fleet.totals().attempts
         all_connected_s: float | None = None
         totals = fleet.totals()
+        stored = StoredWatch(folder / "central.sqlite3")
+        stored.poll()
         while totals.confirmed < total:
             totals = fleet.poll()
+            stored.poll()
             bar.show(totals)
             if all_connected_s is None and totals.connected == kiosks:
                 all_connected_s = time.monotonic() - restart_mono
@@ -202,6 +233,8 @@ def run_mode(*, jitter: bool, kiosks: int, backlog: int, processes: int, down_s:
                 "start_unix": start, "kill_s": round(kill_wall - start, 2), "restart_s": round(restart_wall - start, 2),
                 "connection_attempts_per_s": attempts, "broker_new_connections_per_s": accepted,
                 "confirmed_per_s": confirmed,
+                # central's commits, polled every 0.5 s from the restart on (an event counts when it is polled)
+                "stored_per_s": sim.timeline(stored.tenths, start, end_wall),
             },
         }
     finally:
