@@ -140,3 +140,28 @@ def test_a_too_low_open_file_limit_is_said_clearly(monkeypatch: pytest.MonkeyPat
     soft, hard, problem = sim.raise_open_files(4000)
     assert (soft, hard) == (512, 512)
     assert problem is not None and "open-file limit is 512" in problem and "--processes" in problem
+
+
+def test_no_broker_ends_at_the_timeout_with_a_failed_summary(tmp_path: Path) -> None:
+    """Nothing listens on the port: the answers wait in the outboxes, the run stops at --timeout and says so."""
+    from dev.broker import free_port
+
+    started = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-m", "device.sim", "--broker", f"mqtt://127.0.0.1:{free_port()}", "--kiosks", "3",
+         "--processes", "1", "--answers", "1", "--rate", "5", "--timeout", "8", "--no-progress",
+         "--dir", str(tmp_path / "kiosks")],
+        capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert time.monotonic() - started < 40
+    assert "FAILED: --timeout 8 s reached with 3 answers unconfirmed" in out.stdout
+    assert "not confirmed           3" in out.stdout and "missing                 3" in out.stdout
+    assert "Connection refused" in out.stdout  # the kiosks' last error, counted
+    for path in (tmp_path / "kiosks").glob("*/outbox.sqlite3"):
+        assert [state for _, _, state in outbox(path)[1]] == [State.PENDING]
+
+
+def test_a_usage_error_exits_2() -> None:
+    out = subprocess.run([sys.executable, "-m", "device.sim", "--kiosks", "0"], capture_output=True, text=True,
+                         cwd=REPO, timeout=30)
+    assert out.returncode == 2 and "--kiosks and --processes must be at least 1" in out.stderr
