@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -113,17 +114,38 @@ class StoredWatch:
             self.last = stored
 
 
-def start_central(broker: Mosquitto, folder: Path) -> subprocess.Popen[bytes]:
+def start_central(broker: Mosquitto, folder: Path, tries: int = 4) -> subprocess.Popen[bytes]:
+    """``deskpulse-central`` on a SQLite file, its web server answering ``/healthz``.
+
+    The web port is a free one when picked, but a thousand clients' ephemeral ports
+    may take it before central binds it: then another is tried.
+    """
     db = folder / "central.sqlite3"
     config = folder / "central.toml"
-    config.write_text(f'[broker]\nurl = "{broker.url}"\nclient_id = "storm-central"\n'
-                      f'[database]\nurl = "sqlite:///{db}"\n[web]\nbind = "127.0.0.1:{free_port()}"\n')
-    log = open(folder / "central.log", "ab")
-    try:
-        return subprocess.Popen([sys.executable, "-m", "central.cli", "--config", str(config), "--log-level",
-                                 "warning"], stdout=log, stderr=log)
-    finally:
-        log.close()
+    for attempt in range(tries):
+        port = free_port()
+        config.write_text(f'[broker]\nurl = "{broker.url}"\nclient_id = "storm-central"\n'
+                          f'[database]\nurl = "sqlite:///{db}"\n[web]\nbind = "127.0.0.1:{port}"\n')
+        log = open(folder / "central.log", "ab")
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "central.cli", "--config", str(config), "--log-level",
+                                     "warning"], stdout=log, stderr=log)
+        finally:
+            log.close()
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    return proc
+            except OSError:
+                time.sleep(0.2)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        text = (folder / "central.log").read_text(errors="replace")
+        if "could not listen" not in text[-1000:] or attempt == tries - 1:
+            raise RuntimeError(f"deskpulse-central did not start: {text[-2000:]}")
+    raise AssertionError("unreachable")
 
 
 def run_mode(*, jitter: bool, kiosks: int, backlog: int, processes: int, down_s: float, timeout: float,
