@@ -271,6 +271,15 @@ def run_mode(*, jitter: bool, kiosks: int, backlog: int, processes: int, down_s:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+#: The figures of one mode in the JSON (a failed mode has them all, as None, and an "error").
+RUN_KEYS = ("mode", "kiosks", "backlog", "answers", "processes", "connect_all_at_start_s", "backlog_made_s", "down_s",
+            "all_connected_after_restart_s", "central_connected_after_restart_s", "all_confirmed_after_restart_s",
+            "timed_out", "attempts_after_restart", "attempts_total", "peak_attempts_per_s_after_restart",
+            "peak_attempts_per_s_while_down", "peak_broker_connections_per_s", "sender_restarts", "confirmed",
+            "stored", "missing", "duplicated", "lost_at_outbox", "extra_in_central", "ok", "worker_rss_mb",
+            "worker_cpu_s", "timeline")
+
+
 def table(runs: list[dict[str, Any]]) -> str:
     rows = [
         ("all confirmed after restart (s)", "all_confirmed_after_restart_s"),
@@ -354,7 +363,9 @@ def main(argv: list[str] | None = None) -> int:
                                      progress=not args.no_progress))
             except (RuntimeError, TimeoutError) as exc:  # say what went wrong, and go on with the next mode
                 print(f"bench.storm: {mode}: {exc}", file=sys.stderr, flush=True)
-                runs.append({"mode": mode.replace("-", " "), "ok": False, "timed_out": False, "error": str(exc)})
+                # the same keys as a run that finished, with no figures (None), so readers need no special case
+                runs.append({**dict.fromkeys(RUN_KEYS), "mode": mode.replace("-", " "), "kiosks": args.kiosks,
+                             "backlog": args.backlog, "ok": False, "timed_out": False, "error": str(exc)})
     finally:
         if args.dir is None:
             shutil.rmtree(work, ignore_errors=True)
