@@ -6,8 +6,15 @@ import ctypes
 import ctypes.util
 import time
 import uuid
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sync import protocol
+
+if TYPE_CHECKING:
+    from device.flow import Save
 
 _TIME_ERROR = 5  # adjtimex(2): the clock is not synchronised
 
@@ -50,6 +57,27 @@ def clock_synced() -> bool:
     buf = ctypes.create_string_buffer(512)  # struct timex, zeroed: modes = 0
     state = libc.adjtimex(buf)
     return state not in (-1, _TIME_ERROR)
+
+
+def answer(effect: Save, survey: int) -> dict[str, Any]:
+    """The feedback event's fields for a flow's :class:`~device.flow.Save`, stamped now.
+
+    The outbox adds the rest (id, site, device, epoch, seq). The kiosk and
+    ``deskpulse-sim`` both build their answers here.
+    """
+    return {
+        "ts": protocol.utc_timestamp(datetime.now(UTC)),
+        "clock_synced": clock_synced(),
+        "boot_id": boot_id(),
+        "mono_ms": mono_ms(),
+        "rating": effect.rating,
+        "scale": effect.scale,
+        "reasons": list(effect.reasons),
+        "lang": effect.lang,
+        "source": effect.source,
+        "survey": survey,
+        "flags": list(effect.flags),
+    }
 
 
 def undervoltage() -> bool | None:

@@ -26,7 +26,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -289,19 +289,7 @@ class Kiosk:
             self._witnessed(self._last_id)
 
     def _answer(self, effect: Save) -> dict[str, Any]:
-        return {
-            "ts": protocol.utc_timestamp(datetime.now(UTC)),
-            "clock_synced": facts.clock_synced(),
-            "boot_id": facts.boot_id(),
-            "mono_ms": facts.mono_ms(),
-            "rating": effect.rating,
-            "scale": effect.scale,
-            "reasons": list(effect.reasons),
-            "lang": effect.lang,
-            "source": effect.source,
-            "survey": self.survey_version,
-            "flags": list(effect.flags),
-        }
+        return facts.answer(effect, self.survey_version)
 
     def _keep_held(self) -> None:
         """A rating waits on the follow-up: keep it on disk until it is stored."""

@@ -86,12 +86,16 @@ def make_client(client_id: str, settings: BrokerSettings) -> mqtt.Client:
     return client
 
 
-def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 60.0) -> float:
+def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 60.0, jitter: bool = True) -> float:
     """Exponential reconnect delay with full jitter.
 
     paho's ``reconnect_delay_set`` only doubles; a fleet that reconnects on the
     same schedule stampedes a restarted broker, so each device draws a random
-    delay in ``[base/2, min(cap, base * 2**attempt)]``.
+    delay in ``[base/2, min(cap, base * 2**attempt)]``. ``jitter=False`` gives
+    the ceiling itself: only the reconnect-storm bench asks for it, to show the
+    stampede jitter prevents (no configuration file can turn jitter off).
     """
     ceiling = min(cap, base * (2 ** max(0, attempt)))
+    if not jitter:
+        return float(ceiling)
     return random.uniform(min(base / 2, ceiling), ceiling)

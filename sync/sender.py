@@ -23,8 +23,18 @@ Delivery contract (see docs/protocol.md):
   included) moves the row to SENT; PUBACKs are recorded in batched transactions;
 * only central's receipt confirms (or rejects) a row;
 * rows SENT but unconfirmed are re-published after ``resend_after_s`` while
-  central's retained ``_central/status`` says it is online;
+  central's retained ``_central/status`` says it is online, and at once when a
+  collector announces itself online live (it just (re)subscribed: what was
+  PUBACKed before may have reached no collector, e.g. 0x10 "no matching
+  subscribers" after a broker restart that kiosks beat the collector back to);
 * reconnects wait an exponential delay with jitter.
+
+Two ways to run it, one protocol: :meth:`Sender.start` runs the thread (the
+kiosk); :meth:`Sender.open_external` lets a caller's event loop drive many
+senders on one thread without a thread each (``deskpulse-sim``, see
+"Driven from an external event loop" below). Both use the same outbox
+queries, callbacks, fill, flush and status code; only who waits on the socket
+differs.
 """
 
 from __future__ import annotations
@@ -38,9 +48,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -69,6 +80,10 @@ class SenderSettings:
     restart_cap_s: float = 30.0
     #: A restarted session that runs this long without failing clears ``sender-restarting``.
     recovered_after_s: float = 60.0
+    #: Reconnect delays are jittered (see :func:`sync.broker.backoff_delay`). Only the
+    #: reconnect-storm bench (``bench/storm.py``) turns this off, to measure the stampede;
+    #: no configuration file has the key.
+    jitter: bool = True
 
 
 #: The alarm raised while the sender's loop is failing and being restarted.
@@ -171,6 +186,14 @@ class Sender:
         self._refused = False  # the broker refused our CONNECT (credentials, ACL)
         self._next_status = 0.0  # monotonic time of the next status publish
         self._last_fill = 0.0  # monotonic time of the last outbox query
+        #: A collector announced itself online live since the last flush.
+        self._announced = False
+        #: Unix time of the flush after that announcement: rows PUBACKed before it are re-published now.
+        self._resend_before: float | None = None
+        #: Connection attempts (TCP connect + CONNECT) made so far; read by the simulator and the storm bench.
+        self.connect_attempts = 0
+        # Owned by the external event loop's thread (open_external), unused by the thread:
+        self._ext: _External | None = None
 
     # ------------------------------------------------------------------ control
 
@@ -328,7 +351,7 @@ class Sender:
                     connected = self._connect(client)
                     self._snapshot()
                     if not connected:
-                        self._stop.wait(backoff_delay(attempt))
+                        self._stop.wait(backoff_delay(attempt, jitter=self.settings.jitter))
                         attempt += 1
                         continue
                     attempt = 0
@@ -375,6 +398,7 @@ class Sender:
 
     def _connect(self, client: mqtt.Client) -> bool:
         self._refused = False
+        self.connect_attempts += 1
         try:
             client.connect(self.broker.host, self.broker.port, keepalive=self.broker.keepalive)
         except OSError as exc:
@@ -394,12 +418,16 @@ class Sender:
         self._fill(client, outbox)
         # While answers are in flight, turn fast to batch PUBACKs promptly; when
         # idle, wait longer in select() so an idle kiosk costs almost nothing.
-        rc = client.loop(self.settings.flush_every_s if self._inflight else 0.1)
+        self._network_result(client.loop(self.settings.flush_every_s if self._inflight else 0.1))
+        self._flush(outbox)
+        self._status_if_due(client, outbox, time.monotonic())
+
+    def _network_result(self, rc: MQTTErrorCode) -> None:
         if rc != mqtt.MQTT_ERR_SUCCESS and self._live.connected:
             self._live.connected = False
             self._error(f"connection to {self.broker.url} lost ({mqtt.error_string(rc)})")
-        self._flush(outbox)
-        now = time.monotonic()
+
+    def _status_if_due(self, client: mqtt.Client, outbox: Outbox, now: float) -> None:
         if now >= self._next_status or self._status_due:
             self._status_due = False
             outbox.prune(self.settings.prune_after_s)
@@ -420,10 +448,16 @@ class Sender:
         # connection), so a refill reads only new rows, not the whole window
         # again; re-sends are looked for once a second.
         resend_after = None
-        if self._live.central_online and now - self._last_fill >= 1.0:
+        resend_now: float | None = None
+        if self._live.central_online and self._resend_before is not None:
+            resend_after, resend_now = 0.0, self._resend_before  # every row PUBACKed before the announcement
+        elif self._live.central_online and now - self._last_fill >= 1.0:
             resend_after = self.settings.resend_after_s
             self._last_fill = now
-        records = outbox.due(room + len(self._inflight_ids), after_seq=self._cursor, resend_after=resend_after)
+        limit = room + len(self._inflight_ids)
+        records = outbox.due(limit, after_seq=self._cursor, resend_after=resend_after, now=resend_now)
+        if resend_now is not None and len(records) < limit:
+            self._resend_before = None  # all of them are in this round (or in flight already)
         resends = sum(1 for r in records if r.state is State.SENT and r.id not in self._inflight_ids)
         if resends:
             log.info("re-publishing %d answers central has not confirmed", resends)
@@ -459,6 +493,10 @@ class Sender:
             settled = outbox.settle(receipts)
             log.debug("receipts %s applied; %d rows settled", receipts, settled)
             self._live.confirmed += settled
+        if self._announced:
+            self._announced = False
+            self._resend_before = time.time()
+            self._wake.set()
 
     def _publish_status(self, client: mqtt.Client, outbox: Outbox, *, online: bool) -> None:
         self._next_status = time.monotonic() + self.settings.status_every_s
@@ -594,6 +632,11 @@ class Sender:
                 if online != self._live.central_online:
                     log.info("central is %s", status["state"])
                 self._live.central_online = online
+                if online and not message.retain:
+                    # Said live, not replayed from the retained store: a collector has just
+                    # subscribed. Answers PUBACKed before may have reached none: send them again
+                    # (from the next flush on, which records PUBACKs read with this message).
+                    self._announced = True
                 if self._live.central_online:
                     self._wake.set()
                 return
@@ -605,6 +648,237 @@ class Sender:
             self._receipts.append((item["id"], item["outcome"], item.get("reason")))
             if item["outcome"] == "rejected":
                 log.error("central rejected answer %s: %s", item["id"], item.get("reason"))
+
+
+    # ------------------------------------------------------------------ driven from an external event loop
+    #
+    # ``deskpulse-sim`` runs hundreds of senders per process on one thread: a
+    # selector waits on every sender's socket, and the loop calls readable(),
+    # writable() and tick() instead of each sender blocking in client.loop().
+    # The protocol (fill, flush, status, callbacks, outbox) is the thread's own
+    # code; what differs is only the waiting: connecting does not wait for the
+    # CONNACK (tick() notices it, or the 10 s deadline), backoffs are deadlines
+    # instead of sleeps, and a failed session is dropped and opened again after
+    # the same backoff as the thread's. Everything here runs on the caller's
+    # thread; notify() and set_alarm() stay callable from anywhere.
+
+    def open_external(self, watch: SocketWatch) -> None:
+        """Start a session driven by the caller's event loop (no thread).
+
+        ``watch`` hears when the client's socket opens and closes and when it
+        wants to write (paho's socket callbacks); the caller then calls
+        :meth:`readable` / :meth:`writable` when the socket is ready and
+        :meth:`tick` often (every ``flush_every_s`` or so, and after
+        :meth:`notify`). The first connection attempt is made by the first tick.
+        """
+        if self._thread is not None:
+            raise RuntimeError("this sender runs its own thread")
+        if self._ext is None:
+            self._ext = _External(watch=watch)
+
+    def tick(self, now: float | None = None) -> None:
+        """Do what is due: open the session, (re)connect, fill the window, record batches, report status."""
+        ext = self._ext
+        if ext is None:
+            raise RuntimeError("open_external() first")
+        now = time.monotonic() if now is None else now
+        try:
+            self._ext_tick(ext, now)
+        except Exception as exc:  # as the thread does: one failed session, started again after a backoff
+            self._ext_failed(ext, exc, now)
+
+    def readable(self) -> None:
+        """The client's socket has data: read it (callbacks run here)."""
+        ext = self._ext
+        if ext is None or ext.client is None:
+            return
+        try:
+            self._network_result(ext.client.loop_read())
+        except Exception as exc:
+            self._ext_failed(ext, exc, time.monotonic())
+
+    def writable(self) -> None:
+        """The client's socket takes data: write what paho has queued."""
+        ext = self._ext
+        if ext is None or ext.client is None:
+            return
+        try:
+            self._network_result(ext.client.loop_write())
+        except Exception as exc:
+            self._ext_failed(ext, exc, time.monotonic())
+
+    @property
+    def busy(self) -> bool:
+        """Answers are in flight or PUBACKs/receipts wait to be recorded (the caller ticks promptly then)."""
+        return bool(self._inflight or self._acked or self._receipts or self._wake.is_set())
+
+    def close_external(self) -> None:
+        """End a caller-driven session: offline status, DISCONNECT, batches recorded, outbox closed."""
+        ext = self._ext
+        if ext is None:
+            return
+        self._stop.set()
+        client, outbox = ext.client, ext.outbox
+        try:
+            if client is not None and outbox is not None and self._live.connected:
+                self._publish_status(client, outbox, online=False)
+                client.disconnect()
+                client.loop_write()
+            if outbox is not None:
+                self._flush(outbox)
+        except Exception:
+            log.exception("closing the sender's session failed; its rows stay in the outbox")
+        finally:
+            self._ext_end(ext)
+            self._ext = None
+
+    def _ext_tick(self, ext: _External, now: float) -> None:
+        if ext.outbox is None:
+            if now < ext.restart_at:
+                return
+            self._ext_open(ext, now)
+        client, outbox = ext.client, ext.outbox
+        assert client is not None and outbox is not None
+        self._take_alarm_requests()
+        self._recovered(now)
+        if not self._live.connected:
+            if ext.connack_by is not None:  # a CONNECT is out
+                if self._refused or now >= ext.connack_by or client.socket() is None:
+                    self._ext_retry_later(ext, now)
+            elif now >= ext.next_connect:
+                self._ext_connect(ext, client, now)
+            if now >= ext.next_flush:  # PUBACKs and receipts seen before the loss are kept
+                ext.next_flush = now + self.settings.flush_every_s
+                self._flush(outbox)
+            self._snapshot()
+            return
+        if ext.connack_by is not None:  # connected: the next loss reconnects at once, as the thread does
+            ext.connack_by = None
+            ext.attempt = 0
+        self._fill(client, outbox)
+        if now >= ext.next_flush:
+            ext.next_flush = now + self.settings.flush_every_s
+            self._flush(outbox)
+        self._status_if_due(client, outbox, now)
+        if now >= ext.next_misc:  # keepalive pings and their timeout
+            ext.next_misc = now + 1.0
+            self._network_result(client.loop_misc())
+        self._snapshot()
+
+    def _ext_open(self, ext: _External, now: float) -> None:
+        self._session_started = now
+        self._inflight.clear()
+        self._inflight_ids.clear()
+        self._acked.clear()
+        self._receipts.clear()
+        self._cursor = 0
+        try:
+            ext.outbox = Outbox(self.outbox_path, self.site, self.device, max_bytes=self.settings.max_outbox_bytes)
+        except OutboxError as exc:
+            self._error(f"sender cannot open the outbox: {exc}")
+            ext.restart_at = now + backoff_delay(ext.open_attempt, cap=30.0, jitter=self.settings.jitter)
+            ext.open_attempt += 1
+            raise _Retry from exc
+        ext.open_attempt = 0
+        client = ext.client = self._client()
+        watch = ext.watch
+        client.on_socket_open = lambda c, u, sock: watch.opened(self, sock)
+        client.on_socket_close = lambda c, u, sock: watch.closed(self, sock)
+        client.on_socket_register_write = lambda c, u, sock: watch.want_write(self, sock, True)
+        client.on_socket_unregister_write = lambda c, u, sock: watch.want_write(self, sock, False)
+        ext.next_connect = now
+        ext.connack_by = None
+        ext.attempt = 0
+
+    def _ext_connect(self, ext: _External, client: mqtt.Client, now: float) -> None:
+        self._refused = False
+        self.connect_attempts += 1
+        try:
+            # A blocking TCP connect (paho's connect timeout, 5 s); on a LAN or loopback it takes microseconds.
+            client.connect(self.broker.host, self.broker.port, keepalive=self.broker.keepalive)
+        except OSError as exc:
+            self._error(f"cannot reach broker {self.broker.url}: {exc}")
+            self._ext_drop_socket(ext, client)
+            self._ext_backoff(ext, now)
+            return
+        ext.connack_by = now + 10.0  # as the thread: a refused login is reported, not retried blindly
+
+    def _ext_retry_later(self, ext: _External, now: float) -> None:
+        """No CONNACK in time, or a refusal: close the socket and wait a backoff."""
+        if ext.client is not None:
+            self._ext_drop_socket(ext, ext.client)
+        ext.connack_by = None
+        self._ext_backoff(ext, now)
+
+    def _ext_backoff(self, ext: _External, now: float) -> None:
+        ext.next_connect = now + backoff_delay(ext.attempt, jitter=self.settings.jitter)
+        ext.attempt += 1
+
+    def _ext_drop_socket(self, ext: _External, client: mqtt.Client) -> None:
+        sock = client.socket()
+        if sock is not None:
+            ext.watch.closed(self, sock)  # before the descriptor goes: its number may be reused at once
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _ext_failed(self, ext: _External, exc: Exception, now: float) -> None:
+        if not isinstance(exc, _Retry):
+            self._failed(exc)
+            ext.restart_at = now + backoff_delay(self._live.restarts - 1, base=self.settings.restart_base_s,
+                                                 cap=self.settings.restart_cap_s, jitter=self.settings.jitter)
+        if ext.outbox is not None:
+            try:
+                self._flush(ext.outbox)
+            except Exception:
+                log.exception("recording PUBACKs and receipts after a failure failed too")
+        self._ext_end(ext)
+        self._snapshot()
+
+    def _ext_end(self, ext: _External) -> None:
+        if ext.client is not None:
+            self._ext_drop_socket(ext, ext.client)
+            ext.client = None
+        if ext.outbox is not None:
+            ext.outbox.close()
+            ext.outbox = None
+        ext.connack_by = None
+        self._live.connected = False
+        self._live.central_online = False
+
+
+class SocketWatch(Protocol):
+    """What an external event loop does with a sender's socket (see :meth:`Sender.open_external`)."""
+
+    def opened(self, sender: Sender, sock: Any) -> None:
+        """The client opened ``sock``: watch it for reading."""
+
+    def closed(self, sender: Sender, sock: Any) -> None:
+        """``sock`` is about to close: stop watching it (may be called twice; the second does nothing)."""
+
+    def want_write(self, sender: Sender, sock: Any, on: bool) -> None:
+        """Watch ``sock`` for writing too (``on``) or no longer."""
+
+
+class _Retry(Exception):
+    """The outbox could not be opened: wait the backoff set, without counting a failed loop."""
+
+
+@dataclass(slots=True)
+class _External:
+    """A caller-driven session's state (the thread keeps the same in local variables)."""
+
+    watch: SocketWatch
+    client: mqtt.Client | None = None
+    outbox: Outbox | None = None
+    next_connect: float = 0.0
+    connack_by: float | None = None  # monotonic deadline of the CONNACK for the CONNECT that is out
+    attempt: int = 0
+    open_attempt: int = 0
+    restart_at: float = 0.0
+    next_flush: float = 0.0
+    next_misc: float = 0.0
 
 
 def _drop(client: mqtt.Client) -> None:

@@ -165,3 +165,28 @@ def test_status_is_retained_with_health_and_the_will_says_offline(broker, outbox
         assert status["health"]["backlog"] == 0
         sender.stop()
         probe.wait_for(lambda: state() == "offline", what="offline status after stop")
+
+
+def test_answers_acked_before_a_collector_subscribed_go_again_when_it_announces_itself(
+        broker, outbox_path, make_sender) -> None:
+    """After a broker restart kiosks may be back before the collector: the broker PUBACKs their
+    answers with 0x10 (no matching subscribers) and drops them. The collector's live "online",
+    sent right after it subscribed, makes the sender publish them again at once, not after
+    ``resend_after_s``."""
+    with MqttClient(broker, "last-central") as before:  # central was online before: its status is retained
+        before.publish(protocol.CENTRAL_STATUS_TOPIC, protocol.encode(
+            "central-status", {"schema": 1, "state": "online", "ts": protocol.utc_timestamp()}), retain=True)
+    with Outbox(outbox_path, SITE, DEVICE) as box:
+        row = box.append(answer())
+    sender = make_sender(resend_after_s=600)
+    sender.notify()
+    wait_for(lambda: states(outbox_path) == {row.id: State.SENT} and sender.status.central_online,
+             what="a PUBACK (no subscriber) and central online from the retained status")
+    peer = Peer(broker, lambda e: ("stored", None))  # the collector subscribes...
+    try:
+        peer.central("online")  # ...and says so, live
+        wait_for(lambda: states(outbox_path) == {row.id: State.CONFIRMED}, timeout=10,
+                 what="the answer sent again and confirmed")
+        assert [e["id"] for e in peer.received] == [row.id]
+    finally:
+        peer.close()
