@@ -162,6 +162,10 @@ def ingest_argv(collectors: int) -> Callable[[Path, argparse.Namespace], list[st
 
 
 def storm_rows(r: dict[str, Any], _: argparse.Namespace) -> list[Row]:
+    failed = [f"{run['mode']}: {run.get('error') or 'failed'}" for run in r["runs"] if not run.get("ok")]
+    if any(run.get("all_confirmed_after_restart_s") is None for run in r["runs"]):
+        return [Row(f"reconnect storm, {r['kiosks']:,} kiosks × {r['backlog']}", "", note="; ".join(failed),
+                    goal="0 missing or doubled", met=False)]
     runs = {run["mode"]: run for run in r["runs"]}
     jit, flat = runs.get("jitter"), runs.get("no jitter")
     size = f"{r['kiosks']:,} kiosks × {r['backlog']}"
@@ -347,11 +351,13 @@ def _run_step(step: Step, out: Path, args: argparse.Namespace) -> list[Row]:
     took = time.monotonic() - started
     if code == 0 and not step.writes_json:
         result.write_text(json.dumps({"seconds": took}) + "\n")
-    if code != 0 or not result.exists():
-        why = "timed out" if took > step.timeout_s else f"exit {code}"
-        return [Row(step.name, "", note=f"failed ({why}; see {log.relative_to(ROOT)})")]
+    why = "timed out" if took > step.timeout_s else f"exit {code}"
+    failed = Row(step.name, "", note=f"failed ({why}; see {log})")
+    if not result.exists():
+        return [failed]
     print(f"   ({took:.0f} s)", flush=True)
-    return step.rows(json.loads(result.read_text()), args)
+    rows = step.rows(json.loads(result.read_text()), args)  # a run that failed may still say how far it got
+    return rows if code == 0 else [*rows, failed]
 
 
 def main(argv: list[str] | None = None) -> int:
