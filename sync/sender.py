@@ -27,7 +27,7 @@ Delivery contract (see docs/protocol.md):
   collector announces itself online live (it just (re)subscribed: what was
   PUBACKed before may have reached no collector, e.g. 0x10 "no matching
   subscribers" after a broker restart that kiosks beat the collector back to);
-* reconnects wait an exponential delay with jitter.
+* reconnects wait an exponential delay with jitter (1 s doubling up to ``reconnect_cap_s``, 15 s).
 
 Two ways to run it, one protocol: :meth:`Sender.start` runs the thread (the
 kiosk); :meth:`Sender.open_external` lets a caller's event loop drive many
@@ -80,6 +80,10 @@ class SenderSettings:
     restart_cap_s: float = 30.0
     #: A restarted session that runs this long without failing clears ``sender-restarting``.
     recovered_after_s: float = 60.0
+    #: Reconnect delays double from 1 s up to this, each drawn at random below its ceiling. 60 s
+    #: (backoff_delay's default) left kiosks coming back up to a minute after a 10 s broker outage
+    #: (reconnect-storm bench); at 15 s a fleet still arrives spread over 15 s, not at once.
+    reconnect_cap_s: float = 15.0
     #: Reconnect delays are jittered (see :func:`sync.broker.backoff_delay`). Only the
     #: reconnect-storm bench (``bench/storm.py``) turns this off, to measure the stampede;
     #: no configuration file has the key.
@@ -351,7 +355,8 @@ class Sender:
                     connected = self._connect(client)
                     self._snapshot()
                     if not connected:
-                        self._stop.wait(backoff_delay(attempt, jitter=self.settings.jitter))
+                        self._stop.wait(backoff_delay(attempt, cap=self.settings.reconnect_cap_s,
+                                                      jitter=self.settings.jitter))
                         attempt += 1
                         continue
                     attempt = 0
@@ -811,7 +816,8 @@ class Sender:
         self._ext_backoff(ext, now)
 
     def _ext_backoff(self, ext: _External, now: float) -> None:
-        ext.next_connect = now + backoff_delay(ext.attempt, jitter=self.settings.jitter)
+        ext.next_connect = now + backoff_delay(ext.attempt, cap=self.settings.reconnect_cap_s,
+                                               jitter=self.settings.jitter)
         ext.attempt += 1
 
     def _ext_drop_socket(self, ext: _External, client: mqtt.Client) -> None:
