@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time as clock
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -132,11 +133,13 @@ def aggregate(
     include_flagged: bool | None = None,
     now: datetime | None = None,
     seen: int | None = None,
+    held: list[int] | None = None,
 ) -> dict[str, Any]:
     """Every number the dashboard shows for one filter: days read (:func:`central.reads.days`), then summarised.
 
     ``seen``: the newest ingest id the asking page has been sent (its live feed's
     cursor); numbers already computed that include it are good enough for it.
+    ``held``: see :func:`shared_view`.
 
     Raises:
         FilterError: the range cannot be used (:func:`central.filters.check_range`).
@@ -158,11 +161,12 @@ def aggregate(
                          start=start, end=end, include_flagged=include_flagged, now=now, hours=hours)
 
     return shared_view(store, config, ("aggregate", site, device, start, end, include_flagged, now, known_desks),
-                       compute, seen=seen)
+                       compute, seen=seen, held=held)
 
 
 def shared_view(store: Store, config: CentralConfig, view: tuple[Any, ...],
-                compute: Callable[[], dict[str, Any]], *, seen: int | None = None) -> dict[str, Any]:
+                compute: Callable[[], dict[str, Any]], *, seen: int | None = None,
+                held: list[int] | None = None) -> dict[str, Any]:
     """The numbers of ``view`` over ``store``: computed once, shared by every page and TV asking for the same.
 
     ``view`` names everything the numbers depend on besides the answers (the
@@ -172,43 +176,75 @@ def shared_view(store: Store, config: CentralConfig, view: tuple[Any, ...],
     answer is stored, or while the asker has been sent no answer after L
     (``seen``: a page's live-feed cursor): one computation per change and view,
     not one per viewer. Askers arriving while the view is computed wait for that
-    computation. Returns the caller's own copy.
+    computation. A page (``seen`` given) whose numbers must be computed anew waits
+    until :data:`VIEW_GAP_S` after the view's last computation began, so every
+    page refreshing in that time shares the next one (its live feed shows the
+    answer meanwhile). ``held``: the ingest id the returned numbers hold is
+    appended to it (what :mod:`central.pages` keys its shared HTML on). Returns
+    the caller's own copy.
     """
     key = (id(store), id(config), *view)
-    with _SHARED_LOCK:
-        turn = _TURNS.setdefault(key, threading.Lock())
-    with turn:
+    while True:
         with _SHARED_LOCK:
-            entry = _SHARED.get(key)
-            if entry is not None:
-                _SHARED.move_to_end(key)
-        fresh = entry is not None and entry[0] is store and entry[1] is config
-        if fresh and entry is not None and (seen is None or entry[2] < seen):
-            fresh = entry[2] == reads.last_ingest_id(store)
-        if fresh and entry is not None:
-            shared = entry[3]
-        else:
-            try:
-                last_id = reads.last_ingest_id(store)  # before reading: the numbers hold at least this
-                shared = compute()
-            except BaseException:
-                with _SHARED_LOCK:
-                    if key not in _SHARED:
-                        _TURNS.pop(key, None)
-                raise
+            turn = _TURNS.setdefault(key, threading.Lock())
+        with turn:
             with _SHARED_LOCK:
-                # The entry holds the store and the configuration too: while it lives, their ids
-                # (in the key) cannot be taken by new objects.
-                _SHARED[key] = (store, config, last_id, shared)
-                while len(_SHARED) > SHARED_VIEWS:
-                    gone, _ = _SHARED.popitem(last=False)
-                    _TURNS.pop(gone, None)
-    return copy.deepcopy(shared)  # callers may change their copy
+                entry = _SHARED.get(key)
+                if entry is not None:
+                    _SHARED.move_to_end(key)
+            fresh = entry is not None and entry[0] is store and entry[1] is config
+            if fresh and entry is not None and (seen is None or entry[2] < seen):
+                fresh = entry[2] == reads.last_ingest_id(store)
+            if fresh and entry is not None:
+                last_id, shared = entry[2], entry[4]
+                break
+            wait = 0.0 if entry is None or seen is None else entry[3] + VIEW_GAP_S - clock.monotonic()
+            if wait <= 0:
+                try:
+                    began = clock.monotonic()
+                    last_id = reads.last_ingest_id(store)  # before reading: the numbers hold at least this
+                    shared = compute()
+                except BaseException:
+                    with _SHARED_LOCK:
+                        if key not in _SHARED:
+                            _TURNS.pop(key, None)
+                    raise
+                with _SHARED_LOCK:
+                    # The entry holds the store and the configuration too: while it lives, their ids
+                    # (in the key) cannot be taken by new objects.
+                    _SHARED[key] = (store, config, last_id, began, shared)
+                    while len(_SHARED) > SHARED_VIEWS:
+                        gone, _ = _SHARED.popitem(last=False)
+                        _TURNS.pop(gone, None)
+                break
+        clock.sleep(min(wait, VIEW_GAP_S))  # outside the turn: pages the numbers kept suit are not held up
+    if held is not None:
+        held.append(last_id)
+    copied: dict[str, Any] = plain_copy(shared)  # callers may change their copy
+    return copied
 
 
+def plain_copy(value: Any) -> Any:
+    """A deep copy of JSON-like numbers (dicts, lists, tuples of plain values): several times faster than
+    :func:`copy.deepcopy`, which the shared numbers were copied with (a quarter of a computed overview)."""
+    if isinstance(value, dict):
+        return {k: plain_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_copy(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(plain_copy(v) for v in value)
+    if isinstance(value, str | int | float | bool | date | type(None)):
+        return value
+    return copy.deepcopy(value)
+
+
+#: Seconds between two computations of one view for pages refreshing (``seen`` given): the pages'
+#: own pacing (dashboard.js refreshes at most every 2 s), so a view is computed at most about
+#: once per refresh interval however many pages show it.
+VIEW_GAP_S: Final = 2.0
 #: How many views' numbers are kept for other pages asking the same (newest used last).
 SHARED_VIEWS: Final = 128
-_SHARED: OrderedDict[tuple[Any, ...], tuple[Store, CentralConfig, int, dict[str, Any]]] = OrderedDict()
+_SHARED: OrderedDict[tuple[Any, ...], tuple[Store, CentralConfig, int, float, dict[str, Any]]] = OrderedDict()
 _SHARED_LOCK = threading.Lock()
 #: One lock per view: the pages asking for a view while it is computed wait for its numbers.
 _TURNS: dict[tuple[Any, ...], threading.Lock] = {}
