@@ -358,7 +358,7 @@ def comparisons(
     def compute() -> dict[str, Any]:
         first, last = read_window(now)
         rows, _ = reads.days(store, scores.zone_of(config), site=site, first=first, last=last, known=known_desks,
-                             hours=False)  # the comparisons count answers per rating only
+                             hours=False, reasons_by="none")  # the comparisons count answers per rating only
         # Shared between pages of every language: its words are English; pages say them again in theirs.
         english = i18n.use(i18n.DEFAULT)
         try:

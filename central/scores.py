@@ -154,7 +154,7 @@ def aggregate(
         first, last = read_window(start, end, now)
         # Per desk the answers per rating; the hours (the heatmap's) summed per site and day.
         rows, reasons = reads.days(store, zone_of(config), site=site, device=device, first=first, last=last,
-                                   known=known_desks, hours=False)
+                                   known=known_desks, hours=False, reasons_by="site")
         hours = reads.day_hours(store, zone_of(config), site=site, device=device, first=first, last=last,
                                 known=known_desks)
         return summarise(config, days=rows, reasons=reasons, known_desks=known_desks, site=site, device=device,
