@@ -388,8 +388,8 @@ def day_hours(store: Store, zone_of: Callable[[str], str], *, site: str | None =
     with store.engine.connect() as conn:
         recorded = store.rolled_up(conn)
         rolled = {s for s, zone in recorded.items() if zone == zone_of(s)}
-        rows = [DayRow(x[0], "", x[1], int(x[2]), bool(x[3]), tuple(int(v) for v in x[4:9]),
-                       tuple(int(v) for v in x[9:33]), tuple(int(v) for v in x[33:57]))
+        rows = [DayRow(x[0], "", x[1], int(x[2]), bool(x[3]), tuple(map(int, x[4:9])),
+                       tuple(map(int, x[9:33])), tuple(map(int, x[33:57])))
                 for x in conn.execute(stmt) if x[0] in rolled and any(x[4:9])]
     others = sorted({s for s, _ in (desks(store, site) if known is None else known)} - rolled)
     for other in others:

@@ -27,6 +27,7 @@ scale, best to worst, give (126·1 + 60·⅔ + 16·⅓ + 17·0) / 219 × 100 = 7
 from __future__ import annotations
 
 import copy
+import operator
 import threading
 import time as clock
 from collections import Counter, OrderedDict, defaultdict
@@ -39,6 +40,9 @@ from central import reads
 from central.config import CentralConfig, SiteConfig
 from central.filters import DateRange, check_range, date_range
 from central.store import Store
+
+#: Each rating's steps above the worst (rating − 1), by position in a row's counts per rating.
+_STEPS: Final = range(64)
 
 INDEX_FORMULA: Final = "index = 100 × mean((rating − 1) / (scale − 1)) over counted answers"
 
@@ -134,12 +138,13 @@ def aggregate(
     now: datetime | None = None,
     seen: int | None = None,
     held: list[int] | None = None,
+    private: bool = True,
 ) -> dict[str, Any]:
     """Every number the dashboard shows for one filter: days read (:func:`central.reads.days`), then summarised.
 
     ``seen``: the newest ingest id the asking page has been sent (its live feed's
     cursor); numbers already computed that include it are good enough for it.
-    ``held``: see :func:`shared_view`.
+    ``held``, ``private``: see :func:`shared_view`.
 
     Raises:
         FilterError: the range cannot be used (:func:`central.filters.check_range`).
@@ -161,12 +166,12 @@ def aggregate(
                          start=start, end=end, include_flagged=include_flagged, now=now, hours=hours)
 
     return shared_view(store, config, ("aggregate", site, device, start, end, include_flagged, now, known_desks),
-                       compute, seen=seen, held=held)
+                       compute, seen=seen, held=held, private=private)
 
 
 def shared_view(store: Store, config: CentralConfig, view: tuple[Any, ...],
                 compute: Callable[[], dict[str, Any]], *, seen: int | None = None,
-                held: list[int] | None = None) -> dict[str, Any]:
+                held: list[int] | None = None, private: bool = True) -> dict[str, Any]:
     """The numbers of ``view`` over ``store``: computed once, shared by every page and TV asking for the same.
 
     ``view`` names everything the numbers depend on besides the answers (the
@@ -181,7 +186,8 @@ def shared_view(store: Store, config: CentralConfig, view: tuple[Any, ...],
     page refreshing in that time shares the next one (its live feed shows the
     answer meanwhile). ``held``: the ingest id the returned numbers hold is
     appended to it (what :mod:`central.pages` keys its shared HTML on). Returns
-    the caller's own copy.
+    the caller's own copy, or with ``private=False`` the shared numbers themselves
+    (for a caller that only reads them, such as the JSON API).
     """
     key = (id(store), id(config), *view)
     while True:
@@ -220,6 +226,8 @@ def shared_view(store: Store, config: CentralConfig, view: tuple[Any, ...],
         clock.sleep(min(wait, VIEW_GAP_S))  # outside the turn: pages the numbers kept suit are not held up
     if held is not None:
         held.append(last_id)
+    if not private:
+        return shared
     copied: dict[str, Any] = plain_copy(shared)  # callers may change their copy
     return copied
 
@@ -321,19 +329,25 @@ def summarise(
             desks[key] = {"range": Tally(), "flagged": 0, "total": 0, "today": Tally()}
         return desks[key]
 
+    bounds: dict[str, tuple[date, date, date]] = {}  # per site: its range's first and last day, its today
     for row in days:
-        count = sum(row.ratings)
-        steps = sum(n * r for r, n in enumerate(row.ratings))
-        if row.day == today_at(row.site):  # today at the answer's own site, whatever the range
+        ratings = row.ratings
+        count = sum(ratings)
+        steps = sum(map(operator.mul, ratings, _STEPS))
+        if row.site not in bounds:
+            in_range = range_of(row.site)
+            bounds[row.site] = (in_range.start, in_range.end, today_at(row.site))
+        first_day, last_day, site_today = bounds[row.site]
+        if row.day == site_today:  # today at the answer's own site, whatever the range
             today_total += count
             if row.flagged:
                 today_flagged += count
             if flagged_too or not row.flagged:
                 desk(row.site, row.device)["today"].add_steps(row.scale, count, steps)
                 today.add_steps(row.scale, count, steps)
-                for r, n in enumerate(row.ratings[:row.scale], start=1):
+                for r, n in enumerate(ratings[:row.scale], start=1):
                     today_scales[row.scale][r] += n
-        if row.day not in range_of(row.site):
+        if not first_day <= row.day <= last_day:
             continue
         seen_sites.add(row.site)
         entry = desk(row.site, row.device)
@@ -346,8 +360,10 @@ def summarise(
                 continue
         overall.add_steps(row.scale, count, steps)
         entry["range"].add_steps(row.scale, count, steps)
-        for r, n in enumerate(row.ratings[:row.scale], start=1):
-            by_scale[row.scale][r] += n
+        counter = by_scale[row.scale]
+        for r, n in enumerate(ratings[:row.scale], start=1):
+            if n:
+                counter[r] += n
         per_day[row.day].add_steps(row.scale, count, steps)
         if hours is None:
             add_hours(row)
