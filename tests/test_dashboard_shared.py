@@ -144,3 +144,40 @@ def test_the_tv_parts_are_shared_by_every_tv_and_read_no_feed(store: Store) -> N
     assert pages.renders.get("tv", 0) == before + 1
     assert not any("FROM events" in q for q in statements), statements  # the parts show no feed rows
     assert client.get(f"/tv/{TV_TOKEN}/partial", params={"seen": seen, "lang": "de"}).content != first.content
+
+
+def test_pages_that_saw_new_answers_share_one_computation_per_gap(store: Store) -> None:
+    """Refreshing pages (``seen`` given) wait until VIEW_GAP_S after the view's last computation began,
+    so pages asking meanwhile share the next computation; every page still gets what it has seen."""
+    import threading
+    import time
+
+    from central import scores
+
+    seed(store)
+    config = make_config()
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    began = time.monotonic()
+    first = scores.aggregate(store, config, site="north", now=now)  # a first load (no seen): computed at once
+    put(store, datetime.now(UTC), 5, device="a", n=2)
+    newest = reads.last_ingest_id(store)
+    statements = count_statements(store)
+    results: list[dict[str, Any]] = []
+
+    def page() -> None:
+        results.append(scores.aggregate(store, config, site="north", now=now, seen=newest))
+
+    threads = [threading.Thread(target=page) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    waited = time.monotonic() - began
+    assert len(results) == 5 and all(r["total"] == first["total"] + 2 for r in results)
+    assert sum("FROM day_rollups" in q and "GROUP BY" not in q.upper() for q in statements) == 1, statements
+    assert waited >= scores.VIEW_GAP_S - 0.05  # they waited for the gap, then shared one computation
+    # The API and first loads (no seen) never wait: the newest answers at once.
+    put(store, datetime.now(UTC), 1, device="b")
+    started = time.monotonic()
+    assert scores.aggregate(store, config, site="north", now=now)["total"] == first["total"] + 3
+    assert time.monotonic() - started < scores.VIEW_GAP_S
