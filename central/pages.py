@@ -614,8 +614,8 @@ def shared_parts(store: Store, config: CentralConfig, view: tuple[Any, ...], ren
     return body
 
 
-#: How many rendered parts are kept (views × languages × minutes; newest used last).
-SHARED_PARTS: Final = 256
+#: How many rendered parts are kept (views × languages × minutes, up to ~100 kB each; newest used last).
+SHARED_PARTS: Final = 64
 _PARTS: OrderedDict[tuple[Any, ...], tuple[Store, CentralConfig, int, bytes]] = OrderedDict()
 _PARTS_LOCK = threading.Lock()
 _PARTS_TURNS: dict[tuple[Any, ...], threading.Lock] = {}
