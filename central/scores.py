@@ -184,8 +184,9 @@ def shared_view(store: Store, config: CentralConfig, view: tuple[Any, ...],
     computation. A page (``seen`` given) whose numbers must be computed anew waits
     until :data:`VIEW_GAP_S` after the view's last computation began, so every
     page refreshing in that time shares the next one (its live feed shows the
-    answer meanwhile). ``held``: the ingest id the returned numbers hold is
-    appended to it (what :mod:`central.pages` keys its shared HTML on). Returns
+    answer meanwhile); at most :data:`MAX_WAITING` wait at once. ``held``: the
+    ingest id the returned numbers hold is appended to it (what
+    :mod:`central.pages` keys its shared HTML on). Returns
     the caller's own copy, or with ``private=False`` the shared numbers themselves
     (for a caller that only reads them, such as the JSON API).
     """
@@ -205,6 +206,11 @@ def shared_view(store: Store, config: CentralConfig, view: tuple[Any, ...],
                 last_id, shared = entry[2], entry[4]
                 break
             wait = 0.0 if entry is None or seen is None else entry[3] + VIEW_GAP_S - clock.monotonic()
+            with _SHARED_LOCK:
+                if wait > 0 and _WAITING[0] >= MAX_WAITING:
+                    wait = 0.0  # enough threads wait already (they are the web server's): compute now
+                if wait > 0:
+                    _WAITING[0] += 1
             if wait <= 0:
                 try:
                     began = clock.monotonic()
@@ -223,7 +229,11 @@ def shared_view(store: Store, config: CentralConfig, view: tuple[Any, ...],
                         gone, _ = _SHARED.popitem(last=False)
                         _TURNS.pop(gone, None)
                 break
-        clock.sleep(min(wait, VIEW_GAP_S))  # outside the turn: pages the numbers kept suit are not held up
+        try:
+            clock.sleep(min(wait, VIEW_GAP_S))  # outside the turn: pages the numbers kept suit are not held up
+        finally:
+            with _SHARED_LOCK:
+                _WAITING[0] -= 1
     if held is not None:
         held.append(last_id)
     if not private:
@@ -250,6 +260,10 @@ def plain_copy(value: Any) -> Any:
 #: own pacing (dashboard.js refreshes at most every 2 s), so a view is computed at most about
 #: once per refresh interval however many pages show it.
 VIEW_GAP_S: Final = 2.0
+#: At most this many askers wait for a view's gap at once (each holds one of the web server's
+#: worker threads, which the live feeds' polls need too); the next ones compute at once.
+MAX_WAITING: Final = 8
+_WAITING = [0]
 #: How many views' numbers are kept for other pages asking the same (newest used last).
 SHARED_VIEWS: Final = 128
 _SHARED: OrderedDict[tuple[Any, ...], tuple[Store, CentralConfig, int, float, dict[str, Any]]] = OrderedDict()

@@ -181,3 +181,37 @@ def test_pages_that_saw_new_answers_share_one_computation_per_gap(store: Store) 
     started = time.monotonic()
     assert scores.aggregate(store, config, site="north", now=now)["total"] == first["total"] + 3
     assert time.monotonic() - started < scores.VIEW_GAP_S
+
+
+def test_no_more_than_max_waiting_askers_wait_for_a_gap(store: Store) -> None:
+    """Waiting askers hold the web server's worker threads: past MAX_WAITING, askers compute (and share) at once."""
+    import threading
+    import time
+
+    from central import scores
+
+    seed(store)
+    config = make_config()
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    scores.aggregate(store, config, site="north", now=now)
+    began = time.monotonic()
+    put(store, datetime.now(UTC), 4, device="b")
+    newest = reads.last_ingest_id(store)
+    statements = count_statements(store)
+    took: list[float] = []
+
+    def page() -> None:
+        assert scores.aggregate(store, config, site="north", now=now, seen=newest)["total"] > 0
+        took.append(time.monotonic() - began)
+
+    askers = scores.MAX_WAITING + 4
+    threads = [threading.Thread(target=page) for _ in range(askers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(took) == askers
+    early = [t for t in took if t < scores.VIEW_GAP_S - 0.3]
+    assert len(early) >= askers - scores.MAX_WAITING  # those past the limit did not wait
+    assert sum("FROM day_rollups" in q and "GROUP BY" not in q.upper() for q in statements) == 1, statements
+    assert scores._WAITING[0] == 0
