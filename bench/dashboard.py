@@ -20,6 +20,8 @@ Not part of the test suite: ``python -m bench.dashboard``.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import subprocess
 import sys
@@ -85,39 +87,45 @@ def _answers(store: Any) -> Callable[[], None]:
     return store_one
 
 
-def bench(backend: str, answers: int, runs: int, folder: Path, pg_url: str, every_answer: bool = True) -> list[Row]:
+def bench(backend: str, answers: int, runs: int, folder: Path, pg_url: str, every_answer: bool = True,
+          db_url: str | None = None) -> tuple[list[Row], float | None]:
+    """The rows of one backend's table and the seconds its seeding took (None: ``db_url`` given, seeded before)."""
     from central.config import from_dict
     from central.store import Store, rollup_zones
     from dev.seed import seed, seed_config
 
-    db = Scratch(backend, folder, pg_url, f"dashboard_{backend}")
+    db = None if db_url else Scratch(backend, folder, pg_url, f"dashboard_{backend}")
+    url = db_url or (db.url if db else "")
+    seeding: float | None = None
     try:
         raw = seed_config(80)
         raw["dashboard"] = {"tv": {"wall": {"token": TV_TOKEN, "site": "lhr-t5"}}}
-        config = from_dict({**raw, "database": {"url": db.url}}, source="<bench>")
-        started = time.monotonic()
-        with Store(db.url) as store:
-            store.migrate()
-            store.zones = lambda slug: config.site(slug).timezone
-            seed(store, config, total=answers, days=365, progress=True)
-        print(f"{backend}: seeded {answers:,} answers in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        config = from_dict({**raw, "database": {"url": url}}, source="<bench>")
+        if db is not None:
+            started = time.monotonic()
+            with Store(url) as store:
+                store.migrate()
+                store.zones = lambda slug: config.site(slug).timezone
+                seed(store, config, total=answers, days=365, progress=True)
+            seeding = time.monotonic() - started
+            print(f"{backend}: seeded {answers:,} answers in {seeding:.0f} s", file=sys.stderr)
         broker = Mosquitto(folder / f"mosquitto-{backend}").start()
         try:
             port = free_port()
             toml = folder / f"dashboard-{backend}.toml"
-            toml.write_text(_toml(raw, db.url, broker.url, port))
+            toml.write_text(_toml(raw, url, broker.url, port))
             proc = subprocess.Popen([sys.executable, "-m", "central.cli", "--config", str(toml),
                                      "--log-level", "warning"], stdout=subprocess.DEVNULL)
             try:
                 base = f"http://127.0.0.1:{port}"
                 _wait_up(base, proc)
-                with Store(db.url) as store:
+                with Store(url) as store:
                     store.zones = lambda slug: config.site(slug).timezone
                     answer = _answers(store)
                     rolled = {label: timed(base + path, runs, answer) for label, path, _ in REQUESTS}
                     shared = {label: timed(base + path, runs) for label, path, _ in REQUESTS}
                     counted = {label: float("nan") for label, _, _ in REQUESTS}
-                    if every_answer:
+                    if every_answer and db is not None:  # a given store keeps its rollups
                         with store.transaction() as conn:
                             conn.execute(rollup_zones.delete())  # every site read from its answers again
                         counted = {label: timed(base + path, runs, answer) for label, path, _ in REQUESTS}
@@ -126,9 +134,10 @@ def bench(backend: str, answers: int, runs: int, folder: Path, pg_url: str, ever
                 proc.wait(30)
         finally:
             broker.kill()
-        return [(label, rolled[label], shared[label], counted[label], goal) for label, _, goal in REQUESTS]
+        return [(label, rolled[label], shared[label], counted[label], goal) for label, _, goal in REQUESTS], seeding
     finally:
-        db.drop()
+        if db is not None:
+            db.drop()
 
 
 def _toml(raw: dict[str, Any], db_url: str, broker_url: str, port: int) -> str:
@@ -164,14 +173,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-every-answer", dest="every_answer", action="store_false",
                         help="skip the column without the rollups (at ten million answers each of its requests "
                         "takes minutes)")
+    parser.add_argument("--db", metavar="URL", help="time this store, seeded before by `python -m dev.seed` with its "
+                        "default 80 desks (needs one --backend, its own; kept afterwards with the answers stored "
+                        "here; the column without the rollups is skipped, it would change the store)")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="also write the medians (seconds per request and backend, seeding time) to FILE as JSON")
     args = parser.parse_args(argv)
     if args.answers < 1 or args.runs < 1:
         parser.error("--answers and --runs must be at least 1")
+    if args.db and (args.backend == "both" or not args.db.startswith(args.backend)):
+        parser.error("--db needs --backend sqlite or --backend postgresql, matching its URL")
     args.dir.mkdir(parents=True, exist_ok=True)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    report: dict[str, Any] = {"bench": "dashboard", "answers": None if args.db else args.answers, "runs": args.runs,
+                              "load_average": list(os.getloadavg()), "backends": {}}
     for backend in backends:
-        rows = bench(backend, args.answers, args.runs, args.dir, args.pg_url, args.every_answer)
-        print(f"\n{backend}, {args.answers:,} answers, median of {args.runs}:")
+        rows, seeding = bench(backend, args.answers, args.runs, args.dir, args.pg_url, args.every_answer, args.db)
+        report["backends"][backend] = {
+            "store": args.db or "seeded", "seeding_s": seeding,
+            "requests": [{"request": label, "path": path, "computed_s": rolled, "shared_s": shared,
+                          "every_answer_s": None if counted != counted else counted, "goal_s": goal,
+                          "met": None if goal is None else rolled <= goal}
+                         for (label, rolled, shared, counted, goal), (_, path, _) in zip(rows, REQUESTS, strict=True)]}
+        said = f"{args.db} (given)" if args.db else f"{args.answers:,} answers"
+        print(f"\n{backend}, {said}, median of {args.runs}" + (f"; seeded in {seeding:.0f} s" if seeding else "") + ":")
         print(f"  {'request':<26} {'rollups':>9} {'shared':>9} {'every answer':>13} {'ratio':>7}  goal (rollups)")
         for label, rolled, shared, counted, goal in rows:
             verdict = "" if goal is None else f"<= {goal:.1f} s {'met' if rolled <= goal else 'NOT met'}"
@@ -180,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {label:<26} {rolled:>8.3f}s {shared:>8.3f}s {every:>13} {ratio:>7}  {verdict}")
         print("  rollups: after a new answer (computed); shared: no new answer (another page's numbers);\n"
               "  every answer: after a new answer, the rollups not used; ratio: rollups / every answer")
+    if args.json:
+        report["load_average_after"] = list(os.getloadavg())
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

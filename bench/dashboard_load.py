@@ -242,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
                         "seeding a scratch one")
     parser.add_argument("--dir", type=Path, default=Path(__file__).resolve().parent / ".work",
                         help="work folder on a real file system (default bench/.work)")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="also write the medians (CPU cores, latencies, seeding time) to FILE as JSON")
     args = parser.parse_args(argv)
     if not (1 <= args.pages <= 100 and 0 < args.rate <= 200 and 1 <= args.seconds <= 600 and 1 <= args.runs <= 10):
         parser.error("bounded load only: --pages 1..100, --rate up to 200, --seconds 1..600, --runs 1..10")
@@ -256,14 +258,15 @@ def main(argv: list[str] | None = None) -> int:
         raw = seed_config(80)
         raw["dashboard"] = {"tv": {"wall": {"token": TV_TOKEN, "site": "lhr-t5"}}}
         config = from_dict({**raw, "database": {"url": db_url}}, source="<bench>")
+        seeding: float | None = None
         if db is not None:
             started = time.monotonic()
             with Store(db_url) as store:
                 store.migrate()
                 store.zones = lambda slug: config.site(slug).timezone
                 seed(store, config, total=args.answers, days=365, progress=True)
-            print(f"{args.backend}: seeded {args.answers:,} answers in {time.monotonic() - started:.0f} s",
-                  file=sys.stderr)
+            seeding = time.monotonic() - started
+            print(f"{args.backend}: seeded {args.answers:,} answers in {seeding:.0f} s", file=sys.stderr)
         broker = Mosquitto(args.dir / f"mosquitto-load-{args.backend}").start()
         port = free_port()
         toml = args.dir / f"load-{args.backend}.toml"
@@ -292,12 +295,17 @@ def main(argv: list[str] | None = None) -> int:
     busy = statistics.median(p.cores for p in phases if p.kind == "pages")
     fetches = sum(p.fetches for p in phases if p.kind == "pages")
 
-    def spread(values: list[float]) -> str:
+    def figures(values: list[float]) -> dict[str, Any]:
         values = sorted(values)
-        late, never = sum(x > 2.0 for x in values), sum(x == float("inf") for x in values)
-        p99 = values[min(len(values) - 1, int(0.99 * len(values)))]
-        return (f"median {values[len(values) // 2]:.2f} s, p99 {p99:.2f} s, max {values[-1]:.2f} s; "
-                f"over 2 s: {late} of {len(values)}, never: {never}")
+        finite = [x for x in values if x != float("inf")]
+        return {"median_s": values[len(values) // 2], "p99_s": values[min(len(values) - 1, int(0.99 * len(values)))],
+                "max_s": values[-1], "max_arrived_s": finite[-1] if finite else None,
+                "over_2s": sum(x > 2.0 for x in values), "never": len(values) - len(finite), "answers": len(values)}
+
+    def spread(values: list[float]) -> str:
+        f = figures(values)
+        return (f"median {f['median_s']:.2f} s, p99 {f['p99_s']:.2f} s, max {f['max_s']:.2f} s; "
+                f"over 2 s: {f['over_2s']} of {f['answers']}, never: {f['never']}")
 
     store_said = f"{args.db} (given)" if args.db else f"{args.backend}, {args.answers:,} answers seeded"
     print(f"\n{store_said}; {args.rate:g} answers/s through MQTT; "
@@ -316,6 +324,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  publish -> a page's numbers include it: {spread(numbers)}")
     print("  (pages fetch their numbers at most every 2 s, as dashboard.js does: the numbers can lag an\n"
           "   answer by that pacing plus the fetch, by design)")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "bench": "dashboard_load", "backend": args.backend, "store": args.db or "seeded",
+            "answers": None if args.db else args.answers, "seeding_s": seeding, "pages": args.pages,
+            "rate": args.rate, "seconds": args.seconds, "runs": args.runs,
+            "cores_answers_only": idle, "cores_with_pages": busy, "web_cores": web, "web_goal_met": web < 0.5,
+            "refreshes_per_s": fetches / (args.runs * args.seconds),
+            "feed": figures(arrivals), "feed_goal_met": feed_ok, "numbers": figures(numbers),
+            "phases": [{"kind": p.kind, "cores": p.cores, "fetches": p.fetches, "answers": p.answers} for p in phases],
+            "load_average_after": list(os.getloadavg()),
+        }, indent=2) + "\n")
     return 0
 
 

@@ -220,7 +220,7 @@ def api_aggregates(f: Filters = Depends(deps.dashboard_filters),
                    web: WebState = Depends(deps.web_state)) -> dict[str, Any]:
     """Index, counts, shares, reasons, trend, heatmap and desks for a site, desk and local date range."""
     return scores.aggregate(web.store, web.config, site=f.site, device=f.device, start=f.start, end=f.end,
-                            include_flagged=f.flagged)
+                            include_flagged=f.flagged, private=False)  # only read: serialised as it is
 
 
 @router.get("/api/devices", response_model=list[DeviceHealth])

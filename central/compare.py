@@ -344,8 +344,12 @@ def comparisons(
     include_flagged: bool | None = None,
     now: datetime | None = None,
     seen: int | None = None,
+    held: list[int] | None = None,
 ) -> dict[str, Any]:
-    """:func:`summarise` over the store's rollups, computed once per view and new answer (shared like the rest)."""
+    """:func:`summarise` over the store's rollups, computed once per view and new answer (shared like the rest).
+
+    ``held``: see :func:`central.scores.shared_view`.
+    """
     if now is None:  # to the minute: every page asking within it shares one computation
         now = datetime.now(UTC).replace(second=0, microsecond=0)
     now = now.astimezone(UTC)
@@ -354,7 +358,7 @@ def comparisons(
     def compute() -> dict[str, Any]:
         first, last = read_window(now)
         rows, _ = reads.days(store, scores.zone_of(config), site=site, first=first, last=last, known=known_desks,
-                             hours=False)  # the comparisons count answers per rating only
+                             hours=False, reasons_by="none")  # the comparisons count answers per rating only
         # Shared between pages of every language: its words are English; pages say them again in theirs.
         english = i18n.use(i18n.DEFAULT)
         try:
@@ -364,7 +368,7 @@ def comparisons(
             i18n.reset(english)
 
     return scores.shared_view(store, config, ("compare", site, device, include_flagged, now, known_desks), compute,
-                              seen=seen)
+                              seen=seen, held=held)
 
 
 def change_text(c: dict[str, Any]) -> str:

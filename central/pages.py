@@ -16,7 +16,11 @@ them; a value refused there is named in a notice and left out here.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -285,18 +289,21 @@ def trend_summary(days: list[dict[str, Any]]) -> str:
 # --------------------------------------------------------------------------- page contexts
 
 def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: datetime | None = None,
-                     seen: int | None = None) -> dict[str, Any]:
+                     seen: int | None = None, held: list[int] | None = None,
+                     kiosks: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything the overview (and its refreshed parts) shows for the filters ``f``.
 
-    ``seen``: the newest answer the page's live feed has had (see :func:`central.scores.aggregate`).
+    ``seen``: the newest answer the page's live feed has had (see :func:`central.scores.aggregate`);
+    ``held``: gets the ingest ids its numbers hold (:func:`central.scores.shared_view`);
+    ``kiosks``: :func:`fleet` for the filters, when the caller has it already.
     """
     now = now or datetime.now(UTC)
     minute = now.replace(second=0, microsecond=0)  # the numbers' key: pages within a minute share them
     include = _include_flagged(config, f)
     agg = _aggregate(store, config, site=f.site, device=f.device, start=f.start, end=f.end,
-                     include_flagged=include, now=minute, seen=seen)
+                     include_flagged=include, now=minute, seen=seen, held=held)
     every_desk = agg if f.device is None else _aggregate(store, config, site=f.site, start=f.start, end=f.end,
-                                                         include_flagged=include, now=minute, seen=seen)
+                                                         include_flagged=include, now=minute, seen=seen, held=held)
     today = agg["today"]  # each site's own local today
     ratings = _rating_shares(agg)
     other_scales = agg["counted"] - sum(agg.get("ratings") or [])  # answers on a less common scale
@@ -313,7 +320,7 @@ def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: da
     sites = _site_choices(config, every_desk["desks"], f)
     tz_names = {s["slug"]: s["timezone"] for s in sites}
     cmp = compare.comparisons(store, config, site=f.site, device=f.device, include_flagged=include, now=minute,
-                              seen=seen)
+                              seen=seen, held=held)
     feed_zones = [tz_names.get(f.site, config.site(f.site).timezone)] if f.site else tz_names.values()
     zones_differ = len({tz_offset_words(ZoneInfo(z), now) for z in feed_zones}) > 1
     site_name = config.site(f.site).name if f.site else None
@@ -334,7 +341,7 @@ def overview_context(store: Store, config: CentralConfig, f: Filters, *, now: da
         "cmp": cmp, "compare_rows": _compare_rows(cmp, f), "attention": cmp["ranking"]["ranked"][:ATTENTION_ROWS],
         "zones_differ": zones_differ,
         "desks": desks, "sites": sites, "tz_names": tz_names,
-        "fleet": fleet(store, config, site=f.site, device=f.device, now=now),
+        "fleet": kiosks if kiosks is not None else fleet(store, config, site=f.site, device=f.device, now=now),
         "include_flagged": include, "default_flagged": bool(config.dashboard.include_flagged),
         "min_answers": agg["min_answers"], "scope": _scope_words(site_name, desk_name),
         "now": now,
@@ -424,17 +431,23 @@ def _scope_words(site_name: str | None, desk_name: str | None) -> str:
 
 
 def tv_context(store: Store, config: CentralConfig, display: DisplayToken, *,
-               now: datetime | None = None, seen: int | None = None) -> dict[str, Any]:
-    """What the wall TV shows for one display token: today at its site or desk."""
+               now: datetime | None = None, seen: int | None = None, held: list[int] | None = None,
+               feed: bool = True) -> dict[str, Any]:
+    """What the wall TV shows for one display token: today at its site or desk.
+
+    ``held``: as :func:`overview_context`'s; ``feed=False``: without the newest answers (its
+    refreshed parts do not show them: the page's live feed does).
+    """
     now = now or datetime.now(UTC)
     site = config.site(display.site)
     local = now.astimezone(site.tz)
     include = bool(config.dashboard.include_flagged)
     agg = _aggregate(store, config, site=display.site, device=display.device, start=local.date(),
                      end=local.date(), include_flagged=include, now=now.replace(second=0, microsecond=0),
-                     seen=seen)
+                     seen=seen, held=held)
     desk = site.desks.get(display.device) if display.device else None
-    events, cursor = recent_feed(store, config, site=display.site, device=display.device, limit=TV_ROWS, now=now)
+    events, cursor = recent_feed(store, config, site=display.site, device=display.device, limit=TV_ROWS,
+                                 now=now) if feed else ([], "")
     index = agg["index"]
     face = index_face(index) if index is not None else None
     modes = {getattr(d, "feed", "live") for d in site.desks.values()} if display.device is None else \
@@ -516,7 +529,9 @@ def _overview_page(request: Request, web: WebState, partial: bool) -> HTMLRespon
     store, config = web.store, web.config
     now = datetime.now(UTC)
     f, refused = filters.parse({name: request.query_params.get(name) for name in filters.NAMES}, now)
-    ctx = overview_context(store, config, f, now=now, seen=_seen(request) if partial else None)
+    if partial:
+        return _overview_parts_page(store, config, f, now, _seen(request))
+    ctx = overview_context(store, config, f, now=now)
     ctx["problems"] = [f"{exc}; “{exc.name}” was ignored" for exc in refused]
     # The guard (central/auth.py) sets the signed-in account; none here means no accounts exist.
     ctx["open_dashboard"] = getattr(request.state, "account", None) is None
@@ -528,8 +543,84 @@ def _overview_page(request: Request, web: WebState, partial: bool) -> HTMLRespon
         ctx["cursor"] = cursor
         ctx["stream_url"] = "/api/stream?" + urlencode(
             {k: v for k, v in {"site": f.site, "device": f.device, "after": cursor}.items() if v})
-    name = "_overview_parts.html" if partial else "overview.html"
-    return TEMPLATES.TemplateResponse(request, name, ctx, headers={"Cache-Control": "no-store"})
+    return TEMPLATES.TemplateResponse(request, "overview.html", ctx, headers={"Cache-Control": "no-store"})
+
+
+def _overview_parts_page(store: Store, config: CentralConfig, f: Filters, now: datetime,
+                         seen: int | None) -> HTMLResponse:
+    """The overview's refreshed parts: rendered once per view, numbers, language and kiosk health, and
+    the same bytes handed to every page asking for them (:func:`shared_parts`)."""
+    kiosks = fleet(store, config, site=f.site, device=f.device, now=now)
+    include = _include_flagged(config, f)
+    view = ("overview", f.site, f.device, f.start, f.end, include, i18n.current(),
+            now.replace(second=0, microsecond=0), _fingerprint(kiosks))
+
+    def render(held: list[int]) -> bytes:
+        ctx = overview_context(store, config, f, now=now, seen=seen, held=held, kiosks=kiosks)
+        return TEMPLATES.get_template("_overview_parts.html").render(ctx).encode()
+
+    body = shared_parts(store, config, view, render, seen=seen)
+    return HTMLResponse(body, headers={"Cache-Control": "no-store"})
+
+
+def _fingerprint(value: Any) -> str:
+    """A digest of plain data (what the kiosk-health part shows): two equal values, one digest."""
+    return hashlib.blake2b(repr(value).encode(), digest_size=16).hexdigest()
+
+
+def shared_parts(store: Store, config: CentralConfig, view: tuple[Any, ...], render: Callable[[list[int]], bytes],
+                 *, seen: int | None = None) -> bytes:
+    """A page's refreshed parts as HTML, rendered once and shared by every page asking for the same.
+
+    ``view`` names everything the HTML depends on besides the answers: the
+    filters, the page's language, the minute, the kiosk health shown. Nothing of
+    the asker's own goes in (no account, no form token: the parts have none).
+    ``render(held)`` renders them, appending to ``held`` the ingest ids its numbers
+    hold (:func:`central.scores.shared_view`); the HTML holds the smallest. It is
+    handed out under the numbers' own rule: to a page whose live feed has had no
+    answer after it (``seen``), or while no newer answer is stored. Pages asking
+    while it is rendered wait for that rendering.
+    """
+    key = (id(store), id(config), *view)
+
+    def suits(entry: tuple[Store, CentralConfig, int, bytes] | None) -> bool:
+        if entry is None or entry[0] is not store or entry[1] is not config:
+            return False
+        return (seen is not None and entry[2] >= seen) or entry[2] == reads.last_ingest_id(store)
+
+    with _PARTS_LOCK:
+        entry = _PARTS.get(key)
+        turn = _PARTS_TURNS.setdefault(key, threading.Lock())
+    if suits(entry):
+        assert entry is not None
+        return entry[3]
+    with turn:
+        with _PARTS_LOCK:
+            entry = _PARTS.get(key)
+        if suits(entry):
+            assert entry is not None
+            return entry[3]
+        held: list[int] = []
+        body = render(held)
+        renders[view[0]] = renders.get(view[0], 0) + 1
+        with _PARTS_LOCK:
+            if held:
+                # the entry holds the store and the configuration: their ids (in the key) stay theirs
+                _PARTS[key] = (store, config, min(held), body)
+                _PARTS.move_to_end(key)
+            while len(_PARTS) > SHARED_PARTS:
+                gone, _ = _PARTS.popitem(last=False)
+                _PARTS_TURNS.pop(gone, None)
+    return body
+
+
+#: How many rendered parts are kept (views × languages × minutes, up to ~100 kB each; newest used last).
+SHARED_PARTS: Final = 64
+_PARTS: OrderedDict[tuple[Any, ...], tuple[Store, CentralConfig, int, bytes]] = OrderedDict()
+_PARTS_LOCK = threading.Lock()
+_PARTS_TURNS: dict[tuple[Any, ...], threading.Lock] = {}
+#: Renderings of shared parts so far, per kind of page ("overview", "tv"): what the tests count.
+renders: dict[str, int] = {}
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -559,12 +650,25 @@ def _display_for(request: Request, config: CentralConfig, token: str) -> Display
 
 
 def _tv_page(request: Request, web: WebState, token: str, partial: bool) -> HTMLResponse:
-    ctx = tv_context(web.store, web.config, _display_for(request, web.config, token),
-                     seen=_seen(request) if partial else None)
+    display = _display_for(request, web.config, token)
+    if partial:
+        return _tv_parts_page(web.store, web.config, display, _seen(request))
+    ctx = tv_context(web.store, web.config, display)
     ctx["token"] = token
     ctx["stream_url"] = f"/tv/{token}/stream?" + urlencode({"after": ctx["cursor"]})
-    name = "_tv_parts.html" if partial else "tv.html"
-    return TEMPLATES.TemplateResponse(request, name, ctx, headers=_TV_HEADERS)
+    return TEMPLATES.TemplateResponse(request, "tv.html", ctx, headers=_TV_HEADERS)
+
+
+def _tv_parts_page(store: Store, config: CentralConfig, display: DisplayToken, seen: int | None) -> HTMLResponse:
+    """The TV's refreshed parts, shared like the overview's (the token itself is not in them)."""
+    now = datetime.now(UTC)
+    view = ("tv", display.site, display.device, i18n.current(), now.replace(second=0, microsecond=0))
+
+    def render(held: list[int]) -> bytes:
+        ctx = tv_context(store, config, display, now=now, seen=seen, held=held, feed=False)
+        return TEMPLATES.get_template("_tv_parts.html").render(ctx).encode()
+
+    return HTMLResponse(shared_parts(store, config, view, render, seen=seen), headers=_TV_HEADERS)
 
 
 @router.get("/tv/{token}", response_class=HTMLResponse)

@@ -322,7 +322,7 @@ NO_HOURS: Final = (0,) * 24
 
 def days(store: Store, zone_of: Callable[[str], str], *, site: str | None = None, device: str | None = None,
          first: date, last: date, known: Iterable[Desk] | None = None,
-         hours: bool = True) -> tuple[list[DayRow], list[DayReason]]:
+         hours: bool = True, reasons_by: str = "desk") -> tuple[list[DayRow], list[DayReason]]:
     """Answers per desk and local day from ``first`` to ``last`` (both included), in each site's zone.
 
     Read from the rollups for every site kept there in the zone ``zone_of`` gives
@@ -332,7 +332,12 @@ def days(store: Store, zone_of: Callable[[str], str], *, site: str | None = None
     desks :func:`desks` would list, when the caller has them already. ``hours=False``:
     the rows read from the rollups leave their hours and steps per hour at zero (not
     read: 48 of their 58 columns), for callers that use only the answers per rating.
+    ``reasons_by``: ``"desk"`` (each desk's reasons), ``"site"`` (summed over a site's
+    desks in the database, ``device`` ``""``: fewer rows for callers that count reasons
+    over every desk in view) or ``"none"`` (not read).
     """
+    if reasons_by not in ("desk", "site", "none"):
+        raise ValueError(f"reasons_by={reasons_by!r}: desk, site or none")
     with store.engine.connect() as conn:
         recorded = store.rolled_up(conn)
         d = day_rollups_table.c
@@ -340,7 +345,9 @@ def days(store: Store, zone_of: Callable[[str], str], *, site: str | None = None
         stmt = (sa.select(d.site, d.device, d.day, d.scale, d.flagged, *(d[c] for c in counts))
                 .where(d.day >= first, d.day <= last))
         r = reason_rollups_table.c
-        rstmt = sa.select(reason_rollups_table).where(r.day >= first, r.day <= last, r.answers != 0)
+        by = (r.site, r.device if reasons_by == "desk" else sa.literal_column("''"), r.day, r.flagged, r.reason)
+        rstmt = (sa.select(*by, sa.func.sum(r.answers)).where(r.day >= first, r.day <= last, r.answers != 0)
+                 .group_by(*(c for i, c in enumerate(by) if i != 1 or reasons_by == "desk")))
         if site is not None:
             stmt, rstmt = stmt.where(d.site == site), rstmt.where(r.site == site)
         if device is not None:
@@ -350,14 +357,14 @@ def days(store: Store, zone_of: Callable[[str], str], *, site: str | None = None
                        tuple(x[10:34]) if hours else NO_HOURS, tuple(x[34:58]) if hours else NO_HOURS)
                 for x in conn.execute(stmt)
                 if x[0] in rolled and any(x[5:10])]  # not emptied by a re-timing that moved its answers
-        reasons = [DayReason(x.site, x.device, x.day, bool(x.flagged), x.reason, int(x.answers))
-                   for x in conn.execute(rstmt) if x.site in rolled]
+        reasons = [] if reasons_by == "none" else [
+            DayReason(x[0], x[1], x[2], bool(x[3]), x[4], int(x[5])) for x in conn.execute(rstmt) if x[0] in rolled]
         others = sorted({s for s, _ in (desks(store, site) if known is None else known)} - rolled)
     for other in others:  # not (or not yet) in the rollups: counted from events
         more, more_reasons = days_from_events(store, _zone(zone_of(other)), site=other, device=device,
                                               first=first, last=last)
         rows += more
-        reasons += more_reasons
+        reasons += [] if reasons_by == "none" else more_reasons
     return rows, reasons
 
 
@@ -381,8 +388,8 @@ def day_hours(store: Store, zone_of: Callable[[str], str], *, site: str | None =
     with store.engine.connect() as conn:
         recorded = store.rolled_up(conn)
         rolled = {s for s, zone in recorded.items() if zone == zone_of(s)}
-        rows = [DayRow(x[0], "", x[1], int(x[2]), bool(x[3]), tuple(int(v) for v in x[4:9]),
-                       tuple(int(v) for v in x[9:33]), tuple(int(v) for v in x[33:57]))
+        rows = [DayRow(x[0], "", x[1], int(x[2]), bool(x[3]), tuple(map(int, x[4:9])),
+                       tuple(map(int, x[9:33])), tuple(map(int, x[33:57])))
                 for x in conn.execute(stmt) if x[0] in rolled and any(x[4:9])]
     others = sorted({s for s, _ in (desks(store, site) if known is None else known)} - rolled)
     for other in others:

@@ -27,7 +27,9 @@ scale, best to worst, give (126·1 + 60·⅔ + 16·⅓ + 17·0) / 219 × 100 = 7
 from __future__ import annotations
 
 import copy
+import operator
 import threading
+import time as clock
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +40,9 @@ from central import reads
 from central.config import CentralConfig, SiteConfig
 from central.filters import DateRange, check_range, date_range
 from central.store import Store
+
+#: Each rating's steps above the worst (rating − 1), by position in a row's counts per rating.
+_STEPS: Final = range(64)
 
 INDEX_FORMULA: Final = "index = 100 × mean((rating − 1) / (scale − 1)) over counted answers"
 
@@ -132,11 +137,14 @@ def aggregate(
     include_flagged: bool | None = None,
     now: datetime | None = None,
     seen: int | None = None,
+    held: list[int] | None = None,
+    private: bool = True,
 ) -> dict[str, Any]:
     """Every number the dashboard shows for one filter: days read (:func:`central.reads.days`), then summarised.
 
     ``seen``: the newest ingest id the asking page has been sent (its live feed's
     cursor); numbers already computed that include it are good enough for it.
+    ``held``, ``private``: see :func:`shared_view`.
 
     Raises:
         FilterError: the range cannot be used (:func:`central.filters.check_range`).
@@ -151,18 +159,19 @@ def aggregate(
         first, last = read_window(start, end, now)
         # Per desk the answers per rating; the hours (the heatmap's) summed per site and day.
         rows, reasons = reads.days(store, zone_of(config), site=site, device=device, first=first, last=last,
-                                   known=known_desks, hours=False)
+                                   known=known_desks, hours=False, reasons_by="site")
         hours = reads.day_hours(store, zone_of(config), site=site, device=device, first=first, last=last,
                                 known=known_desks)
         return summarise(config, days=rows, reasons=reasons, known_desks=known_desks, site=site, device=device,
                          start=start, end=end, include_flagged=include_flagged, now=now, hours=hours)
 
     return shared_view(store, config, ("aggregate", site, device, start, end, include_flagged, now, known_desks),
-                       compute, seen=seen)
+                       compute, seen=seen, held=held, private=private)
 
 
 def shared_view(store: Store, config: CentralConfig, view: tuple[Any, ...],
-                compute: Callable[[], dict[str, Any]], *, seen: int | None = None) -> dict[str, Any]:
+                compute: Callable[[], dict[str, Any]], *, seen: int | None = None,
+                held: list[int] | None = None, private: bool = True) -> dict[str, Any]:
     """The numbers of ``view`` over ``store``: computed once, shared by every page and TV asking for the same.
 
     ``view`` names everything the numbers depend on besides the answers (the
@@ -172,43 +181,92 @@ def shared_view(store: Store, config: CentralConfig, view: tuple[Any, ...],
     answer is stored, or while the asker has been sent no answer after L
     (``seen``: a page's live-feed cursor): one computation per change and view,
     not one per viewer. Askers arriving while the view is computed wait for that
-    computation. Returns the caller's own copy.
+    computation. A page (``seen`` given) whose numbers must be computed anew waits
+    until :data:`VIEW_GAP_S` after the view's last computation began, so every
+    page refreshing in that time shares the next one (its live feed shows the
+    answer meanwhile); at most :data:`MAX_WAITING` wait at once. ``held``: the
+    ingest id the returned numbers hold is appended to it (what
+    :mod:`central.pages` keys its shared HTML on). Returns
+    the caller's own copy, or with ``private=False`` the shared numbers themselves
+    (for a caller that only reads them, such as the JSON API).
     """
     key = (id(store), id(config), *view)
-    with _SHARED_LOCK:
-        turn = _TURNS.setdefault(key, threading.Lock())
-    with turn:
+    while True:
         with _SHARED_LOCK:
-            entry = _SHARED.get(key)
-            if entry is not None:
-                _SHARED.move_to_end(key)
-        fresh = entry is not None and entry[0] is store and entry[1] is config
-        if fresh and entry is not None and (seen is None or entry[2] < seen):
-            fresh = entry[2] == reads.last_ingest_id(store)
-        if fresh and entry is not None:
-            shared = entry[3]
-        else:
-            try:
-                last_id = reads.last_ingest_id(store)  # before reading: the numbers hold at least this
-                shared = compute()
-            except BaseException:
-                with _SHARED_LOCK:
-                    if key not in _SHARED:
-                        _TURNS.pop(key, None)
-                raise
+            turn = _TURNS.setdefault(key, threading.Lock())
+        with turn:
             with _SHARED_LOCK:
-                # The entry holds the store and the configuration too: while it lives, their ids
-                # (in the key) cannot be taken by new objects.
-                _SHARED[key] = (store, config, last_id, shared)
-                while len(_SHARED) > SHARED_VIEWS:
-                    gone, _ = _SHARED.popitem(last=False)
-                    _TURNS.pop(gone, None)
-    return copy.deepcopy(shared)  # callers may change their copy
+                entry = _SHARED.get(key)
+                if entry is not None:
+                    _SHARED.move_to_end(key)
+            fresh = entry is not None and entry[0] is store and entry[1] is config
+            if fresh and entry is not None and (seen is None or entry[2] < seen):
+                fresh = entry[2] == reads.last_ingest_id(store)
+            if fresh and entry is not None:
+                last_id, shared = entry[2], entry[4]
+                break
+            wait = 0.0 if entry is None or seen is None else entry[3] + VIEW_GAP_S - clock.monotonic()
+            with _SHARED_LOCK:
+                if wait > 0 and _WAITING[0] >= MAX_WAITING:
+                    wait = 0.0  # enough threads wait already (they are the web server's): compute now
+                if wait > 0:
+                    _WAITING[0] += 1
+            if wait <= 0:
+                try:
+                    began = clock.monotonic()
+                    last_id = reads.last_ingest_id(store)  # before reading: the numbers hold at least this
+                    shared = compute()
+                except BaseException:
+                    with _SHARED_LOCK:
+                        if key not in _SHARED:
+                            _TURNS.pop(key, None)
+                    raise
+                with _SHARED_LOCK:
+                    # The entry holds the store and the configuration too: while it lives, their ids
+                    # (in the key) cannot be taken by new objects.
+                    _SHARED[key] = (store, config, last_id, began, shared)
+                    while len(_SHARED) > SHARED_VIEWS:
+                        gone, _ = _SHARED.popitem(last=False)
+                        _TURNS.pop(gone, None)
+                break
+        try:
+            clock.sleep(min(wait, VIEW_GAP_S))  # outside the turn: pages the numbers kept suit are not held up
+        finally:
+            with _SHARED_LOCK:
+                _WAITING[0] -= 1
+    if held is not None:
+        held.append(last_id)
+    if not private:
+        return shared
+    copied: dict[str, Any] = plain_copy(shared)  # callers may change their copy
+    return copied
 
 
+def plain_copy(value: Any) -> Any:
+    """A deep copy of JSON-like numbers (dicts, lists, tuples of plain values): several times faster than
+    :func:`copy.deepcopy`, which the shared numbers were copied with (a quarter of a computed overview)."""
+    if isinstance(value, dict):
+        return {k: plain_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_copy(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(plain_copy(v) for v in value)
+    if isinstance(value, str | int | float | bool | date | type(None)):
+        return value
+    return copy.deepcopy(value)
+
+
+#: Seconds between two computations of one view for pages refreshing (``seen`` given): the pages'
+#: own pacing (dashboard.js refreshes at most every 2 s), so a view is computed at most about
+#: once per refresh interval however many pages show it.
+VIEW_GAP_S: Final = 2.0
+#: At most this many askers wait for a view's gap at once (each holds one of the web server's
+#: worker threads, which the live feeds' polls need too); the next ones compute at once.
+MAX_WAITING: Final = 8
+_WAITING = [0]
 #: How many views' numbers are kept for other pages asking the same (newest used last).
 SHARED_VIEWS: Final = 128
-_SHARED: OrderedDict[tuple[Any, ...], tuple[Store, CentralConfig, int, dict[str, Any]]] = OrderedDict()
+_SHARED: OrderedDict[tuple[Any, ...], tuple[Store, CentralConfig, int, float, dict[str, Any]]] = OrderedDict()
 _SHARED_LOCK = threading.Lock()
 #: One lock per view: the pages asking for a view while it is computed wait for its numbers.
 _TURNS: dict[tuple[Any, ...], threading.Lock] = {}
@@ -285,19 +343,25 @@ def summarise(
             desks[key] = {"range": Tally(), "flagged": 0, "total": 0, "today": Tally()}
         return desks[key]
 
+    bounds: dict[str, tuple[date, date, date]] = {}  # per site: its range's first and last day, its today
     for row in days:
-        count = sum(row.ratings)
-        steps = sum(n * r for r, n in enumerate(row.ratings))
-        if row.day == today_at(row.site):  # today at the answer's own site, whatever the range
+        ratings = row.ratings
+        count = sum(ratings)
+        steps = sum(map(operator.mul, ratings, _STEPS))
+        if row.site not in bounds:
+            in_range = range_of(row.site)
+            bounds[row.site] = (in_range.start, in_range.end, today_at(row.site))
+        first_day, last_day, site_today = bounds[row.site]
+        if row.day == site_today:  # today at the answer's own site, whatever the range
             today_total += count
             if row.flagged:
                 today_flagged += count
             if flagged_too or not row.flagged:
                 desk(row.site, row.device)["today"].add_steps(row.scale, count, steps)
                 today.add_steps(row.scale, count, steps)
-                for r, n in enumerate(row.ratings[:row.scale], start=1):
+                for r, n in enumerate(ratings[:row.scale], start=1):
                     today_scales[row.scale][r] += n
-        if row.day not in range_of(row.site):
+        if not first_day <= row.day <= last_day:
             continue
         seen_sites.add(row.site)
         entry = desk(row.site, row.device)
@@ -310,8 +374,10 @@ def summarise(
                 continue
         overall.add_steps(row.scale, count, steps)
         entry["range"].add_steps(row.scale, count, steps)
-        for r, n in enumerate(row.ratings[:row.scale], start=1):
-            by_scale[row.scale][r] += n
+        counter = by_scale[row.scale]
+        for r, n in enumerate(ratings[:row.scale], start=1):
+            if n:
+                counter[r] += n
         per_day[row.day].add_steps(row.scale, count, steps)
         if hours is None:
             add_hours(row)
