@@ -173,8 +173,9 @@ class Publisher:
             event = {"schema": 1, "id": protocol.uuid7(), "site": k["site"], "device": k["device"],
                      "epoch": k["epoch"], "seq": k["seq"], "ts": protocol.utc_timestamp(), "clock_synced": True,
                      "boot_id": k["epoch"], "mono_ms": k["seq"], "scale": 5,
-                     # each kiosk's answers go round the five faces (40 % unhappy: no alert fires)
-                     "rating": 1 + (self.turn // len(self.kiosks)) % 5,
+                     # each kiosk's answers go round the five faces from the happiest (5, 4, 3, 2, 1, 5, ...):
+                     # at most 40 % unhappy at any count, so the alert rule (50 % of 4) does not fire
+                     "rating": 5 - (self.turn // len(self.kiosks)) % 5,
                      "reasons": [], "lang": "en", "source": "touch", "survey": 0, "flags": []}
             self.sent[event["id"]] = (time.monotonic(), k["site"])
             self.client.publish(protocol.feedback_topic(k["site"], k["device"]),

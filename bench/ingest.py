@@ -84,9 +84,10 @@ def make_payloads(count: int, sites: int, devices: int) -> list[tuple[str, bytes
         event = {"schema": 1, "id": protocol.uuid7(), "site": k["site"], "device": k["device"],
                  "epoch": k["epoch"], "seq": k["seq"], "ts": protocol.utc_timestamp(), "clock_synced": True,
                  "boot_id": k["boot_id"], "mono_ms": 1000 + k["seq"] * 10,
-                 # each kiosk's answers go round the five faces: 40 % unhappy, so no alert fires
-                 "rating": 1 + (i // devices) % 5, "scale": 5,
-                 "reasons": ["wait"] if (i // devices) % 5 == 0 else [], "lang": "en", "source": "touch", "survey": 0,
+                 # each kiosk's answers go round the five faces from the happiest (5, 4, 3, 2, 1, 5, ...):
+                 # at most 40 % unhappy at any count, so the alert rule (50 % of 4) never fires
+                 "rating": 5 - (i // devices) % 5, "scale": 5,
+                 "reasons": ["wait"] if (i // devices) % 5 == 4 else [], "lang": "en", "source": "touch", "survey": 0,
                  "flags": []}
         out.append((k["topic"], protocol.encode("feedback", event)))
     return out
