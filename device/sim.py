@@ -39,10 +39,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 from device import __version__, facts
 from device.config import KioskConfig, SurveyConfig
@@ -85,11 +85,9 @@ class WorkerSpec:
 
 
 @dataclass(slots=True)
-class Report:
-    """A worker's counters (cumulative), sent every ``report_s`` and at the end."""
+class Counts:
+    """What a worker counts of its kiosks, and the fleet of all workers (:class:`Totals`)."""
 
-    number: int
-    phase: str  # starting | ready | running | done | failed
     kiosks: int = 0
     made: int = 0
     save_failed: int = 0
@@ -103,6 +101,18 @@ class Report:
     tapping: bool = False
     #: Kiosks whose customer is still on the follow-up (their answer comes when they tap, skip or time out).
     followups: int = 0
+
+
+#: The counts summed over workers (``tapping``: any of them).
+_SUMMED: Final = tuple(f.name for f in fields(Counts) if f.name != "tapping")
+
+
+@dataclass(slots=True, kw_only=True)
+class Report(Counts):
+    """A worker's counters (cumulative), sent every ``report_s`` and at the end."""
+
+    number: int
+    phase: str  # starting | ready | running | done | failed
     #: tenth of a unix second -> connection attempts / rows confirmed in it (since the last report)
     attempts_by_ds: dict[int, int] = field(default_factory=dict)
     confirmed_by_ds: dict[int, int] = field(default_factory=dict)
@@ -247,7 +257,7 @@ def _worker(spec: WorkerSpec, commands: Any, reports: Any) -> None:
         _Worker(spec, commands, reports).run()
     except Exception as exc:
         logging.getLogger("deskpulse.sim").exception("worker %d failed", spec.number)
-        reports.put(Report(spec.number, "failed", problem=f"{type(exc).__name__}: {exc}"))
+        reports.put(Report(number=spec.number, phase="failed", problem=f"{type(exc).__name__}: {exc}"))
 
 
 class _Worker:
@@ -273,7 +283,7 @@ class _Worker:
         errors = Counter(st.last_error for st in statuses if st.last_error and not st.connected)
         usage = resource.getrusage(resource.RUSAGE_SELF)
         report = Report(
-            self.spec.number, phase, kiosks=len(self.kiosks),
+            number=self.spec.number, phase=phase, kiosks=len(self.kiosks),
             made=sum(k.made for k in self.kiosks), save_failed=sum(k.save_failed for k in self.kiosks),
             published=sum(st.published for st in statuses), acked=sum(st.acked for st in statuses),
             confirmed=sum(st.confirmed for st in statuses), connected=sum(st.connected for st in statuses),
@@ -427,21 +437,9 @@ def raise_open_files(needed: int) -> tuple[int, int, str | None]:
 
 
 @dataclass
-class Totals:
+class Totals(Counts):
     """The fleet's counters, summed over the workers' latest reports."""
 
-    kiosks: int = 0
-    made: int = 0
-    save_failed: int = 0
-    published: int = 0
-    acked: int = 0
-    confirmed: int = 0
-    connected: int = 0
-    central_online: int = 0
-    attempts: int = 0
-    restarts: int = 0
-    tapping: bool = False
-    followups: int = 0
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -499,18 +497,9 @@ class Fleet:
     def totals(self) -> Totals:
         t = Totals()
         for r in self.latest.values():
-            t.kiosks += r.kiosks
-            t.made += r.made
-            t.save_failed += r.save_failed
-            t.published += r.published
-            t.acked += r.acked
-            t.confirmed += r.confirmed
-            t.connected += r.connected
-            t.central_online += r.central_online
-            t.attempts += r.attempts
-            t.restarts += r.restarts
+            for name in _SUMMED:
+                setattr(t, name, getattr(t, name) + getattr(r, name))
             t.tapping = t.tapping or r.tapping
-            t.followups += r.followups
             t.errors.update(r.errors)
         return t
 

@@ -694,21 +694,18 @@ class Sender:
 
     def readable(self) -> None:
         """The client's socket has data: read it (callbacks run here)."""
-        ext = self._ext
-        if ext is None or ext.client is None:
-            return
-        try:
-            self._network_result(ext.client.loop_read())
-        except Exception as exc:
-            self._ext_failed(ext, exc, time.monotonic())
+        self._ext_io(mqtt.Client.loop_read)
 
     def writable(self) -> None:
         """The client's socket takes data: write what paho has queued."""
+        self._ext_io(mqtt.Client.loop_write)
+
+    def _ext_io(self, io: Callable[[mqtt.Client], MQTTErrorCode]) -> None:
         ext = self._ext
         if ext is None or ext.client is None:
             return
         try:
-            self._network_result(ext.client.loop_write())
+            self._network_result(io(ext.client))
         except Exception as exc:
             self._ext_failed(ext, exc, time.monotonic())
 

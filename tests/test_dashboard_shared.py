@@ -8,7 +8,6 @@ is in the next parts served.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,13 +24,6 @@ from tests.test_dashboard import TV_TOKEN, make_app, make_config, put
 
 SAME = {"Origin": "http://testserver"}
 PASSWORDS = {"boss-anna": "admin-password-123", "clerk-bert": "viewer-password-456"}
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    with Store(store_url) as s:
-        s.migrate()
-        yield s
 
 
 def seed(store: Store) -> None:

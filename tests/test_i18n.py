@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -154,13 +153,6 @@ def test_numbers_and_dates_are_the_languages() -> None:
 
 
 # --------------------------------------------------------------------------- every page in every language
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    with Store(store_url) as s:
-        s.migrate()
-        yield s
 
 
 def seed(store: Store) -> None:
