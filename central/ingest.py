@@ -224,6 +224,9 @@ class Collector:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        # What the collector sends (a batch's PUBACKs, then its receipts) goes out in one write per
+        # loop round: without a socket callback paho writes to the socket at every single ack.
+        client.on_socket_register_write = _written_by_loop
         return client
 
     def _connect(self, client: mqtt.Client) -> bool:
@@ -521,6 +524,10 @@ class Collector:
         if message != self.stats.last_error:
             log.warning("%s", message)
         self.stats.last_error = message
+
+
+def _written_by_loop(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """paho's "a packet waits to be written": nothing to do, the collector's next ``loop()`` writes it."""
 
 
 def decode_status(topic: str, raw: bytes) -> dict[str, Any]:
