@@ -4,7 +4,8 @@
 
 Runs each benchmark of ``bench/`` as its own process (so one cannot warm or slow
 the next), each doing its own side-by-side measurement: the figure and its
-baseline alternate within the benchmark, three times, and the median counts. Then
+baseline alternate within the benchmark (three times for throughput, and the median
+counts; the reconnect storm once per mode, see bench/README.md). Then
 prints one table: the figure, the baseline measured beside it, their ratio, the
 goal and whether it is met. Rows that could not run say why ("skipped: no server"
 for PostgreSQL when nothing answers on ``--pg-url``). Writes into ``--out``:
