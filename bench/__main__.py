@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench.ingest import Scratch, pg_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -72,18 +73,6 @@ class Step:
     needs_pg: bool = False
     before: Callable[[argparse.Namespace], None] | None = None
     after: Callable[[argparse.Namespace], None] | None = None
-
-
-def pg_answers(url: str) -> bool:
-    """Whether a PostgreSQL server answers where ``url`` points (a TCP connect, nothing more)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url.replace("postgresql+psycopg://", "postgresql://"))
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 def fmt_rate(value: float, unit: str) -> str:
@@ -222,37 +211,29 @@ def dashboard_load_rows(r: dict[str, Any], _: argparse.Namespace) -> list[Row]:
 
 
 DASHBOARD_ANSWERS = 1_000_000
-PG_STORE = "deskpulse_bench_1m"
 
 
 def store_url(args: argparse.Namespace, backend: str) -> str:
-    """The store the dashboard rows seed once and time (SQLite in --out, a scratch PostgreSQL database)."""
-    if backend == "sqlite":
-        return f"sqlite:///{args.out.resolve() / 'dashboard-1m.sqlite3'}"
-    from urllib.parse import urlsplit, urlunsplit
-
-    return str(urlunsplit(urlsplit(str(args.pg_url))._replace(path=f"/{PG_STORE}")))
+    """The store the dashboard rows seed once and time (made by :func:`make_store`)."""
+    return str(args.stores[backend].url)
 
 
-def _pg_admin(args: argparse.Namespace, sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(args.pg_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
-        conn.execute(sql)
-
-
-def create_pg_store(args: argparse.Namespace) -> None:
-    _pg_admin(args, f'DROP DATABASE IF EXISTS "{PG_STORE}" WITH (FORCE)')
-    _pg_admin(args, f'CREATE DATABASE "{PG_STORE}"')
+def make_store(backend: str) -> Callable[[argparse.Namespace], None]:
+    """A fresh store for the dashboard rows: a SQLite file in --out, or a scratch PostgreSQL database."""
+    def make(args: argparse.Namespace) -> None:
+        args.stores[backend] = Scratch(backend, args.out.resolve(), args.pg_url, "dashboard_1m")
+    return make
 
 
-def drop_pg_store(args: argparse.Namespace) -> None:
-    _pg_admin(args, f'DROP DATABASE IF EXISTS "{PG_STORE}" WITH (FORCE)')
+def drop_store(backend: str) -> Callable[[argparse.Namespace], None]:
+    def drop(args: argparse.Namespace) -> None:
+        store = args.stores.pop(backend, None)
+        if store is not None:
+            store.drop()
+    return drop
 
 
 def seed_argv(args: argparse.Namespace, backend: str) -> list[str]:
-    if backend == "sqlite":
-        Path(store_url(args, "sqlite").removeprefix("sqlite:///")).unlink(missing_ok=True)
     return [sys.executable, "-m", "dev.seed", "--db", store_url(args, backend), "--answers", str(DASHBOARD_ANSWERS)]
 
 
@@ -285,15 +266,15 @@ STEPS: dict[str, list[Step]] = {
                    storm_rows, timeout_s=1200)],
     "dashboard": [
         Step("seed_sqlite", lambda out, a: seed_argv(a, "sqlite"), seed_rows("SQLite"), timeout_s=3600,
-             writes_json=False),
+             writes_json=False, before=make_store("sqlite")),
         Step("dashboard_sqlite", dashboard_argv("sqlite"), dashboard_rows, timeout_s=1800),
         Step("dashboard_load", lambda out, a: [sys.executable, "-m", "bench.dashboard_load", "--db",
                                                store_url(a, "sqlite"), "--json", str(out)],
-             dashboard_load_rows, timeout_s=1800),
+             dashboard_load_rows, timeout_s=1800, after=drop_store("sqlite")),
         Step("seed_postgresql", lambda out, a: seed_argv(a, "postgresql"), seed_rows("PostgreSQL"), timeout_s=3600,
-             writes_json=False, needs_pg=True, before=create_pg_store),
+             writes_json=False, needs_pg=True, before=make_store("postgresql")),
         Step("dashboard_postgresql", dashboard_argv("postgresql"), dashboard_rows, timeout_s=1800, needs_pg=True,
-             after=drop_pg_store),
+             after=drop_store("postgresql")),
     ],
 }
 
@@ -390,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown benchmark {name!r}; the names are {', '.join(NAMES)}")
     chosen = only or [n for n in NAMES if n != "dashboard" or args.with_dashboard]
     chosen = [n for n in chosen if n not in skip]
-    args.pg = pg_answers(args.pg_url)
+    args.pg = pg_problem(args.pg_url) is None
+    args.stores = {}
     args.out.mkdir(parents=True, exist_ok=True)
     facts = machine()
     print(f"machine: {facts['cpu']}, {facts['cores']} cores, {facts['memory_gib']} GiB, Python {facts['python']}, "

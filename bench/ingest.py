@@ -164,6 +164,17 @@ def raw_run(broker: Mosquitto, client: mqtt.Client, acked: list[int], payloads: 
         proc.wait()
 
 
+def pg_problem(url: str) -> str | None:
+    """Why no PostgreSQL server can be used at ``url`` (None: it answers and lets us in)."""
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        return " ".join(str(exc).split())
+    return None
+
+
 class Scratch:
     """A fresh database for one collector run: a SQLite file, or a PostgreSQL database dropped afterwards."""
 
@@ -176,6 +187,7 @@ class Scratch:
             self._remove()  # a fresh file, whatever an interrupted run left
             self.url = f"sqlite:///{self.file}"
         else:
+            self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')  # what an interrupted run left
             self._admin(f'CREATE DATABASE "{self.name}"')
             base, _, _ = pg_url.rpartition("/")
             self.url = f"{base}/{self.name}"
@@ -295,15 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     wanted = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     skipped: dict[str, str] = {}
     if "postgresql" in wanted:
-        import psycopg
-
-        try:
-            psycopg.connect(args.pg_url, connect_timeout=5).close()
-        except psycopg.Error as exc:
+        problem = pg_problem(args.pg_url)
+        if problem is not None:
             # A fresh clone without PostgreSQL still runs the rest (make bench); the row says why it is empty.
             skipped["postgresql"] = "no server"
-            print(f"PostgreSQL skipped: cannot reach {args.pg_url} ({' '.join(str(exc).split())}); pass --pg-url",
-                  file=sys.stderr)
+            print(f"PostgreSQL skipped: cannot reach {args.pg_url} ({problem}); pass --pg-url", file=sys.stderr)
     backends = [b for b in wanted if b not in skipped]
     batch = {k: v for k, v in (("batch_size", args.batch_size), ("batch_ms", args.batch_ms)) if v is not None}
     settings = {"count": args.count, "runs": args.runs, "devices": args.devices, "sites": args.sites,
