@@ -41,6 +41,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -142,6 +143,9 @@ class Collector:
         self._gen = 0
         self._batch: list[_Pending] = []
         self._batch_started = 0.0
+        # The batch the store thread is committing while this thread receives the next one.
+        self._storing: tuple[list[_Pending], Future[dict[str, str] | None]] | None = None
+        self._store_thread: ThreadPoolExecutor | None = None
         self._retry_at = 0.0
         self._db_attempt = 0
         self._refused = False
@@ -188,6 +192,14 @@ class Collector:
 
     def run_forever(self) -> None:
         """Connect, collect and reconnect until :meth:`stop` (blocks the calling thread)."""
+        self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="deskpulse-store")
+        try:
+            self._run()
+        finally:
+            self._store_thread.shutdown()
+            self._store_thread = None
+
+    def _run(self) -> None:
         attempt = 0
         while not self._stop.is_set():
             client = self._client()
@@ -203,6 +215,7 @@ class Collector:
                     self._close(client)
                 except Exception:
                     log.exception("closing the MQTT connection failed")
+            self._settle(None)
             if self._batch:
                 self._flush(None)  # keep what we hold; the messages cannot be acked any more
             if self._stop.is_set():
@@ -217,7 +230,8 @@ class Collector:
         self._refusals.flush(force=True)
 
     def _client(self) -> mqtt.Client:
-        client = make_client(self.config.client_id, self.config.broker)
+        # The collector reads QoS 1 messages without paho's per-message property parsing (sync/leanread.py).
+        client = make_client(self.config.client_id, self.config.broker, lean_read=True)
         client.manual_ack_set(True)
         client.will_set(protocol.CENTRAL_STATUS_TOPIC, self._status_payload("offline"), qos=1, retain=True)
         client.on_connect = self._on_connect
@@ -233,8 +247,9 @@ class Collector:
         broker = self.config.broker
         self._refused = False
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        # Bounds the unacknowledged messages the broker hands us while a batch waits.
-        props.ReceiveMaximum = min(65535, max(20, self.config.ingest.batch_size))
+        # Bounds the unacknowledged messages the broker hands us while a batch waits: two
+        # batches, one being committed by the store thread and the next one filling.
+        props.ReceiveMaximum = min(65535, max(20, 2 * self.config.ingest.batch_size))
         try:
             client.connect(broker.host, broker.port, keepalive=broker.keepalive, properties=props)
         except OSError as exc:
@@ -255,12 +270,15 @@ class Collector:
                 self.stats.connected = False
                 self._subscribed.clear()
                 break
-            if self._due():
-                self._flush(client)
+            self._reap(client)
+            if self._storing is None and self._due():
+                self._hand_over()
             self._housekeeping()
-        if self._stop.is_set() and self.stats.connected and self._batch:
-            self._retry_at = 0.0
-            self._flush(client)
+        if self._stop.is_set() and self.stats.connected:
+            self._settle(client)
+            if self._batch:
+                self._retry_at = 0.0
+                self._flush(client)
 
     def _housekeeping(self) -> None:
         """Log due refusal summaries; keep dead letters within budget once a second while they come."""
@@ -284,7 +302,13 @@ class Collector:
                      "dead_letters_max_days = %d)", deleted, ingest.dead_letters_max_mb, ingest.dead_letters_max_days)
 
     def _wait(self) -> float:
-        """How long the next ``loop()`` may block: until the batch is due, at most 0.2 s."""
+        """How long the next ``loop()`` may block: until the batch is due, at most 0.2 s.
+
+        While the store thread commits, 2 ms: its batch is acknowledged as soon as it is
+        committed (the store thread cannot wake paho's ``select``; a message arriving does).
+        """
+        if self._storing is not None:
+            return 0.002
         if not self._batch:
             return 0.2
         due = max(self._batch_started + self.config.ingest.batch_ms / 1000, self._retry_at)
@@ -320,14 +344,48 @@ class Collector:
 
     # ------------------------------------------------------------------ batches
 
+    def _hand_over(self) -> None:
+        """Give the batch to the store thread and start the next one (this thread keeps receiving)."""
+        assert self._store_thread is not None and self._storing is None
+        batch, self._batch = self._batch, []
+        self.faults.point("after-receive")
+        self._storing = (batch, self._store_thread.submit(self._commit, batch))
+
+    def _reap(self, client: mqtt.Client | None) -> None:
+        """When the store thread has committed its batch: ack it and send its receipts."""
+        if self._storing is None or not self._storing[1].done():
+            return
+        batch, future = self._storing
+        self._storing = None
+        try:
+            outcomes = future.result()  # _commit catches what the database raises
+        except BaseException:  # a bug of ours: keep the batch unacknowledged; run_forever logs and reconnects
+            self._batch[:0] = batch
+            raise
+        if outcomes is None:  # the database is unavailable: keep the batch, ack nothing, retry later
+            self._batch[:0] = batch
+            self._batch_started = time.monotonic()
+            return
+        self._finish(batch, outcomes, client)
+
+    def _settle(self, client: mqtt.Client | None) -> None:
+        """Wait for the store thread's batch and finish it (``client`` None: its messages cannot be acked)."""
+        if self._storing is not None:
+            self._storing[1].exception()  # waits; _commit catches what the database raises
+            self._reap(client)
+
     def _flush(self, client: mqtt.Client | None) -> None:
-        """Commit the batch, then ack its messages, then send receipts (``client`` None: commit only)."""
+        """Commit the batch here, then ack its messages, then send receipts (``client`` None: commit only)."""
         batch = self._batch
         self.faults.point("after-receive")
         outcomes = self._commit(batch)
         if outcomes is None:
             return  # the database is unavailable: keep the batch, ack nothing, retry later
         self._batch = []
+        self._finish(batch, outcomes, client)
+
+    def _finish(self, batch: list[_Pending], outcomes: dict[str, str], client: mqtt.Client | None) -> None:
+        """After a batch's commit: ack its messages, then send one receipt per device."""
         self._db_attempt = 0
         self._retry_at = 0.0
         self.stats.batches += 1

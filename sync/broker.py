@@ -61,15 +61,20 @@ def parse_broker_url(url: str, *, where: str = "broker.url") -> tuple[str, int, 
     return parts.hostname, port, tls
 
 
-def make_client(client_id: str, settings: BrokerSettings) -> mqtt.Client:
+def make_client(client_id: str, settings: BrokerSettings, *, lean_read: bool = False) -> mqtt.Client:
     """A paho client for MQTT 5 with VERSION2 callbacks, TLS and credentials applied.
 
     The caller sets its callbacks, last will and ``manual_ack`` before connecting.
+    ``lean_read``: a :class:`sync.leanread.LeanReadClient`, which receives QoS 1
+    messages without properties at about two thirds of paho's cost (the collector).
     """
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    client = mqtt.Client(
+    if lean_read:
+        from sync.leanread import LeanReadClient
+
+    client = (LeanReadClient if lean_read else mqtt.Client)(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5,

@@ -214,6 +214,21 @@ def test_flagged_and_unplaced_answers_do_not_count(sqlite_store: Store) -> None:
     assert all_alerts(sqlite_store) == []
 
 
+def test_flagged_and_unplaced_answers_do_not_fill_a_counted_answers_window(sqlite_store: Store) -> None:
+    """The window's own read (in SQL) leaves out what the step leaves out: three of each kind next to
+    one counted unhappy answer are one answer, below the rule's four; three counted ones more raise it."""
+    now = datetime.now(UTC)
+    watcher = AnswerWatcher(sqlite_store, config_for())
+    put(sqlite_store, now, 1, 1, 1, flags=["test"])
+    put(sqlite_store, now, 1, 1, 1, flags=["rapid_repeat", "test"])
+    put(sqlite_store, now, 1, 1, 1, clock_synced=False)
+    put(sqlite_store, now + timedelta(seconds=10), 1)
+    assert watcher.step() == [] and caught_up(watcher, sqlite_store)
+    put(sqlite_store, now + timedelta(seconds=20), 1, 5, 1)
+    (alert,) = watcher.step()
+    assert (alert.answers, alert.unhappy) == (4, 3)
+
+
 def test_a_site_scope_counts_every_desk_together(sqlite_store: Store) -> None:
     now = datetime.now(UTC)
     watcher = AnswerWatcher(sqlite_store, config_for(scope="site"))

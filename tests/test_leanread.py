@@ -1,0 +1,115 @@
+"""sync/leanread.py: the collector's QoS 1 fast path hands over exactly what paho's own path does."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from dev.broker import Mosquitto
+from sync import leanread
+from sync.leanread import LeanReadClient
+
+TOPIC = "deskpulse/v1/site-a/desk-1/feedback"
+
+
+def fields(m: mqtt.MQTTMessage) -> tuple[Any, ...]:
+    props = m.properties
+    user = getattr(props, "UserProperty", None) if props is not None else None
+    return (m.topic, bytes(m.payload), m.qos, m.mid, m.retain, m.dup, user)
+
+
+def handled(cls: type[mqtt.Client], header: int, packet: bytes, *, manual_ack: bool = True,
+            ) -> tuple[list[mqtt.MQTTMessage], int]:
+    """Run one PUBLISH packet through ``cls``'s ``_handle_publish``: the messages it dispatched, bytes queued."""
+    client = cls(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.manual_ack_set(manual_ack)
+    got: list[mqtt.MQTTMessage] = []
+    client.on_message = lambda c, u, m: got.append(m)
+    client._in_packet = {"command": header, "packet": packet}  # what _packet_read leaves for the handler
+    client._handle_publish()
+    return got, sum(len(p["packet"]) for p in client._out_packet)
+
+
+def publish_packet(topic: bytes, mid: int, payload: bytes, props: bytes = b"\x00") -> bytes:
+    return len(topic).to_bytes(2, "big") + topic + mid.to_bytes(2, "big") + props + payload
+
+
+def test_the_paho_internals_it_reads_are_there() -> None:
+    """Should a paho release drop them, the client falls back to paho's path: this says so first."""
+    assert leanread._SUPPORTED
+
+
+@pytest.mark.parametrize("header", [0x32, 0x33, 0x3A, 0x3B])  # QoS 1; retained; dup; both
+@pytest.mark.parametrize("manual_ack", [True, False])
+def test_a_plain_qos1_publish_is_read_as_paho_reads_it(header: int, manual_ack: bool) -> None:
+    packet = publish_packet(TOPIC.encode(), 4242, b'{"schema":1}')
+    lean, lean_out = handled(LeanReadClient, header, packet, manual_ack=manual_ack)
+    stock, stock_out = handled(mqtt.Client, header, packet, manual_ack=manual_ack)
+    assert [fields(m)[:6] for m in lean] == [fields(m)[:6] for m in stock]
+    assert (lean_out, stock_out) == ((0, 0) if manual_ack else (4, 4))  # a PUBACK only without manual_ack
+
+
+@pytest.mark.parametrize(("header", "packet"), [
+    (0x30, len(TOPIC).to_bytes(2, "big") + TOPIC.encode() + b"\x00qos 0"),  # QoS 0: no packet id
+    (0x34, publish_packet(TOPIC.encode(), 7, b"qos 2")),
+    (0x32, publish_packet(TOPIC.encode(), 7, b"with a property", b"\x05\x03\x00\x02js")),  # content type
+    (0x32, publish_packet(b"", 7, b"topic alias", b"\x03\x23\x00\x01")),  # empty topic, alias 1
+])
+def test_anything_else_goes_through_pahos_own_path(header: int, packet: bytes) -> None:
+    lean, _ = handled(LeanReadClient, header, packet)
+    stock, _ = handled(mqtt.Client, header, packet)
+    assert [m.properties is not None for m in lean] == [m.properties is not None for m in stock]
+    assert [(m.qos, m.mid, bytes(m.payload), m._topic) for m in lean] == \
+        [(m.qos, m.mid, bytes(m.payload), m._topic) for m in stock]
+
+
+def test_a_packet_shorter_than_its_lengths_is_refused_as_paho_refuses_it() -> None:
+    from paho.mqtt.client import MalformedPacket
+
+    short = publish_packet(TOPIC.encode(), 1, b"")[:len(TOPIC) + 3]  # the packet id cut in half
+    for cls in (LeanReadClient, mqtt.Client):
+        with pytest.raises(MalformedPacket):
+            handled(cls, 0x32, short)
+
+
+def test_through_a_real_broker_the_messages_match_a_stock_clients(broker: Mosquitto) -> None:
+    """Retained and live, with and without properties, QoS 0 and 1: the same at both subscribers."""
+    got: dict[str, list[tuple[Any, ...]]] = {"lean": [], "stock": []}
+    subs = []
+    for name, cls in (("lean", LeanReadClient), ("stock", mqtt.Client)):
+        sub = cls(CallbackAPIVersion.VERSION2, client_id=f"leanread-{name}", protocol=mqtt.MQTTv5)
+        sub.on_message = lambda c, u, m, name=name: got[name].append(fields(m)[:3] + fields(m)[4:5] + fields(m)[6:])
+        sub.connect(broker.host, broker.port)
+        subs.append(sub)
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="leanread-pub", protocol=mqtt.MQTTv5)
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    try:
+        pub.publish("leanread/retained", b"kept", qos=1, retain=True).wait_for_publish(5)
+        for sub in subs:
+            sub.subscribe("leanread/#", qos=1)
+            sub.loop_start()
+        time.sleep(0.5)
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.UserProperty = ("k", "v")
+        for i in range(50):
+            pub.publish("leanread/live", f"m{i}".encode(), qos=1).wait_for_publish(5)
+        pub.publish("leanread/props", b"with", qos=1, properties=props).wait_for_publish(5)
+        pub.publish("leanread/zero", b"qos0", qos=0).wait_for_publish(5)
+        deadline = time.monotonic() + 10
+        while min(len(v) for v in got.values()) < 53 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        for client in (pub, *subs):
+            client.loop_stop()
+            client.disconnect()
+    assert len(got["lean"]) == 53
+    assert got["lean"] == got["stock"]
+    assert ("leanread/retained", b"kept", 1, True, None) in got["lean"]
+    assert ("leanread/props", b"with", 1, False, [("k", "v")]) in got["lean"]
