@@ -7,7 +7,8 @@ profile of an idle subscriber that is a third of paho's time per message
 thousands of such messages a second and never reads their properties, so
 :class:`LeanReadClient` parses a QoS 1 PUBLISH whose property block is empty
 itself (topic, packet id, payload) and hands it to the same dispatch
-(``on_message`` and the per-topic callbacks) and the same acknowledgement
+(``on_message``, or the per-topic callbacks when there are any: paho matches
+every message's topic against them even when there are none) and the same acknowledgement
 (``manual_ack`` or an immediate PUBACK) paho uses. Everything else -- QoS 0
 and 2, a message with properties, MQTT 3.1.1, a packet too short for what its
 lengths say -- goes through paho's own ``_handle_publish`` unchanged, which
@@ -24,6 +25,7 @@ import time
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import MQTT_LOG_ERR
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 #: The fixed header's QoS bits for QoS 1.
@@ -51,7 +53,17 @@ class LeanReadClient(mqtt.Client):
         message.retain = bool(header & 0x01)
         message.payload = packet[end + 3:]
         message.timestamp = time.monotonic()
-        self._handle_on_message(message)
+        on_message = self._on_message
+        if on_message is None or self._on_message_filtered._root._children:
+            self._handle_on_message(message)  # per-topic callbacks: paho matches the topic
+        else:  # what _handle_on_message does when no per-topic callback exists, without matching
+            with self._in_callback_mutex:
+                try:
+                    on_message(self, self._userdata, message)
+                except Exception as err:
+                    self._easy_log(MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                    if not self.suppress_exceptions:
+                        raise
         if self._manual_ack:
             return MQTTErrorCode.MQTT_ERR_SUCCESS
         return self._send_puback(mid)
@@ -59,8 +71,10 @@ class LeanReadClient(mqtt.Client):
 
 def lean_read_supported(client: Any) -> bool:
     """Whether ``client`` has the paho internals :class:`LeanReadClient` reads."""
-    return all(hasattr(client, name) for name in ("_in_packet", "_protocol", "_manual_ack",
-                                                  "_handle_on_message", "_send_puback"))
+    return all(hasattr(client, name) for name in (
+        "_in_packet", "_protocol", "_manual_ack", "_handle_on_message", "_send_puback", "_on_message",
+        "_in_callback_mutex", "_userdata", "_easy_log", "suppress_exceptions")) \
+        and hasattr(getattr(getattr(client, "_on_message_filtered", None), "_root", None), "_children")
 
 
 #: Checked once: every paho internal the fast path reads (``_in_packet`` and the rest are set

@@ -69,6 +69,28 @@ def test_anything_else_goes_through_pahos_own_path(header: int, packet: bytes) -
         [(m.qos, m.mid, bytes(m.payload), m._topic) for m in stock]
 
 
+def test_per_topic_callbacks_and_a_failing_callback_behave_as_in_paho() -> None:
+    packet = publish_packet(TOPIC.encode(), 9, b"x")
+    for cls in (LeanReadClient, mqtt.Client):
+        client = cls(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        client.manual_ack_set(True)
+        seen: list[str] = []
+        client.on_message = lambda c, u, m: seen.append("any")
+        client.message_callback_add("deskpulse/v1/+/+/feedback", lambda c, u, m: seen.append("feedback"))
+        client._in_packet = {"command": 0x32, "packet": packet}
+        client._handle_publish()
+        client.message_callback_remove("deskpulse/v1/+/+/feedback")
+        client._handle_publish()
+        assert seen == ["feedback", "any"], cls
+
+        def fail(c: mqtt.Client, u: object, m: mqtt.MQTTMessage) -> None:
+            raise RuntimeError("callback failed")
+
+        client.on_message = fail
+        with pytest.raises(RuntimeError, match="callback failed"):
+            client._handle_publish()
+
+
 def test_a_packet_shorter_than_its_lengths_is_refused_as_paho_refuses_it() -> None:
     from paho.mqtt.client import MalformedPacket
 
