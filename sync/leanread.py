@@ -28,12 +28,69 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.client import MQTT_LOG_ERR
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+#: Bytes read from the socket at a time.
+_READ_SIZE: Final = 65536
+#: Packets read in one ``loop_read`` from what is buffered.
+_MAX_PACKETS: Final = 1000
 #: The fixed header's QoS bits for QoS 1.
 _QOS1: Final = 0x02
 
 
+class _ReadBuffer:
+    """A socket that reads up to 64 KiB at a time and hands paho its small reads from that.
+
+    paho reads each packet with three or more ``recv`` calls (the first byte, the length byte by
+    byte, the rest) after a ``select`` of its own: every one of them lets other threads take the
+    interpreter lock. ``pending()`` (which paho asks SSL sockets) says buffered bytes are there, so
+    paho reads them without waiting; :meth:`LeanReadClient.loop_read` reads every whole packet held.
+    """
+
+    __slots__ = ("_sock", "_buf", "_pos")
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, size: int) -> bytes:
+        if self._pos >= len(self._buf):
+            data: bytes = self._sock.recv(_READ_SIZE)  # BlockingIOError, SSL errors: as paho expects
+            if len(data) <= size:
+                return data
+            self._buf, self._pos = data, 0
+        start = self._pos
+        self._pos = min(start + size, len(self._buf))
+        return self._buf[start:self._pos]
+
+    def pending(self) -> int:
+        inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
+        return len(self._buf) - self._pos + inner
+
+    def buffered(self) -> int:
+        """Bytes read from the socket that paho has not taken yet."""
+        return len(self._buf) - self._pos
+
+    def __getattr__(self, name: str) -> Any:  # fileno, send, setblocking, close, ...
+        return getattr(self._sock, name)
+
+
 class LeanReadClient(mqtt.Client):
     """``paho.mqtt.client.Client`` with a fast path for QoS 1 PUBLISH packets without properties."""
+
+    def _create_socket(self) -> Any:
+        sock = super()._create_socket()
+        return _ReadBuffer(sock) if _SUPPORTED and self._transport != "websockets" else sock
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """paho's, then every packet already buffered (at most :data:`_MAX_PACKETS` per call)."""
+        rc = super().loop_read(max_packets)
+        sock = self._sock
+        packets = 0
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and isinstance(sock, _ReadBuffer) and sock.buffered() \
+                and packets < _MAX_PACKETS and self._sock is sock:
+            rc = super().loop_read(1)
+            packets += 1
+        return rc
 
     def _handle_publish(self) -> MQTTErrorCode:
         if not _SUPPORTED:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -14,6 +15,7 @@ from paho.mqtt.properties import Properties
 from dev.broker import Mosquitto
 from sync import leanread
 from sync.leanread import LeanReadClient
+from tests.test_sync_security import make_certificates
 
 TOPIC = "deskpulse/v1/site-a/desk-1/feedback"
 
@@ -75,8 +77,8 @@ def test_per_topic_callbacks_and_a_failing_callback_behave_as_in_paho() -> None:
         client = cls(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         client.manual_ack_set(True)
         seen: list[str] = []
-        client.on_message = lambda c, u, m: seen.append("any")
-        client.message_callback_add("deskpulse/v1/+/+/feedback", lambda c, u, m: seen.append("feedback"))
+        client.on_message = lambda c, u, m, seen=seen: seen.append("any")
+        client.message_callback_add("deskpulse/v1/+/+/feedback", lambda c, u, m, seen=seen: seen.append("feedback"))
         client._in_packet = {"command": 0x32, "packet": packet}
         client._handle_publish()
         client.message_callback_remove("deskpulse/v1/+/+/feedback")
@@ -100,17 +102,27 @@ def test_a_packet_shorter_than_its_lengths_is_refused_as_paho_refuses_it() -> No
             handled(cls, 0x32, short)
 
 
-def test_through_a_real_broker_the_messages_match_a_stock_clients(broker: Mosquitto) -> None:
-    """Retained and live, with and without properties, QoS 0 and 1: the same at both subscribers."""
+@pytest.mark.parametrize("tls", [False, True])
+def test_through_a_real_broker_the_messages_match_a_stock_clients(broker: Mosquitto, tmp_path: Path,
+                                                                  tls: bool) -> None:
+    """Retained and live, with and without properties, QoS 0 and 1, over TCP and TLS (where paho's reads
+    come from TLS records): the same at both subscribers, the lean one reading from its buffer."""
+    if tls:
+        certs = make_certificates(tmp_path)
+        broker.extra_config = f"cafile {certs['ca.crt']}\ncertfile {certs['server.crt']}\nkeyfile {certs['server.key']}"
+        broker.restart()
     got: dict[str, list[tuple[Any, ...]]] = {"lean": [], "stock": []}
-    subs = []
-    for name, cls in (("lean", LeanReadClient), ("stock", mqtt.Client)):
-        sub = cls(CallbackAPIVersion.VERSION2, client_id=f"leanread-{name}", protocol=mqtt.MQTTv5)
-        sub.on_message = lambda c, u, m, name=name: got[name].append(fields(m)[:3] + fields(m)[4:5] + fields(m)[6:])
-        sub.connect(broker.host, broker.port)
-        subs.append(sub)
-    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="leanread-pub", protocol=mqtt.MQTTv5)
-    pub.connect(broker.host, broker.port)
+    clients = []
+    for name, cls in (("lean", LeanReadClient), ("stock", mqtt.Client), ("pub", mqtt.Client)):
+        client = cls(CallbackAPIVersion.VERSION2, client_id=f"leanread-{name}", protocol=mqtt.MQTTv5)
+        if tls:
+            client.tls_set(ca_certs=str(certs["ca.crt"]))
+        client.on_message = lambda c, u, m, name=name: got[name].append(
+            fields(m)[:3] + fields(m)[4:5] + fields(m)[6:])
+        client.connect(broker.host, broker.port)
+        clients.append(client)
+    *subs, pub = clients
+    assert isinstance(subs[0].socket(), leanread._ReadBuffer)
     pub.loop_start()
     try:
         pub.publish("leanread/retained", b"kept", qos=1, retain=True).wait_for_publish(5)
@@ -120,18 +132,19 @@ def test_through_a_real_broker_the_messages_match_a_stock_clients(broker: Mosqui
         time.sleep(0.5)
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.UserProperty = ("k", "v")
-        for i in range(50):
-            pub.publish("leanread/live", f"m{i}".encode(), qos=1).wait_for_publish(5)
+        sent = [pub.publish("leanread/live", f"m{i}".encode() * (1 + i % 50), qos=1) for i in range(500)]
+        for info in sent:
+            info.wait_for_publish(5)
         pub.publish("leanread/props", b"with", qos=1, properties=props).wait_for_publish(5)
         pub.publish("leanread/zero", b"qos0", qos=0).wait_for_publish(5)
         deadline = time.monotonic() + 10
-        while min(len(v) for v in got.values()) < 53 and time.monotonic() < deadline:
+        while min(len(got["lean"]), len(got["stock"])) < 503 and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
-        for client in (pub, *subs):
+        for client in clients:
             client.loop_stop()
             client.disconnect()
-    assert len(got["lean"]) == 53
+    assert len(got["lean"]) == 503
     assert got["lean"] == got["stock"]
     assert ("leanread/retained", b"kept", 1, True, None) in got["lean"]
     assert ("leanread/props", b"with", 1, False, [("k", "v")]) in got["lean"]
