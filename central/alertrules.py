@@ -37,13 +37,14 @@ import sqlalchemy as sa
 from central import alerts as book
 from central.alerts import Alert, Candidate
 from central.config import AlertRule, CentralConfig
-from central.store import EXCLUDED_FLAGS, RETIRED, Store, devices, events, is_flagged, utc
+from central.store import EXCLUDED_FLAGS, RETIRED, Store, devices, events, utc
 from sync import protocol
 
 log = logging.getLogger("deskpulse.central.alerts")
 
-#: New answers read per step at most.
-STEP_ANSWERS: Final = 5000
+#: New answers read per step at most (a step after a flood takes them in one go: each step reads
+#: every touched desk's windows again, so fewer, larger steps cost less per answer).
+STEP_ANSWERS: Final = 20000
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,41 +135,40 @@ class AnswerWatcher:
             self.cursor = self._start(now)
         e = events.c
         with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(e.ingest_id, e.site, e.device, e.ts_utc, e.flags, e.time_source)
-                                .where(e.ingest_id > self.cursor).order_by(e.ingest_id).limit(STEP_ANSWERS)).all()
-        if not rows:
-            return []
+            ids = (sa.select(e.ingest_id).where(e.ingest_id > self.cursor).order_by(e.ingest_id)
+                   .limit(STEP_ANSWERS).subquery())
+            last = conn.execute(sa.select(sa.func.max(ids.c.ingest_id))).scalar()
+            if last is None:
+                return []
+            # Each desk's earliest and latest new counted answer (a flood is thousands of rows, a few desks).
+            desks = conn.execute(sa.select(e.site, e.device, sa.func.min(e.ts_utc), sa.func.max(e.ts_utc))
+                                 .where(e.ingest_id > self.cursor, e.ingest_id <= last, *_counted_sql())
+                                 .group_by(e.site, e.device)).all()
         touched: dict[tuple[str, str | None], list[datetime]] = {}
         alerts_cfg = self.config.alerts
-        for r in rows:
-            if _counted(r.flags, r.time_source):
-                scope = alerts_cfg.scope_of(r.site)
-                at = utc(r.ts_utc)
-                if scope in ("desk", "both") and alerts_cfg.rule(r.site, r.device).enabled:
-                    touched.setdefault((r.site, r.device), []).append(at)
-                if scope in ("site", "both") and alerts_cfg.rule(r.site).enabled:
-                    touched.setdefault((r.site, None), []).append(at)
+        for site, device, first, latest in desks:
+            scope = alerts_cfg.scope_of(site)
+            for key in ((site, device) if scope in ("desk", "both") else None,
+                        (site, None) if scope in ("site", "both") else None):
+                if key is not None and alerts_cfg.rule(*key).enabled:
+                    touched.setdefault(key, []).extend((utc(first), utc(latest)))
         raised: list[Alert] = []
         for (site, device), times in sorted(touched.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
             raised += self._check(site, device, min(times), max(times), now)
-        self.cursor = int(rows[-1].ingest_id)
+        self.cursor = int(last)
         return raised
 
     def _check(self, site: str, device: str | None, lo: datetime, hi: datetime, now: datetime) -> list[Alert]:
         rule = self.config.alerts.rule(site, device)
         width = timedelta(minutes=rule.window_min)
-        e = events.c
-        # Only counted answers (what _counted says, in SQL: flags are a JSON array of plain words), and
-        # only the two columns the rule reads: during a backlog's flood every step reads each touched
-        # desk's last window_min again, and per row Python costs more than the database.
-        stmt = (sa.select(e.ts_utc, e.rating)
-                .where(e.site == site, e.ts_utc > lo - width, e.ts_utc < hi + width, e.time_source != "received",
-                       *(sa.not_(e.flags.contains(f'"{flag}"', autoescape=True)) for flag in sorted(EXCLUDED_FLAGS)))
-                .order_by(e.ts_utc))
+        # Only counted answers, and only the two columns the rule reads: in a flood every step reads
+        # each touched desk's last window_min again, and per row Python costs more than the database.
+        params = {"site": site, "lo": lo - width, "hi": hi + width}
         if device is not None:
-            stmt = stmt.where(e.device == device)
+            params["device"] = device
         with self.store.engine.connect() as conn:
-            answers = [Answer(utc(at), rating <= UNHAPPY_MAX) for at, rating in conn.execute(stmt)]
+            answers = [Answer(utc(at), rating <= UNHAPPY_MAX)
+                       for at, rating in conn.execute(_WINDOW_READS[device is not None], params)]
         raised = []
         late_after = timedelta(minutes=self.config.alerts.late_after_min)
         tz = self.config.site(site).tz
@@ -191,9 +191,26 @@ class AnswerWatcher:
         return raised
 
 
-def _counted(flags: str | None, time_source: str) -> bool:
-    words = json.loads(flags) if flags else []
-    return not is_flagged(words) and time_source != "received"
+def _counted_sql() -> tuple[sa.ColumnElement[bool], ...]:
+    """Counted answers as SQL conditions on ``events``: a known time, and no flag of
+    :data:`central.store.EXCLUDED_FLAGS` (flags are stored as a JSON array of plain words)."""
+    e = events.c
+    return (e.time_source != "received",
+            *(sa.not_(e.flags.contains(f'"{flag}"', autoescape=True)) for flag in sorted(EXCLUDED_FLAGS)))
+
+
+def _window_read(per_desk: bool) -> sa.Select[Any]:
+    """A site's (or one desk's) counted answers' time and rating between ``lo`` and ``hi``, by time."""
+    e = events.c
+    stmt = (sa.select(e.ts_utc, e.rating)
+            .where(e.site == sa.bindparam("site"), e.ts_utc > sa.bindparam("lo", type_=e.ts_utc.type),
+                   e.ts_utc < sa.bindparam("hi", type_=e.ts_utc.type), *_counted_sql())
+            .order_by(e.ts_utc))
+    return stmt.where(e.device == sa.bindparam("device")) if per_desk else stmt
+
+
+#: Built once (SQLAlchemy builds and looks up the compiled text anew for each statement object made).
+_WINDOW_READS: Final = {False: _window_read(False), True: _window_read(True)}
 
 
 def check_devices(store: Store, config: CentralConfig, now: datetime | None = None) -> list[Alert]:
