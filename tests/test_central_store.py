@@ -398,3 +398,32 @@ def test_identical_refusals_are_logged_once_then_summarised(caplog: pytest.LogCa
     assert "999 more like this in the last 61 s, the last: refused a payload on t/5: rating 999 is out of range" \
         in lines
     assert lines[-1].startswith("11 more like this") and len(lines) == MAX_KINDS + 3
+
+
+@pytest.mark.parametrize("value", [
+    datetime(2026, 11, 29, 22, 51, 7, 123456, tzinfo=UTC),
+    datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # no microseconds: still six digits
+    datetime(2026, 1, 2, 3, 4, 5, 7),  # naive
+    datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),  # a year of three digits
+    None,
+])
+def test_sqlite_times_are_written_as_sqlalchemy_writes_them(tmp_path: Path, value: datetime | None) -> None:
+    """The insert's own time formatting (store._sqlite_datetime) against SQLAlchemy's SQLite DateTime."""
+    from central.store import _sqlite_datetime, events
+
+    dialect = sa.create_engine(f"sqlite:///{tmp_path / 'x.sqlite3'}").dialect
+    theirs = events.c.ts_utc.type.dialect_impl(dialect).bind_processor(dialect)
+    assert theirs is not None
+    assert _sqlite_datetime(value) == theirs(value)
+
+
+def test_a_sqlite_store_checkpoints_its_wal_at_its_own_size(tmp_path: Path) -> None:
+    from central.store import SQLITE_WAL_PAGES
+
+    store = Store(f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    try:
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == SQLITE_WAL_PAGES
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        store.close()
