@@ -1,8 +1,12 @@
 """The collector: feedback from MQTT into the store, once, acknowledged after the commit.
 
 One thread owns the paho client and drives ``client.loop()`` itself, so every
-paho callback and every flush run on it and nothing else touches the client
-(other threads only call :meth:`Collector.stop` and read :attr:`Collector.stats`).
+paho callback runs on it and nothing else touches the client (other threads
+only call :meth:`Collector.stop` and read :attr:`Collector.stats`). A second
+thread, ``deskpulse-store``, commits one batch at a time while the collector
+thread receives and decodes the next; the collector thread then acknowledges
+the committed batch and sends its receipts. CONNECT's Receive Maximum is two
+batches, so the broker keeps sending while a batch is committed.
 
 Feedback arrives through the shared subscription
 ``$share/{group}/deskpulse/v1/+/+/feedback`` (collectors in one group split

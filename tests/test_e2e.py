@@ -117,11 +117,16 @@ def test_kiosk_killed_after_the_thank_you_still_delivers(broker, central, tmp_pa
 
     if broker_down:
         broker.start()
+    first_run = len(log.read_text())
     kiosk = start_kiosk(config, log)
     try:
         central.wait_for_count(1, timeout=40)
         assert [e["id"] for e in central.events()] == [answer_id]
         assert central.events()[0]["rating"] == 2
+        # The answer may have been stored before the kill: let the new kiosk come up (its loop, with its
+        # SIGTERM handler, starts right after its first log line; its sender hears central's status a
+        # little later) before it is stopped, so that its clean exit is what is checked.
+        wait_for(lambda: "central is online" in log.read_text()[first_run:], timeout=30, what="the restarted kiosk")
     finally:
         kiosk.terminate()
         assert kiosk.wait(15) == 0, log.read_text()
