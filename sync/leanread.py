@@ -9,7 +9,8 @@ thousands of such messages a second and never reads their properties, so
 itself (topic, packet id, payload) and hands it to the same dispatch
 (``on_message``, or the per-topic callbacks when there are any: paho matches
 every message's topic against them even when there are none) and the same acknowledgement
-(``manual_ack`` or an immediate PUBACK) paho uses. Everything else -- QoS 0
+(``manual_ack`` or an immediate PUBACK) paho uses; its ``properties`` are None
+where paho would give an empty ``Properties``. Everything else -- QoS 0
 and 2, a message with properties, MQTT 3.1.1, a packet too short for what its
 lengths say -- goes through paho's own ``_handle_publish`` unchanged, which
 also raises paho's ``MalformedPacket`` for the last case.
@@ -70,6 +71,33 @@ class _ReadBuffer:
         """Bytes read from the socket that paho has not taken yet."""
         return len(self._buf) - self._pos
 
+    def take_publish(self) -> tuple[int, int, bytes, bytes] | None:
+        """A whole QoS 1 PUBLISH without properties at the front of the buffer, taken out of it:
+        (fixed header, packet id, topic, payload). None (nothing taken): anything else, or not whole yet.
+        """
+        buf, pos = self._buf, self._pos
+        size = len(buf)
+        if pos >= size or buf[pos] & 0xF6 != 0x32:  # PUBLISH (0x30), QoS 1 (0x02); DUP and RETAIN any
+            return None
+        length, shift, i = 0, 0, pos + 1
+        while True:  # the remaining length: 1 to 4 bytes, 7 bits each, least significant first
+            if i >= size or shift > 21:
+                return None  # not all here yet, or malformed: paho reads (and refuses) it
+            byte = buf[i]
+            i += 1
+            length |= (byte & 127) << shift
+            shift += 7
+            if byte < 128:
+                break
+        stop = i + length
+        end = i + 2 + int.from_bytes(buf[i:i + 2], "big")  # after the topic
+        if stop > size or end == i + 2 or end + 3 > stop or buf[end + 2] != 0:
+            return None  # not whole yet, an empty topic (an alias) or properties: paho's path
+        self._pos = stop
+        if stop == size:
+            self._buf, self._pos = b"", 0
+        return buf[pos], int.from_bytes(buf[end:end + 2], "big"), buf[i + 2:end], buf[end + 3:stop]
+
     def __getattr__(self, name: str) -> Any:  # fileno, send, setblocking, close, ...
         return getattr(self._sock, name)
 
@@ -82,14 +110,30 @@ class LeanReadClient(mqtt.Client):
         return _ReadBuffer(sock) if _SUPPORTED and self._transport != "websockets" else sock
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        """paho's, then every packet already buffered (at most :data:`_MAX_PACKETS` per call)."""
+        """paho's, then every packet already buffered (at most :data:`_MAX_PACKETS` per call).
+
+        A whole plain QoS 1 PUBLISH at the buffer's front is parsed here and handed on as
+        :meth:`_handle_publish` would; anything else (and a packet paho has begun) is paho's.
+        """
         rc = super().loop_read(max_packets)
         sock = self._sock
-        packets = 0
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and isinstance(sock, _ReadBuffer) and sock.buffered() \
-                and packets < _MAX_PACKETS and self._sock is sock:
-            rc = super().loop_read(1)
+        if not isinstance(sock, _ReadBuffer):
+            return rc
+        buffer: _ReadBuffer = sock
+        packets = taken = 0
+        v5 = self._protocol == mqtt.MQTTv5
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and buffer.buffered() and packets < _MAX_PACKETS \
+                and self._sock is buffer:
             packets += 1
+            publish = buffer.take_publish() if v5 and self._in_packet["command"] == 0 else None
+            if publish is None:
+                rc = super().loop_read(1)
+            else:
+                taken += 1
+                rc = self._deliver(*publish)
+        if taken:
+            with self._msgtime_mutex:  # what paho's keepalive reads, as its _packet_read sets it
+                self._last_bytes_received = time.monotonic()
         return rc
 
     def _handle_publish(self) -> MQTTErrorCode:
@@ -103,12 +147,16 @@ class LeanReadClient(mqtt.Client):
         # after the topic: the packet id (2 bytes), then the properties' length (none: one byte 0)
         if end < 3 or len(packet) < end + 3 or packet[end + 2] != 0:
             return super()._handle_publish()
-        mid = int.from_bytes(packet[end:end + 2], "big")
-        message = mqtt.MQTTMessage(mid, bytes(packet[2:end]))
+        return self._deliver(header, int.from_bytes(packet[end:end + 2], "big"), bytes(packet[2:end]),
+                             packet[end + 3:])
+
+    def _deliver(self, header: int, mid: int, topic: bytes, payload: bytes | bytearray) -> MQTTErrorCode:
+        """A QoS 1 message to ``on_message`` (or the per-topic callbacks), then its PUBACK unless manual."""
+        message = mqtt.MQTTMessage(mid, topic)
         message.qos = 1
         message.dup = bool(header & 0x08)
         message.retain = bool(header & 0x01)
-        message.payload = packet[end + 3:]
+        message.payload = payload
         message.timestamp = time.monotonic()
         on_message = self._on_message
         if on_message is None or self._on_message_filtered._root._children:
@@ -130,7 +178,8 @@ def lean_read_supported(client: Any) -> bool:
     """Whether ``client`` has the paho internals :class:`LeanReadClient` reads."""
     return all(hasattr(client, name) for name in (
         "_in_packet", "_protocol", "_manual_ack", "_handle_on_message", "_send_puback", "_on_message",
-        "_in_callback_mutex", "_userdata", "_easy_log", "suppress_exceptions")) \
+        "_in_callback_mutex", "_userdata", "_easy_log", "suppress_exceptions", "_msgtime_mutex",
+        "_last_bytes_received")) \
         and hasattr(getattr(getattr(client, "_on_message_filtered", None), "_root", None), "_children")
 
 
