@@ -128,8 +128,11 @@ class AlertService:
             # thousands a second) steps take long and rules would take the interpreter from ingest in
             # the same process: rest at least RULES_REST times what the step took (at most a
             # quarter of the time on rules), which makes fewer, larger steps.
-            took = time.monotonic() - began
-            self._stop.wait(max(self.answer_every_s, RULES_REST * took))
+            self._stop.wait(self.rest_after(time.monotonic() - began))
+
+    def rest_after(self, took: float) -> float:
+        """Seconds to wait after a step of the rules that took ``took`` seconds."""
+        return max(self.answer_every_s, RULES_REST * took)
 
     # ------------------------------------------------------------------ sending
 

@@ -229,6 +229,28 @@ def test_flagged_and_unplaced_answers_do_not_fill_a_counted_answers_window(sqlit
     assert (alert.answers, alert.unhappy) == (4, 3)
 
 
+def test_after_a_long_step_the_rules_rest_three_times_as_long(sqlite_store: Store) -> None:
+    """In a flood a step reads every touched desk's window again: the rules leave the interpreter to
+    ingest three quarters of the time; a quick step keeps the half-second rhythm."""
+    service = AlertService(config_for(), sqlite_store)  # not started: only its pacing is asked
+    assert service.rest_after(0.01) == service.answer_every_s == 0.5
+    assert service.rest_after(0.4) == pytest.approx(1.2)
+
+
+def test_a_step_after_a_flood_reads_each_desks_window_once_and_finds_its_alert(sqlite_store: Store) -> None:
+    """Thousands of new answers at many desks in one step (grouped per desk in SQL): the one desk that
+    meets the rule raises its alert, once, and the cursor passes every answer."""
+    now = datetime.now(UTC)
+    watcher = AnswerWatcher(sqlite_store, config_for())
+    assert watcher.step() == []
+    for d in range(40):
+        put(sqlite_store, now - timedelta(minutes=5), *([5, 4, 3] * 20), device=f"busy-{d}")
+    put(sqlite_store, now, 5, 1, 1, 5, device="desk-1")
+    (alert,) = watcher.step()
+    assert (alert.device, alert.answers, alert.unhappy) == ("desk-1", 4, 2)
+    assert caught_up(watcher, sqlite_store) and watcher.step() == []
+
+
 def test_a_site_scope_counts_every_desk_together(sqlite_store: Store) -> None:
     now = datetime.now(UTC)
     watcher = AnswerWatcher(sqlite_store, config_for(scope="site"))
