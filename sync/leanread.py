@@ -22,6 +22,7 @@ paho's own path (``tests/test_leanread.py`` checks both, against a real broker).
 
 from __future__ import annotations
 
+import ssl
 import time
 from typing import Any, Final
 
@@ -71,6 +72,21 @@ class _ReadBuffer:
         """Bytes read from the socket that paho has not taken yet."""
         return len(self._buf) - self._pos
 
+    def fill(self) -> bool | None:
+        """Read what the socket holds now, after what is buffered. True: read some; False: nothing
+        there now; None: the connection ended or failed (paho's own ``recv`` will meet that too)."""
+        try:
+            data: bytes = self._sock.recv(_READ_SIZE)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return False
+        except OSError:
+            return None
+        if not data:
+            return None
+        rest = self._buf[self._pos:]
+        self._buf, self._pos = (rest + data if rest else data), 0
+        return True
+
     def take_publish(self) -> tuple[int, int, bytes, bytes] | None:
         """A whole QoS 1 PUBLISH without properties at the front of the buffer, taken out of it:
         (fixed header, packet id, topic, payload). None (nothing taken): anything else, or not whole yet.
@@ -110,27 +126,42 @@ class LeanReadClient(mqtt.Client):
         return _ReadBuffer(sock) if _SUPPORTED and self._transport != "websockets" else sock
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        """paho's, then every packet already buffered (at most :data:`_MAX_PACKETS` per call).
+        """Every packet the socket holds now (at most :data:`_MAX_PACKETS` per call).
 
         A whole plain QoS 1 PUBLISH at the buffer's front is parsed here and handed on as
-        :meth:`_handle_publish` would; anything else (and a packet paho has begun) is paho's.
+        :meth:`_handle_publish` would; anything else (and a packet paho has begun) is read
+        by paho's own ``loop_read``, from the buffer and then the socket.
         """
-        rc = super().loop_read(max_packets)
         sock = self._sock
-        if not isinstance(sock, _ReadBuffer):
-            return rc
+        if not isinstance(sock, _ReadBuffer) or self._protocol != mqtt.MQTTv5:
+            return super().loop_read(max_packets)
         buffer: _ReadBuffer = sock
-        packets = taken = 0
-        v5 = self._protocol == mqtt.MQTTv5
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and buffer.buffered() and packets < _MAX_PACKETS \
-                and self._sock is buffer:
-            packets += 1
-            publish = buffer.take_publish() if v5 and self._in_packet["command"] == 0 else None
-            if publish is None:
-                rc = super().loop_read(1)
-            else:
-                taken += 1
-                rc = self._deliver(*publish)
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        taken = 0
+        filled = False
+        for _ in range(_MAX_PACKETS):
+            if self._sock is not buffer:
+                break
+            if self._in_packet["command"] == 0:
+                publish = buffer.take_publish()
+                if publish is None and not filled:  # the buffer is empty or ends in a cut packet
+                    filled = True
+                    got = buffer.fill()
+                    if got is None:  # ended or failed: paho's recv finds out and says so
+                        rc = super().loop_read(1)
+                        break
+                    publish = buffer.take_publish() if got else None
+                if publish is not None:
+                    taken += 1
+                    rc = self._deliver(*publish)
+                    if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        break
+                    continue
+            if filled and not buffer.buffered():
+                break  # all read: select says when more comes
+            rc = super().loop_read(1)  # one packet by paho (reading the buffer, then the socket)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not buffer.buffered():
+                break
         if taken:
             with self._msgtime_mutex:  # what paho's keepalive reads, as its _packet_read sets it
                 self._last_bytes_received = time.monotonic()
