@@ -51,6 +51,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any, Final
 
+import msgspec
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -62,7 +63,7 @@ from central.config import CentralConfig
 from central.faults import Faults
 from central.logsummary import SummaryLog
 from central.store import DeadLetter, Store, event_time
-from sync import protocol
+from sync import messages, protocol
 from sync.broker import backoff_delay, make_client
 from sync.errors import ProtocolError
 
@@ -633,32 +634,54 @@ def rejection_target(topic: str, raw: bytes) -> tuple[str, str, str] | None:
 
 
 def receipt_payloads(items: Iterable[dict[str, str]]) -> Iterator[bytes]:
-    """Encode receipt items as few payloads as the schema's item and size limits allow."""
+    """Encode receipt items as few payloads as the schema's item and size limits allow.
+
+    A receipt of plain items only (a UUID and ``stored`` or ``duplicate``, the collector's own
+    words for an id it decoded) is written by msgspec in C, the same bytes
+    :func:`sync.protocol.encode` writes; one with any other item (a rejection, with its id
+    taken from a refused body and its reason) goes through ``protocol.encode``, which checks
+    it against the schema first.
+    """
     limit = protocol.MAX_PAYLOAD["receipt"] - 2  # the brackets
     chunk: list[dict[str, str]] = []
     size = 0
+    plain = True
     for item in items:
-        n = _item_size(item) + 1  # the comma
+        n, item_plain = _item_size(item)
+        n += 1  # the comma
         if chunk and (len(chunk) >= RECEIPT_MAX_ITEMS or size + n > limit):
-            yield protocol.encode("receipt", chunk)
-            chunk, size = [], 0
+            yield _encode_receipt(chunk, plain)
+            chunk, size, plain = [], 0, True
         chunk.append(item)
         size += n
+        plain = plain and item_plain
     if chunk:
-        yield protocol.encode("receipt", chunk)
+        yield _encode_receipt(chunk, plain)
+
+
+def _encode_receipt(chunk: list[dict[str, str]], plain: bool) -> bytes:
+    return _json_encode(chunk) if plain else protocol.encode("receipt", chunk)
+
+
+_json_encode: Final = msgspec.json.Encoder().encode
+_UUID7: Final = messages.compile_pattern(messages.PATTERNS["uuid7"])
+#: Items whose ``id`` and ``outcome`` alone need no check: a UUID the collector decoded, and one of these.
+_PLAIN_OUTCOMES: Final = frozenset({"stored", "duplicate"})
 
 
 #: protocol.receipt_topic, remembered per device (it checks both slugs every time).
 _receipt_topic: Final = lru_cache(maxsize=4096)(protocol.receipt_topic)
 
 
-def _item_size(item: dict[str, str]) -> int:
-    """Bytes of one receipt item as :func:`sync.protocol.encode` writes it (compact, UTF-8)."""
+def _item_size(item: dict[str, str]) -> tuple[int, bool]:
+    """Bytes of one receipt item as :func:`sync.protocol.encode` writes it (compact, UTF-8), and
+    whether it is plain: an id that is a UUID and ``stored`` or ``duplicate``."""
     if item.keys() == _PLAIN_ITEM:  # almost every item: a UUID and an outcome, nothing to escape
         id_, outcome = item["id"], item["outcome"]
         if _plain(id_) and _plain(outcome):
-            return _PLAIN_ITEM_OVERHEAD + len(id_) + len(outcome)
-    return len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode())
+            return (_PLAIN_ITEM_OVERHEAD + len(id_) + len(outcome),
+                    outcome in _PLAIN_OUTCOMES and _UUID7.match(id_) is not None)
+    return len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()), False
 
 
 def _plain(text: str) -> bool:

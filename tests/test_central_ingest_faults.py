@@ -18,6 +18,7 @@ from central.config import CentralConfig, from_dict
 from central.ingest import Collector, receipt_payloads
 from central.store import Store
 from sync import protocol
+from sync.errors import ProtocolError
 from tests.support.broker import Mosquitto
 from tests.support.central_rows import dead_letter_rows, get_event
 from tests.support.events import feedback_event, raw
@@ -115,3 +116,17 @@ def test_receipts_split_by_count_and_size() -> None:
     payloads = list(receipt_payloads(long))
     assert len(payloads) > 1 and all(len(p) <= protocol.MAX_PAYLOAD["receipt"] for p in payloads)
     assert sum(len(protocol.decode("receipt", p)) for p in payloads) == 1000
+
+
+def test_plain_receipts_are_written_as_the_protocol_writes_them_and_others_are_checked() -> None:
+    """The collector writes receipts of stored and duplicate answers itself (msgspec): the same bytes
+    protocol.encode writes after its schema check. An item it cannot vouch for goes through the check."""
+    items = [{"id": protocol.uuid7(), "outcome": "stored" if i % 3 else "duplicate"} for i in range(30)]
+    (raw,) = receipt_payloads(items)
+    assert raw == protocol.encode("receipt", items)
+    rejected = [*items, {"id": protocol.uuid7(), "outcome": "rejected", "reason": "payload invalid at \"ts\": ü"}]
+    (raw,) = receipt_payloads(rejected)
+    assert raw == protocol.encode("receipt", rejected) and protocol.decode("receipt", raw) == rejected
+    # An id that is not a UUIDv7 is not plain: the schema check refuses it (never sent as is).
+    with pytest.raises(ProtocolError):
+        list(receipt_payloads([{"id": "not-a-uuid", "outcome": "stored"}]))
