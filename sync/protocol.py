@@ -274,7 +274,7 @@ def validate(kind: Kind, payload: Any) -> None:
     else:
         try:
             msgspec.convert(payload, struct_type, strict=True)
-        except msgspec.ValidationError as exc:
+        except (msgspec.ValidationError, UnicodeError) as exc:  # a lone surrogate in a key: UnicodeEncodeError
             _explain_invalid(kind, payload)
             raise ProtocolError(f"{kind} payload invalid: {exc}") from None  # jsonschema saw nothing: be strict
     _check_ts(kind, payload)

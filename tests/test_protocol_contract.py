@@ -113,6 +113,19 @@ def test_unknown_fields_are_refused() -> None:
         protocol.validate("feedback", valid_event(extra=1))
 
 
+@pytest.mark.parametrize("kind", ["feedback", "receipt"])
+def test_a_lone_surrogate_in_a_key_or_a_value_is_refused_and_named(kind: str) -> None:
+    """JSON may escape half a UTF-16 pair (\\ud800); msgspec's check of such a decoded dict raises
+    UnicodeEncodeError, not its ValidationError: still a ProtocolError that names the key (the
+    collector dead-letters with that reason; found by the fuzz tests)."""
+    body: object = ({**valid_event(), "0\ud800": 1} if kind == "feedback"
+                    else [{"id": protocol.uuid7(), "outcome": "stored", "0\ud800": 1}])
+    with pytest.raises(ProtocolError, match=re.escape(repr("0\ud800"))):
+        protocol.decode(kind, json.dumps(body).encode())
+    with pytest.raises(ProtocolError, match="lang"):
+        protocol.decode("feedback", json.dumps(valid_event(lang="e\udfffn")).encode())
+
+
 def test_body_must_match_topic() -> None:
     raw = json.dumps(valid_event()).encode()
     with pytest.raises(ProtocolError, match="topic"):
