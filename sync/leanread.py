@@ -38,6 +38,18 @@ _MAX_PACKETS: Final = 1000
 _QOS1: Final = 0x02
 
 
+def _plain_body(packet: bytes | bytearray, start: int, stop: int) -> tuple[int, bytes, bytes | bytearray] | None:
+    """A QoS 1 PUBLISH's variable header and payload, ``packet[start:stop]``: (packet id, topic, payload).
+
+    None when its topic is empty (an alias) or it carries properties: paho's own path reads those.
+    """
+    end = start + 2 + int.from_bytes(packet[start:start + 2], "big")  # the topic's length, then the topic
+    # after the topic: the packet id (2 bytes), then the properties' length (none: one byte 0)
+    if end == start + 2 or end + 3 > stop or packet[end + 2] != 0:
+        return None
+    return int.from_bytes(packet[end:end + 2], "big"), bytes(packet[start + 2:end]), packet[end + 3:stop]
+
+
 class _ReadBuffer:
     """A socket that reads up to 64 KiB at a time and hands paho its small reads from that.
 
@@ -87,7 +99,7 @@ class _ReadBuffer:
         self._buf, self._pos = (rest + data if rest else data), 0
         return True
 
-    def take_publish(self) -> tuple[int, int, bytes, bytes] | None:
+    def take_publish(self) -> tuple[int, int, bytes, bytes | bytearray] | None:
         """A whole QoS 1 PUBLISH without properties at the front of the buffer, taken out of it:
         (fixed header, packet id, topic, payload). None (nothing taken): anything else, or not whole yet.
         """
@@ -106,13 +118,13 @@ class _ReadBuffer:
             if byte < 128:
                 break
         stop = i + length
-        end = i + 2 + int.from_bytes(buf[i:i + 2], "big")  # after the topic
-        if stop > size or end == i + 2 or end + 3 > stop or buf[end + 2] != 0:
+        body = _plain_body(buf, i, stop) if stop <= size else None
+        if body is None:
             return None  # not whole yet, an empty topic (an alias) or properties: paho's path
         self._pos = stop
         if stop == size:
             self._buf, self._pos = b"", 0
-        return buf[pos], int.from_bytes(buf[end:end + 2], "big"), buf[i + 2:end], buf[end + 3:stop]
+        return (buf[pos], *body)
 
     def __getattr__(self, name: str) -> Any:  # fileno, send, setblocking, close, ...
         return getattr(self._sock, name)
@@ -174,12 +186,10 @@ class LeanReadClient(mqtt.Client):
         packet: bytes | bytearray = self._in_packet["packet"]
         if header & 0x06 != _QOS1 or self._protocol != mqtt.MQTTv5:
             return super()._handle_publish()
-        end = 2 + int.from_bytes(packet[0:2], "big")  # the topic's length, then the topic
-        # after the topic: the packet id (2 bytes), then the properties' length (none: one byte 0)
-        if end < 3 or len(packet) < end + 3 or packet[end + 2] != 0:
+        body = _plain_body(packet, 0, len(packet))
+        if body is None:
             return super()._handle_publish()
-        return self._deliver(header, int.from_bytes(packet[end:end + 2], "big"), bytes(packet[2:end]),
-                             packet[end + 3:])
+        return self._deliver(header, *body)
 
     def _deliver(self, header: int, mid: int, topic: bytes, payload: bytes | bytearray) -> MQTTErrorCode:
         """A QoS 1 message to ``on_message`` (or the per-topic callbacks), then its PUBACK unless manual."""

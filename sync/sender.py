@@ -401,13 +401,22 @@ class Sender:
             client.enable_logger(logging.getLogger("deskpulse.sync.mqtt"))
         return client
 
-    def _connect(self, client: mqtt.Client) -> bool:
+    def _send_connect(self, client: mqtt.Client) -> bool:
+        """Open the connection and send CONNECT (one attempt); False, reported, when the broker cannot be reached.
+
+        A blocking TCP connect (paho's connect timeout, 5 s); on a LAN or loopback it takes microseconds.
+        """
         self._refused = False
         self.connect_attempts += 1
         try:
             client.connect(self.broker.host, self.broker.port, keepalive=self.broker.keepalive)
         except OSError as exc:
             self._error(f"cannot reach broker {self.broker.url}: {exc}")
+            return False
+        return True
+
+    def _connect(self, client: mqtt.Client) -> bool:
+        if not self._send_connect(client):
             return False
         # Wait for CONNACK (bounded) so a refused login is reported, not retried blindly.
         deadline = time.monotonic() + 10
@@ -793,13 +802,7 @@ class Sender:
         ext.attempt = 0
 
     def _ext_connect(self, ext: _External, client: mqtt.Client, now: float) -> None:
-        self._refused = False
-        self.connect_attempts += 1
-        try:
-            # A blocking TCP connect (paho's connect timeout, 5 s); on a LAN or loopback it takes microseconds.
-            client.connect(self.broker.host, self.broker.port, keepalive=self.broker.keepalive)
-        except OSError as exc:
-            self._error(f"cannot reach broker {self.broker.url}: {exc}")
+        if not self._send_connect(client):
             self._ext_drop_socket(ext, client)
             self._ext_backoff(ext, now)
             return

@@ -21,6 +21,7 @@ from central.accounts import Accounts
 from central.auth import hash_password
 from central.store import Store
 from sync import protocol
+from tests.support.wait import wait_for
 from tests.test_dashboard import TV_TOKEN, make_app, make_config, put
 
 SAME = {"Origin": "http://testserver"}
@@ -41,11 +42,8 @@ def seed(store: Store) -> None:
 @pytest.fixture(autouse=True)
 def _within_one_minute() -> None:
     """The shared parts are kept per minute: a test counting renders must not cross a minute's end
-    (each takes a second or two; one that began 8 s before a new minute waits for it)."""
-    now = datetime.now(UTC)
-    second = now.second + now.microsecond / 1e6
-    if second >= 52:
-        time.sleep(60.2 - second)
+    (each takes a second or two; one that began 8 s before a new minute waits for the new one)."""
+    wait_for(lambda: datetime.now(UTC).second < 52, timeout=10, what="a minute with time to spare")
 
 
 def signed_in(app: Any, name: str) -> TestClient:
@@ -153,7 +151,6 @@ def test_pages_that_saw_new_answers_share_one_computation_per_gap(store: Store) 
     """Refreshing pages (``seen`` given) wait until VIEW_GAP_S after the view's last computation began,
     so pages asking meanwhile share the next computation; every page still gets what it has seen."""
     import threading
-    import time
 
     from central import scores
 
@@ -189,7 +186,6 @@ def test_pages_that_saw_new_answers_share_one_computation_per_gap(store: Store) 
 def test_no_more_than_max_waiting_askers_wait_for_a_gap(store: Store) -> None:
     """Waiting askers hold the web server's worker threads: past MAX_WAITING, askers compute (and share) at once."""
     import threading
-    import time
 
     from central import scores
 

@@ -15,6 +15,7 @@ from paho.mqtt.properties import Properties
 from dev.broker import Mosquitto
 from sync import leanread
 from sync.leanread import LeanReadClient
+from tests.support.wait import wait_for
 from tests.test_sync_security import make_certificates
 
 TOPIC = "deskpulse/v1/site-a/desk-1/feedback"
@@ -112,6 +113,7 @@ def test_through_a_real_broker_the_messages_match_a_stock_clients(broker: Mosqui
         broker.extra_config = f"cafile {certs['ca.crt']}\ncertfile {certs['server.crt']}\nkeyfile {certs['server.key']}"
         broker.restart()
     got: dict[str, list[tuple[Any, ...]]] = {"lean": [], "stock": []}
+    subscribed: list[str] = []
     clients = []
     for name, cls in (("lean", LeanReadClient), ("stock", mqtt.Client), ("pub", mqtt.Client)):
         client = cls(CallbackAPIVersion.VERSION2, client_id=f"leanread-{name}", protocol=mqtt.MQTTv5)
@@ -119,6 +121,7 @@ def test_through_a_real_broker_the_messages_match_a_stock_clients(broker: Mosqui
             client.tls_set(ca_certs=str(certs["ca.crt"]))
         client.on_message = lambda c, u, m, name=name: got[name].append(
             fields(m)[:3] + fields(m)[4:5] + fields(m)[6:])
+        client.on_subscribe = lambda c, u, mid, reasons, p, name=name: subscribed.append(name)
         client.connect(broker.host, broker.port)
         clients.append(client)
     *subs, pub = clients
@@ -129,7 +132,7 @@ def test_through_a_real_broker_the_messages_match_a_stock_clients(broker: Mosqui
         for sub in subs:
             sub.subscribe("leanread/#", qos=1)
             sub.loop_start()
-        time.sleep(0.5)
+        wait_for(lambda: sorted(subscribed) == ["lean", "stock"], what="both SUBACKs")
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.UserProperty = ("k", "v")
         sent = [pub.publish("leanread/live", f"m{i}".encode() * (1 + i % 50), qos=1) for i in range(500)]
@@ -137,9 +140,7 @@ def test_through_a_real_broker_the_messages_match_a_stock_clients(broker: Mosqui
             info.wait_for_publish(5)
         pub.publish("leanread/props", b"with", qos=1, properties=props).wait_for_publish(5)
         pub.publish("leanread/zero", b"qos0", qos=0).wait_for_publish(5)
-        deadline = time.monotonic() + 10
-        while min(len(got["lean"]), len(got["stock"])) < 503 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: min(len(got["lean"]), len(got["stock"])) >= 503, what="503 messages at each subscriber")
     finally:
         for client in clients:
             client.loop_stop()
